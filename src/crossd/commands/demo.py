@@ -1,0 +1,11 @@
+"""`crossd demo` (not implemented yet)."""
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("crossd demo is not implemented yet")

@@ -1,0 +1,11 @@
+"""`crossd viz` (not implemented yet)."""
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("crossd viz is not implemented yet")

@@ -1,0 +1,19 @@
+"""Converters between 2D, Cross-D and 3D models, kernel initialisers and checkpoint readers."""
+
+from crossd.convert.kernels import center_kernel, inflate_kernel, planar_kernel, shift_align
+from crossd.convert.published import load_published, read_state_dict
+from crossd.convert.to_3d import INITS_3D, to_3d
+from crossd.convert.to_crossd import CROSSD_INITS, to_crossd
+
+__all__ = [
+    "CROSSD_INITS",
+    "INITS_3D",
+    "center_kernel",
+    "inflate_kernel",
+    "load_published",
+    "planar_kernel",
+    "read_state_dict",
+    "shift_align",
+    "to_3d",
+    "to_crossd",
+]

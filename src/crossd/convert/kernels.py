@@ -1,0 +1,60 @@
+"""Kernel initialisers: 3D kernels built from 2D ones, and the 2D kernel a Cross-D layer uses at angle 0.
+
+All functions take and return plain tensors: 2D kernels ``(Co, Ci, K, K)``, 3D kernels ``(Co, Ci, K, K, K)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from crossd.nn.crossd_conv import CrossDConv
+
+
+def center_kernel(kernel2d: Tensor, depth: int | None = None) -> Tensor:
+    """The 2D kernel in the central depth slice, zeros elsewhere: ``(Co, Ci, K, K) -> (Co, Ci, Kd, K, K)``."""
+    depth = kernel2d.shape[-2] if depth is None else depth
+    out = kernel2d.new_zeros(*kernel2d.shape[:2], depth, *kernel2d.shape[2:])
+    out[:, :, depth // 2] = kernel2d
+    return out
+
+
+def inflate_kernel(kernel2d: Tensor, depth: int | None = None) -> Tensor:
+    """I3D inflation: the 2D kernel repeated over depth and divided by it, so constant-in-depth inputs
+    give the 2D response: ``(Co, Ci, K, K) -> (Co, Ci, Kd, K, K)``."""
+    depth = kernel2d.shape[-2] if depth is None else depth
+    return kernel2d.unsqueeze(2).repeat(1, 1, depth, 1, 1) / depth
+
+
+def shift_align(kernel3d: Tensor) -> Tensor:
+    """``roll(W, (1, 1, 1))``: a ``shift``-mode kernel moved so its central slice is the one used at angle 0."""
+    return torch.roll(kernel3d, shifts=(1, 1, 1), dims=(-3, -2, -1))
+
+
+def shift_unalign(kernel3d: Tensor) -> Tensor:
+    """Inverse of :func:`shift_align`."""
+    return torch.roll(kernel3d, shifts=(-1, -1, -1), dims=(-3, -2, -1))
+
+
+def planar_kernel(conv: CrossDConv) -> Tensor:
+    """The 2D kernel ``(Co, Ci/groups, K, K)`` that a Cross-D layer convolves with at angle 0.
+
+    ``rotate``: the central depth slice ``W[:, :, c]``; ``shift``: ``roll(W, (1, 1, 1))[:, :, c]``.
+    """
+    weight = conv.weight.detach()
+    if conv.mode == "shift":
+        weight = shift_align(weight)
+    return weight[:, :, weight.shape[2] // 2].clone()
+
+
+def crossd_kernel_from_2d(kernel2d: Tensor, init: str, mode: str) -> Tensor:
+    """A Cross-D 3D kernel whose angle-0 slice relates to a given 2D kernel.
+
+    ``init="center"``: angle 0 reproduces ``kernel2d`` exactly, in either mode (zeros off the plane);
+    ``init="inflate"``: ``kernel2d / K`` in every depth slice (I3D style), placed the same way.
+    """
+    builders = {"center": center_kernel, "inflate": inflate_kernel}
+    if init not in builders:
+        raise ValueError(f"unknown init {init!r} for a 2D kernel; expected one of {sorted(builders)}")
+    kernel3d = builders[init](kernel2d)
+    return shift_unalign(kernel3d) if mode == "shift" else kernel3d

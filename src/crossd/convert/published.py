@@ -1,0 +1,98 @@
+"""Load checkpoints in the format of the authors' published Cross-D ResNet-18."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+
+from crossd.convert.to_crossd import to_crossd
+
+_PREFIXES = ("_orig_mod.", "module.")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.pt``/``.pth`` (``weights_only=True``) or ``.safetensors`` file, unwrapped from
+    ``{"model"|"state_dict"|"net": ...}`` and stripped of ``module.``/``_orig_mod.`` prefixes.
+
+    Raises ``FileNotFoundError`` or ``ValueError`` with a one-line reason for a missing, corrupt or foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            obj = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle/zip errors: corrupt file, or objects outside the safe list
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict", "net"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: no state dict of tensors found (got {type(obj).__name__})")
+    return {_strip_prefixes(k): v for k, v in obj.items()}
+
+
+def _strip_prefixes(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix) :], True
+    return key
+
+
+def published_to_crossd_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the published layer's ``weights_3d`` and ``rotation_params.*`` keys to ours."""
+    out = {}
+    for key, value in state.items():
+        key = re.sub(r"\.weights_3d$", ".weight", key)
+        key = key.replace(".rotation_params.", ".rotation_head.")
+        out[key] = value
+    return out
+
+
+def load_published(path: str | Path, num_classes: int | None = None) -> nn.Module:
+    """A torchvision ResNet-18 converted with ``to_crossd(mode="shift")`` holding a published checkpoint.
+
+    Args:
+        path: a state dict or ``{"model": state_dict}`` saved by the authors' code (``.pt``/``.pth``), keys like
+            ``layer1.0.conv1.weights_3d`` and ``layer1.0.conv1.rotation_params.{0,1,3}.*``; optional
+            ``_orig_mod.``/``module.`` prefixes; ``.safetensors`` too.
+        num_classes: classifier size; inferred from ``fc.weight`` when ``None``.
+
+    Returns:
+        The model in eval mode; its outputs equal those of the published layer.
+    """
+    state = published_to_crossd_keys(read_state_dict(path))
+    if "conv1.weight" not in state or state["conv1.weight"].dim() != 5:
+        raise ValueError(f"{path}: not a published Cross-D ResNet-18 checkpoint (no 5D 'conv1.weights_3d')")
+    if "fc.weight" not in state:
+        raise ValueError(f"{path}: not a published Cross-D ResNet-18 checkpoint (no 'fc.weight')")
+    found = state["fc.weight"].shape[0]
+    if num_classes is not None and num_classes != found:
+        raise ValueError(
+            f"{path}: checkpoint has {found} classes but num_classes={num_classes} was requested"
+        )
+    model = to_crossd(resnet18(num_classes=found), mode="shift", inplace=True)
+    result = model.load_state_dict(state, strict=False)
+    problems = [f"missing: {', '.join(result.missing_keys[:5])}"] if result.missing_keys else []
+    if result.unexpected_keys:
+        problems.append(f"unexpected: {', '.join(result.unexpected_keys[:5])}")
+    if problems:
+        raise ValueError(f"{path}: keys do not match a Cross-D ResNet-18 ({'; '.join(problems)})")
+    return model.eval()

@@ -1,0 +1,68 @@
+"""``to_crossd``: turn every ``nn.Conv2d`` of a 2D model into a :class:`~crossd.nn.CrossDConv`."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from crossd.convert.kernels import crossd_kernel_from_2d
+from crossd.convert.walk import replace_modules
+from crossd.nn.crossd_conv import CrossDConv
+
+CROSSD_INITS = ("random", "center", "inflate")
+
+
+def conv2d_to_crossd(
+    conv: nn.Conv2d, mode: str = "rotate", init: str = "random", name: str = "conv"
+) -> CrossDConv:
+    """One ``Conv2d`` as a ``CrossDConv`` with the same hyper-parameters (read from its attributes)."""
+    if conv.kernel_size[0] != conv.kernel_size[1]:
+        raise ValueError(f"{name}: Cross-D needs square kernels, got kernel_size={conv.kernel_size}")
+    if conv.padding_mode != "zeros":
+        raise ValueError(f"{name}: Cross-D supports padding_mode='zeros' only, got {conv.padding_mode!r}")
+    new = CrossDConv(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size[0],
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        mode=mode,
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    if init != "random":
+        with torch.no_grad():
+            new.weight.copy_(crossd_kernel_from_2d(conv.weight.detach(), init, mode))
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+    return new
+
+
+def to_crossd(
+    model: nn.Module, mode: str = "rotate", init: str = "random", inplace: bool = False
+) -> nn.Module:
+    """Replace every ``nn.Conv2d`` with a ``CrossDConv`` keeping its hyper-parameters.
+
+    Args:
+        model: any 2D model (torchvision ResNet, DenseNet, VGG, ConvNeXt, ...).
+        mode: ``"rotate"`` or ``"shift"``.
+        init: ``"random"`` (fresh 3D kernels), ``"center"`` (each 2D kernel in the slice used at angle 0, zeros
+            elsewhere: the model equals itself when every head outputs angle 0), ``"inflate"`` (I3D style).
+        inplace: change ``model`` itself instead of a deep copy.
+
+    Returns:
+        The converted model (an ordinary ``nn.Module`` of the same class).
+    """
+    if init not in CROSSD_INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {CROSSD_INITS}")
+    model = model if inplace else copy.deepcopy(model)
+
+    def rule(name: str, module: nn.Module) -> nn.Module | None:
+        if isinstance(module, nn.Conv2d):
+            return conv2d_to_crossd(module, mode, init, name or "model")
+        return None
+
+    return replace_modules(model, rule)

@@ -1,0 +1,144 @@
+"""``CrossDConv``: a layer that owns a 3D kernel and uses it on 2D and 3D inputs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from crossd.nn.rotation_head import RotationHead
+from crossd.ops.conv import PATHS, Path, crossd_conv2d
+from crossd.ops.slicing import check_mode, slice_operator
+
+Granularity = Literal["sample", "batch"]
+
+
+def _triple(value: int | tuple[int, ...], name: str) -> tuple[int, int, int]:
+    """A per-axis ``(d, h, w)`` value from an int, ``(h, w)`` (depth takes ``h``) or ``(d, h, w)``."""
+    if isinstance(value, int):
+        return (value, value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) == 2:
+        return (value[0], value[0], value[1])
+    if len(value) == 3:
+        return value  # type: ignore[return-value]
+    raise ValueError(f"{name} must be an int or a tuple of 2 or 3 ints, got {value!r}")
+
+
+def _cubic_kernel_size(kernel_size: int | tuple[int, ...]) -> int:
+    sizes = {kernel_size} if isinstance(kernel_size, int) else set(kernel_size)
+    if len(sizes) != 1:
+        raise ValueError(f"CrossDConv needs a cubic kernel (one size on every axis), got {kernel_size!r}")
+    return int(sizes.pop())
+
+
+class CrossDConv(nn.Module):
+    """A convolution whose parameter is a 3D kernel, usable on 2D images and on 3D volumes.
+
+    - 2D input ``(B, Ci, H, W)``: a rotation head predicts an axis-angle per sample, the 3D kernel is sliced
+      (:func:`crossd.ops.kernel_slice`) and each sample is convolved with its slice -> ``(B, Co, Ho, Wo)``.
+    - 3D input ``(B, Ci, D, H, W)``: ``conv3d`` with the same kernel -> ``(B, Co, Do, Ho, Wo)``.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias: as ``nn.Conv3d``
+            (``kernel_size`` must be cubic; 2D inputs use the ``(h, w)`` entries of per-axis values).
+        mode: ``"rotate"`` (default; exact rotation, central-plane slice) or ``"shift"`` (the published formula).
+        granularity: ``"sample"`` (default, the paper's method: one rotation per sample) or ``"batch"`` (one
+            rotation per batch from the batch-averaged head output: a single plain convolution, faster but
+            less adaptive).
+        path: how the 2D convolution is computed (``"auto"``, ``"weight"``, ``"input"``); same numbers.
+
+    Attributes:
+        weight: the 3D kernel ``(Co, Ci/groups, K, K, K)``.
+        bias: ``(Co,)`` or ``None``.
+        rotation_head: :class:`RotationHead`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] = 1,
+        padding: str | int | tuple[int, ...] = 0,
+        dilation: int | tuple[int, ...] = 1,
+        groups: int = 1,
+        bias: bool = False,
+        mode: str = "rotate",
+        granularity: Granularity = "sample",
+        path: Path = "auto",
+    ):
+        super().__init__()
+        k = _cubic_kernel_size(kernel_size)
+        check_mode(mode, k)
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
+            )
+        if granularity not in ("sample", "batch"):
+            raise ValueError(f"granularity must be 'sample' or 'batch', got {granularity!r}")
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        if isinstance(padding, str) and padding not in ("same", "valid"):
+            raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = (k, k, k)
+        self.stride = _triple(stride, "stride")
+        self.padding = padding if isinstance(padding, str) else _triple(padding, "padding")
+        self.dilation = _triple(dilation, "dilation")
+        self.mode, self.granularity, self.path = mode, granularity, path
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, k, k, k))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.rotation_head = RotationHead(in_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise ``weight`` and ``bias`` as ``nn.Conv3d`` does (Kaiming-uniform over the 3D fan-in)."""
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        if self.bias is not None:
+            fan_in = self.weight[0].numel()
+            bound = 1 / fan_in**0.5
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def rotation(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Axes ``(B', 3)`` and angles ``(B',)`` predicted for a 2D input (``B' = 1`` for batch granularity)."""
+        v = self.rotation_head(x)
+        if self.granularity == "batch":
+            v = v.mean(0, keepdim=True)
+        return RotationHead.axis_angle(v)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() not in (4, 5):
+            raise ValueError(
+                f"CrossDConv expects a 2D batch (B, C, H, W) or a 3D batch (B, C, D, H, W), "
+                f"got a {x.dim()}D tensor of shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"CrossDConv expects {self.in_channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})"
+            )
+        if x.dim() == 5:
+            return F.conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        axis, angle = self.rotation(x)
+        op = slice_operator(axis, angle, self.kernel_size[0], self.mode)
+        return crossd_conv2d(
+            x, self.weight, op, self.bias, self.stride, self.padding, self.dilation, self.groups, self.path
+        )
+
+    def extra_repr(self) -> str:
+        co, cig, k = self.weight.shape[:3]
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, mode={self.mode!r}, weight=({co}, {cig}, {k}, {k}, {k})"
+        )
+        if self.dilation != (1, 1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.granularity != "sample":
+            s += f", granularity={self.granularity!r}"
+        return s

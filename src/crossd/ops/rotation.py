@@ -1,0 +1,54 @@
+"""Axis-angle rotation maths shared by both Cross-D modes.
+
+Axes are ordered ``(d, h, w)``, the last three dimensions of a 3D kernel ``(Co, Ci, K, K, K)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+MAX_ANGLE = math.pi / 4
+"""The rotation head maps its angle logit through ``tanh`` into ``[-MAX_ANGLE, MAX_ANGLE]``."""
+
+
+def normalize_axis(axis: Tensor, eps: float = 1e-8) -> Tensor:
+    """Unit rotation axes ``(B, 3)`` from raw axes ``(B, 3)``: ``k = a / (|a| + eps)`` (the published rule)."""
+    return axis / (axis.norm(dim=-1, keepdim=True) + eps)
+
+
+def skew(axis: Tensor) -> Tensor:
+    """Cross-product matrices ``[k]x`` ``(B, 3, 3)`` of vectors ``(B, 3)``, so that ``[k]x v = k x v``."""
+    k0, k1, k2 = axis.unbind(-1)
+    zero = torch.zeros_like(k0)
+    rows = (
+        torch.stack((zero, -k2, k1), dim=-1),
+        torch.stack((k2, zero, -k0), dim=-1),
+        torch.stack((-k1, k0, zero), dim=-1),
+    )
+    return torch.stack(rows, dim=-2)
+
+
+def first_order_rotation(axis: Tensor, angle: Tensor) -> Tensor:
+    """The published layer's ``R = I + angle [k]x`` ``(B, 3, 3)`` (not orthogonal); ``axis`` unit ``(B, 3)``."""
+    eye = torch.eye(3, dtype=axis.dtype, device=axis.device)
+    return eye + angle[:, None, None] * skew(axis)
+
+
+def rodrigues_rotation(axis: Tensor, angle: Tensor) -> Tensor:
+    """The exact rotation ``R = exp(angle [k]x)`` ``(B, 3, 3)`` by Rodrigues' formula; ``axis`` unit ``(B, 3)``."""
+    eye = torch.eye(3, dtype=axis.dtype, device=axis.device)
+    k = skew(axis)
+    sin = torch.sin(angle)[:, None, None]
+    cos = torch.cos(angle)[:, None, None]
+    return eye + sin * k + (1.0 - cos) * (k @ k)
+
+
+def head_to_axis_angle(v: Tensor) -> tuple[Tensor, Tensor]:
+    """Split pooled head outputs ``(B, 4)`` into unit axes ``(B, 3)`` and angles ``(B,)`` in radians.
+
+    ``k = v[:, :3] / (|v[:, :3]| + 1e-8)`` and ``angle = tanh(v[:, 3]) * pi / 4``, as in the published layer.
+    """
+    return normalize_axis(v[:, :3]), torch.tanh(v[:, 3]) * MAX_ANGLE

@@ -1,0 +1,107 @@
+"""Slow, obviously-correct references for the Cross-D operator, used only as test oracles.
+
+``fft_slice_shift`` is the published formula written literally: the complex spectrum ``(B, Co, Ci, K, K, K)``
+multiplied by ``exp(-2 pi i sum(R f))``, inverse FFT, real part, middle depth slice.
+``fft_slice_rotate`` evaluates the kernel's trigonometric (FFT) interpolant at the rotated plane's points, one
+point at a time. ``PublishedCrossDConv`` is the authors' layer as described in ``shared/design/operator.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _skew(k):
+    z = torch.zeros((), dtype=k.dtype)
+    return torch.stack(
+        [torch.stack([z, -k[2], k[1]]), torch.stack([k[2], z, -k[0]]), torch.stack([-k[1], k[0], z])]
+    )
+
+
+def _unit(axis):
+    return axis / (axis.norm() + 1e-8)
+
+
+def fft_slice_shift(weight, axis, angle):
+    k = weight.shape[-1]
+    c = k // 2
+    f = torch.fft.fftfreq(k, dtype=weight.dtype)
+    grid = torch.stack(torch.meshgrid(f, f, f, indexing="ij"))  # (3, K, K, K)
+    spectrum = torch.fft.fftn(weight.to(torch.complex128), dim=(-3, -2, -1))
+    out = []
+    for b in range(axis.shape[0]):
+        rot = torch.eye(3, dtype=weight.dtype) + angle[b] * _skew(_unit(axis[b]))
+        rotated = torch.einsum("ij,jdhw->idhw", rot, grid)
+        phase = torch.exp(-2j * math.pi * rotated.sum(0))
+        moved = torch.fft.ifftn(spectrum * phase, dim=(-3, -2, -1)).real
+        out.append(moved[:, :, c])
+    return torch.stack(out)
+
+
+def fft_slice_rotate(weight, axis, angle):
+    k = weight.shape[-1]
+    c = k // 2
+    f = torch.fft.fftfreq(k, dtype=weight.dtype)
+    fd, fh, fw = torch.meshgrid(f, f, f, indexing="ij")
+    spectrum = torch.fft.fftn(weight.to(torch.complex128), dim=(-3, -2, -1))
+    out = torch.zeros(axis.shape[0], *weight.shape[:2], k, k, dtype=weight.dtype)
+    for b in range(axis.shape[0]):
+        kk = _skew(_unit(axis[b]))
+        rot = (
+            torch.eye(3, dtype=weight.dtype) + torch.sin(angle[b]) * kk + (1 - torch.cos(angle[b])) * kk @ kk
+        )
+        for y in range(k):
+            for x in range(k):
+                p = rot @ torch.tensor([0.0, y - c, x - c], dtype=weight.dtype) + c
+                phase = torch.exp(2j * math.pi * (fd * p[0] + fh * p[1] + fw * p[2]))
+                out[b, :, :, y, x] = (spectrum * phase).sum((-3, -2, -1)).real / k**3
+    return out
+
+
+def fft_slice(weight, axis, angle, mode):
+    return fft_slice_shift(weight, axis, angle) if mode == "shift" else fft_slice_rotate(weight, axis, angle)
+
+
+def reference_conv2d(x, weight, axis, angle, mode, stride=1, padding=0, dilation=1, groups=1, bias=None):
+    """Per-sample loop: slice with the FFT oracle, then an ordinary ``conv2d`` for each sample."""
+    kernels = fft_slice(weight, axis, angle, mode)
+    outs = [
+        F.conv2d(x[b : b + 1], kernels[b], bias, stride, padding, dilation, groups) for b in range(x.shape[0])
+    ]
+    return torch.cat(outs)
+
+
+class PublishedCrossDConv(nn.Module):
+    """The authors' layer re-derived from its published behaviour (materialises the complex 6D tensor)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        super().__init__()
+        self.stride, self.padding, self.kernel_size = stride, padding, kernel_size
+        self.weights_3d = nn.Parameter(torch.randn(out_channels, in_channels, *(kernel_size,) * 3))
+        self.rotation_params = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 4, 1)
+        )
+
+    def forward(self, x):
+        r = self.rotation_params(x).flatten(2)
+        v = (r * torch.softmax(r, dim=-1)).sum(-1)
+        axis = v[:, :3] / (v[:, :3].norm(dim=1, keepdim=True) + 1e-8)
+        angle = torch.tanh(v[:, 3]) * math.pi / 4
+        k = self.kernel_size
+        f = torch.fft.fftfreq(k, dtype=x.dtype)
+        grid = torch.stack(torch.meshgrid(f, f, f, indexing="ij"))
+        eye = torch.eye(3, dtype=x.dtype)
+        rot = torch.stack([eye + angle[b] * _skew(axis[b]) for b in range(x.shape[0])])
+        rotated = torch.einsum("bij,jdhw->bidhw", rot, grid)
+        phase = torch.exp(-2j * math.pi * rotated.sum(1))  # (B, K, K, K)
+        spectrum = torch.fft.fftn(self.weights_3d, dim=(-3, -2, -1))
+        moved = torch.fft.ifftn(spectrum[None] * phase[:, None, None], dim=(-3, -2, -1)).real
+        kernels = moved[:, :, :, k // 2]
+        outs = [
+            F.conv2d(x[b : b + 1], kernels[b], None, self.stride, self.padding) for b in range(x.shape[0])
+        ]
+        return torch.cat(outs)
