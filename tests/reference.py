@@ -17,9 +17,7 @@ from torch import nn
 
 def _skew(k):
     z = torch.zeros((), dtype=k.dtype)
-    return torch.stack(
-        [torch.stack([z, -k[2], k[1]]), torch.stack([k[2], z, -k[0]]), torch.stack([-k[1], k[0], z])]
-    )
+    return torch.stack([torch.stack([z, -k[2], k[1]]), torch.stack([k[2], z, -k[0]]), torch.stack([-k[1], k[0], z])])
 
 
 def _unit(axis):
@@ -51,9 +49,7 @@ def fft_slice_rotate(weight, axis, angle):
     out = torch.zeros(axis.shape[0], *weight.shape[:2], k, k, dtype=weight.dtype)
     for b in range(axis.shape[0]):
         kk = _skew(_unit(axis[b]))
-        rot = (
-            torch.eye(3, dtype=weight.dtype) + torch.sin(angle[b]) * kk + (1 - torch.cos(angle[b])) * kk @ kk
-        )
+        rot = torch.eye(3, dtype=weight.dtype) + torch.sin(angle[b]) * kk + (1 - torch.cos(angle[b])) * kk @ kk
         for y in range(k):
             for x in range(k):
                 p = rot @ torch.tensor([0.0, y - c, x - c], dtype=weight.dtype) + c
@@ -69,9 +65,7 @@ def fft_slice(weight, axis, angle, mode):
 def reference_conv2d(x, weight, axis, angle, mode, stride=1, padding=0, dilation=1, groups=1, bias=None):
     """Per-sample loop: slice with the FFT oracle, then an ordinary ``conv2d`` for each sample."""
     kernels = fft_slice(weight, axis, angle, mode)
-    outs = [
-        F.conv2d(x[b : b + 1], kernels[b], bias, stride, padding, dilation, groups) for b in range(x.shape[0])
-    ]
+    outs = [F.conv2d(x[b : b + 1], kernels[b], bias, stride, padding, dilation, groups) for b in range(x.shape[0])]
     return torch.cat(outs)
 
 
@@ -101,7 +95,5 @@ class PublishedCrossDConv(nn.Module):
         spectrum = torch.fft.fftn(self.weights_3d, dim=(-3, -2, -1))
         moved = torch.fft.ifftn(spectrum[None] * phase[:, None, None], dim=(-3, -2, -1)).real
         kernels = moved[:, :, :, k // 2]
-        outs = [
-            F.conv2d(x[b : b + 1], kernels[b], None, self.stride, self.padding) for b in range(x.shape[0])
-        ]
+        outs = [F.conv2d(x[b : b + 1], kernels[b], None, self.stride, self.padding) for b in range(x.shape[0])]
         return torch.cat(outs)

@@ -43,9 +43,7 @@ def save_torch(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda p: torch.save(obj, p))
 
 
-def save_safetensors(
-    state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
-) -> Path:
+def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write a state dict as ``.safetensors`` atomically (tensors made contiguous and unshared)."""
     from safetensors.torch import save_file
 

@@ -85,9 +85,7 @@ def load_published(path: str | Path, num_classes: int | None = None) -> nn.Modul
         raise ValueError(f"{path}: not a published Cross-D ResNet-18 checkpoint (no 'fc.weight')")
     found = state["fc.weight"].shape[0]
     if num_classes is not None and num_classes != found:
-        raise ValueError(
-            f"{path}: checkpoint has {found} classes but num_classes={num_classes} was requested"
-        )
+        raise ValueError(f"{path}: checkpoint has {found} classes but num_classes={num_classes} was requested")
     model = to_crossd(resnet18(num_classes=found), mode="shift", inplace=True)
     result = model.load_state_dict(state, strict=False)
     problems = [f"missing: {', '.join(result.missing_keys[:5])}"] if result.missing_keys else []

@@ -31,9 +31,7 @@ def _conv_to_3d(conv: nn.Module, name: str, init: str, align: bool) -> nn.Module
     device, dtype = conv.weight.device, conv.weight.dtype
     if init == "acs":
         if len(set(kernel_size)) != 1 or isinstance(padding, str) or len(set(padding)) != 1:
-            raise ValueError(
-                f"{name}: ACS needs square kernels and equal padding, got {kernel_size}, {padding}"
-            )
+            raise ValueError(f"{name}: ACS needs square kernels and equal padding, got {kernel_size}, {padding}")
         new = ACSConv3d(
             conv.in_channels,
             conv.out_channels,

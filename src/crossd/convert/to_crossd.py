@@ -14,9 +14,7 @@ from crossd.nn.crossd_conv import CrossDConv
 CROSSD_INITS = ("random", "center", "inflate")
 
 
-def conv2d_to_crossd(
-    conv: nn.Conv2d, mode: str = "rotate", init: str = "random", name: str = "conv"
-) -> CrossDConv:
+def conv2d_to_crossd(conv: nn.Conv2d, mode: str = "rotate", init: str = "random", name: str = "conv") -> CrossDConv:
     """One ``Conv2d`` as a ``CrossDConv`` with the same hyper-parameters (read from its attributes)."""
     if conv.kernel_size[0] != conv.kernel_size[1]:
         raise ValueError(f"{name}: Cross-D needs square kernels, got kernel_size={conv.kernel_size}")
@@ -41,9 +39,7 @@ def conv2d_to_crossd(
     return new
 
 
-def to_crossd(
-    model: nn.Module, mode: str = "rotate", init: str = "random", inplace: bool = False
-) -> nn.Module:
+def to_crossd(model: nn.Module, mode: str = "rotate", init: str = "random", inplace: bool = False) -> nn.Module:
     """Replace every ``nn.Conv2d`` with a ``CrossDConv`` keeping its hyper-parameters.
 
     Args:

@@ -37,12 +37,8 @@ class ACSConv3d(nn.Module):
         self.kernel_size, self.padding, self.dilation = kernel_size, padding, dilation
         self.stride = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
         if groups > 1 and any(n % groups for n in acs_split(out_channels) if n):
-            raise ValueError(
-                f"ACS needs every view's output channels {acs_split(out_channels)} divisible by groups"
-            )
-        self.weight = nn.Parameter(
-            nn.Conv2d(in_channels, out_channels, kernel_size, groups=groups).weight.data
-        )
+            raise ValueError(f"ACS needs every view's output channels {acs_split(out_channels)} divisible by groups")
+        self.weight = nn.Parameter(nn.Conv2d(in_channels, out_channels, kernel_size, groups=groups).weight.data)
         self.bias = nn.Parameter(nn.init.zeros_(self.weight.new_empty(out_channels))) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:

@@ -111,9 +111,7 @@ def kernel_slice(weight: Tensor, axis: Tensor, angle: Tensor, mode: str = "rotat
         2D kernels ``(B, Co, Ci, K, K)``. Differentiable in ``weight``, ``axis`` and ``angle``.
     """
     if weight.dim() != 5 or not (weight.shape[2] == weight.shape[3] == weight.shape[4]):
-        raise ValueError(
-            f"weight must be a cubic 3D kernel (Co, Ci, K, K, K), got shape {tuple(weight.shape)}"
-        )
+        raise ValueError(f"weight must be a cubic 3D kernel (Co, Ci, K, K, K), got shape {tuple(weight.shape)}")
     if axis.dim() != 2 or axis.shape[1] != 3:
         raise ValueError(f"axis must have shape (B, 3), got {tuple(axis.shape)}")
     if angle.shape != axis.shape[:1]:
