@@ -1,0 +1,176 @@
+"""2D image datasets for pretraining: image folders (ImageNet/RadImageNet layout) and MedMNIST 2D ``.npz`` files.
+
+- Image folder: ``root/train/<class>/*.png``, ``root/val/<class>/...`` and optionally ``root/test/<class>/...``;
+  every image is read as 3-channel RGB (grey images are repeated to 3 channels).
+- MedMNIST ``.npz``: ``train_images``/``train_labels``, ``val_*`` and optionally ``test_*``, read once into memory
+  (:func:`crossd.data.load_npz`); samples become PIL images so the same transforms serve both kinds.
+
+Transforms follow torchvision's classification reference: random-resized crop + horizontal flip for training,
+resize + centre crop for evaluation, ImageNet normalisation. Samples are ``(image (3, H, W) float32, label int)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import datasets, transforms
+
+from crossd.data.npz import ArraySplit, load_npz
+
+DATASET_KINDS = ("imagefolder", "medmnist")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ImageSplits:
+    """The datasets of a pretraining run; ``test`` is ``None`` when the data has no test split."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset | None
+    classes: list[str]
+
+
+def classification_transforms(
+    train_crop_size: int = 224, val_resize_size: int = 256, val_crop_size: int = 224
+) -> tuple[Callable, Callable]:
+    """``(train, eval)`` transforms from PIL images to normalised tensors ``(3, crop, crop)``."""
+    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(train_crop_size, antialias=True),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            normalize,
+        ]
+    )
+    evaluation = transforms.Compose(
+        [
+            transforms.Resize(val_resize_size, antialias=True),
+            transforms.CenterCrop(val_crop_size),
+            transforms.ToTensor(),
+            normalize,
+        ]
+    )
+    return train, evaluation
+
+
+class ArrayImageDataset(Dataset):
+    """2D images held in memory as a uint8 array ``(N, H, W)`` or ``(N, H, W, 3)`` with labels ``(N,)``.
+
+    Items are ``(transform(PIL RGB image), label)``; grey images are repeated to 3 channels.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable | None = None):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = Image.fromarray(self.images[index]).convert("RGB")
+        return (self.transform(image) if self.transform else image), int(self.labels[index])
+
+
+def _as_uint8(images: np.ndarray) -> np.ndarray:
+    """uint8 images unchanged; anything else min-max scaled over the whole array to ``0..255``."""
+    if images.dtype == np.uint8:
+        return images
+    lo, hi = float(images.min()), float(images.max())
+    scaled = (images.astype(np.float32) - lo) / (hi - lo if hi > lo else 1.0)
+    return np.round(scaled * 255).astype(np.uint8)
+
+
+def _check_classes(classes: list[str], where: Path | str) -> None:
+    if len(classes) < 2:
+        raise ValueError(f"{where}: found {len(classes)} class(es) {classes}; classification needs at least 2")
+
+
+def _image_folder(root: Path, transform: Callable) -> datasets.ImageFolder:
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    try:
+        return datasets.ImageFolder(str(root), transform=transform)
+    except FileNotFoundError as exc:  # torchvision: no class folders, or class folders without images
+        raise ValueError(f"{root}: {str(exc).splitlines()[0]}") from None
+
+
+def load_image_folders(root: str | Path, train_transform: Callable, eval_transform: Callable) -> ImageSplits:
+    """``root/train``, ``root/val`` and optional ``root/test`` as ``ImageFolder`` datasets with one class list."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data path not found: {root}")
+    train = _image_folder(root / "train", train_transform)
+    _check_classes(train.classes, root / "train")
+    splits = {"val": _image_folder(root / "val", eval_transform)}
+    if (root / "test").is_dir():
+        splits["test"] = _image_folder(root / "test", eval_transform)
+    for name, split in splits.items():
+        if split.classes != train.classes:
+            raise ValueError(
+                f"{root / name}: class folders {split.classes} differ from those of {root / 'train'} {train.classes}"
+            )
+    return ImageSplits(train, splits["val"], splits.get("test"), list(train.classes))
+
+
+def load_medmnist(path: str | Path, train_transform: Callable, eval_transform: Callable) -> ImageSplits:
+    """A MedMNIST 2D ``.npz`` (``train_*``, ``val_*``, optional ``test_*``) as in-memory datasets."""
+    data = load_npz(path)
+    if data.spatial_dims != 2:
+        raise ValueError(f"{path}: holds 3D volumes; pretraining needs 2D images (N, H, W) or (N, H, W, 3)")
+    missing = [s for s in ("train", "val") if s not in data.splits]
+    if missing:
+        raise ValueError(
+            f"{path}: pretraining needs MedMNIST splits 'train_images'/'val_images' (+ labels); "
+            f"missing {', '.join(missing)} (found splits: {', '.join(sorted(data.splits))})"
+        )
+    classes = [str(c) for c in range(data.num_classes)]
+    _check_classes(classes, path)
+
+    def dataset(split: ArraySplit, transform: Callable) -> ArrayImageDataset:
+        return ArrayImageDataset(_as_uint8(split.images), split.labels, transform)
+
+    test = data.splits.get("test")
+    return ImageSplits(
+        dataset(data.splits["train"], train_transform),
+        dataset(data.splits["val"], eval_transform),
+        dataset(test, eval_transform) if test is not None else None,
+        classes,
+    )
+
+
+def detect_dataset_kind(data_path: str | Path, dataset: str | None = None) -> str:
+    """``dataset`` if given, else ``"medmnist"`` for a ``.npz`` path and ``"imagefolder"`` otherwise."""
+    if dataset is None:
+        return "medmnist" if Path(data_path).suffix == ".npz" else "imagefolder"
+    if dataset not in DATASET_KINDS:
+        raise ValueError(f"unknown dataset kind {dataset!r}; expected one of {DATASET_KINDS}")
+    return dataset
+
+
+def load_image_splits(
+    data_path: str | Path,
+    dataset: str | None = None,
+    train_crop_size: int = 224,
+    val_resize_size: int = 256,
+    val_crop_size: int = 224,
+) -> ImageSplits:
+    """Train/val(/test) datasets of an image folder or a MedMNIST 2D ``.npz`` with the reference transforms.
+
+    Raises one-line ``FileNotFoundError``/``ValueError`` for a missing or empty path, fewer than two classes,
+    or an ``.npz`` without the expected keys.
+    """
+    if not str(data_path):
+        raise ValueError("no data path given")
+    train_tf, eval_tf = classification_transforms(train_crop_size, val_resize_size, val_crop_size)
+    if detect_dataset_kind(data_path, dataset) == "medmnist":
+        return load_medmnist(data_path, train_tf, eval_tf)
+    return load_image_folders(data_path, train_tf, eval_tf)

@@ -1,0 +1,88 @@
+"""Pretraining checkpoints: write them atomically, read them back safely, and carry the RNG state for exact resume.
+
+``checkpoint.pt`` is a dict of tensors and plain containers (it loads with ``torch.load(weights_only=True)``):
+``model``, ``optimizer``, ``lr_scheduler``, ``scaler`` (fp16 AMP only), ``epoch`` (epochs completed), ``args``
+(the :class:`~crossd.train.PretrainConfig` as a dict), ``arch`` (the :class:`~crossd.models.ModelSpec` as a dict,
+so :func:`crossd.models.load_2d_model` rebuilds the model), ``classes`` and ``rng`` (one RNG state per process).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crossd.io import save_safetensors, save_torch
+from crossd.models import ModelSpec
+
+REQUIRED_KEYS = ("model", "optimizer", "lr_scheduler", "epoch", "arch", "rng")
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's torch (and CUDA), numpy and python RNG states, as ``weights_only``-loadable values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "python": random.getstate(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore a state from :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_checkpoint(
+    output_dir: Path, checkpoint: dict[str, Any], spec: ModelSpec, state_dict: dict[str, torch.Tensor]
+) -> None:
+    """Write ``checkpoint.pt`` and ``model.safetensors`` (with ``spec`` metadata) atomically."""
+    save_torch(checkpoint, output_dir / "checkpoint.pt")
+    save_safetensors(state_dict, output_dir / "model.safetensors", metadata=spec.metadata())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a ``checkpoint.pt`` written by :func:`crossd.train.pretrain` (``weights_only=True``).
+
+    Raises ``FileNotFoundError`` or a one-line ``ValueError`` for a missing, corrupt or foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip/pickle errors of a truncated or corrupt file, or unsafe objects
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: corrupt or unreadable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"{path}: not a crossd pretrain checkpoint (expected keys {REQUIRED_KEYS}, found {found})")
+    return checkpoint
+
+
+def check_same_model(checkpoint: dict[str, Any], spec: ModelSpec, path: str | Path) -> None:
+    """Raise a one-line ``ValueError`` when ``checkpoint`` was written for another model than ``spec``."""
+    saved = checkpoint["arch"]
+    if saved != asdict(spec):
+        raise ValueError(
+            f"{path}: checkpoint is a {_describe(saved)} but this run builds a {_describe(asdict(spec))}; "
+            "resume with the same --model/--conv/--mode and data"
+        )
+
+
+def _describe(arch: dict[str, Any]) -> str:
+    mode = f" ({arch.get('mode')})" if arch.get("conv") == "crossd" else ""
+    return f"{arch.get('conv')} {arch.get('arch')}{mode} with {arch.get('num_classes')} classes"

@@ -1,0 +1,130 @@
+"""One training epoch and one evaluation pass, correct under ``DistributedDataParallel``.
+
+Evaluation gathers every sample's prediction from all processes (no padded duplicates), so losses, accuracies
+and the Table-1 metrics are exact for any number of processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from crossd.train.distributed import DistInfo, all_gather_objects, all_reduce_sum
+from crossd.train.progress import ProgressPrinter
+
+
+@dataclass
+class Precision:
+    """Autocast settings: ``dtype`` ``None`` means full precision; ``scaler`` is set for fp16 only."""
+
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+    def autocast(self, device: torch.device):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.dtype)
+
+
+@dataclass
+class EpochStats:
+    """Mean loss, top-1/top-5 accuracy (%) and throughput of a training epoch over all processes."""
+
+    loss: float
+    acc1: float
+    acc5: float
+    images_per_second: float
+    seconds: float
+
+
+@dataclass
+class Predictions:
+    """Every evaluated sample (all processes): true labels ``(N,)``, top-k predictions ``(N, k)``, losses ``(N,)``."""
+
+    targets: np.ndarray
+    topk: np.ndarray
+    losses: np.ndarray
+
+    @property
+    def loss(self) -> float:
+        return float(self.losses.mean())
+
+    @property
+    def acc1(self) -> float:
+        return 100.0 * float((self.topk[:, 0] == self.targets).mean())
+
+    @property
+    def acc5(self) -> float:
+        return 100.0 * float((self.topk[:, :5] == self.targets[:, None]).any(1).mean())
+
+
+def _correct_topk(logits: Tensor, targets: Tensor) -> tuple[int, int]:
+    """Numbers of samples whose label is the top-1 / among the top-5 (top-``C`` for fewer classes) logits."""
+    topk = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    hits = topk == targets[:, None]
+    return int(hits[:, 0].sum()), int(hits.any(1).sum())
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    info: DistInfo,
+    precision: Precision,
+    header: str,
+    print_freq: int,
+) -> EpochStats:
+    """One pass over ``loader`` with cross-entropy; returns statistics reduced over all processes."""
+    model.train()
+    lr = optimizer.param_groups[0]["lr"]
+    progress = ProgressPrinter(header, len(loader), print_freq, enabled=info.is_main)
+    totals = np.zeros(4)  # loss sum, top-1 hits, top-5 hits, samples (this process)
+    start = time.perf_counter()
+    for step, (images, targets) in enumerate(loader, start=1):
+        images = images.to(info.device, non_blocking=True)
+        targets = targets.to(info.device, non_blocking=True)
+        with precision.autocast(info.device):
+            logits = model(images)
+            loss = F.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        if precision.scaler is not None:
+            precision.scaler.scale(loss).backward()
+            precision.scaler.step(optimizer)
+            precision.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        n = len(targets)
+        totals += (float(loss.detach()) * n, *_correct_topk(logits.detach(), targets), n)
+        progress.step(
+            step, totals[0] / totals[3], 100 * totals[1] / totals[3], 100 * totals[2] / totals[3], lr, n * step
+        )
+    seconds = time.perf_counter() - start
+    loss_sum, top1, top5, count = all_reduce_sum(totals.tolist(), info)
+    count = max(count, 1)
+    return EpochStats(loss_sum / count, 100 * top1 / count, 100 * top5 / count, count / max(seconds, 1e-9), seconds)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, info: DistInfo, precision: Precision) -> Predictions:
+    """Evaluate ``model`` on this process's share of ``loader`` and gather every process's predictions."""
+    model.eval()
+    targets, topk, losses = [], [], []
+    for images, labels in loader:
+        images, labels = images.to(info.device, non_blocking=True), labels.to(info.device, non_blocking=True)
+        with precision.autocast(info.device):
+            logits = model(images)
+        logits = logits.float()
+        losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
+        topk.append(logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu())
+        targets.append(labels.cpu())
+    local = [torch.cat(x).numpy() if x else None for x in (targets, topk, losses)]
+    parts = [p for p in all_gather_objects(local, info) if p[0] is not None]
+    return Predictions(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
