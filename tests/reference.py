@@ -48,7 +48,7 @@ def fft_slice_rotate(weight, axis, angle):
     spectrum = torch.fft.fftn(weight.to(torch.complex128), dim=(-3, -2, -1))
     out = torch.zeros(axis.shape[0], *weight.shape[:2], k, k, dtype=weight.dtype)
     for b in range(axis.shape[0]):
-        kk = _skew(_unit(axis[b]))
+        kk = _skew(axis[b] / axis[b].norm())
         rot = torch.eye(3, dtype=weight.dtype) + torch.sin(angle[b]) * kk + (1 - torch.cos(angle[b])) * kk @ kk
         for y in range(k):
             for x in range(k):

@@ -13,7 +13,8 @@ class RotationHead(nn.Sequential):
 
     Its children are numbered ``0, 1, 3`` like the published layer's ``rotation_params`` so checkpoints map
     one to one. ``forward(x (B, Ci, H, W))`` returns the pooled head output ``v (B, 4)``; :meth:`axis_angle`
-    turns it into unit axes ``(B, 3)`` and angles ``(B,)`` in ``[-pi/4, pi/4]``.
+    turns it into axes ``(B, 3)`` (unnormalised; the slice operator normalises) and angles ``(B,)`` in
+    ``[-pi/4, pi/4]``.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int = 16):
@@ -30,5 +31,5 @@ class RotationHead(nn.Sequential):
 
     @staticmethod
     def axis_angle(v: Tensor) -> tuple[Tensor, Tensor]:
-        """Unit axes ``(B, 3)`` and angles ``(B,)`` from pooled outputs ``(B, 4)``."""
+        """Axes ``(B, 3)`` (as predicted) and angles ``(B,)`` from pooled outputs ``(B, 4)``."""
         return head_to_axis_angle(v)

@@ -47,8 +47,10 @@ def rodrigues_rotation(axis: Tensor, angle: Tensor) -> Tensor:
 
 
 def head_to_axis_angle(v: Tensor) -> tuple[Tensor, Tensor]:
-    """Split pooled head outputs ``(B, 4)`` into unit axes ``(B, 3)`` and angles ``(B,)`` in radians.
+    """Split pooled head outputs ``(B, 4)`` into axes ``(B, 3)`` and angles ``(B,)`` in radians.
 
-    ``k = v[:, :3] / (|v[:, :3]| + 1e-8)`` and ``angle = tanh(v[:, 3]) * pi / 4``, as in the published layer.
+    The axis is returned as predicted, ``v[:, :3]``: the slice operator normalises it exactly once with the
+    published rule ``k = a / (|a| + 1e-8)`` (normalising twice would move results by ~1e-8). The angle is
+    ``tanh(v[:, 3]) * pi / 4``, as in the published layer.
     """
-    return normalize_axis(v[:, :3]), torch.tanh(v[:, 3]) * MAX_ANGLE
+    return v[:, :3], torch.tanh(v[:, 3]) * MAX_ANGLE

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from crossd.ops.rotation import first_order_rotation, normalize_axis, rodrigues_rotation
@@ -70,14 +71,14 @@ def sample_points(axis: Tensor, angle: Tensor, kernel_size: int, mode: str) -> T
         mode: ``"shift"`` or ``"rotate"``.
     """
     check_mode(mode, kernel_size)
-    k = normalize_axis(axis)
     c = kernel_size // 2
     y, x = _plane_grid(kernel_size, axis.dtype, axis.device)
     if mode == "rotate":
+        # an exactly unit axis, so that R is exactly orthogonal (the published k / (|k| + 1e-8) is not quite unit)
         plane = torch.stack((torch.zeros_like(y), y - c, x - c), dim=-1)  # (K, K, 3)
-        rot = rodrigues_rotation(k, angle)  # (B, 3, 3)
+        rot = rodrigues_rotation(F.normalize(axis, dim=-1, eps=1e-12), angle)  # (B, 3, 3)
         return torch.einsum("bij,yxj->byxi", rot, plane) + c
-    shift = first_order_rotation(k, angle).transpose(1, 2).sum(-1)  # R^T (1, 1, 1): (B, 3)
+    shift = first_order_rotation(normalize_axis(axis), angle).transpose(1, 2).sum(-1)  # R^T (1, 1, 1): (B, 3)
     grid = torch.stack((torch.full_like(y, c), y, x), dim=-1)  # (K, K, 3)
     return grid - shift[:, None, None, :]
 

@@ -1,0 +1,66 @@
+"""to_crossd: every Conv2d becomes a CrossDConv with the same hyper-parameters and the chosen kernel init."""
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models import resnet18
+
+from crossd import CrossDConv, to_crossd
+from crossd.convert.kernels import planar_kernel, shift_align
+
+
+def _zero_heads(model):
+    for module in model.modules():
+        if isinstance(module, CrossDConv):
+            nn.init.zeros_(module.rotation_head[3].weight)
+            nn.init.zeros_(module.rotation_head[3].bias)
+
+
+def test_replaces_every_conv_keeping_hyper_parameters():
+    model = resnet18(num_classes=3)
+    converted = to_crossd(model)
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    layers = {n: m for n, m in converted.named_modules() if isinstance(m, CrossDConv)}
+    assert set(convs) == set(layers) and len(layers) == 20
+    for name, conv in convs.items():
+        layer = layers[name]
+        assert layer.weight.shape == (*conv.weight.shape, conv.kernel_size[0])
+        assert layer.stride[1:] == conv.stride and layer.padding[1:] == conv.padding
+        assert (layer.bias is None) == (conv.bias is None)
+    assert not any(
+        isinstance(m, nn.Conv2d)
+        for n, m in converted.named_modules()
+        if ".rotation_head" not in n and not n.endswith("rotation_head")
+    )
+    assert any(isinstance(m, nn.Conv2d) for m in model.modules()), "the original model is left alone"
+
+
+@pytest.mark.parametrize("mode", ["rotate", "shift"])
+def test_center_init_equals_the_2d_model_at_angle_zero(mode):
+    model = resnet18(num_classes=4).eval()
+    converted = to_crossd(model, mode=mode, init="center").eval()
+    _zero_heads(converted)  # v[:, 3] = 0 -> angle tanh(0) * pi/4 = 0
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(converted(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["rotate", "shift"])
+def test_kernel_inits(mode):
+    conv = nn.Conv2d(2, 3, 3, bias=True)
+    center = to_crossd(nn.Sequential(conv), mode=mode, init="center")[0]
+    torch.testing.assert_close(planar_kernel(center), conv.weight.detach())
+    assert center.weight.abs().gt(0).sum() == conv.weight.numel()  # zeros off the plane
+    torch.testing.assert_close(center.bias, conv.bias)
+    inflate = to_crossd(nn.Sequential(conv), mode=mode, init="inflate")[0]
+    torch.testing.assert_close(planar_kernel(inflate), conv.weight.detach() / 3)
+    stored = shift_align(inflate.weight.detach()) if mode == "shift" else inflate.weight.detach()
+    torch.testing.assert_close(stored.sum(2), conv.weight.detach())
+    random = to_crossd(nn.Sequential(conv), mode=mode)[0]
+    assert not torch.allclose(planar_kernel(random), conv.weight.detach())
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown init"):
+        to_crossd(nn.Sequential(nn.Conv2d(1, 1, 3)), init="magic")
+    with pytest.raises(ValueError, match="square kernels"):
+        to_crossd(nn.Sequential(nn.Conv2d(1, 1, (1, 3))))

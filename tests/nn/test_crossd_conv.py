@@ -1,0 +1,104 @@
+"""CrossDConv: 2D forward against the per-sample FFT oracle, 3D forward as conv3d, errors, repr."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from crossd import CrossDConv
+from reference import reference_conv2d
+
+
+def _oracle(layer, x):
+    axis, angle = layer.rotation(x)
+    return reference_conv2d(
+        x,
+        layer.weight,
+        axis,
+        angle,
+        layer.mode,
+        layer.stride[1:],
+        layer.padding[1:],
+        layer.dilation[1:],
+        layer.groups,
+        layer.bias,
+    )
+
+
+@pytest.mark.parametrize("mode", ["rotate", "shift"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=3, padding=1),
+        dict(kernel_size=5, stride=2, padding=2, bias=True),
+        dict(kernel_size=3, dilation=2, padding=2, groups=2),
+        dict(kernel_size=1),
+        dict(kernel_size=7, stride=2, padding=3),
+    ],
+)
+def test_2d_forward_matches_oracle(mode, kwargs):
+    layer = CrossDConv(4, 6, mode=mode, **kwargs).double().eval()
+    x = torch.randn(3, 4, 11, 11, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), _oracle(layer, x), rtol=0, atol=1e-10)
+
+
+def test_2d_forward_float32_and_training_mode():
+    layer = CrossDConv(4, 6, 3, padding=1)
+    x = torch.randn(2, 4, 9, 9)
+    out = layer(x)  # training mode: head BatchNorm uses batch statistics
+    expected = _oracle(layer.double(), x.double())
+    assert ((out.double() - expected).abs().max() / expected.abs().max()).item() < 1e-5
+
+
+def test_same_padding_keeps_size():
+    layer = CrossDConv(2, 3, 3, padding="same").eval()
+    assert layer(torch.randn(2, 2, 10, 12)).shape == (2, 3, 10, 12)
+    assert layer(torch.randn(2, 2, 6, 10, 12)).shape == (2, 3, 6, 10, 12)
+
+
+def test_3d_forward_is_conv3d():
+    layer = CrossDConv(4, 6, 3, stride=2, padding=1, dilation=1, groups=2, bias=True)
+    x = torch.randn(2, 4, 9, 10, 11)
+    torch.testing.assert_close(layer(x), F.conv3d(x, layer.weight, layer.bias, 2, 1, 1, 2))
+
+
+def test_gradients_reach_weight_and_head():
+    layer = CrossDConv(3, 4, 3, padding=1)
+    layer(torch.randn(2, 3, 8, 8)).square().mean().backward()
+    assert layer.weight.grad.abs().sum() > 0
+    assert layer.rotation_head[3].weight.grad.abs().sum() > 0
+
+
+def test_batch_granularity_is_one_plain_conv():
+    layer = CrossDConv(3, 4, 3, padding=1, granularity="batch").eval()
+    x = torch.randn(4, 3, 8, 8)
+    axis, angle = layer.rotation(x)
+    assert axis.shape == (1, 3)
+    kernel = reference_conv2d  # the oracle applied to each sample with the shared rotation
+    expected = kernel(x, layer.weight, axis.expand(4, 3), angle.expand(4), "rotate", padding=1)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8), (1, 3, 4, 4, 4, 4)])
+def test_wrong_rank_is_a_clear_error(shape):
+    with pytest.raises(ValueError, match=r"expects a 2D batch \(B, C, H, W\) or a 3D batch"):
+        CrossDConv(3, 4, 3)(torch.randn(*shape))
+
+
+def test_channel_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="expects 3 input channels, got 5"):
+        CrossDConv(3, 4, 3)(torch.randn(1, 5, 8, 8))
+
+
+def test_unsupported_configurations():
+    with pytest.raises(ValueError, match="odd kernel size"):
+        CrossDConv(3, 4, 4, mode="rotate")
+    with pytest.raises(ValueError, match="cubic kernel"):
+        CrossDConv(3, 4, (3, 3, 5))
+    with pytest.raises(ValueError, match="divisible by groups"):
+        CrossDConv(3, 4, 3, groups=2)
+    assert CrossDConv(3, 4, 4, mode="shift")(torch.randn(2, 3, 8, 8)).shape == (2, 4, 5, 5)
+
+
+def test_extra_repr_shows_mode_and_shapes():
+    text = repr(CrossDConv(8, 16, 3, stride=2, padding=1, mode="shift"))
+    assert "mode='shift'" in text and "weight=(16, 8, 3, 3, 3)" in text and "stride=(2, 2, 2)" in text
