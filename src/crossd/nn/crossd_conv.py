@@ -103,7 +103,7 @@ class CrossDConv(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def rotation(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Axes ``(B', 3)`` (unnormalised) and angles ``(B',)`` predicted for a 2D input (``B' = 1`` for batch granularity)."""
+        """Axes ``(B', 3)`` (unnormalised) and angles ``(B',)`` for a 2D input (``B' = 1`` for batch granularity)."""
         v = self.rotation_head(x)
         if self.granularity == "batch":
             v = v.mean(0, keepdim=True)
