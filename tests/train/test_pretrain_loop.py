@@ -82,9 +82,7 @@ def test_existing_run_is_not_overwritten(tiny_config):
 def test_resume_with_another_model_is_refused(tiny_config):
     cfg = tiny_config(conv="regular")
     pretrain(cfg)
-    with pytest.raises(
-        ValueError, match="checkpoint is a regular resnet18 with 3 classes but this run builds a crossd"
-    ):
+    with pytest.raises(ValueError, match="is a regular resnet18 with 3 classes but this run builds a crossd"):
         pretrain(tiny_config(conv="crossd", resume=str(Path(cfg.output_dir) / "checkpoint.pt")))
 
 
