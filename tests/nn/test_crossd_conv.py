@@ -102,3 +102,23 @@ def test_unsupported_configurations():
 def test_extra_repr_shows_mode_and_shapes():
     text = repr(CrossDConv(8, 16, 3, stride=2, padding=1, mode="shift"))
     assert "mode='shift'" in text and "weight=(16, 8, 3, 3, 3)" in text and "stride=(2, 2, 2)" in text
+
+
+def test_random_plane_sampling_trains_every_voxel_and_leaves_eval_alone():
+    layer = CrossDConv(2, 2, 3, padding=1, plane_sampling="random")
+    x = torch.randn(16, 2, 8, 8)
+    layer.eval()
+    torch.testing.assert_close(layer(x), _oracle(layer, x))  # evaluation: the head's plane only
+    layer.train()
+    layer(x).square().sum().backward()
+    assert (layer.weight.grad.abs() > 0).all(), "random planes reach the off-plane voxels too"
+    head_only = CrossDConv(2, 2, 3, padding=1)
+    with torch.no_grad():
+        head_only.rotation_head[3].weight.zero_()
+        head_only.rotation_head[3].bias.zero_()
+    head_only(x).square().sum().backward()
+    grad = head_only.weight.grad.abs()
+    # at angle 0 only the central slice learns (float32 sinc weights at integer offsets are ~1e-7, not 0)
+    assert grad[:, :, [0, 2]].max() < 1e-4 * grad[:, :, 1].max()
+    with pytest.raises(ValueError, match="plane_sampling"):
+        CrossDConv(2, 2, 3, mode="shift", plane_sampling="random")

@@ -120,3 +120,21 @@ def test_bad_shapes():
         kernel_slice(torch.randn(1, 1, 3, 3, 3), torch.randn(1, 2), torch.zeros(1))
     with pytest.raises(ValueError, match="angle must have shape"):
         kernel_slice(torch.randn(1, 1, 3, 3, 3), torch.randn(2, 3), torch.zeros(3))
+
+
+def test_random_rotations_are_rotations():
+    from crossd.ops.rotation import random_rotation
+
+    rot = random_rotation(64, torch.float64)
+    torch.testing.assert_close(rot @ rot.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(64, 3, 3))
+    torch.testing.assert_close(torch.linalg.det(rot), torch.ones(64, dtype=torch.float64))
+
+
+def test_base_rotation_composes_before_the_axis_angle():
+    axis = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
+    quarter = torch.full((1,), math.pi / 2, dtype=torch.float64)
+    base = rodrigues_rotation(axis, quarter)
+    zero = torch.zeros(1, dtype=torch.float64)
+    op = slice_operator(torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64), zero, 3, "rotate", base)
+    direct = slice_operator(axis, quarter, 3, "rotate")
+    torch.testing.assert_close(op, direct)

@@ -10,9 +10,11 @@ from torch import Tensor, nn
 
 from crossd.nn.rotation_head import RotationHead
 from crossd.ops.conv import PATHS, Path, crossd_conv2d
+from crossd.ops.rotation import random_rotation
 from crossd.ops.slicing import check_mode, slice_operator
 
 Granularity = Literal["sample", "batch"]
+PlaneSampling = Literal["head", "random"]
 
 
 def _triple(value: int | tuple[int, ...], name: str) -> tuple[int, int, int]:
@@ -49,6 +51,9 @@ class CrossDConv(nn.Module):
             rotation per batch from the batch-averaged head output: a single plain convolution, faster but
             less adaptive).
         path: how the 2D convolution is computed (``"auto"``, ``"weight"``, ``"input"``); same numbers.
+        plane_sampling: ``"head"`` (default: the plane is the head's rotation of the central plane) or
+            ``"random"`` (``rotate`` mode, training only: each sample's plane is first turned by a uniformly random
+            rotation, so every voxel of the 3D kernel is trained; evaluation uses the head alone).
 
     Attributes:
         weight: the 3D kernel ``(Co, Ci/groups, K, K, K)``.
@@ -69,6 +74,7 @@ class CrossDConv(nn.Module):
         mode: str = "rotate",
         granularity: Granularity = "sample",
         path: Path = "auto",
+        plane_sampling: PlaneSampling = "head",
     ):
         super().__init__()
         k = _cubic_kernel_size(kernel_size)
@@ -81,6 +87,8 @@ class CrossDConv(nn.Module):
             raise ValueError(f"granularity must be 'sample' or 'batch', got {granularity!r}")
         if path not in PATHS:
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        if plane_sampling not in ("head", "random") or (plane_sampling == "random" and mode != "rotate"):
+            raise ValueError(f"plane_sampling must be 'head', or 'random' with mode 'rotate', got {plane_sampling!r}")
         if isinstance(padding, str) and padding not in ("same", "valid"):
             raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
@@ -89,6 +97,7 @@ class CrossDConv(nn.Module):
         self.padding = padding if isinstance(padding, str) else _triple(padding, "padding")
         self.dilation = _triple(dilation, "dilation")
         self.mode, self.granularity, self.path = mode, granularity, path
+        self.plane_sampling = plane_sampling
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, k, k, k))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.rotation_head = RotationHead(in_channels)
@@ -122,7 +131,10 @@ class CrossDConv(nn.Module):
         if x.dim() == 5:
             return F.conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         axis, angle = self.rotation(x)
-        op = slice_operator(axis, angle, self.kernel_size[0], self.mode)
+        base = None
+        if self.training and self.plane_sampling == "random":
+            base = random_rotation(axis.shape[0], axis.dtype, axis.device)
+        op = slice_operator(axis, angle, self.kernel_size[0], self.mode, base)
         return crossd_conv2d(
             x, self.weight, op, self.bias, self.stride, self.padding, self.dilation, self.groups, self.path
         )
@@ -141,4 +153,16 @@ class CrossDConv(nn.Module):
             s += ", bias=False"
         if self.granularity != "sample":
             s += f", granularity={self.granularity!r}"
+        if self.plane_sampling != "head":
+            s += f", plane_sampling={self.plane_sampling!r}"
         return s
+
+
+def set_plane_sampling(model: nn.Module, plane_sampling: PlaneSampling) -> nn.Module:
+    """Set ``plane_sampling`` on every :class:`CrossDConv` of ``model`` (in place); returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, CrossDConv):
+            if plane_sampling == "random" and module.mode != "rotate":
+                raise ValueError("plane_sampling='random' needs mode 'rotate'")
+            module.plane_sampling = plane_sampling
+    return model

@@ -54,3 +54,15 @@ def head_to_axis_angle(v: Tensor) -> tuple[Tensor, Tensor]:
     ``tanh(v[:, 3]) * pi / 4``, as in the published layer.
     """
     return v[:, :3], torch.tanh(v[:, 3]) * MAX_ANGLE
+
+
+def random_rotation(batch: int, dtype: torch.dtype = torch.float32, device=None, generator=None) -> Tensor:
+    """Rotations ``(B, 3, 3)`` drawn uniformly from SO(3) (normalised Gaussian quaternions)."""
+    q = torch.randn(batch, 4, dtype=dtype, device=device, generator=generator)
+    w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
+    rows = (
+        torch.stack((1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)), dim=-1),
+        torch.stack((2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)), dim=-1),
+        torch.stack((2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)), dim=-1),
+    )
+    return torch.stack(rows, dim=-2)

@@ -61,7 +61,9 @@ def _plane_grid(kernel_size: int, dtype: torch.dtype, device: torch.device) -> t
     return torch.meshgrid(idx, idx, indexing="ij")
 
 
-def sample_points(axis: Tensor, angle: Tensor, kernel_size: int, mode: str) -> Tensor:
+def sample_points(
+    axis: Tensor, angle: Tensor, kernel_size: int, mode: str, base_rotation: Tensor | None = None
+) -> Tensor:
     """Voxel coordinates ``(B, K, K, 3)`` at which the 2D kernel samples the 3D one.
 
     Args:
@@ -69,6 +71,8 @@ def sample_points(axis: Tensor, angle: Tensor, kernel_size: int, mode: str) -> T
         angle: rotation angles ``(B,)`` in radians.
         kernel_size: ``K``.
         mode: ``"shift"`` or ``"rotate"``.
+        base_rotation: optional rotations ``(B, 3, 3)`` applied to the plane before the axis-angle one
+            (``rotate`` only): the plane is ``R(axis, angle) @ base_rotation @ (0, y - c, x - c)``.
     """
     check_mode(mode, kernel_size)
     c = kernel_size // 2
@@ -77,18 +81,27 @@ def sample_points(axis: Tensor, angle: Tensor, kernel_size: int, mode: str) -> T
         # an exactly unit axis, so that R is exactly orthogonal (the published k / (|k| + 1e-8) is not quite unit)
         plane = torch.stack((torch.zeros_like(y), y - c, x - c), dim=-1)  # (K, K, 3)
         rot = rodrigues_rotation(F.normalize(axis, dim=-1, eps=1e-12), angle)  # (B, 3, 3)
+        if base_rotation is not None:
+            rot = rot @ base_rotation.to(rot.dtype)
         return torch.einsum("bij,yxj->byxi", rot, plane) + c
+    if base_rotation is not None:
+        raise ValueError(
+            "base_rotation needs mode 'rotate' (mode 'shift' translates the kernel, it does not rotate it)"
+        )
     shift = first_order_rotation(normalize_axis(axis), angle).transpose(1, 2).sum(-1)  # R^T (1, 1, 1): (B, 3)
     grid = torch.stack((torch.full_like(y, c), y, x), dim=-1)  # (K, K, 3)
     return grid - shift[:, None, None, :]
 
 
-def slice_operator(axis: Tensor, angle: Tensor, kernel_size: int, mode: str) -> Tensor:
+def slice_operator(
+    axis: Tensor, angle: Tensor, kernel_size: int, mode: str, base_rotation: Tensor | None = None
+) -> Tensor:
     """The per-sample linear map ``M (B, K*K, K*K*K)`` with ``W2 = W.flatten(2) @ M^T``.
 
     Rows index the 2D kernel taps ``(y, x)`` row-major, columns the 3D voxels ``(d, h, w)`` row-major.
+    ``base_rotation`` as in :func:`sample_points`.
     """
-    q = sample_points(axis, angle, kernel_size, mode)  # (B, K, K, 3)
+    q = sample_points(axis, angle, kernel_size, mode, base_rotation)  # (B, K, K, 3)
     n = torch.arange(kernel_size, dtype=q.dtype, device=q.device)
     weights = periodic_sinc(q[..., None] - n, kernel_size)  # (B, K, K, 3, K)
     wd, wh, ww = weights.unbind(-2)
