@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from crossd.convert.kernels import center_kernel, inflate_kernel, planar_kernel, shift_align
+from crossd.convert.layers_3d import layer_to_3d
+from crossd.convert.report import ConversionReport, check_forward, scan_2d_layers
 from crossd.convert.walk import replace_modules, triple
 from crossd.nn.acs_conv import ACSConv3d
 from crossd.nn.crossd_conv import CrossDConv
@@ -78,53 +80,66 @@ def _conv_to_3d(conv: nn.Module, name: str, init: str, align: bool) -> nn.Module
     return new
 
 
-def _norm_to_3d(norm: nn.Module, cls: type[nn.Module]) -> nn.Module:
-    """A 3D BatchNorm/InstanceNorm with the same settings, statistics and affine parameters."""
-    new = cls(norm.num_features, norm.eps, norm.momentum, norm.affine, norm.track_running_stats)
-    new.load_state_dict(norm.state_dict())
-    tensors = [*norm.parameters(), *norm.buffers()]
-    return new.to(tensors[0].device) if tensors else new
+def _transposed_to_3d(conv: nn.ConvTranspose2d, init: str) -> tuple[nn.ConvTranspose3d, str]:
+    """A ``ConvTranspose3d`` with the same hyper-parameters; its kernel ``(Ci, Co/groups, K, K, K)`` built by
+    ``init`` (``"crossd"``/``"acs"`` have no transposed form and use ``"i3d"``). Returns the layer and the init."""
+    used = "i3d" if init in ("crossd", "acs") else init
+    kernel_size = triple(conv.kernel_size)
+    new = nn.ConvTranspose3d(
+        conv.in_channels,
+        conv.out_channels,
+        kernel_size,
+        triple(conv.stride),
+        triple(conv.padding),
+        triple(conv.output_padding),
+        conv.groups,
+        conv.bias is not None,
+        triple(conv.dilation),
+        conv.padding_mode,
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    if used != "random":
+        build = inflate_kernel if used == "i3d" else center_kernel
+        with torch.no_grad():
+            new.weight.copy_(build(conv.weight.detach(), kernel_size[0]))
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+    return new, used
 
 
-def _layer_to_3d(module: nn.Module) -> nn.Module | None:
-    """The 3D twin of a non-convolution 2D layer, or ``None`` if it is not one."""
-    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, nn.SyncBatchNorm):
-        return _norm_to_3d(module, nn.BatchNorm3d)
-    if isinstance(module, nn.InstanceNorm2d):
-        return _norm_to_3d(module, nn.InstanceNorm3d)
-    if isinstance(module, nn.MaxPool2d):
-        return nn.MaxPool3d(
-            triple(module.kernel_size),
-            triple(module.stride),
-            triple(module.padding),
-            triple(module.dilation),
-            module.return_indices,
-            module.ceil_mode,
-        )
-    if isinstance(module, nn.AvgPool2d):
-        return nn.AvgPool3d(
-            triple(module.kernel_size),
-            triple(module.stride),
-            triple(module.padding),
-            module.ceil_mode,
-            module.count_include_pad,
-            module.divisor_override,
-        )
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        return nn.AdaptiveAvgPool3d(triple(module.output_size))
-    if isinstance(module, nn.AdaptiveMaxPool2d):
-        return nn.AdaptiveMaxPool3d(triple(module.output_size), module.return_indices)
-    if isinstance(module, nn.Dropout2d):
-        return nn.Dropout3d(module.p, module.inplace)
-    return None
+def _broadcast_parameters_to_3d(model: nn.Module, report: ConversionReport) -> None:
+    """Give channel-broadcast tensors ``(C, 1, 1)`` (e.g. ConvNeXt's ``layer_scale``) a depth axis: ``(C, 1, 1, 1)``."""
+    for name, module in model.named_modules():
+        for attr, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if tensor is None or tensor.dim() != 3 or tuple(tensor.shape[1:]) != (1, 1):
+                continue
+            new = tensor.detach().unsqueeze(-1)
+            if isinstance(tensor, nn.Parameter):
+                setattr(module, attr, nn.Parameter(new, requires_grad=tensor.requires_grad))
+            else:
+                module.register_buffer(attr, new)
+            qualified = f"{name}.{attr}" if name else attr
+            report.converted[qualified] = f"{tuple(tensor.shape)} -> {tuple(new.shape)} (channel broadcast)"
 
 
-def to_3d(model: nn.Module, init: str = "crossd", align: bool = False, inplace: bool = False) -> nn.Module:
-    """Convert a 2D or Cross-D model into a 3D model for volumes ``(B, C, D, H, W)``.
+def to_3d(
+    model: nn.Module,
+    init: str = "crossd",
+    align: bool = False,
+    inplace: bool = False,
+    example_input: torch.Tensor | None = None,
+    return_report: bool = False,
+) -> nn.Module | tuple[nn.Module, ConversionReport]:
+    """Convert a 2D or Cross-D model into a 3D model for volumes ``(N, C, D, H, W)``.
 
-    ``Conv2d``/``CrossDConv`` become ``Conv3d`` (``ACSConv3d`` for ``init="acs"``); ``BatchNorm2d`` becomes
-    ``BatchNorm3d`` with statistics and affine parameters copied; max/avg/adaptive pools, ``InstanceNorm2d`` and
-    ``Dropout2d`` become their 3D twins. Rotation heads are dropped.
+    ``Conv2d``/``CrossDConv`` become ``Conv3d`` (``ACSConv3d`` for ``init="acs"``); ``ConvTranspose2d`` becomes
+    ``ConvTranspose3d`` (kernel by ``init``; ``"crossd"``/``"acs"`` fall back to ``"i3d"`` there); norms, pools,
+    padding, up-sampling, dropout and channels-last permutes become their 3D twins
+    (:func:`crossd.convert.layers_3d.layer_to_3d`); channel-broadcast parameters ``(C, 1, 1)`` get a depth axis.
+    ``GroupNorm``, ``LayerNorm`` and activations are dimension-agnostic and stay. Rotation heads are dropped.
+
+    What cannot be converted -- a 2D-only layer it does not know, a ``forward`` that calls ``F.*2d`` or
+    ``interpolate(mode="bilinear")``, or, with ``example_input``, a forward pass that fails -- is named in a
+    :class:`~crossd.convert.report.ConversionWarning` and in the report, never skipped silently.
 
     Args:
         model: a 2D model, or a Cross-D model from :func:`crossd.to_crossd`.
@@ -135,14 +150,36 @@ def to_3d(model: nn.Module, init: str = "crossd", align: bool = False, inplace: 
         align: with ``init="crossd"`` on ``shift`` layers, use ``roll(W, (1, 1, 1))`` so the 3D centre slice is
             the kernel trained at angle 0.
         inplace: change ``model`` itself instead of a deep copy.
+        example_input: a small volume ``(N, C, D, H, W)``; when given, the converted model is run on it (eval
+            mode, no gradients) and the module whose forward fails is reported.
+        return_report: also return the :class:`~crossd.convert.report.ConversionReport`.
+
+    Returns:
+        The converted model (an ordinary ``nn.Module``), and the report when ``return_report``.
     """
     if init not in INITS_3D:
         raise ValueError(f"unknown init {init!r}; expected one of {INITS_3D}")
     model = model if inplace else copy.deepcopy(model)
+    report = ConversionReport()
 
     def rule(name: str, module: nn.Module) -> nn.Module | None:
+        new = None
         if isinstance(module, (nn.Conv2d, CrossDConv)):
-            return _conv_to_3d(module, name or "model", init, align)
-        return _layer_to_3d(module)
+            new = _conv_to_3d(module, name or "model", init, align)
+        elif isinstance(module, nn.ConvTranspose2d):
+            new, used = _transposed_to_3d(module, init)
+            if used != init:
+                report.notes[name] = f"ConvTranspose2d has no {init!r} kernel; ConvTranspose3d built with init='i3d'"
+        else:
+            new = layer_to_3d(module)
+        if new is not None:
+            report.converted[name] = f"{type(module).__name__} -> {type(new).__name__}"
+        return new
 
-    return replace_modules(model, rule)
+    model = replace_modules(model, rule)
+    _broadcast_parameters_to_3d(model, report)
+    report.add_unconverted(scan_2d_layers(model))
+    if example_input is not None:
+        report.add_unconverted(check_forward(model, example_input))
+    report.warn("to_3d")
+    return (model, report) if return_report else model
