@@ -9,6 +9,7 @@ so :func:`crossd.models.load_2d_model` rebuilds the model), ``classes`` and ``rn
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of some corrupt files
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip/pickle errors of a truncated or corrupt file, or unsafe objects
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"{path}: corrupt or unreadable checkpoint ({reason})") from None

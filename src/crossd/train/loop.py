@@ -72,10 +72,10 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo) -> dict[str, Any]:
             f"{output_dir / 'checkpoint.pt'} exists; pass --resume {output_dir / 'checkpoint.pt'} to continue it "
             "or choose another --output-dir"
         )
+    checkpoint = load_checkpoint(cfg.resume) if cfg.resume else None
     _seed_everything(cfg.seed + info.rank)
     splits = load_image_splits(cfg.data_path, cfg.dataset, cfg.train_crop_size, cfg.val_resize_size, cfg.val_crop_size)
     spec = ModelSpec(cfg.model, cfg.conv, cfg.mode, len(splits.classes))
-    checkpoint = load_checkpoint(cfg.resume) if cfg.resume else None
     if checkpoint is not None:
         check_same_model(checkpoint, spec, cfg.resume)
     model = build_model(spec, None if checkpoint else cfg.weights)

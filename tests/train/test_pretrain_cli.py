@@ -1,0 +1,83 @@
+"""``crossd pretrain`` flags and its bad-input behaviour: one line, exit code 2, nothing written deleted."""
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+from image_data import write_image_folder
+
+from crossd.cli import main
+from crossd.commands import pretrain as command
+from crossd.train import PretrainConfig
+
+TINY_FLAGS = ["--epochs", "1", "-b", "4", "-j", "0", "--train-crop-size", "16", "--val-resize-size", "20"]
+TINY_FLAGS += ["--val-crop-size", "16"]
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.config_from_args(parser.parse_args(argv))
+
+
+def test_flags_map_to_the_config():
+    cfg = _parse(["--data-path", "d", "--rot", "--wd", "0.05", "--lr-scheduler", "cosineannealinglr", "--sync-bn"])
+    assert cfg.conv == "crossd" and cfg.weight_decay == 0.05 and cfg.sync_bn
+    assert cfg.lr_scheduler == "cosineannealinglr"
+    defaults = _parse(["--data-path", "d"])
+    assert defaults == PretrainConfig(data_path="d")  # the paper's recipe: AdamW 1e-3, wd 0.01, StepLR 30/0.1, 90
+    assert (defaults.opt, defaults.lr, defaults.weight_decay, defaults.epochs) == ("adamw", 1e-3, 0.01, 90)
+
+
+def _corrupt_checkpoint(tmp_path):
+    write_image_folder(tmp_path / "data", classes=2, per_class=2)
+    (tmp_path / "bad.pt").write_bytes(b"\x80\x04 not a zip")
+    return ["--data-path", str(tmp_path / "data"), "--resume", str(tmp_path / "bad.pt")]
+
+
+def _npz_without_keys(tmp_path):
+    np.savez(tmp_path / "x.npz", pixels=np.zeros((2, 4, 4)))
+    return ["--data-path", str(tmp_path / "x.npz")]
+
+
+def _one_class(tmp_path):
+    write_image_folder(tmp_path / "data", classes=1, per_class=2)
+    return ["--data-path", str(tmp_path / "data")]
+
+
+def _empty_folder(tmp_path):
+    (tmp_path / "data").mkdir()
+    return ["--data-path", str(tmp_path / "data")]
+
+
+def _other_model(tmp_path):
+    write_image_folder(tmp_path / "data", classes=2, per_class=2)
+    torch.save({"model": {}, "optimizer": {}, "lr_scheduler": {}, "epoch": 1, "rng": [],
+                "arch": {"arch": "resnet50", "conv": "regular", "mode": "rotate", "num_classes": 2}},
+               tmp_path / "other.pt")  # fmt: skip
+    return ["--data-path", str(tmp_path / "data"), "--resume", str(tmp_path / "other.pt")]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp_path: ["--data-path", str(tmp_path / "nowhere")], "data path not found"),
+        (_empty_folder, "image folder not found"),
+        (_one_class, "at least 2"),
+        (_npz_without_keys, "expected keys"),
+        (_other_model, "is a regular resnet50 with 2 classes but this run builds a regular resnet18"),
+        (_corrupt_checkpoint, "corrupt or unreadable checkpoint"),
+    ],
+    ids=["missing", "empty", "one-class", "npz-keys", "other-model", "corrupt-checkpoint"],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "log.csv").write_text("earlier run\n")
+    argv = ["pretrain", *make(tmp_path), "--output-dir", str(out), *TINY_FLAGS]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crossd pretrain: error: ") and message in err and "\n" not in err, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
