@@ -1,0 +1,234 @@
+"""Labelled samples for evaluation, from every source the paper's datasets come in, as one in-memory array.
+
+- ``.npz``: MedMNIST split layout or the authors' pooled ``images``/``labels`` (all splits pooled,
+  :func:`crossd.data.load_npz`).
+- ``.csv`` of ``path,label`` rows (header optional; paths relative to the CSV) whose paths are NIfTI volumes
+  (``.nii``/``.nii.gz``), DICOM series folders (slices sorted by position), or ultrasound videos
+  (``.mp4``/``.avi``/``.mov``, frames stacked as depth, grey); a folder holding exactly one ``.csv`` means that CSV.
+- A folder of class sub-folders of 2D images (``root/<class>/*.png``).
+
+Every sample becomes ``(C, *spatial)``; samples of different shapes need ``size`` (resized to ``size`` per axis).
+Intensities are left as read: scaling belongs to the evaluation protocol.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from crossd.data.npz import load_npz
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class SampleSet:
+    """Images ``(N, C, H, W)`` or ``(N, C, D, H, W)`` (any numeric dtype), labels ``(N,)`` int64, class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.images.ndim - 2
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _resize(sample: np.ndarray, size: int | None) -> np.ndarray:
+    """``(C, *spatial)`` -> ``(C, size, ...)`` by (tri/bi)linear interpolation; unchanged when ``size`` is None."""
+    if size is None or all(s == size for s in sample.shape[1:]):
+        return sample
+    mode = "trilinear" if sample.ndim == 4 else "bilinear"
+    tensor = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))[None]
+    return F.interpolate(tensor, size=(size,) * (sample.ndim - 1), mode=mode, align_corners=False)[0].numpy()
+
+
+def _stack(samples: list[np.ndarray], size: int | None, where: Path) -> np.ndarray:
+    samples = [_resize(s, size) for s in samples]
+    shapes = sorted({s.shape for s in samples})
+    if len(shapes) > 1:
+        raise ValueError(f"{where}: samples differ in shape ({shapes[0]} vs {shapes[-1]}); give a size to resize to")
+    return np.stack(samples)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_nifti(path: Path) -> np.ndarray:
+    """A NIfTI volume as ``(1, D, H, W)`` float32 (a trailing singleton 4th axis is dropped)."""
+    import nibabel as nib
+
+    try:
+        volume = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
+    except Exception as exc:
+        raise ValueError(
+            f"{path}: not a readable NIfTI file ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+        ) from None
+    if volume.ndim == 4 and volume.shape[-1] == 1:
+        volume = volume[..., 0]
+    if volume.ndim != 3:
+        raise ValueError(f"{path}: expected a 3D volume, got shape {volume.shape}")
+    return volume[None]
+
+
+def read_dicom_series(folder: Path) -> np.ndarray:
+    """A DICOM series folder as ``(1, D, H, W)`` float32: slices sorted by ``ImagePositionPatient`` along the
+    slice normal (``InstanceNumber`` when positions are missing), rescale slope/intercept applied."""
+    import pydicom
+
+    slices = []
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            slices.append(pydicom.dcmread(str(file)))
+        except Exception:
+            continue  # DICOMDIR-style folders hold non-DICOM files too
+    slices = [s for s in slices if "PixelData" in s]
+    if not slices:
+        raise ValueError(f"{folder}: no readable DICOM slices")
+
+    def position(ds) -> float:
+        if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
+            row, col = np.array(ds.ImageOrientationPatient[:3], float), np.array(ds.ImageOrientationPatient[3:], float)
+            return float(np.dot(np.cross(row, col), np.array(ds.ImagePositionPatient, float)))
+        if "ImagePositionPatient" in ds:
+            return float(ds.ImagePositionPatient[2])
+        return float(getattr(ds, "InstanceNumber", 0))
+
+    slices.sort(key=position)
+    try:
+        planes = [
+            s.pixel_array.astype(np.float32) * float(getattr(s, "RescaleSlope", 1))
+            + float(getattr(s, "RescaleIntercept", 0))
+            for s in slices
+        ]
+        return np.stack(planes)[None]
+    except Exception as exc:
+        raise ValueError(f"{folder}: DICOM slices cannot be stacked ({_reason(exc)})") from None
+
+
+def read_video(path: Path) -> np.ndarray:
+    """An ultrasound video as ``(1, T, H, W)`` float32 grey frames (RGB averaged), frames as depth."""
+    import imageio.v3 as iio
+
+    try:
+        frames = np.asarray(iio.imread(str(path)), dtype=np.float32)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable video ({_reason(exc)})") from None
+    if frames.ndim == 4:
+        frames = frames[..., :3].mean(-1)
+    if frames.ndim != 3:
+        raise ValueError(f"{path}: expected frames (T, H, W[, 3]), got shape {frames.shape}")
+    return frames[None]
+
+
+def _read_volume(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise FileNotFoundError(f"volume not found: {path}")
+    name = path.name.lower()
+    if path.is_dir():
+        return read_dicom_series(path)
+    if name.endswith(NIFTI_SUFFIXES):
+        return read_nifti(path)
+    if name.endswith(VIDEO_SUFFIXES):
+        return read_video(path)
+    raise ValueError(
+        f"{path}: unsupported volume type; expected NIfTI {NIFTI_SUFFIXES}, a DICOM series folder or a video "
+        f"{VIDEO_SUFFIXES}"
+    )
+
+
+def _class_indices(names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Integer labels stay themselves (classes ``0..max``); other labels are numbered in sorted order."""
+    if all(n.lstrip("-").isdigit() for n in names):
+        labels = np.array([int(n) for n in names], dtype=np.int64)
+        if labels.min() < 0:
+            raise ValueError(f"negative class label {labels.min()}")
+        return labels, [str(c) for c in range(int(labels.max()) + 1)]
+    classes = sorted(set(names))
+    return np.array([classes.index(n) for n in names], dtype=np.int64), classes
+
+
+def load_csv(path: Path, size: int | None = None) -> SampleSet:
+    """Volumes listed in a ``path,label`` CSV (paths relative to the CSV's folder)."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    if rows and rows[0][0].strip().lower() in ("path", "file", "filename", "image", "volume"):
+        rows = rows[1:]
+    if not rows:
+        raise ValueError(f"{path}: no 'path,label' rows")
+    bad = [i for i, r in enumerate(rows) if len(r) < 2]
+    if bad:
+        raise ValueError(f"{path}: row {bad[0] + 1} has no label; expected 'path,label'")
+    volumes = [_read_volume(path.parent / r[0].strip()) for r in rows]
+    labels, classes = _class_indices([r[1].strip() for r in rows])
+    return SampleSet(_stack(volumes, size, path), labels, classes)
+
+
+def load_image_folder(root: Path, size: int | None = None) -> SampleSet:
+    """2D images in class sub-folders ``root/<class>/*`` as ``(N, 3, H, W)`` uint8 (or float after resizing)."""
+    from PIL import Image
+
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    images, labels = [], []
+    for index, name in enumerate(classes):
+        for file in sorted((root / name).iterdir()):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                try:
+                    image = np.asarray(Image.open(file).convert("RGB"))
+                except Exception as exc:
+                    raise ValueError(f"{file}: not a readable image ({_reason(exc)})") from None
+                images.append(image.transpose(2, 0, 1))
+                labels.append(index)
+    if not images:
+        raise ValueError(f"{root}: no images in class sub-folders (expected root/<class>/*.png) and no .csv file")
+    return SampleSet(_stack(images, size, root), np.array(labels, dtype=np.int64), classes)
+
+
+def load_npz_samples(path: Path, size: int | None = None) -> SampleSet:
+    """All splits of an ``.npz`` pooled, channels first: ``(N,H,W)`` -> ``(N,1,H,W)``, ``(N,H,W,3)`` ->
+    ``(N,3,H,W)``, ``(N,D,H,W)`` -> ``(N,1,D,H,W)``."""
+    data = load_npz(path)
+    pooled = data.pooled()
+    images = pooled.images
+    images = np.moveaxis(images, -1, 1) if data.channels > 1 else images[:, None]
+    if size is not None:
+        images = _stack(list(images), size, path)
+    return SampleSet(images, pooled.labels, [str(c) for c in range(data.num_classes)])
+
+
+def load_samples(path: str | Path, size: int | None = None) -> SampleSet:
+    """Every labelled sample under ``path`` (see the module docstring for the accepted layouts).
+
+    Raises one-line ``FileNotFoundError``/``ValueError`` for missing paths, unreadable files, unknown layouts,
+    label/image count mismatches and fewer than two classes.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"data path not found: {path}")
+    if path.is_dir():
+        csvs = sorted(path.glob("*.csv"))
+        if len(csvs) > 1:
+            raise ValueError(f"{path}: several .csv files ({', '.join(c.name for c in csvs)}); pass one of them")
+        samples = load_csv(csvs[0], size) if csvs else load_image_folder(path, size)
+    elif path.suffix == ".npz":
+        samples = load_npz_samples(path, size)
+    elif path.suffix == ".csv":
+        samples = load_csv(path, size)
+    else:
+        raise ValueError(f"{path}: expected a .npz file, a path,label .csv, or a folder (of class folders or one .csv)")
+    if len(np.unique(samples.labels)) < 2:
+        raise ValueError(f"{path}: all samples have the same label; classification needs at least 2 classes")
+    return samples

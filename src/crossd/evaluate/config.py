@@ -1,0 +1,143 @@
+"""What an evaluation run is: data, methods, protocol and every constant the protocols use."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PROTOCOLS = ("bn", "linear", "finetune", "paper")
+INITS = ("crossd", "acs", "i3d", "center", "random", "regular2d")
+INITS_2D = ("crossd", "regular2d", "random")
+
+# Normalisation constants per channel (grey inputs are repeated to 3 channels). For volumes the authors use the
+# channel means of these (ImageNet 0.449 / 0.226), which is what repeating a grey volume and normalising gives.
+NORMALIZATION = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "radimagenet": ((0.3162, 0.3162, 0.3162), (0.3213, 0.3213, 0.3213)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+
+@dataclass
+class PaperConstants:
+    """The numbers of protocol ``paper`` (the authors' later scripts behind Tables 2 and 3).
+
+    Epochs are counted from 0: epochs ``0..bn_epoch-1`` train the head only with AdamW and a MultiStepLR at
+    ``milestones``; at epoch ``bn_epoch`` the optimiser becomes Adam over head + all BatchNorm affine parameters at
+    the then-current learning rate, constant from there on.
+    """
+
+    epochs: int = 15
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01  # torch's AdamW default; the authors did not pass one
+    milestones: tuple[int, ...] = (7, 11)
+    gamma: float = 0.1
+    bn_epoch: int = 10
+    folds: int = 5
+    repeats: int = 3
+    split_seed_base: int = 42  # KFold(random_state = split_seed_base + seed + t), t = 1..repeats
+    val_fraction: float = 0.2  # the first 20% of each training fold is validation
+    select: str = "val_loss"
+    scaling: str = "global"  # min-max over the whole array
+    image_size: int = 224  # 2D: RandomResizedCrop(image_size); eval Resize(image_size * 256/224) + CenterCrop
+    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    augment_probability: float = 0.5  # each MONAI 3D augmentation
+    rotate_range: float = 15.0  # MONAI RandRotate(range_x=15): radians, as the authors wrote it
+    zoom: tuple[float, float] = (0.9, 1.1)
+    intensity_shift: float = 0.1
+
+
+@dataclass
+class BnConstants:
+    """The numbers of protocols ``bn``/``linear``/``finetune`` (the earlier "weak supervision" scripts)."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    milestones_fraction: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    folds: int = 5
+    repeats: int = 3
+    val_fraction: float = 0.2  # stratified inner split of each training fold
+    select: str = "val_accuracy"
+    scaling: str = "per_sample"  # min-max per volume/image
+    flip_probability: float = 0.5  # 3D: flip on axis 0; 2D: horizontal flip
+
+
+@dataclass
+class EvaluateConfig:
+    """One ``crossd evaluate`` run. ``None`` means the protocol's default (see :class:`PaperConstants`,
+    :class:`BnConstants`).
+
+    Attributes:
+        data: ``.npz``, ``path,label`` CSV, or folder (see :mod:`crossd.data.volumes`).
+        methods: ``(init, checkpoint or None)`` pairs; all share the folds.
+        protocol: ``bn``, ``linear``, ``finetune`` or ``paper``.
+        size: resize every sample to ``size`` per spatial axis (needed when sample shapes differ).
+        image_size: 2D crop size for protocol ``paper`` (default 224); ignored for volumes.
+        align: ``shift``-mode Cross-D kernels rolled to centre their angle-0 slice.
+        arch: torchvision name for checkpoints without crossd metadata (default resnet18).
+        drop_bn_stats: the authors' Cross-D 3D loading (BatchNorms named ``*bn*`` reset); default keeps them all.
+        resume: continue ``output_dir/results.json``, skipping finished folds.
+        progress: show the tqdm bar.
+    """
+
+    data: str | Path
+    methods: list[tuple[str, str | Path | None]]
+    output_dir: str | Path
+    protocol: str = "bn"
+    folds: int | None = None
+    repeats: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    normalize: str = "radimagenet"
+    seed: int = 0
+    size: int | None = None
+    image_size: int | None = None
+    align: bool = False
+    arch: str | None = None
+    drop_bn_stats: bool = False
+    device: str | None = None
+    resume: bool = False
+    progress: bool = True
+    num_workers: int = 0
+    paper: PaperConstants = field(default_factory=PaperConstants)
+    bn: BnConstants = field(default_factory=BnConstants)
+
+    def validate(self) -> None:
+        """One-line ``ValueError`` for choices outside the known sets."""
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
+        if self.normalize not in NORMALIZATION:
+            raise ValueError(f"unknown normalisation {self.normalize!r}; expected one of {tuple(NORMALIZATION)}")
+        if not self.methods:
+            raise ValueError("no method to evaluate; give at least one --init")
+        for init, _ in self.methods:
+            if init not in INITS:
+                raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+        for name in ("folds", "repeats", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < (2 if name == "folds" else 1):
+                raise ValueError(f"{name} must be at least {2 if name == 'folds' else 1}, got {value}")
+
+    @property
+    def constants(self) -> PaperConstants | BnConstants:
+        return self.paper if self.protocol == "paper" else self.bn
+
+    def resolved(self, name: str):
+        """``folds``/``repeats``/``epochs``/``batch_size``/``lr``: the explicit value or the protocol default."""
+        value = getattr(self, name)
+        return getattr(self.constants, name) if value is None else value
+
+    def record(self) -> dict:
+        """Every setting, defaults resolved, for ``results.json``."""
+        out = asdict(self)
+        out.pop("paper"), out.pop("bn")
+        for name in ("folds", "repeats", "epochs", "batch_size", "lr"):
+            out[name] = self.resolved(name)
+        out["data"], out["output_dir"] = str(self.data), str(self.output_dir)
+        out["methods"] = [[init, None if ckpt is None else str(ckpt)] for init, ckpt in self.methods]
+        out["protocol_constants"] = asdict(self.constants)
+        return out

@@ -1,0 +1,93 @@
+"""The networks compared by ``crossd evaluate``: one per ``--init``, built from its checkpoint for 2D or 3D data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from crossd.evaluate.config import INITS_2D
+from crossd.models.factory import load_2d_model
+from crossd.transfer import build_3d_model, load_source
+
+
+@dataclass
+class Method:
+    """A compared network: its label in the results, its init and the checkpoint it starts from."""
+
+    name: str
+    init: str
+    checkpoint: str | None
+
+
+def method_names(methods: list[tuple[str, str | Path | None]]) -> list[Method]:
+    """Labels that are the init names, suffixed ``@<checkpoint stem>`` when an init appears more than once."""
+    inits = [init for init, _ in methods]
+    out = []
+    for init, ckpt in methods:
+        name = init if inits.count(init) == 1 else f"{init}@{Path(ckpt).stem if ckpt else 'none'}"
+        if any(m.name == name for m in out):
+            raise ValueError(f"method {name!r} given twice")
+        out.append(Method(name, init, None if ckpt is None else str(ckpt)))
+    return out
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
+    """Swap the model's last ``nn.Linear`` (the classifier) for a fresh one with ``num_classes`` outputs."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier to replace")
+    parent_name, _, attr = last.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    old = getattr(parent, attr)
+    head = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    setattr(parent, attr, head)
+    return head
+
+
+def build_network(
+    method: Method,
+    spatial_dims: int,
+    arch: str | None = None,
+    align: bool = False,
+    drop_bn_stats: bool = False,
+) -> tuple[nn.Module, dict]:
+    """The network of ``method`` for ``spatial_dims``-D data (classifier not yet replaced) and a description of how
+    it was loaded (recorded in ``results.json``).
+
+    2D data: ``crossd`` is the Cross-D 2D network itself, ``regular2d`` the plain 2D network, ``random`` a fresh
+    regular one. 3D data: :func:`crossd.transfer.build_3d_model`; ``drop_bn_stats`` applies to ``crossd`` only.
+    """
+    if spatial_dims == 3:
+        if method.init == "regular2d":
+            raise ValueError(
+                "init 'regular2d' runs the plain 2D network on 2D data, but the data holds 3D volumes; "
+                "use crossd, acs, i3d, center or random"
+            )
+        model, info = build_3d_model(
+            method.init, method.checkpoint, arch, align, drop_bn_stats and method.init == "crossd"
+        )
+        return model, {
+            "init": method.init,
+            "checkpoint": method.checkpoint,
+            "arch": info.arch,
+            "source_conv": info.source_conv,
+            "align": info.align,
+            "drop_bn_stats": info.drop_bn_stats,
+        }
+    if method.init not in INITS_2D:
+        raise ValueError(f"init {method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}")
+    if method.init == "random":
+        model, spec = load_source(None, arch)
+    else:
+        if method.checkpoint is None:
+            raise ValueError(f"init {method.init!r} needs a checkpoint (--checkpoint or --init {method.init}=CKPT)")
+        model, spec = load_2d_model(method.checkpoint, arch=arch)
+        wanted = "crossd" if method.init == "crossd" else "regular"
+        if spec.conv != wanted:
+            raise ValueError(f"{method.checkpoint}: init {method.init!r} needs a {wanted} checkpoint, got {spec.conv}")
+    return model, {"init": method.init, "checkpoint": method.checkpoint, "arch": spec.arch, "source_conv": spec.conv}

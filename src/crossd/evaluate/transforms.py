@@ -1,0 +1,135 @@
+"""Intensity scaling, augmentation and normalisation of evaluation samples, per protocol.
+
+Samples are tensors ``(C, H, W)`` or ``(C, D, H, W)`` in ``[0, 1]`` after scaling; the dataset repeats grey
+samples to 3 channels and normalises them last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+
+from crossd.evaluate.config import NORMALIZATION, BnConstants, PaperConstants
+
+Transform = Callable[[Tensor], Tensor]
+
+
+def scale_intensities(images: np.ndarray, scaling: str) -> np.ndarray:
+    """Min-max scaling to ``[0, 1]`` as float32: ``"global"`` over the whole array (protocol ``paper``) or
+    ``"per_sample"`` over each sample. ``images``: ``(N, C, *spatial)``."""
+    images = images.astype(np.float32)
+    if scaling == "global":
+        lo, hi = images.min(), images.max()
+    elif scaling == "per_sample":
+        axes = tuple(range(1, images.ndim))
+        lo, hi = images.min(axis=axes, keepdims=True), images.max(axis=axes, keepdims=True)
+    else:
+        raise ValueError(f"unknown scaling {scaling!r}; expected 'global' or 'per_sample'")
+    return (images - lo) / np.maximum(hi - lo, 1e-8)
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+def _random_flip(dim: int, p: float) -> Transform:
+    def flip(x: Tensor) -> Tensor:
+        return x.flip(dim) if torch.rand(()) < p else x
+
+    return flip
+
+
+def monai_volume_augmentation(c: PaperConstants, seed: int = 0) -> Transform:
+    """The authors' MONAI train augmentations for ``(C, D, H, W)`` volumes, each with probability ``p``,
+    their random state seeded with ``seed``."""
+    from monai.transforms import (
+        Compose,
+        RandFlip,
+        RandGaussianNoise,
+        RandRotate,
+        RandShiftIntensity,
+        RandZoom,
+    )
+
+    p = c.augment_probability
+    return Compose(
+        [
+            RandFlip(prob=p, spatial_axis=0),
+            RandRotate(range_x=c.rotate_range, prob=p, keep_size=True),
+            RandZoom(prob=p, min_zoom=c.zoom[0], max_zoom=c.zoom[1], keep_size=True),
+            RandGaussianNoise(prob=p),
+            RandShiftIntensity(offsets=c.intensity_shift, prob=p),
+        ]
+    ).set_random_state(seed)
+
+
+def image_transforms(c: PaperConstants, crop: int) -> tuple[Transform, Transform]:
+    """torchvision train/eval transforms of protocol ``paper`` for 2D tensors ``(3, H, W)`` in ``[0, 1]``."""
+    train = T.Compose(
+        [
+            T.RandomResizedCrop(crop, antialias=True),
+            T.RandomHorizontalFlip(),
+            T.ColorJitter(*c.color_jitter),
+        ]
+    )
+    evaluation = T.Compose([T.Resize(round(crop * 256 / 224), antialias=True), T.CenterCrop(crop)])
+    return train, evaluation
+
+
+def protocol_transforms(
+    protocol: str, constants: PaperConstants | BnConstants, spatial_dims: int, image_size: int | None, seed: int = 0
+) -> tuple[Transform, Transform]:
+    """``(train, eval)`` transforms of a protocol for samples of ``spatial_dims`` dimensions (``seed`` seeds
+    MONAI's own random state; the others draw from torch's)."""
+    if protocol != "paper":
+        flip_dim = 1 if spatial_dims == 3 else 2  # volumes: axis 0 (depth); images: horizontal
+        return _random_flip(flip_dim, constants.flip_probability), _identity
+    if spatial_dims == 3:
+        from monai.utils import convert_to_tensor
+
+        augment = monai_volume_augmentation(constants, seed)
+        return (lambda x: convert_to_tensor(augment(x), dtype=torch.float32, track_meta=False)), _identity
+    return image_transforms(constants, image_size or constants.image_size)
+
+
+class SampleDataset(Dataset):
+    """``(normalise(to_3_channels(transform(images[i]))), label)`` for the given indices.
+
+    Args:
+        images: ``(N, C, *spatial)`` float32 in ``[0, 1]`` (shared, not copied).
+        labels: ``(N,)`` int.
+        indices: which samples this dataset holds.
+        transform: applied to the ``(C, *spatial)`` tensor before channel repetition (colour jitter needs 3
+            channels, so 2D samples are repeated first).
+        normalize: a key of :data:`NORMALIZATION`; volumes use the mean of its channel constants for every
+            channel (ImageNet 0.449 / 0.226), as the authors did.
+    """
+
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, transform: Transform, normalize: str
+    ):
+        self.images, self.labels, self.indices, self.transform = images, labels, np.asarray(indices), transform
+        mean, std = NORMALIZATION[normalize]
+        self.spatial_dims = images.ndim - 2
+        if self.spatial_dims == 3:
+            mean, std = (sum(mean) / 3,) * 3, (sum(std) / 3,) * 3
+        shape = (3,) + (1,) * self.spatial_dims
+        self.mean, self.std = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> tuple[Tensor, int]:
+        index = self.indices[item]
+        x = torch.from_numpy(self.images[index])
+        if self.spatial_dims == 2:
+            x = self.transform(x.expand(3, *x.shape[1:]) if x.shape[0] == 1 else x)
+        else:
+            x = self.transform(x)
+            x = x.expand(3, *x.shape[1:]) if x.shape[0] == 1 else x
+        return (x - self.mean) / self.std, int(self.labels[index])

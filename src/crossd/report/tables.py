@@ -1,0 +1,86 @@
+"""``results.md``: the evaluation results as a table in the paper's style (mean ± std over folds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+COLUMNS = (
+    ("accuracy", "Accuracy"),
+    ("balanced_accuracy", "Balanced acc."),
+    ("f1_macro", "F1 (macro)"),
+    ("precision_macro", "Precision (macro)"),
+    ("recall_macro", "Recall (macro)"),
+)
+
+
+def mean_std(mean: float | None, std: float | None) -> str:
+    """``"85.31 ± 1.20"`` in percent, or ``"–"`` when there is no value."""
+    return "–" if mean is None else f"{100 * mean:.2f} ± {100 * (std or 0.0):.2f}"
+
+
+def _p_value(comparison: dict) -> str:
+    if comparison["p_value"] is None:
+        return f"– ({comparison['note']})"
+    return f"{comparison['p_value']:.3g} (Δ {100 * comparison['mean_difference']:+.2f}, n={comparison['pairs']})"
+
+
+def loading_note(method: dict) -> str:
+    """One sentence saying how a method's network was built from its checkpoint."""
+    loading = method.get("loading", {})
+    init, ckpt = method["init"], loading.get("checkpoint")
+    source = f"`{Path(ckpt).name}`" if ckpt else "no checkpoint"
+    notes = {
+        "crossd": "Cross-D network" if loading.get("spatial_dims") == 2 else "Cross-D 3D kernels copied into Conv3d",
+        "acs": "ACS convolution of the 2D kernels",
+        "i3d": "2D kernels inflated over depth (I3D)",
+        "center": "2D kernels in the central depth slice",
+        "random": "random initialisation (architecture only)",
+        "regular2d": "the regular 2D network",
+    }
+    text = f"{notes.get(init, init)} from {source}"
+    if loading.get("source_conv") == "crossd" and init in ("acs", "i3d", "center"):
+        text += " (the Cross-D kernels' angle-0 slices)"
+    if loading.get("align"):
+        text += ", shift kernels aligned"
+    if loading.get("spatial_dims") == 3 and init != "random":
+        if loading.get("drop_bn_stats"):
+            text += "; BatchNorms named `*bn*` reset, downsample BatchNorms kept (the authors' loading)"
+        else:
+            text += "; all BatchNorm statistics and affine parameters kept"
+    return text
+
+
+def results_markdown(results: dict) -> str:
+    """The ``results.md`` text of an evaluation ``results.json`` dictionary."""
+    args, data = results["args"], results["data"]
+    constants = args["protocol_constants"]
+    lines = [
+        f"# Evaluation of `{Path(args['data']).name}`",
+        "",
+        f"Protocol **{args['protocol']}**: {args['folds']}-fold cross-validation x {args['repeats']} repeat(s), "
+        f"{args['epochs']} epoch(s), batch {args['batch_size']}, lr {args['lr']:g}, best epoch by "
+        f"{constants['select'].replace('_', ' ')}, {constants['scaling'].replace('_', '-')} min-max scaling, "
+        f"`{args['normalize']}` normalisation, seed {args['seed']}.",
+        f"Data: {data['samples']} samples, {data['num_classes']} classes, {data['spatial_dims']}D, sample shape "
+        f"{tuple(data['shape'])}.",
+        "",
+        "| Method | " + " | ".join(title for _, title in COLUMNS) + " | Folds | Wilcoxon vs crossd: p (Δ acc.) |",
+        "|---|" + "---|" * (len(COLUMNS) + 2),
+    ]
+    comparisons = results.get("comparisons", {})
+    has_reference = any(m["method"] == "crossd" for m in results["results"])
+    for method in results["results"]:
+        cells = [mean_std(method.get(f"{key}_mean"), method.get(f"{key}_std")) for key, _ in COLUMNS]
+        if method["method"] == "crossd":
+            p = "(reference)"
+        elif not has_reference or method["method"] not in comparisons:
+            p = "– (no crossd method)"
+        else:
+            p = _p_value(comparisons[method["method"]])
+        lines.append(f"| {method['method']} | " + " | ".join(cells) + f" | {len(method['folds'])} | {p} |")
+    lines += ["", "Values are percentages, mean ± population std over folds; Δ is the mean paired difference.", ""]
+    lines += ["## How each network was loaded", ""]
+    lines += [f"- **{m['method']}**: {loading_note(m)}." for m in results["results"]]
+    if not results.get("complete", True):
+        lines += ["", "_Incomplete: the run stopped before every fold finished; rerun with `--resume`._"]
+    return "\n".join(lines) + "\n"
