@@ -27,7 +27,7 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1 or dist.is_initialized()
+        return self.world_size > 1
 
     @property
     def is_main(self) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -78,15 +79,10 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo) -> dict[str, Any]:
     spec = ModelSpec(cfg.model, cfg.conv, cfg.mode, len(splits.classes))
     if checkpoint is not None:
         check_same_model(checkpoint, spec, cfg.resume)
-    model = build_model(spec, None if checkpoint else cfg.weights)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-    model.to(info.device)
-    if cfg.sync_bn:
-        model = convert_sync_batchnorm(model, info)
-    bare = model
+    bare = _prepare_model(cfg, spec, info, checkpoint)
+    model = bare
     if info.distributed:
-        model = DistributedDataParallel(model, device_ids=[info.device] if info.device.type == "cuda" else None)
+        model = DistributedDataParallel(bare, device_ids=[info.device] if info.device.type == "cuda" else None)
 
     optimizer = build_optimizer(bare, cfg)
     scheduler = build_scheduler(optimizer, cfg)
@@ -129,10 +125,9 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo) -> dict[str, Any]:
                 "arch": asdict(spec),
                 "classes": splits.classes,
                 "rng": states,
+                **({"scaler": precision.scaler.state_dict()} if precision.scaler is not None else {}),
             }
-            if precision.scaler is not None:
-                state["scaler"] = precision.scaler.state_dict()
-            save_checkpoint(output_dir, state, spec, bare.state_dict())
+            save_checkpoint(output_dir, state, spec, state["model"])
             log.write(
                 {
                     "epoch": epoch + 1,
@@ -157,6 +152,17 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo) -> dict[str, Any]:
     if info.is_main:
         save_json(results, output_dir / "metrics.json")
     return results
+
+
+def _prepare_model(
+    cfg: PretrainConfig, spec: ModelSpec, info: DistInfo, checkpoint: dict[str, Any] | None
+) -> nn.Module:
+    """The model on its device: resumed, warm-started or fresh; SyncBatchNorm if asked (and possible)."""
+    model = build_model(spec, None if checkpoint else cfg.weights)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+    model.to(info.device)
+    return convert_sync_batchnorm(model, info) if cfg.sync_bn else model
 
 
 def _seed_everything(seed: int) -> None:
