@@ -1,0 +1,142 @@
+"""evaluate(): every init and protocol runs on tiny 2D and 3D data; results files, resume, frozen convolutions."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from crossd.evaluate import EvaluateConfig, evaluate
+from crossd.evaluate import runner as runner_module
+from crossd.evaluate.methods import Method, build_network, replace_head
+from crossd.evaluate.protocols import Schedule
+from crossd.evaluate.runner import _loaders, make_splits
+from crossd.evaluate.training import train_fold
+from crossd.evaluate.transforms import scale_intensities
+from crossd.nn import ACSConv3d
+
+
+def _run(data_dir, out, data, methods, protocol="bn", **kw):
+    cfg = EvaluateConfig(
+        data_dir / data, methods, out, protocol=protocol, folds=2, repeats=1, epochs=1, progress=False, **kw
+    )
+    return evaluate(cfg)
+
+
+def _check_results(results, out, names, epochs=1):
+    assert [m["method"] for m in results["results"]] == names
+    stored = json.loads((out / "results.json").read_text())
+    assert stored["complete"] and [m["method"] for m in stored["results"]] == names
+    for method in stored["results"]:
+        assert [(f["repeat"], f["fold"]) for f in method["folds"]] == [(0, 0), (0, 1)]
+        accuracies = [f["accuracy"] for f in method["folds"]]
+        assert method["accuracy_mean"] == pytest.approx(np.mean(accuracies))
+        assert method["accuracy_std"] == pytest.approx(np.std(accuracies))
+        for fold in method["folds"]:
+            assert {"f1_macro", "balanced_accuracy", "best_epoch"} <= set(fold)
+            assert all(len(v) == epochs for v in fold["history"].values())
+    table = (out / "results.md").read_text()
+    assert all(f"| {name} |" in table for name in names)
+    assert (out / "fold_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_3d_init_shares_folds_and_is_compared_with_crossd(data_dir, tmp_path):
+    ckpt = {"crossd": data_dir / "crossd.safetensors", "regular": data_dir / "regular.safetensors"}
+    methods = [
+        ("crossd", ckpt["crossd"]),
+        ("acs", ckpt["regular"]),
+        ("i3d", ckpt["crossd"]),  # a Cross-D checkpoint: its angle-0 kernels
+        ("center", ckpt["regular"]),
+        ("random", None),
+    ]
+    results = _run(data_dir, tmp_path, "vol.npz", methods)
+    _check_results(results, tmp_path, ["crossd", "acs", "i3d", "center", "random"])
+    assert set(results["comparisons"]) == {"acs", "i3d", "center", "random"}
+    assert all(c["pairs"] == 2 for c in results["comparisons"].values())
+    loading = {m["method"]: m["loading"] for m in results["results"]}
+    assert loading["i3d"]["source_conv"] == "crossd" and loading["acs"]["source_conv"] == "regular"
+    assert "Wilcoxon" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize("protocol", ["linear", "finetune", "paper"])
+def test_3d_protocols_run(data_dir, tmp_path, protocol):
+    methods = [("crossd", data_dir / "crossd.safetensors")]
+    results = _run(data_dir, tmp_path, "vol.npz", methods, protocol=protocol, drop_bn_stats=protocol == "paper")
+    _check_results(results, tmp_path, ["crossd"])
+    assert results["args"]["protocol_constants"]["select"] == ("val_loss" if protocol == "paper" else "val_accuracy")
+    if protocol == "paper":
+        assert results["args"]["batch_size"] == 8 and results["args"]["protocol_constants"]["bn_epoch"] == 10
+        assert "BatchNorms named `*bn*` reset" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize("protocol", ["bn", "paper"])
+def test_2d_inits_run(data_dir, tmp_path, protocol):
+    methods = [("crossd", data_dir / "crossd.safetensors"), ("regular2d", data_dir / "regular.safetensors")]
+    if protocol == "bn":
+        methods.append(("random", None))
+    results = _run(data_dir, tmp_path, "img.npz", methods, protocol=protocol, image_size=16, normalize="imagenet")
+    _check_results(results, tmp_path, [m[0] for m in methods])
+    assert results["data"]["spatial_dims"] == 2 and results["data"]["num_classes"] == 3
+
+
+def test_bn_protocol_leaves_convolutions_bit_identical(data_dir):
+    labels = np.arange(24) % 2
+    images = scale_intensities(np.random.default_rng(0).random((24, 1, 8, 8, 8)), "per_sample")
+    cfg = EvaluateConfig(data_dir / "vol.npz", [], "unused", folds=2, repeats=1, epochs=2, batch_size=4)
+    model, _ = build_network(Method("acs", "acs", str(data_dir / "regular.safetensors")), 3)
+    head = replace_head(model, 2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    stats_before = {n: b.clone() for n, b in model.named_buffers() if "running_mean" in n}
+    schedule = Schedule("bn", model, head, 2, 1e-2, cfg.constants)
+    split = make_splits(cfg, labels)[0]
+    train_fold(model, schedule, _loaders(cfg, images, labels, split, 0), 2, "val_accuracy", torch.device("cpu"))
+    convs = {n for n, m in model.named_modules() if isinstance(m, (nn.Conv3d, ACSConv3d))}
+    assert convs and any(isinstance(m, ACSConv3d) for m in model.modules())
+    for name, param in model.named_parameters():
+        owner = name.rpartition(".")[0]
+        if owner in convs:
+            assert torch.equal(param, before[name]), name
+    assert not torch.equal(model.fc.weight, before["fc.weight"])
+    assert not torch.equal(model.bn1.weight, before["bn1.weight"])  # BatchNorm affine trained
+    assert not torch.equal(model.bn1.running_mean, stats_before["bn1.running_mean"])  # statistics updated
+
+
+def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path, monkeypatch):
+    methods = [("random", None)]
+    first = _run(data_dir, tmp_path, "vol.npz", methods, seed=3)
+    stored = json.loads((tmp_path / "results.json").read_text())
+    stored["results"][0]["folds"] = stored["results"][0]["folds"][:1]  # as if stopped after one fold
+    (tmp_path / "results.json").write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match="--resume"):
+        _run(data_dir, tmp_path, "vol.npz", methods, seed=3)
+    with pytest.raises(ValueError, match="settings differ in seed"):
+        _run(data_dir, tmp_path, "vol.npz", methods, seed=4, resume=True)
+    calls = []
+    original = runner_module._run_fold
+    monkeypatch.setattr(
+        runner_module,
+        "_run_fold",
+        lambda cfg, m, t, i, s, split, bar: calls.append(split.fold) or original(cfg, m, t, i, s, split, bar),
+    )
+    again = _run(data_dir, tmp_path, "vol.npz", methods, seed=3, resume=True)
+    assert calls == [1]
+    assert again["results"][0]["folds"][0] == first["results"][0]["folds"][0]
+    # the same seed gives the same folds and, with the same fold seed, the same numbers
+    assert again["results"][0]["folds"][1]["accuracy"] == first["results"][0]["folds"][1]["accuracy"]
+
+
+def test_interrupted_run_keeps_finished_folds(data_dir, tmp_path, monkeypatch):
+    original = runner_module._run_fold
+
+    def stop_on_second_fold(cfg, method, template, images, samples, split, bar):
+        if split.fold == 1:
+            raise KeyboardInterrupt
+        return original(cfg, method, template, images, samples, split, bar)
+
+    monkeypatch.setattr(runner_module, "_run_fold", stop_on_second_fold)
+    with pytest.raises(KeyboardInterrupt):
+        _run(data_dir, tmp_path, "vol.npz", [("random", None)])
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert not stored["complete"] and len(stored["results"][0]["folds"]) == 1
+    assert "--resume" in (tmp_path / "results.md").read_text()

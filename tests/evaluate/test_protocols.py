@@ -1,0 +1,76 @@
+"""Schedules: which parameters train, in which optimiser, at which learning rate, epoch by epoch."""
+
+import pytest
+import torch
+from torch import nn
+
+from crossd.evaluate import BnConstants, PaperConstants
+from crossd.evaluate.methods import replace_head
+from crossd.evaluate.protocols import Schedule, batchnorm_parameters
+from crossd.models import create_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+
+
+def _model():
+    model = create_model("resnet18", 10, conv="crossd")  # rotation heads have BatchNorms too
+    return model, replace_head(model, 3)
+
+
+def _ids(params):
+    return {id(p) for p in params}
+
+
+def test_paper_schedule_epochs_1_9_10():
+    model, head = _model()
+    bn = batchnorm_parameters(model)
+    assert any("rotation_head" in n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d))
+    head_ids, bn_ids = _ids(head.parameters()), _ids(bn)
+    schedule = Schedule("paper", model, head, 15, 1e-3, PaperConstants())
+    seen = {}
+    for epoch in range(15):
+        schedule.begin_epoch(epoch)
+        trainable = _ids(p for p in model.parameters() if p.requires_grad)
+        seen[epoch] = (type(schedule.optimizer), _ids(schedule.optimized_parameters()), trainable, schedule.lr)
+        assert model.training and all(m.training for m in model.modules())  # BN statistics update throughout
+        schedule.end_epoch()
+    for epoch in (1, 9):
+        optimizer, optimized, trainable, _ = seen[epoch]
+        assert optimizer is torch.optim.AdamW and optimized == head_ids and trainable == head_ids
+    assert seen[1][3] == pytest.approx(1e-3) and seen[9][3] == pytest.approx(1e-4)  # MultiStepLR at epoch 7
+    optimizer, optimized, trainable, lr = seen[10]
+    assert optimizer is torch.optim.Adam and optimized == head_ids | bn_ids and trainable == head_ids | bn_ids
+    assert lr == pytest.approx(1e-4)
+    assert [seen[e][3] for e in range(11, 15)] == pytest.approx([1e-4] * 4)  # constant after the switch
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)] + [
+        m.weight for n, m in model.named_modules() if type(m).__name__ == "CrossDConv"
+    ]
+    assert not _ids(convs) & seen[14][1]
+
+
+def test_paper_adamw_uses_torch_default_weight_decay():
+    model, head = _model()
+    schedule = Schedule("paper", model, head, 15, 1e-3, PaperConstants())
+    assert schedule.optimizer.param_groups[0]["weight_decay"] == 0.01
+
+
+@pytest.mark.parametrize("protocol", ["bn", "linear", "finetune"])
+def test_bn_linear_finetune_parameters_and_milestones(protocol):
+    model, head = _model()
+    schedule = Schedule(protocol, model, head, 8, 1e-3, BnConstants())
+    expected = {
+        "bn": _ids(head.parameters()) | _ids(batchnorm_parameters(model)),
+        "linear": _ids(head.parameters()),
+        "finetune": _ids(model.parameters()),
+    }[protocol]
+    lrs = []
+    for epoch in range(8):
+        schedule.begin_epoch(epoch)
+        assert _ids(schedule.optimized_parameters()) == expected
+        assert _ids(p for p in model.parameters() if p.requires_grad) == expected
+        bn_modes = {m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+        assert bn_modes == ({False} if protocol == "linear" else {True})
+        lrs.append(schedule.lr)
+        schedule.end_epoch()
+    assert isinstance(schedule.optimizer, torch.optim.Adam)
+    assert lrs == pytest.approx([1e-3] * 4 + [1e-4] * 2 + [1e-5] * 2)  # x0.1 at 50% and 75%
