@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import random
+import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -96,10 +98,19 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo) -> dict[str, Any]:
         start_epoch = int(checkpoint["epoch"])
         _restore_rng(checkpoint["rng"], info)
 
+    if info.is_main:
+        test_size = f" / {len(splits.test)} test" if splits.test is not None else ""
+        print(
+            f"pretraining a {cfg.conv} {cfg.model} on {len(splits.train)} train / {len(splits.val)} val{test_size} "
+            f"images of {len(splits.classes)} classes; {info.world_size} process(es) on {info.device}; "
+            f"epochs {start_epoch + 1}..{cfg.epochs} -> {output_dir}",
+            flush=True,
+        )
     train_loader, train_seed = _train_loader(splits.train, cfg, info)
     val_loader = _eval_loader(splits.val, cfg, info)
     log = EpochLog(output_dir, start_epoch) if info.is_main else None
     val: Predictions | None = None
+    run_start = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.sampler.set_epoch(epoch)
         train_seed.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, info.rank]).generate_state(1)[0]))
@@ -111,9 +122,11 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo) -> dict[str, Any]:
         val = predict(bare, val_loader, info, precision)
         states = all_gather_objects(rng_state(info.device), info)
         if info.is_main:
+            remaining = (time.perf_counter() - run_start) / (epoch + 1 - start_epoch) * (cfg.epochs - epoch - 1)
             print(
                 f"Epoch [{epoch + 1}/{cfg.epochs}] train loss {stats.loss:.4f} acc1 {stats.acc1:.2f} | "
-                f"val loss {val.loss:.4f} acc1 {val.acc1:.2f} acc5 {val.acc5:.2f} | {stats.seconds:.1f} s",
+                f"val loss {val.loss:.4f} acc1 {val.acc1:.2f} acc5 {val.acc5:.2f} | {stats.seconds:.1f} s, "
+                f"run eta {datetime.timedelta(seconds=round(remaining))}",
                 flush=True,
             )
             state = {
@@ -151,6 +164,10 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo) -> dict[str, Any]:
         results["test"] = _summary(predict(bare, _eval_loader(splits.test, cfg, info), info, precision))
     if info.is_main:
         save_json(results, output_dir / "metrics.json")
+        scores = ", ".join(
+            f"{split} accuracy {results[split]['accuracy']:.4f}" for split in ("val", "test") if split in results
+        )
+        print(f"done: {scores}; metrics in {output_dir / 'metrics.json'}", flush=True)
     return results
 
 
