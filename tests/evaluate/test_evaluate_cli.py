@@ -1,0 +1,102 @@
+"""`crossd evaluate` from the command line: a full run, and one-line errors for bad input."""
+
+import numpy as np
+import pytest
+
+from crossd.cli import main
+from crossd.commands.evaluate import parse_methods
+
+
+def _evaluate(tmp_path, *argv):
+    return main(
+        [
+            "evaluate",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--folds",
+            "2",
+            "--repeats",
+            "1",
+            "--epochs",
+            "1",
+            "--no-progress",
+            *map(str, argv),
+        ]
+    )
+
+
+def test_cli_runs_methods_with_their_own_checkpoints(data_dir, tmp_path, capsys):
+    code = _evaluate(
+        tmp_path,
+        "--data",
+        data_dir / "vol.npz",
+        "--checkpoint",
+        data_dir / "crossd.safetensors",
+        "--init",
+        "crossd",
+        f"acs={data_dir / 'regular.safetensors'}",
+        "--protocol",
+        "linear",
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "crossd: accuracy" in out and "acs: accuracy" in out and "results.md" in out
+
+
+def test_parse_methods():
+    assert parse_methods(["crossd", "acs=r.pt", "random"], "c.pt") == [
+        ("crossd", "c.pt"),
+        ("acs", "r.pt"),
+        ("random", "c.pt"),
+    ]
+    with pytest.raises(ValueError, match="no checkpoint after"):
+        parse_methods(["acs="], None)
+
+
+def _error(capsys):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crossd evaluate: error: ") and "\n" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown_keys", "expected keys 'images'/'labels'"),
+        ("count_mismatch", "30 images in 'images' but 24 labels"),
+        ("regular2d_3d", "init 'regular2d' runs the plain 2D network on 2D data"),
+        ("acs_2d", "init 'acs' builds a 3D model, but the data holds 2D images"),
+        ("crossd_regular_ckpt", "needs a Cross-D checkpoint"),
+        ("missing_data", "data path not found"),
+        ("missing_checkpoint", "checkpoint not found"),
+        ("no_checkpoint", "needs a 2D checkpoint"),
+        ("bad_nifti", "not a readable NIfTI file"),
+    ],
+)
+def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, message):
+    vol, img = data_dir / "vol.npz", data_dir / "img.npz"
+    regular = data_dir / "regular.safetensors"
+    if case == "unknown_keys":
+        np.savez(tmp_path / "x.npz", volumes=np.zeros((4, 8, 8, 8)), y=np.zeros(4))
+        argv = ["--data", tmp_path / "x.npz", "--init", "random"]
+    elif case == "count_mismatch":
+        np.savez(tmp_path / "x.npz", images=np.zeros((30, 8, 8, 8)), labels=np.zeros(24))
+        argv = ["--data", tmp_path / "x.npz", "--init", "random"]
+    elif case == "regular2d_3d":
+        argv = ["--data", vol, "--init", f"regular2d={regular}"]
+    elif case == "acs_2d":
+        argv = ["--data", img, "--init", f"acs={regular}"]
+    elif case == "crossd_regular_ckpt":
+        argv = ["--data", vol, "--init", f"crossd={regular}"]
+    elif case == "missing_data":
+        argv = ["--data", tmp_path / "nope.npz", "--init", "random"]
+    elif case == "missing_checkpoint":
+        argv = ["--data", vol, "--init", f"acs={tmp_path / 'nope.pt'}"]
+    elif case == "no_checkpoint":
+        argv = ["--data", vol, "--init", "i3d"]
+    else:
+        (tmp_path / "a.nii.gz").write_bytes(b"not a nifti file")
+        (tmp_path / "labels.csv").write_text("path,label\na.nii.gz,0\n")
+        argv = ["--data", tmp_path / "labels.csv", "--init", "random"]
+    assert _evaluate(tmp_path, *argv) == 2
+    assert message in _error(capsys)
