@@ -18,6 +18,7 @@ from torch import nn
 
 from crossd.convert.published import published_to_crossd_keys, read_state_dict
 from crossd.convert.to_crossd import to_crossd
+from crossd.models.small_cnn import SmallCNN
 
 CONV_TYPES = ("regular", "crossd")
 
@@ -48,9 +49,13 @@ class ModelSpec:
         )
 
 
+LOCAL_MODELS = {"small_cnn": SmallCNN}
+"""crossd's own 2D architectures, by name, beside torchvision's."""
+
+
 def available_architectures() -> list[str]:
-    """torchvision classification model names."""
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    """torchvision classification model names and crossd's own (:data:`LOCAL_MODELS`)."""
+    return sorted([*torchvision.models.list_models(module=torchvision.models), *LOCAL_MODELS])
 
 
 def create_model(
@@ -68,7 +73,10 @@ def create_model(
         )
     if conv not in CONV_TYPES:
         raise ValueError(f"conv must be one of {CONV_TYPES}, got {conv!r}")
-    model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    if arch in LOCAL_MODELS:
+        model = LOCAL_MODELS[arch](num_classes=num_classes)
+    else:
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
     return to_crossd(model, mode=mode, inplace=True, **crossd_kwargs) if conv == "crossd" else model
 
 
