@@ -4,9 +4,9 @@ Yavuz & Yang, "Cross-D Conv: Cross-Dimensional Transferable Knowledge Base via F
 arXiv 2411.02441.
 """
 
-from crossd.convert import load_published, to_3d, to_crossd
+from crossd.convert import load_checkpoint, load_published, to_3d, to_crossd
 from crossd.nn import ACSConv3d, CrossDConv
 
 __version__ = "0.1.0"
 
-__all__ = ["ACSConv3d", "CrossDConv", "load_published", "to_3d", "to_crossd", "__version__"]
+__all__ = ["ACSConv3d", "CrossDConv", "load_checkpoint", "load_published", "to_3d", "to_crossd", "__version__"]
