@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,20 @@ class Precision:
 
     dtype: torch.dtype | None = None
     scaler: torch.amp.GradScaler | None = None
+
+    @classmethod
+    def choose(cls, amp: bool, info: DistInfo) -> Precision:
+        """bf16 autocast on CUDA where supported, else fp16 with gradient scaling; ``amp`` on CPU warns and is
+        ignored."""
+        if not amp:
+            return cls()
+        if info.device.type != "cuda":
+            if info.is_main:
+                warnings.warn("--amp needs CUDA; training in float32 on CPU", stacklevel=3)
+            return cls()
+        if torch.cuda.is_bf16_supported():
+            return cls(torch.bfloat16)
+        return cls(torch.float16, torch.amp.GradScaler("cuda"))
 
     def autocast(self, device: torch.device):
         if self.dtype is None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime
 import random
 import time
-import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
-from crossd.data.images import load_image_splits
+from crossd.data.images import ImageSplits, load_image_splits
 from crossd.evaluate.metrics import classification_metrics
 from crossd.io import save_json
 from crossd.models import ModelSpec
-from crossd.train.checkpoint import (
-    check_same_model,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from crossd.train.checkpoint import check_same_model, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from crossd.train.config import PretrainConfig
 from crossd.train.distributed import (
     DistInfo,
@@ -36,7 +29,8 @@ from crossd.train.distributed import (
     convert_sync_batchnorm,
     init_distributed,
 )
-from crossd.train.engine import Precision, Predictions, predict, train_one_epoch
+from crossd.train.engine import EpochStats, Precision, Predictions, predict, train_one_epoch
+from crossd.train.loaders import TrainLoader, eval_loader
 from crossd.train.model import build_model
 from crossd.train.optim import build_optimizer, build_scheduler
 from crossd.train.progress import EpochLog
@@ -62,124 +56,143 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     created_group = not torch.distributed.is_initialized()
     info = init_distributed(cfg.device)
     try:
-        return _pretrain(cfg, info)
+        run = _Run.start(cfg, info)
+        val = run.train()
+        return run.finish(val)
     finally:
         if created_group:
             close_distributed()
 
 
-def _pretrain(cfg: PretrainConfig, info: DistInfo) -> dict[str, Any]:
-    output_dir = Path(cfg.output_dir)
-    if cfg.resume is None and (output_dir / "checkpoint.pt").exists():
-        raise ValueError(
-            f"{output_dir / 'checkpoint.pt'} exists; pass --resume {output_dir / 'checkpoint.pt'} to continue it "
-            "or choose another --output-dir"
+@dataclass
+class _Run:
+    """Everything a pretraining run holds; ``model`` is ``bare`` wrapped in DDP when distributed."""
+
+    cfg: PretrainConfig
+    info: DistInfo
+    output_dir: Path
+    splits: ImageSplits
+    spec: ModelSpec
+    bare: nn.Module
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    precision: Precision
+    start_epoch: int
+
+    @classmethod
+    def start(cls, cfg: PretrainConfig, info: DistInfo) -> _Run:
+        """Check the inputs (cheapest first), build data and model, and restore a checkpoint if resuming."""
+        output_dir = Path(cfg.output_dir)
+        if cfg.resume is None and (output_dir / "checkpoint.pt").exists():
+            raise ValueError(
+                f"{output_dir / 'checkpoint.pt'} exists; pass --resume {output_dir / 'checkpoint.pt'} to continue "
+                "it or choose another --output-dir"
+            )
+        checkpoint = load_checkpoint(cfg.resume) if cfg.resume else None
+        _seed_everything(cfg.seed + info.rank)
+        splits = load_image_splits(
+            cfg.data_path, cfg.dataset, cfg.train_crop_size, cfg.val_resize_size, cfg.val_crop_size
         )
-    checkpoint = load_checkpoint(cfg.resume) if cfg.resume else None
-    _seed_everything(cfg.seed + info.rank)
-    splits = load_image_splits(cfg.data_path, cfg.dataset, cfg.train_crop_size, cfg.val_resize_size, cfg.val_crop_size)
-    spec = ModelSpec(cfg.model, cfg.conv, cfg.mode, len(splits.classes))
-    if checkpoint is not None:
-        check_same_model(checkpoint, spec, cfg.resume)
-    bare = _prepare_model(cfg, spec, info, checkpoint)
-    model = bare
-    if info.distributed:
-        model = DistributedDataParallel(bare, device_ids=[info.device] if info.device.type == "cuda" else None)
+        spec = ModelSpec(cfg.model, cfg.conv, cfg.mode, len(splits.classes))
+        if checkpoint is not None:
+            check_same_model(checkpoint, spec, cfg.resume)
+        bare = build_model(spec, None if checkpoint else cfg.weights)
+        if checkpoint is not None:
+            bare.load_state_dict(checkpoint["model"])
+        bare.to(info.device)
+        if cfg.sync_bn:
+            bare = convert_sync_batchnorm(bare, info)
+        model = bare
+        if info.distributed:
+            model = DistributedDataParallel(bare, device_ids=[info.device] if info.device.type == "cuda" else None)
+        optimizer = build_optimizer(bare, cfg)
+        scheduler = build_scheduler(optimizer, cfg)
+        precision = Precision.choose(cfg.amp, info)
+        if checkpoint is not None:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["lr_scheduler"])
+            if precision.scaler is not None and "scaler" in checkpoint:
+                precision.scaler.load_state_dict(checkpoint["scaler"])
+            _restore_rng(checkpoint["rng"], info)
+        start_epoch = int(checkpoint["epoch"]) if checkpoint is not None else 0
+        return cls(cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch)
 
-    optimizer = build_optimizer(bare, cfg)
-    scheduler = build_scheduler(optimizer, cfg)
-    precision = _precision(cfg, info)
-    start_epoch = 0
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["lr_scheduler"])
-        if precision.scaler is not None and "scaler" in checkpoint:
-            precision.scaler.load_state_dict(checkpoint["scaler"])
-        start_epoch = int(checkpoint["epoch"])
-        _restore_rng(checkpoint["rng"], info)
+    def train(self) -> Predictions | None:
+        """Epochs ``start_epoch + 1 .. cfg.epochs``; returns the last epoch's validation predictions (if any)."""
+        cfg, info = self.cfg, self.info
+        self._announce()
+        train_loader = TrainLoader(self.splits.train, cfg.batch_size, cfg.workers, cfg.seed, info)
+        log = EpochLog(self.output_dir, self.start_epoch) if info.is_main else None
+        val = None
+        run_start = time.perf_counter()
+        for epoch in range(self.start_epoch, cfg.epochs):
+            lr = self.optimizer.param_groups[0]["lr"]
+            header = f"Epoch [{epoch + 1}/{cfg.epochs}]"
+            stats = train_one_epoch(
+                self.model, self.optimizer, train_loader.epoch(epoch), info, self.precision, header, cfg.print_freq
+            )
+            self.scheduler.step()
+            val = self._predict(self.splits.val)
+            states = all_gather_objects(rng_state(info.device), info)
+            if info.is_main:
+                left = (time.perf_counter() - run_start) / (epoch + 1 - self.start_epoch) * (cfg.epochs - epoch - 1)
+                print(
+                    f"{header} train loss {stats.loss:.4f} acc1 {stats.acc1:.2f} | val loss {val.loss:.4f} "
+                    f"acc1 {val.acc1:.2f} acc5 {val.acc5:.2f} | {stats.seconds:.1f} s, "
+                    f"run eta {datetime.timedelta(seconds=round(left))}",
+                    flush=True,
+                )
+                self._save(epoch + 1, states)
+                log.write(_log_row(epoch + 1, lr, stats, val))
+            barrier(info)
+        if log is not None:
+            log.close()
+        return val
 
-    if info.is_main:
-        test_size = f" / {len(splits.test)} test" if splits.test is not None else ""
+    def finish(self, val: Predictions | None) -> dict[str, Any]:
+        """Table-1 metrics of the final model on ``val`` (and ``test``), written to ``metrics.json``."""
+        if val is None:  # resumed a finished run: nothing was trained
+            val = self._predict(self.splits.val)
+        results: dict[str, Any] = {"epochs": self.cfg.epochs, "val": _summary(val)}
+        if self.splits.test is not None:
+            results["test"] = _summary(self._predict(self.splits.test))
+        if self.info.is_main:
+            save_json(results, self.output_dir / "metrics.json")
+            scores = ", ".join(f"{s} accuracy {results[s]['accuracy']:.4f}" for s in ("val", "test") if s in results)
+            print(f"done: {scores}; metrics in {self.output_dir / 'metrics.json'}", flush=True)
+        return results
+
+    def _predict(self, dataset: Dataset) -> Predictions:
+        loader = eval_loader(dataset, self.cfg.batch_size, self.cfg.workers, self.info)
+        return predict(self.bare, loader, self.info, self.precision)
+
+    def _announce(self) -> None:
+        if not self.info.is_main:
+            return
+        s = self.splits
+        sizes = f"{len(s.train)} train / {len(s.val)} val" + (f" / {len(s.test)} test" if s.test is not None else "")
         print(
-            f"pretraining a {cfg.conv} {cfg.model} on {len(splits.train)} train / {len(splits.val)} val{test_size} "
-            f"images of {len(splits.classes)} classes; {info.world_size} process(es) on {info.device}; "
-            f"epochs {start_epoch + 1}..{cfg.epochs} -> {output_dir}",
+            f"pretraining a {self.cfg.conv} {self.cfg.model} on {sizes} images of {len(s.classes)} classes; "
+            f"{self.info.world_size} process(es) on {self.info.device}; epochs {self.start_epoch + 1}.."
+            f"{self.cfg.epochs} -> {self.output_dir}",
             flush=True,
         )
-    train_loader, train_seed = _train_loader(splits.train, cfg, info)
-    val_loader = _eval_loader(splits.val, cfg, info)
-    log = EpochLog(output_dir, start_epoch) if info.is_main else None
-    val: Predictions | None = None
-    run_start = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        train_loader.sampler.set_epoch(epoch)
-        train_seed.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, info.rank]).generate_state(1)[0]))
-        lr = optimizer.param_groups[0]["lr"]
-        stats = train_one_epoch(
-            model, optimizer, train_loader, info, precision, f"Epoch [{epoch + 1}/{cfg.epochs}]", cfg.print_freq
-        )
-        scheduler.step()
-        val = predict(bare, val_loader, info, precision)
-        states = all_gather_objects(rng_state(info.device), info)
-        if info.is_main:
-            remaining = (time.perf_counter() - run_start) / (epoch + 1 - start_epoch) * (cfg.epochs - epoch - 1)
-            print(
-                f"Epoch [{epoch + 1}/{cfg.epochs}] train loss {stats.loss:.4f} acc1 {stats.acc1:.2f} | "
-                f"val loss {val.loss:.4f} acc1 {val.acc1:.2f} acc5 {val.acc5:.2f} | {stats.seconds:.1f} s, "
-                f"run eta {datetime.timedelta(seconds=round(remaining))}",
-                flush=True,
-            )
-            state = {
-                "model": bare.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "lr_scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "args": asdict(cfg),
-                "arch": asdict(spec),
-                "classes": splits.classes,
-                "rng": states,
-                **({"scaler": precision.scaler.state_dict()} if precision.scaler is not None else {}),
-            }
-            save_checkpoint(output_dir, state, spec, state["model"])
-            log.write(
-                {
-                    "epoch": epoch + 1,
-                    "lr": lr,
-                    "train_loss": stats.loss,
-                    "train_acc1": stats.acc1,
-                    "val_loss": val.loss,
-                    "val_acc1": val.acc1,
-                    "val_acc5": val.acc5,
-                    "img/s": stats.images_per_second,
-                    "seconds": stats.seconds,
-                }
-            )
-        barrier(info)
-    if log is not None:
-        log.close()
 
-    results: dict[str, Any] = {"epochs": cfg.epochs}
-    results["val"] = _summary(val if val is not None else predict(bare, val_loader, info, precision))
-    if splits.test is not None:
-        results["test"] = _summary(predict(bare, _eval_loader(splits.test, cfg, info), info, precision))
-    if info.is_main:
-        save_json(results, output_dir / "metrics.json")
-        scores = ", ".join(
-            f"{split} accuracy {results[split]['accuracy']:.4f}" for split in ("val", "test") if split in results
-        )
-        print(f"done: {scores}; metrics in {output_dir / 'metrics.json'}", flush=True)
-    return results
-
-
-def _prepare_model(
-    cfg: PretrainConfig, spec: ModelSpec, info: DistInfo, checkpoint: dict[str, Any] | None
-) -> nn.Module:
-    """The model on its device: resumed, warm-started or fresh; SyncBatchNorm if asked (and possible)."""
-    model = build_model(spec, None if checkpoint else cfg.weights)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-    model.to(info.device)
-    return convert_sync_batchnorm(model, info) if cfg.sync_bn else model
+    def _save(self, epochs_done: int, rng_states: list[dict[str, Any]]) -> None:
+        state = {
+            "model": self.bare.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.scheduler.state_dict(),
+            "epoch": epochs_done,
+            "args": asdict(self.cfg),
+            "arch": asdict(self.spec),
+            "classes": self.splits.classes,
+            "rng": rng_states,
+        }
+        if self.precision.scaler is not None:
+            state["scaler"] = self.precision.scaler.state_dict()
+        save_checkpoint(self.output_dir, state, self.spec, state["model"])
 
 
 def _seed_everything(seed: int) -> None:
@@ -200,45 +213,18 @@ def _restore_rng(states: list[dict[str, Any]], info: DistInfo) -> None:
         )
 
 
-def _precision(cfg: PretrainConfig, info: DistInfo) -> Precision:
-    if not cfg.amp:
-        return Precision()
-    if info.device.type != "cuda":
-        if info.is_main:
-            warnings.warn("--amp needs CUDA; training in float32 on CPU", stacklevel=3)
-        return Precision()
-    if torch.cuda.is_bf16_supported():
-        return Precision(torch.bfloat16)
-    return Precision(torch.float16, torch.amp.GradScaler("cuda"))
-
-
-def _train_loader(dataset: Dataset, cfg: PretrainConfig, info: DistInfo) -> tuple[DataLoader, torch.Generator]:
-    """Shuffled by a seeded ``DistributedSampler`` (one process too, so resuming reproduces the order); worker
-    seeds come from ``generator``, re-seeded every epoch. The last incomplete batch is dropped when there is a
-    full one (BatchNorm cannot train on a batch of one)."""
-    sampler = DistributedSampler(dataset, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
-    generator = torch.Generator()
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.workers,
-        pin_memory=info.device.type == "cuda",
-        drop_last=len(sampler) > cfg.batch_size,
-        generator=generator,
-    )
-    return loader, generator
-
-
-def _eval_loader(dataset: Dataset, cfg: PretrainConfig, info: DistInfo) -> DataLoader:
-    """Every ``world_size``-th sample for this process: each sample is evaluated exactly once."""
-    return DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=range(info.rank, len(dataset), info.world_size),
-        num_workers=cfg.workers,
-        pin_memory=info.device.type == "cuda",
-    )
+def _log_row(epoch: int, lr: float, stats: EpochStats, val: Predictions) -> dict[str, float]:
+    return {
+        "epoch": epoch,
+        "lr": lr,
+        "train_loss": stats.loss,
+        "train_acc1": stats.acc1,
+        "val_loss": val.loss,
+        "val_acc1": val.acc1,
+        "val_acc5": val.acc5,
+        "img/s": stats.images_per_second,
+        "seconds": stats.seconds,
+    }
 
 
 def _summary(predictions: Predictions) -> dict[str, float]:
