@@ -1,0 +1,93 @@
+"""results.md table and the per-fold plot, from a hand-made results dictionary."""
+
+import pytest
+
+from crossd.evaluate.stats import paired_wilcoxon, summarize
+from crossd.report.plots import plot_fold_accuracies
+from crossd.report.tables import mean_std, results_markdown
+
+
+def _folds(accuracies):
+    return [
+        {
+            "repeat": i // 5,
+            "fold": i % 5,
+            "accuracy": a,
+            "balanced_accuracy": a,
+            "f1_macro": a,
+            "precision_macro": a,
+            "recall_macro": a,
+            "best_epoch": 0,
+        }
+        for i, a in enumerate(accuracies)
+    ]
+
+
+def _results(drop_bn_stats=False, with_crossd=True):
+    crossd = _folds([0.8, 0.82, 0.84, 0.86, 0.88, 0.8, 0.81, 0.83, 0.85, 0.87])
+    acs = _folds([0.7, 0.72, 0.75, 0.76, 0.79, 0.71, 0.74, 0.73, 0.78, 0.77])
+    methods = [
+        {
+            "method": "crossd",
+            "init": "crossd",
+            "checkpoint": "/x/crossd.pt",
+            "folds": crossd,
+            "loading": {"checkpoint": "/x/crossd.pt", "spatial_dims": 3, "drop_bn_stats": drop_bn_stats},
+        },
+        {
+            "method": "acs",
+            "init": "acs",
+            "checkpoint": "/x/reg.pt",
+            "folds": acs,
+            "loading": {"checkpoint": "/x/reg.pt", "spatial_dims": 3, "source_conv": "regular"},
+        },
+    ][0 if with_crossd else 1 :]
+    for m in methods:
+        m.update(summarize(m["folds"]))
+    comparisons = {"acs": paired_wilcoxon(crossd, acs)} if with_crossd else {}
+    args = {
+        "data": "/d/organ.npz",
+        "protocol": "paper",
+        "folds": 5,
+        "repeats": 2,
+        "epochs": 15,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "normalize": "radimagenet",
+        "seed": 0,
+        "protocol_constants": {"select": "val_loss", "scaling": "global"},
+    }
+    data = {"samples": 100, "num_classes": 3, "spatial_dims": 3, "shape": [1, 8, 8, 8]}
+    return {"args": args, "data": data, "results": methods, "comparisons": comparisons, "complete": True}
+
+
+def test_table_in_paper_style_with_paired_test():
+    text = results_markdown(_results())
+    crossd_row = next(line for line in text.splitlines() if line.startswith("| crossd |"))
+    assert (
+        crossd_row.split(" | ")[1] == mean_std(0.836, 0.02728) == "83.60 ± 2.73"
+    )  # population std: sqrt(0.00744 / 10)
+    acs_row = next(line for line in text.splitlines() if line.startswith("| acs |"))
+    # every fold of acs is below crossd: the exact two-sided p of 10 same-sign pairs is 2 / 2**10
+    assert f"{2 / 2**10:.3g}" in acs_row and "Δ -9.10" in acs_row and "n=10" in acs_row
+    assert "Protocol **paper**" in text and "val loss" in text and "global min-max" in text
+    assert "all BatchNorm statistics and affine parameters kept" in text
+    assert "reset" in results_markdown(_results(drop_bn_stats=True))
+    assert "no crossd method" in results_markdown(_results(with_crossd=False))
+
+
+def test_summaries_use_population_std():
+    s = summarize(_folds([0.5, 1.0]))
+    assert s["accuracy_mean"] == pytest.approx(0.75) and s["accuracy_std"] == pytest.approx(0.25)
+
+
+def test_wilcoxon_edge_cases():
+    same = _folds([0.5, 0.6, 0.7])
+    assert paired_wilcoxon(same, same)["note"] == "identical on every fold"
+    assert paired_wilcoxon(same, same[:1])["p_value"] is None
+    assert paired_wilcoxon(same, [])["note"] == "no shared folds"
+
+
+def test_fold_plot_is_a_png(tmp_path):
+    path = plot_fold_accuracies(_results(), tmp_path / "plot.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
