@@ -1,5 +1,6 @@
 """The published command line under ``torchrun`` on CPU (gloo): two processes, ``--sync-bn --rot``."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from crossd import to_3d
+from crossd.data.images import load_image_splits
 from crossd.models import ModelSpec, load_2d_model
 from crossd.train import load_checkpoint
 
@@ -32,6 +35,12 @@ def test_torchrun_two_processes_writes_a_checkpoint_that_transfers_to_3d(tmp_pat
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
     model, spec = load_2d_model(out / "checkpoint.pt")
     assert spec == ModelSpec("resnet18", "crossd", "rotate", 3)
+    # metrics.json covers every val sample once (gathered from both processes) and describes the saved model
+    val = load_image_splits(image_folder, train_crop_size=16, val_resize_size=20, val_crop_size=16).val
+    images, labels = map(torch.stack, zip(*[(x, torch.tensor(y)) for x, y in val], strict=True))
+    with torch.no_grad():
+        loss = F.cross_entropy(model.eval()(images), labels)
+    assert json.loads((out / "metrics.json").read_text())["val"]["loss"] == pytest.approx(float(loss), rel=1e-5)
     model3d = to_3d(model, init="crossd").eval()
     with torch.no_grad():
         logits = model3d(torch.randn(1, 3, 16, 16, 16))

@@ -96,6 +96,13 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     return gathered
 
 
+def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Give every process rank 0's buffers (BatchNorm statistics), so all evaluate the model rank 0 saves."""
+    if info.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, 0)
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

@@ -25,6 +25,7 @@ from crossd.train.distributed import (
     DistInfo,
     all_gather_objects,
     barrier,
+    broadcast_buffers,
     close_distributed,
     convert_sync_batchnorm,
     init_distributed,
@@ -164,6 +165,7 @@ class _Run:
         return results
 
     def _predict(self, dataset: Dataset) -> Predictions:
+        broadcast_buffers(self.bare, self.info)
         loader = eval_loader(dataset, self.cfg.batch_size, self.cfg.workers, self.info)
         return predict(self.bare, loader, self.info, self.precision)
 
