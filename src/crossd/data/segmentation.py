@@ -1,0 +1,145 @@
+"""Image/label volume pairs for 3D segmentation: NIfTI pairs listed in a CSV, or blocks of the MNI152 template.
+
+- ``.csv`` with an ``image,label`` header (paths relative to the CSV): NIfTI images and integer label maps of the
+  same shape; volumes of different shapes need ``size`` (images resized trilinearly, labels by nearest voxel).
+- ``"mni152"``: the MNI152 T1 template (nilearn, offline) cut into cubic blocks, each voxel labelled background
+  (0), grey matter (1) or white matter (2) by the larger of ``1 - gm - wm``, ``gm`` and ``wm`` (nilearn's
+  GM/WM probability maps). Blocks of one template are correlated: a demo and test set, not a benchmark.
+
+Arrays follow ``docs/conventions.md``: volumes ``(D, H, W)``; NIfTI ``(x, y, z)`` arrays are transposed to
+``(z, y, x)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from crossd.data.volumes import read_nifti
+from crossd.io import atomic_write, save_text
+
+MNI152_CLASSES = ["background", "grey matter", "white matter"]
+
+
+@dataclass
+class SegmentationSet:
+    """Images ``(N, 1, D, H, W)`` float32 (intensities as read), labels ``(N, D, H, W)`` int64, class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _resize(volume: np.ndarray, size: int | None, mode: str) -> np.ndarray:
+    """``(D, H, W)`` -> ``(size, size, size)`` (``mode``: ``"trilinear"`` or ``"nearest"``)."""
+    if size is None or volume.shape == (size,) * 3:
+        return volume
+    tensor = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
+    kwargs = {"align_corners": False} if mode == "trilinear" else {}
+    return F.interpolate(tensor, size=(size,) * 3, mode=mode, **kwargs)[0, 0].numpy()
+
+
+def _to_dhw(volume: np.ndarray) -> np.ndarray:
+    """A nibabel ``(x, y, z)`` array as ``(z, y, x)`` = ``(D, H, W)``."""
+    return np.ascontiguousarray(np.transpose(volume, (2, 1, 0)))
+
+
+def load_segmentation_csv(path: str | Path, size: int | None = None) -> SegmentationSet:
+    """Image/label NIfTI pairs from a CSV with ``image`` and ``label`` columns; classes ``0..max label``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"segmentation CSV not found: {path}")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"image", "label"} <= set(rows[0]):
+        raise ValueError(f"{path}: needs a header with 'image' and 'label' columns and at least one row")
+    images, labels = [], []
+    for row in rows:
+        image = _to_dhw(read_nifti(path.parent / row["image"])[0])
+        label = _to_dhw(read_nifti(path.parent / row["label"])[0])
+        if image.shape != label.shape:
+            raise ValueError(f"{path}: {row['image']} {image.shape} and {row['label']} {label.shape} differ in shape")
+        if np.any(label < 0) or np.any(label != np.round(label)):
+            raise ValueError(f"{path}: {row['label']} must hold non-negative integer labels")
+        images.append(_resize(image, size, "trilinear"))
+        labels.append(_resize(label, size, "nearest"))
+    shapes = sorted({im.shape for im in images})
+    if len(shapes) > 1:
+        raise ValueError(f"{path}: volumes differ in shape ({shapes[0]} vs {shapes[-1]}); give a size to resize to")
+    stacked = np.stack(labels).astype(np.int64)
+    classes = [str(c) for c in range(int(stacked.max()) + 1)]
+    return SegmentationSet(np.stack(images)[:, None].astype(np.float32), stacked, classes)
+
+
+@functools.lru_cache(maxsize=2)
+def _mni152(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    from nilearn import datasets
+
+    t1 = datasets.load_mni152_template(resolution=resolution).get_fdata()
+    grey = datasets.load_mni152_gm_template(resolution=resolution).get_fdata()
+    white = datasets.load_mni152_wm_template(resolution=resolution).get_fdata()
+    labels = np.argmax(np.stack([1.0 - grey - white, grey, white]), axis=0)
+    return _to_dhw(t1.astype(np.float32)), _to_dhw(labels.astype(np.int64))
+
+
+def mni152_blocks(
+    block: int = 24, stride: int | None = None, resolution: int = 2, min_tissue: float = 0.3
+) -> SegmentationSet:
+    """Cubic blocks ``block^3`` of the MNI152 T1 template with grey/white-matter labels (see module doc).
+
+    Args:
+        block: block side in voxels.
+        stride: distance between block origins (default ``block``: no overlap).
+        resolution: template resolution in mm (1 or 2).
+        min_tissue: keep blocks whose grey + white fraction is at least this.
+    """
+    if resolution not in (1, 2):
+        raise ValueError(f"MNI152 resolution must be 1 or 2 (mm), got {resolution}")
+    t1, labels = _mni152(resolution)
+    stride = stride or block
+    images, targets = [], []
+    for d in range(0, t1.shape[0] - block + 1, stride):
+        for h in range(0, t1.shape[1] - block + 1, stride):
+            for w in range(0, t1.shape[2] - block + 1, stride):
+                window = (slice(d, d + block), slice(h, h + block), slice(w, w + block))
+                if (labels[window] > 0).mean() >= min_tissue:
+                    images.append(t1[window])
+                    targets.append(labels[window])
+    if not images:
+        raise ValueError(f"no MNI152 block of side {block} holds {min_tissue:.0%} tissue")
+    return SegmentationSet(np.stack(images)[:, None].copy(), np.stack(targets).copy(), list(MNI152_CLASSES))
+
+
+def write_segmentation_csv(data: SegmentationSet, output_dir: str | Path) -> Path:
+    """Save every pair as ``image_<i>.nii.gz``/``label_<i>.nii.gz`` (1 mm identity affine) plus ``pairs.csv``;
+    returns the CSV path. The inverse of :func:`load_segmentation_csv` (arrays transposed back to ``(x, y, z)``).
+    """
+    import nibabel as nib
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["image,label"]
+    for i, (image, label) in enumerate(zip(data.images[:, 0], data.labels, strict=True)):
+        for name, array in ((f"image_{i:03d}.nii.gz", image), (f"label_{i:03d}.nii.gz", label.astype(np.int16))):
+            payload = gzip.compress(nib.Nifti1Image(np.transpose(array, (2, 1, 0)), np.eye(4)).to_bytes())
+            atomic_write(out / name, lambda p, payload=payload: p.write_bytes(payload))
+        lines.append(f"image_{i:03d}.nii.gz,label_{i:03d}.nii.gz")
+    return save_text("\n".join(lines) + "\n", out / "pairs.csv")
+
+
+def load_segmentation(data: str | Path, size: int | None = None) -> SegmentationSet:
+    """``"mni152"`` (the template's blocks, :func:`mni152_blocks` defaults) or an ``image,label`` CSV."""
+    if str(data) == "mni152":
+        return mni152_blocks()
+    return load_segmentation_csv(data, size)

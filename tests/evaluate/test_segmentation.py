@@ -1,0 +1,133 @@
+"""Segmentation evaluation: MNI152 GM/WM blocks, NIfTI pair CSVs, protocols, k-fold Dice with UNet3D."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from crossd.data.segmentation import (
+    SegmentationSet,
+    load_segmentation_csv,
+    mni152_blocks,
+    write_segmentation_csv,
+)
+from crossd.evaluate.methods import Method
+from crossd.evaluate.segmentation import (
+    SegmentationConfig,
+    build_segmenter,
+    evaluate_segmentation,
+    prepare_volumes,
+    trainable_parameters,
+)
+from crossd.io import save_safetensors
+from crossd.models import ModelSpec, create_model
+
+
+def _checkpoint(path, conv):
+    spec = ModelSpec("small_cnn", conv, "rotate", 10)
+    save_safetensors(create_model(spec.arch, spec.num_classes, conv).state_dict(), path, spec.metadata())
+    return path
+
+
+@pytest.fixture(scope="module")
+def blocks():
+    return mni152_blocks(block=16, min_tissue=0.5)
+
+
+def test_mni152_blocks_hold_grey_and_white_matter(blocks):
+    assert blocks.images.shape[1:] == (1, 16, 16, 16) and blocks.labels.shape[1:] == (16, 16, 16)
+    assert blocks.classes == ["background", "grey matter", "white matter"]
+    assert len(blocks.labels) >= 20 and set(np.unique(blocks.labels)) == {0, 1, 2}
+    assert ((blocks.labels > 0).mean(axis=(1, 2, 3)) >= 0.5).all()
+    # white matter is brighter than grey matter in a T1 image
+    assert blocks.images[:, 0][blocks.labels == 2].mean() > blocks.images[:, 0][blocks.labels == 1].mean() + 0.1
+
+
+def test_csv_of_nifti_pairs_round_trips(tmp_path, blocks):
+    subset = SegmentationSet(blocks.images[:3], blocks.labels[:3], blocks.classes)
+    csv_path = write_segmentation_csv(subset, tmp_path)
+    loaded = load_segmentation_csv(csv_path)
+    assert np.array_equal(loaded.labels, subset.labels) and np.allclose(loaded.images, subset.images)
+    assert loaded.classes == ["0", "1", "2"]
+    assert load_segmentation_csv(csv_path, size=8).images.shape == (3, 1, 8, 8, 8)
+    (tmp_path / "bad.csv").write_text("path,label\nimage_000.nii.gz,1\n")
+    with pytest.raises(ValueError, match="'image' and 'label' columns"):
+        load_segmentation_csv(tmp_path / "bad.csv")
+    with pytest.raises(FileNotFoundError):
+        load_segmentation_csv(tmp_path / "missing.csv")
+
+
+def test_protocols_choose_what_trains(tmp_path):
+    ckpt = _checkpoint(tmp_path / "crossd.safetensors", "crossd")
+    cfg = SegmentationConfig("unused", [("crossd", ckpt)], tmp_path, decoder_channels=(16, 8, 4, 4))
+    net, loading = build_segmenter(Method("crossd", "crossd", str(ckpt)), 3, cfg)
+    assert loading["source_conv"] == "crossd"
+    encoder = {id(p) for p in net.encoder_parameters()}
+    frozen = trainable_parameters(net, "linear")
+    assert frozen and not any(id(p) in encoder for p in frozen)
+    assert not any(p.requires_grad for p in net.encoder_parameters())
+    bn = trainable_parameters(net, "bn")
+    assert sum(id(p) in encoder for p in bn) == 8  # 4 BatchNorm3d x (weight, bias)
+    assert all(p.requires_grad for p in trainable_parameters(net, "finetune"))
+    with pytest.raises(ValueError, match="unknown segmentation protocol"):
+        SegmentationConfig("x", [("crossd", ckpt)], tmp_path, protocol="paper").validate()
+
+
+def test_prepare_volumes_scales_repeats_and_normalises():
+    images = np.stack([np.linspace(0, 5, 8), np.linspace(10, 30, 8)]).reshape(2, 1, 2, 2, 2).astype(np.float32)
+    out = prepare_volumes(images, "none")
+    assert out.shape == (2, 3, 2, 2, 2) and torch.equal(out[:, 0], out[:, 2])
+    assert out.amin(dim=(1, 2, 3, 4)).tolist() == [0, 0] and out.amax(dim=(1, 2, 3, 4)).tolist() == [1, 1]
+
+
+def test_kfold_dice_for_each_init(tmp_path, blocks):
+    crossd = _checkpoint(tmp_path / "crossd.safetensors", "crossd")
+    regular = _checkpoint(tmp_path / "regular.safetensors", "regular")
+    data = SegmentationSet(blocks.images[:12], blocks.labels[:12], blocks.classes)
+    cfg = SegmentationConfig(
+        "mni152",
+        [("crossd", crossd), ("i3d", regular), ("random", None)],
+        tmp_path / "run",
+        protocol="frozen",
+        folds=2,
+        epochs=1,
+        batch_size=4,
+        arch="small_cnn",
+        decoder_channels=(16, 8, 4, 4),
+        progress=False,
+    )
+    results = evaluate_segmentation(cfg, data)
+    assert results["complete"] and results["args"]["protocol"] == "linear"
+    assert [m["method"] for m in results["results"]] == ["crossd", "i3d", "random"]
+    for method in results["results"]:
+        assert len(method["folds"]) == 2
+        for fold in method["folds"]:
+            assert fold["n_train"] + fold["n_val"] + fold["n_test"] == 12 and len(fold["dice"]) == 2
+            assert all(d is None or 0 <= d <= 1 for d in fold["dice"])
+        assert 0 <= method["dice_mean_mean"] <= 1 and "dice_white matter_mean" in method
+    assert set(results["comparisons"]) == {"i3d", "random"}
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["results"][0]["folds"][1]["dice_mean"] == results["results"][0]["folds"][1]["dice_mean"]
+    table = (tmp_path / "run" / "results.md").read_text()
+    assert "| crossd |" in table and "Dice white matter" in table and "Cross-D 3D kernels copied" in table
+
+
+def test_finetuning_learns_to_segment(tmp_path, blocks):
+    """An honest check that the loop trains: grey/white matter Dice well above chance after a few epochs."""
+    data = SegmentationSet(blocks.images[:20], blocks.labels[:20], blocks.classes)
+    cfg = SegmentationConfig(
+        "mni152",
+        [("random", None)],
+        tmp_path,
+        folds=2,
+        epochs=8,
+        batch_size=2,
+        lr=1e-2,
+        arch="small_cnn",
+        decoder_channels=(32, 16, 16, 16),
+        progress=False,
+    )
+    results = evaluate_segmentation(cfg, data)
+    # chance (every tissue voxel called grey matter) is about 0.3; this run reaches about 0.66
+    assert results["results"][0]["dice_mean_mean"] > 0.5
