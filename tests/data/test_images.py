@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 from image_data import write_image_folder, write_medmnist_npz
+from PIL import Image
 
-from crossd.data.images import ArrayImageDataset, detect_dataset_kind, load_image_splits
+from crossd.data.images import ArrayImageDataset, detect_dataset_kind, load_image_splits, read_rgb
 
 SIZES = {"train_crop_size": 12, "val_resize_size": 14, "val_crop_size": 12}
 
@@ -20,6 +21,14 @@ def test_image_folder_splits_give_three_channel_tensors(tmp_path):
         assert shapes == {(3, 12, 12)}
     grey_image, label = splits.val[0]
     assert label == 0 and torch.allclose(grey_image[0] * 0.229 + 0.485, grey_image[1] * 0.224 + 0.456, atol=1e-5)
+
+
+def test_sixteen_bit_grey_images_are_scaled_not_clipped(tmp_path):
+    values = np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 16  # 0 .. 4080
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    rgb = np.asarray(read_rgb(tmp_path / "deep.png"))
+    assert rgb.shape == (16, 16, 3) and rgb.min() == 0 and rgb.max() == 255
+    assert len(np.unique(rgb[..., 0])) > 200  # a saturating conversion would leave almost everything at 255
 
 
 def test_image_folder_without_test_split(tmp_path):

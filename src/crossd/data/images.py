@@ -1,7 +1,7 @@
 """2D image datasets for pretraining: image folders (ImageNet/RadImageNet layout) and MedMNIST 2D ``.npz`` files.
 
 - Image folder: ``root/train/<class>/*.png``, ``root/val/<class>/...`` and optionally ``root/test/<class>/...``;
-  every image is read as 3-channel RGB (grey images are repeated to 3 channels).
+  every image is read as 3-channel RGB (grey images are repeated to 3 channels, 16-bit ones scaled to 8 bits).
 - MedMNIST ``.npz``: ``train_images``/``train_labels``, ``val_*`` and optionally ``test_*``, read once into memory
   (:func:`crossd.data.load_npz`); samples become PIL images so the same transforms serve both kinds.
 
@@ -89,6 +89,16 @@ def _as_uint8(images: np.ndarray) -> np.ndarray:
     return np.round(scaled * 255).astype(np.uint8)
 
 
+def read_rgb(path: str | Path) -> Image.Image:
+    """An image file as 8-bit RGB; 16-bit and float grey images (common in medical PNG/TIFF) are min-max scaled
+    to ``0..255`` first instead of being clipped."""
+    with Image.open(path) as image:
+        image.load()
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            image = Image.fromarray(_as_uint8(np.asarray(image, dtype=np.float32)))
+        return image.convert("RGB")
+
+
 def _check_classes(classes: list[str], where: Path | str) -> None:
     if len(classes) < 2:
         raise ValueError(f"{where}: found {len(classes)} class(es) {classes}; classification needs at least 2")
@@ -98,7 +108,7 @@ def _image_folder(root: Path, transform: Callable) -> datasets.ImageFolder:
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
     try:
-        return datasets.ImageFolder(str(root), transform=transform)
+        return datasets.ImageFolder(str(root), transform=transform, loader=read_rgb)
     except FileNotFoundError as exc:  # torchvision: no class folders, or class folders without images
         raise ValueError(f"{root}: {str(exc).splitlines()[0]}") from None
 
