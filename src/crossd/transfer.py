@@ -48,12 +48,10 @@ def drop_bn_statistics(model: nn.Module) -> list[str]:
     return reset
 
 
-def load_source(checkpoint: str | Path | None, arch: str | None = None) -> tuple[nn.Module, ModelSpec]:
-    """The 2D model of ``checkpoint``, or a random regular ``arch`` (default resnet18) when it is ``None``."""
-    if checkpoint is None:
-        spec = ModelSpec(arch or DEFAULT_ARCH, "regular")
-        return create_model(spec.arch, spec.num_classes), spec
-    return load_2d_model(checkpoint, arch=arch)
+def source_spec(checkpoint: str | Path | None, arch: str | None = None) -> ModelSpec:
+    """The architecture of ``checkpoint`` (crossd metadata), else a regular ``arch`` (default resnet18)."""
+    spec = read_spec(checkpoint) if checkpoint is not None else None
+    return spec or ModelSpec(arch or DEFAULT_ARCH, "regular")
 
 
 def build_3d_model(
@@ -77,11 +75,11 @@ def build_3d_model(
         raise ValueError(f"unknown init {init!r} for a 3D model; expected one of {INITS_3D}")
     if checkpoint is None and init != "random":
         raise ValueError(f"init {init!r} needs a 2D checkpoint to transfer; only 'random' works without one")
-    if init == "random" and checkpoint is not None:
-        spec = read_spec(checkpoint) or ModelSpec(arch or DEFAULT_ARCH, "regular")
+    if init == "random":
+        spec = source_spec(checkpoint, arch)
         model2d = create_model(spec.arch, spec.num_classes)
     else:
-        model2d, spec = load_source(checkpoint, arch)
+        model2d, spec = load_2d_model(checkpoint, arch=arch)
     if init == "crossd" and spec.conv != "crossd":
         raise ValueError(
             f"{checkpoint}: init 'crossd' needs a Cross-D checkpoint, this one holds a regular {spec.arch}; "

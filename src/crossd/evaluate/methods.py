@@ -8,8 +8,8 @@ from pathlib import Path
 from torch import nn
 
 from crossd.evaluate.config import INITS_2D
-from crossd.models.factory import load_2d_model
-from crossd.transfer import build_3d_model, load_source
+from crossd.models.factory import create_model, load_2d_model
+from crossd.transfer import build_3d_model, source_spec
 
 
 @dataclass
@@ -60,7 +60,8 @@ def build_network(
     it was loaded (recorded in ``results.json``).
 
     2D data: ``crossd`` is the Cross-D 2D network itself, ``regular2d`` the plain 2D network, ``random`` a fresh
-    regular one. 3D data: :func:`crossd.transfer.build_3d_model`; ``drop_bn_stats`` applies to ``crossd`` only.
+    regular one (of the checkpoint's architecture when given). 3D data: :func:`crossd.transfer.build_3d_model`;
+    ``drop_bn_stats`` applies to ``crossd`` only.
     """
     if spatial_dims == 3:
         if method.init == "regular2d":
@@ -82,7 +83,8 @@ def build_network(
     if method.init not in INITS_2D:
         raise ValueError(f"init {method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}")
     if method.init == "random":
-        model, spec = load_source(None, arch)
+        spec = source_spec(method.checkpoint, arch)
+        model = create_model(spec.arch, spec.num_classes)
     else:
         if method.checkpoint is None:
             raise ValueError(f"init {method.init!r} needs a checkpoint (--checkpoint or --init {method.init}=CKPT)")
