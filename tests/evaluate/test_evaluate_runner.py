@@ -7,13 +7,14 @@ import pytest
 import torch
 from torch import nn
 
+from crossd.data.volumes import SampleSet
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate import runner as runner_module
 from crossd.evaluate.methods import Method, build_network, replace_head
 from crossd.evaluate.protocols import Schedule
 from crossd.evaluate.runner import _loaders, make_splits
 from crossd.evaluate.training import train_fold
-from crossd.evaluate.transforms import scale_intensities
+from crossd.evaluate.transforms import intensity_bounds
 from crossd.nn import ACSConv3d
 
 
@@ -82,7 +83,7 @@ def test_2d_inits_run(data_dir, tmp_path, protocol):
 
 def test_bn_protocol_leaves_convolutions_bit_identical(data_dir):
     labels = np.arange(24) % 2
-    images = scale_intensities(np.random.default_rng(0).random((24, 1, 8, 8, 8)), "per_sample")
+    samples = SampleSet(np.random.default_rng(0).random((24, 1, 8, 8, 8)), labels, ["0", "1"])
     cfg = EvaluateConfig(data_dir / "vol.npz", [], "unused", folds=2, repeats=1, epochs=2, batch_size=4)
     model, _ = build_network(Method("acs", "acs", str(data_dir / "regular.safetensors")), 3)
     head = replace_head(model, 2)
@@ -90,7 +91,8 @@ def test_bn_protocol_leaves_convolutions_bit_identical(data_dir):
     stats_before = {n: b.clone() for n, b in model.named_buffers() if "running_mean" in n}
     schedule = Schedule("bn", model, head, 2, 1e-2, cfg.constants)
     split = make_splits(cfg, labels)[0]
-    train_fold(model, schedule, _loaders(cfg, images, labels, split, 0), 2, "val_accuracy", torch.device("cpu"))
+    loaders = _loaders(cfg, samples, intensity_bounds(samples.images, "per_sample"), split, 0)
+    train_fold(model, schedule, loaders, 2, "val_accuracy", torch.device("cpu"))
     convs = {n for n, m in model.named_modules() if isinstance(m, (nn.Conv3d, ACSConv3d))}
     assert convs and any(isinstance(m, ACSConv3d) for m in model.modules())
     for name, param in model.named_parameters():
@@ -129,10 +131,10 @@ def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path
 def test_interrupted_run_keeps_finished_folds(data_dir, tmp_path, monkeypatch):
     original = runner_module._run_fold
 
-    def stop_on_second_fold(cfg, method, template, images, samples, split, bar):
+    def stop_on_second_fold(cfg, method, template, samples, bounds, split, bar):
         if split.fold == 1:
             raise KeyboardInterrupt
-        return original(cfg, method, template, images, samples, split, bar)
+        return original(cfg, method, template, samples, bounds, split, bar)
 
     monkeypatch.setattr(runner_module, "_run_fold", stop_on_second_fold)
     with pytest.raises(KeyboardInterrupt):

@@ -22,7 +22,7 @@ from crossd.evaluate.methods import Method, build_network, method_names, replace
 from crossd.evaluate.protocols import Schedule
 from crossd.evaluate.stats import paired_wilcoxon, summarize
 from crossd.evaluate.training import train_fold
-from crossd.evaluate.transforms import SampleDataset, protocol_transforms, scale_intensities
+from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
 from crossd.io import save_json, save_text
 from crossd.report.plots import plot_fold_accuracies
 from crossd.report.tables import results_markdown
@@ -72,13 +72,15 @@ def _fold_seed(cfg: EvaluateConfig, split: Split) -> int:
     return cfg.seed * 100_003 + split.repeat * 1_000 + split.fold
 
 
-def _loaders(cfg: EvaluateConfig, images: np.ndarray, labels: np.ndarray, split: Split, seed: int) -> dict:
-    train_tf, eval_tf = protocol_transforms(cfg.protocol, cfg.constants, images.ndim - 2, cfg.image_size, seed=seed)
+def _loaders(cfg: EvaluateConfig, samples: SampleSet, bounds: tuple, split: Split, seed: int) -> dict:
+    train_tf, eval_tf = protocol_transforms(
+        cfg.protocol, cfg.constants, samples.spatial_dims, cfg.image_size, seed=seed
+    )
     batch = cfg.resolved("batch_size")
 
     def loader(indices: np.ndarray, transform, train: bool) -> DataLoader:
         return DataLoader(
-            SampleDataset(images, labels, indices, transform, cfg.normalize),
+            SampleDataset(samples.images, samples.labels, bounds, indices, transform, cfg.normalize),
             batch_size=batch,
             shuffle=train,
             drop_last=train and len(indices) % batch == 1 and len(indices) > 1,  # BatchNorm needs 2 samples
@@ -185,7 +187,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         ],
         "complete": False,
     }
-    images = scale_intensities(samples.images, cfg.constants.scaling)
+    bounds = intensity_bounds(samples.images, cfg.constants.scaling)
     epochs = cfg.resolved("epochs")
     by_name = {r["method"]: r for r in results["results"]}
     bar = tqdm(total=len(splits) * len(methods) * epochs, disable=not cfg.progress, desc="evaluate", unit="epoch")
@@ -196,7 +198,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
                 if any((f["repeat"], f["fold"]) == (split.repeat, split.fold) for f in record["folds"]):
                     bar.update(epochs)
                     continue
-                record["folds"].append(_run_fold(cfg, method, networks[method.name], images, samples, split, bar))
+                record["folds"].append(_run_fold(cfg, method, networks[method.name], samples, bounds, split, bar))
                 _save(results, out_dir)
     finally:
         bar.close()
@@ -209,8 +211,8 @@ def _run_fold(
     cfg: EvaluateConfig,
     method: Method,
     template: torch.nn.Module,
-    images: np.ndarray,
     samples: SampleSet,
+    bounds: tuple[np.ndarray, np.ndarray],
     split: Split,
     bar: tqdm,
 ) -> dict:
@@ -223,7 +225,7 @@ def _run_fold(
     model.to(device)
     epochs = cfg.resolved("epochs")
     schedule = Schedule(cfg.protocol, model, head, epochs, cfg.resolved("lr"), cfg.constants)
-    loaders = _loaders(cfg, images, samples.labels, split, seed)
+    loaders = _loaders(cfg, samples, bounds, split, seed)
 
     def on_epoch(epoch: int, row: dict) -> None:
         bar.set_postfix(method=method.name, fold=f"{split.repeat}.{split.fold}", val_acc=f"{row['val_accuracy']:.3f}")

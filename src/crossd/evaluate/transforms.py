@@ -19,18 +19,28 @@ from crossd.evaluate.config import NORMALIZATION, BnConstants, PaperConstants
 Transform = Callable[[Tensor], Tensor]
 
 
-def scale_intensities(images: np.ndarray, scaling: str) -> np.ndarray:
-    """Min-max scaling to ``[0, 1]`` as float32: ``"global"`` over the whole array (protocol ``paper``) or
-    ``"per_sample"`` over each sample. ``images``: ``(N, C, *spatial)``."""
-    images = images.astype(np.float32)
+def intensity_bounds(images: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
+    """Min-max bounds ``(lo, hi)``, each ``(N,)`` float32: the whole array's (``"global"``, protocol ``paper``)
+    repeated for every sample, or each sample's own (``"per_sample"``). ``images``: ``(N, C, *spatial)``."""
+    n = len(images)
     if scaling == "global":
-        lo, hi = images.min(), images.max()
+        lo, hi = np.full(n, images.min(), np.float32), np.full(n, images.max(), np.float32)
     elif scaling == "per_sample":
-        axes = tuple(range(1, images.ndim))
-        lo, hi = images.min(axis=axes, keepdims=True), images.max(axis=axes, keepdims=True)
+        flat = images.reshape(n, -1)
+        lo, hi = flat.min(axis=1).astype(np.float32), flat.max(axis=1).astype(np.float32)
     else:
         raise ValueError(f"unknown scaling {scaling!r}; expected 'global' or 'per_sample'")
-    return (images - lo) / np.maximum(hi - lo, 1e-8)
+    return lo, hi
+
+
+def _scale(sample: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return (sample.astype(np.float32) - lo) / max(float(hi - lo), 1e-8)
+
+
+def scale_intensities(images: np.ndarray, scaling: str) -> np.ndarray:
+    """``images`` ``(N, C, *spatial)`` min-max scaled to ``[0, 1]`` float32 (see :func:`intensity_bounds`)."""
+    lo, hi = intensity_bounds(images, scaling)
+    return np.stack([_scale(x, a, b) for x, a, b in zip(images, lo, hi, strict=True)]) if len(images) else images
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -98,11 +108,13 @@ def protocol_transforms(
 
 
 class SampleDataset(Dataset):
-    """``(normalise(to_3_channels(transform(images[i]))), label)`` for the given indices.
+    """``(normalise(to_3_channels(transform(scale(images[i])))), label)`` for the given indices.
 
     Args:
-        images: ``(N, C, *spatial)`` float32 in ``[0, 1]`` (shared, not copied).
+        images: ``(N, C, *spatial)`` of any numeric dtype (shared, not copied: a uint8 dataset stays uint8 in
+            memory and each sample is scaled when read).
         labels: ``(N,)`` int.
+        bounds: ``(lo, hi)`` per sample from :func:`intensity_bounds`; each sample is mapped to ``[0, 1]``.
         indices: which samples this dataset holds.
         transform: applied to the ``(C, *spatial)`` tensor before channel repetition (colour jitter needs 3
             channels, so 2D samples are repeated first).
@@ -111,9 +123,16 @@ class SampleDataset(Dataset):
     """
 
     def __init__(
-        self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, transform: Transform, normalize: str
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        bounds: tuple[np.ndarray, np.ndarray],
+        indices: np.ndarray,
+        transform: Transform,
+        normalize: str,
     ):
         self.images, self.labels, self.indices, self.transform = images, labels, np.asarray(indices), transform
+        self.lo, self.hi = bounds
         mean, std = NORMALIZATION[normalize]
         self.spatial_dims = images.ndim - 2
         if self.spatial_dims == 3:
@@ -126,7 +145,7 @@ class SampleDataset(Dataset):
 
     def __getitem__(self, item: int) -> tuple[Tensor, int]:
         index = self.indices[item]
-        x = torch.from_numpy(self.images[index])
+        x = torch.from_numpy(_scale(self.images[index], self.lo[index], self.hi[index]))
         if self.spatial_dims == 2:
             x = self.transform(x.expand(3, *x.shape[1:]) if x.shape[0] == 1 else x)
         else:
