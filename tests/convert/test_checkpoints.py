@@ -52,18 +52,20 @@ def test_pickled_objects_are_refused(tmp_path):
         load_checkpoint(_small_cnn(), tmp_path / "whole_model.pt")
 
 
-@pytest.mark.parametrize(("mode", "init"), [("rotate", "center"), ("shift", "i3d")])
-def test_torchvision_2d_weights_into_a_crossd_model(mode, init):
-    source = resnet18(num_classes=3)
-    model = to_crossd(resnet18(num_classes=3), mode=mode)  # random 3D kernels, fresh heads
+@pytest.mark.parametrize(("mode", "init", "arch"), [("rotate", "center", "resnet18"), ("shift", "i3d", "small")])
+def test_2d_weights_into_a_crossd_model(mode, init, arch):
+    build = (lambda: resnet18(num_classes=3)) if arch == "resnet18" else _small_cnn
+    source = build()
+    model = to_crossd(build(), mode=mode)  # random 3D kernels, fresh heads
     report = load_checkpoint(model, source.state_dict(), init=init, verbose=False)
-    assert report.ok and len(report.adapted) == 20
+    convs = [name for name, module in model.named_modules() if isinstance(module, CrossDConv)]
+    assert report.ok and set(report.adapted) == {f"{name}.weight" for name in convs}
     assert set(report.explained.values()) == {"new rotation head (the checkpoint has none)"}
-    for name, module in model.named_modules():
-        if isinstance(module, CrossDConv):
-            kernel2d = source.get_submodule(name).weight.detach()
-            k = kernel2d.shape[-1]
-            torch.testing.assert_close(planar_kernel(module), kernel2d if init == "center" else kernel2d / k)
+    for name in convs:
+        kernel2d = source.get_submodule(name).weight.detach()
+        k = kernel2d.shape[-1]
+        expected = kernel2d if init == "center" else kernel2d / k
+        torch.testing.assert_close(planar_kernel(model.get_submodule(name)), expected)
 
 
 def test_torchvision_2d_weights_into_a_3d_model_give_the_2d_model_on_one_slice():
