@@ -13,7 +13,10 @@ sub-folders of 2D images. The data's dimension decides 2D vs 3D networks.
 methods of one call share the folds; the same --seed gives the same folds in separate calls.
 Protocols: bn (BatchNorm + head; default), linear (head), finetune (all), paper (the authors' later scripts behind
 Tables 2 and 3: 15 epochs, batch 8, head then head + BatchNorm from epoch 10, lowest validation loss,
-KFold seeds 43..45). --epochs/--batch-size/--lr/--folds/--repeats override a protocol's defaults.
+KFold random_state 42 + --seed + t, t = 1..3). --epochs/--batch-size/--lr/--folds/--repeats override a protocol's
+defaults. The published Table 3 comparison: --protocol paper --drop-bn-stats --init crossd=CROSSD acs=REGULAR
+(the Cross-D rows lose their bn1/bn2 BatchNorms as in the authors' loading); without --drop-bn-stats every
+network keeps all its BatchNorms, the fair comparison. results.md says which was run.
 Writes results.json (after every fold; Ctrl-C keeps finished folds, --resume skips them), results.md and
 fold_accuracy.png in --output-dir.
 """

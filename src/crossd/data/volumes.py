@@ -199,11 +199,11 @@ def load_image_folder(root: Path, size: int | None = None) -> SampleSet:
 
 def load_npz_samples(path: Path, size: int | None = None) -> SampleSet:
     """All splits of an ``.npz`` pooled, channels first: ``(N,H,W)`` -> ``(N,1,H,W)``, ``(N,H,W,3)`` ->
-    ``(N,3,H,W)``, ``(N,D,H,W)`` -> ``(N,1,D,H,W)``."""
+    ``(N,3,H,W)`` (alpha dropped), ``(N,D,H,W)`` -> ``(N,1,D,H,W)``."""
     data = load_npz(path)
     pooled = data.pooled()
     images = pooled.images
-    images = np.moveaxis(images, -1, 1) if data.channels > 1 else images[:, None]
+    images = np.moveaxis(images[..., :3], -1, 1) if data.channels > 1 else images[:, None]  # RGBA: drop alpha
     if size is not None:
         images = _stack(list(images), size, path)
     return SampleSet(images, pooled.labels, [str(c) for c in range(data.num_classes)])
