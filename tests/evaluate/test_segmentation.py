@@ -131,3 +131,21 @@ def test_finetuning_learns_to_segment(tmp_path, blocks):
     results = evaluate_segmentation(cfg, data)
     # chance (every tissue voxel called grey matter) is about 0.3; this run reaches about 0.66
     assert results["results"][0]["dice_mean_mean"] > 0.5
+
+
+def test_cli_flags_map_to_a_segmentation_config(tmp_path):
+    import argparse
+
+    from crossd.commands.evaluate import add_arguments, parse_methods
+    from crossd.evaluate.segmentation import segmentation_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = ["--data", "mni152", "--init", "crossd=a.pt", "random", "--protocol", "linear", "--epochs", "3"]
+    args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--no-progress"])
+    cfg = segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint))
+    assert cfg.methods == [("crossd", "a.pt"), ("random", None)]
+    assert (cfg.protocol, cfg.epochs, cfg.folds, cfg.progress) == ("linear", 3, 5, False)
+    args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--resume"])
+    with pytest.raises(ValueError, match="--resume is not supported"):
+        segmentation_config_from_args(args, [])

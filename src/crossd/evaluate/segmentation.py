@@ -16,6 +16,7 @@ fold.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 from dataclasses import asdict, dataclass
@@ -53,6 +54,7 @@ class SegmentationConfig:
         protocol: ``linear``/``frozen`` (frozen encoder), ``bn`` or ``finetune``.
         size: resize every volume to ``size`` per axis (needed when shapes differ).
         arch: torchvision name for checkpoints without crossd metadata, or for ``random`` without a checkpoint.
+        align, drop_bn_stats: as for classification (:class:`crossd.evaluate.EvaluateConfig`).
     """
 
     data: str | Path
@@ -70,6 +72,7 @@ class SegmentationConfig:
     size: int | None = None
     arch: str | None = None
     align: bool = False
+    drop_bn_stats: bool = False
     decoder_channels: tuple[int, ...] = DECODER_CHANNELS
     device: str | None = None
     progress: bool = True
@@ -100,7 +103,7 @@ def prepare_volumes(images: np.ndarray, normalize: str, channels: int = 3) -> Te
 def build_segmenter(method: Method, num_classes: int, cfg: SegmentationConfig) -> tuple[UNet3D, dict]:
     """The ``UNet3D`` of ``method`` (encoder transferred as for classification, fresh decoder) and how it was
     loaded."""
-    encoder, loading = build_network(method, 3, cfg.arch, cfg.align)
+    encoder, loading = build_network(method, 3, cfg.arch, cfg.align, cfg.drop_bn_stats)
     loading["spatial_dims"] = 3
     return UNet3D(encoder, num_classes, cfg.decoder_channels), loading
 
@@ -311,3 +314,42 @@ def evaluate_segmentation(cfg: SegmentationConfig, data: SegmentationSet | None 
     results["complete"] = True
     _save(results, out_dir)
     return results
+
+
+def segmentation_config_from_args(
+    args: argparse.Namespace, methods: list[tuple[str, str | None]]
+) -> SegmentationConfig:
+    """The :class:`SegmentationConfig` of ``crossd evaluate --task segmentation`` flags (``None`` flags take the
+    segmentation defaults; ``--protocol paper`` and ``--resume`` are refused)."""
+    if getattr(args, "resume", False):
+        raise ValueError("--resume is not supported with --task segmentation")
+    overrides = {
+        name: getattr(args, name)
+        for name in ("folds", "repeats", "epochs", "batch_size", "lr", "size", "arch", "device")
+        if getattr(args, name, None) is not None
+    }
+    return SegmentationConfig(
+        data=args.data,
+        methods=methods,
+        output_dir=args.output_dir,
+        protocol=args.protocol,
+        normalize=args.normalize,
+        seed=args.seed,
+        align=args.align,
+        drop_bn_stats=args.drop_bn_stats,
+        progress=not args.no_progress,
+        **overrides,
+    )
+
+
+def summary_lines(results: dict) -> list[str]:
+    """One line per method: mean Dice ± std over folds, and Dice per class."""
+    classes = results["data"]["classes"][1:]
+    lines = []
+    for method in results["results"]:
+        per_class = ", ".join(f"{c} {mean_std(method[f'dice_{c}_mean'], method[f'dice_{c}_std'])}" for c in classes)
+        lines.append(
+            f"{method['method']:>12}: Dice {mean_std(method['dice_mean_mean'], method['dice_mean_std'])} "
+            f"({per_class}) over {len(method['folds'])} folds"
+        )
+    return lines
