@@ -151,6 +151,7 @@ def test_layers_without_crossd_kernels_and_other_twins():
         nn.Upsample(size=(4, 6), mode="nearest"),
         nn.ReflectionPad2d((1, 1, 2, 2)),
         nn.AvgPool2d(2, ceil_mode=True),
+        nn.LPPool2d(2, 1),
         nn.Dropout2d(0.1),
         nn.AdaptiveMaxPool2d((2, 3)),
     )
@@ -164,6 +165,7 @@ def test_layers_without_crossd_kernels_and_other_twins():
         "Upsample",
         "ReflectionPad3d",
         "AvgPool3d",
+        "LPPool3d",
         "Dropout3d",
         "AdaptiveMaxPool3d",
     ]

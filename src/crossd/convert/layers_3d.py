@@ -89,7 +89,8 @@ def layer_to_3d(module: nn.Module) -> nn.Module | None:
         k, s, p = (triple(v) for v in (module.kernel_size, module.stride, module.padding))
         return nn.AvgPool3d(k, s, p, module.ceil_mode, module.count_include_pad, module.divisor_override)
     if isinstance(module, nn.LPPool2d):
-        return nn.LPPool3d(module.norm_type, triple(module.kernel_size), triple(module.stride), module.ceil_mode)
+        stride = None if module.stride is None else triple(module.stride)
+        return nn.LPPool3d(module.norm_type, triple(module.kernel_size), stride, module.ceil_mode)
     if isinstance(module, nn.AdaptiveAvgPool2d):
         return nn.AdaptiveAvgPool3d(triple(module.output_size))
     if isinstance(module, nn.AdaptiveMaxPool2d):
