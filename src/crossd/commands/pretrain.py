@@ -40,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--train-crop-size", type=int, default=d.train_crop_size, help="random-resized crop size")
     data.add_argument("--val-resize-size", type=int, default=d.val_resize_size, help="evaluation resize")
     data.add_argument("--val-crop-size", type=int, default=d.val_crop_size, help="evaluation centre crop")
+    data.add_argument(
+        "--train-crop-scale",
+        type=float,
+        nargs=2,
+        default=d.train_crop_scale,
+        metavar=("MIN", "MAX"),
+        help="area range of the random-resized crop (1 1 keeps whole images, e.g. centre-labelled patches)",
+    )
     data.add_argument("-j", "--workers", type=int, default=d.workers, help="data-loading workers per process")
 
     model = parser.add_argument_group("model")
@@ -48,6 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--rot", action="store_true", help="Cross-D convolutions (same as --conv crossd)")
     model.add_argument("--mode", choices=("rotate", "shift"), default=d.mode, help="Cross-D slicing mode")
     model.add_argument("--weights", default=None, help="local 2D checkpoint to warm-start from")
+    model.add_argument(
+        "--crossd-init",
+        choices=("random", "center", "inflate"),
+        default=d.crossd_init,
+        help="start of fresh Cross-D kernels: 3D random, or a 2D init in the angle-0 plane / in every slice",
+    )
+    model.add_argument(
+        "--plane-sampling",
+        choices=("head", "random"),
+        default=d.plane_sampling,
+        help="random: turn each training sample's plane by a uniformly random rotation (rotate mode)",
+    )
     model.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (CUDA only)")
 
     train = parser.add_argument_group("training")
@@ -65,6 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--lr-warmup-decay", type=float, default=d.lr_warmup_decay, help="warm-up start factor")
     train.add_argument("--amp", action="store_true", help="mixed precision (CUDA: bf16, or fp16 + scaling)")
     train.add_argument("--seed", type=int, default=d.seed)
+    hybrid = parser.add_argument_group("hybrid 2D+3D training (one process, Cross-D models)")
+    hybrid.add_argument("--volumes", default=None, help="3D .npz (MedMNIST layout) with the 2D data's classes")
+    hybrid.add_argument("--volume-every", type=int, default=d.volume_every, help="a 3D batch after every N 2D batches")
+    hybrid.add_argument("--volume-batch-size", type=int, default=d.volume_batch_size)
 
     run = parser.add_argument_group("run")
     run.add_argument("--output-dir", default=d.output_dir)
@@ -78,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
     values = {f.name: getattr(args, f.name) for f in fields(PretrainConfig) if hasattr(args, f.name)}
     if args.rot:
         values["conv"] = "crossd"
+    values["train_crop_scale"] = tuple(values.get("train_crop_scale", PretrainConfig.train_crop_scale))
     return PretrainConfig(**values)
 
 

@@ -38,13 +38,16 @@ class ImageSplits:
 
 
 def classification_transforms(
-    train_crop_size: int = 224, val_resize_size: int = 256, val_crop_size: int = 224
+    train_crop_size: int = 224,
+    val_resize_size: int = 256,
+    val_crop_size: int = 224,
+    train_crop_scale: tuple[float, float] = (0.08, 1.0),
 ) -> tuple[Callable, Callable]:
     """``(train, eval)`` transforms from PIL images to normalised tensors ``(3, crop, crop)``."""
     normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train = transforms.Compose(
         [
-            transforms.RandomResizedCrop(train_crop_size, antialias=True),
+            transforms.RandomResizedCrop(train_crop_size, scale=tuple(train_crop_scale), antialias=True),
             transforms.RandomHorizontalFlip(),
             transforms.ToTensor(),
             normalize,
@@ -172,6 +175,7 @@ def load_image_splits(
     train_crop_size: int = 224,
     val_resize_size: int = 256,
     val_crop_size: int = 224,
+    train_crop_scale: tuple[float, float] = (0.08, 1.0),
 ) -> ImageSplits:
     """Train/val(/test) datasets of an image folder or a MedMNIST 2D ``.npz`` with the reference transforms.
 
@@ -180,7 +184,7 @@ def load_image_splits(
     """
     if not str(data_path):
         raise ValueError("no data path given")
-    train_tf, eval_tf = classification_transforms(train_crop_size, val_resize_size, val_crop_size)
+    train_tf, eval_tf = classification_transforms(train_crop_size, val_resize_size, val_crop_size, train_crop_scale)
     if detect_dataset_kind(data_path, dataset) == "medmnist":
         return load_medmnist(data_path, train_tf, eval_tf)
     return load_image_folders(data_path, train_tf, eval_tf)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from crossd.convert.to_crossd import CROSSD_INITS
+
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
 
@@ -30,6 +32,16 @@ class PretrainConfig:
         resume: a ``checkpoint.pt`` to continue from (same model and data).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
         amp: mixed precision on CUDA (bf16 where supported, else fp16 with gradient scaling).
+        train_crop_scale: area range of the random-resized crop (torchvision's default ``(0.08, 1.0)``; use
+            ``(1.0, 1.0)`` for patches labelled by their centre).
+        crossd_init: how a fresh Cross-D model's 3D kernels start: ``"random"`` (3D Kaiming), ``"center"`` (a fresh
+            2D init in the plane used at angle 0, zeros off it) or ``"inflate"`` (a fresh 2D init in every slice).
+        plane_sampling: ``"head"`` (the paper) or ``"random"`` (each training sample's plane is first turned by a
+            uniformly random rotation, so every voxel is trained; ``rotate`` mode only).
+        volumes: a MedMNIST-style 3D ``.npz`` with the same classes: hybrid 2D+3D training, where the same weights
+            also take a 3D batch through a parameter-sharing 3D twin after every ``volume_every`` 2D batches
+            (one process only).
+        volume_batch_size: 3D batch size.
     """
 
     data_path: str = ""
@@ -61,6 +73,12 @@ class PretrainConfig:
     train_crop_size: int = 224
     val_resize_size: int = 256
     val_crop_size: int = 224
+    train_crop_scale: tuple[float, float] = (0.08, 1.0)
+    crossd_init: str = "random"
+    plane_sampling: str = "head"
+    volumes: str | None = None
+    volume_every: int = 4
+    volume_batch_size: int = 8
 
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` for settings that cannot work."""
@@ -77,5 +95,18 @@ class PretrainConfig:
             raise ValueError("workers and lr_warmup_epochs must not be negative")
         if self.lr_warmup_epochs >= self.epochs:
             raise ValueError(f"lr_warmup_epochs ({self.lr_warmup_epochs}) must be fewer than epochs ({self.epochs})")
+        low, high = self.train_crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"train_crop_scale must satisfy 0 < min <= max <= 1, got {self.train_crop_scale}")
+        if self.crossd_init not in CROSSD_INITS:
+            raise ValueError(f"crossd_init must be one of {CROSSD_INITS}, got {self.crossd_init!r}")
+        if self.plane_sampling not in ("head", "random"):
+            raise ValueError(f"plane_sampling must be 'head' or 'random', got {self.plane_sampling!r}")
+        if self.plane_sampling == "random" and (self.conv != "crossd" or self.mode != "rotate"):
+            raise ValueError("plane_sampling 'random' needs a Cross-D model in mode 'rotate' (--rot --mode rotate)")
+        if self.volumes is not None and self.conv != "crossd":
+            raise ValueError("hybrid 2D+3D training (--volumes) needs a Cross-D model (--rot)")
+        if self.volume_every < 1 or self.volume_batch_size < 2:
+            raise ValueError("volume_every must be at least 1 and volume_batch_size at least 2")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,8 +96,12 @@ def train_one_epoch(
     precision: Precision,
     header: str,
     print_freq: int,
+    after_step: Callable[[int], None] | None = None,
 ) -> EpochStats:
-    """One pass over ``loader`` with cross-entropy; returns statistics reduced over all processes."""
+    """One pass over ``loader`` with cross-entropy; returns statistics reduced over all processes.
+
+    ``after_step(step)`` (1-based) runs after each optimiser step (hybrid training puts its 3D batches there).
+    """
     model.train()
     lr = optimizer.param_groups[0]["lr"]
     progress = ProgressPrinter(header, len(loader), print_freq, enabled=info.is_main)
@@ -116,6 +121,8 @@ def train_one_epoch(
         else:
             loss.backward()
             optimizer.step()
+        if after_step is not None:
+            after_step(step)
         n = len(targets)
         totals += (float(loss.detach()) * n, *_correct_topk(logits.detach(), targets), n)
         progress.step(

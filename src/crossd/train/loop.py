@@ -31,6 +31,7 @@ from crossd.train.distributed import (
     init_distributed,
 )
 from crossd.train.engine import EpochStats, Precision, Predictions, predict, train_one_epoch
+from crossd.train.hybrid import HybridSteps, VolumeBatches
 from crossd.train.loaders import TrainLoader, eval_loader
 from crossd.train.model import build_model
 from crossd.train.optim import build_optimizer, build_scheduler
@@ -80,6 +81,7 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     precision: Precision
     start_epoch: int
+    hybrid: HybridSteps | None = None
 
     @classmethod
     def start(cls, cfg: PretrainConfig, info: DistInfo) -> _Run:
@@ -93,12 +95,17 @@ class _Run:
         checkpoint = load_checkpoint(cfg.resume) if cfg.resume else None
         _seed_everything(cfg.seed + info.rank)
         splits = load_image_splits(
-            cfg.data_path, cfg.dataset, cfg.train_crop_size, cfg.val_resize_size, cfg.val_crop_size
+            cfg.data_path,
+            cfg.dataset,
+            cfg.train_crop_size,
+            cfg.val_resize_size,
+            cfg.val_crop_size,
+            cfg.train_crop_scale,
         )
         spec = ModelSpec(cfg.model, cfg.conv, cfg.mode, len(splits.classes))
         if checkpoint is not None:
             check_same_model(checkpoint, spec, cfg.resume)
-        bare = build_model(spec, None if checkpoint else cfg.weights)
+        bare = build_model(spec, None if checkpoint else cfg.weights, cfg.crossd_init, cfg.plane_sampling)
         if checkpoint is not None:
             bare.load_state_dict(checkpoint["model"])
         bare.to(info.device)
@@ -117,7 +124,15 @@ class _Run:
                 precision.scaler.load_state_dict(checkpoint["scaler"])
             _restore_rng(checkpoint["rng"], info)
         start_epoch = int(checkpoint["epoch"]) if checkpoint is not None else 0
-        return cls(cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch)
+        hybrid = None
+        if cfg.volumes is not None:
+            if info.distributed:
+                raise ValueError("hybrid 2D+3D training (--volumes) runs in one process; drop torchrun or --volumes")
+            volumes = VolumeBatches(cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device)
+            hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every)
+        return cls(
+            cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch, hybrid
+        )
 
     def train(self) -> Predictions | None:
         """Epochs ``start_epoch + 1 .. cfg.epochs``; returns the last epoch's validation predictions (if any)."""
@@ -130,8 +145,17 @@ class _Run:
         for epoch in range(self.start_epoch, cfg.epochs):
             lr = self.optimizer.param_groups[0]["lr"]
             header = f"Epoch [{epoch + 1}/{cfg.epochs}]"
+            if self.hybrid is not None:
+                self.hybrid.start_epoch(epoch)
             stats = train_one_epoch(
-                self.model, self.optimizer, train_loader.epoch(epoch), info, self.precision, header, cfg.print_freq
+                self.model,
+                self.optimizer,
+                train_loader.epoch(epoch),
+                info,
+                self.precision,
+                header,
+                cfg.print_freq,
+                self.hybrid,
             )
             self.scheduler.step()
             val = self._predict(self.splits.val)
@@ -145,7 +169,10 @@ class _Run:
                     flush=True,
                 )
                 self._save(epoch + 1, states)
-                log.write(_log_row(epoch + 1, lr, stats, val))
+                row = _log_row(epoch + 1, lr, stats, val)
+                if self.hybrid is not None:
+                    row["volume_loss"] = self.hybrid.mean_loss
+                log.write(row)
             barrier(info)
         if log is not None:
             log.close()

@@ -8,17 +8,29 @@ from torch import nn
 
 from crossd.convert.to_crossd import to_crossd
 from crossd.models import ModelSpec, create_model, load_2d_model
+from crossd.nn.crossd_conv import set_plane_sampling
 
 
-def build_model(spec: ModelSpec, weights: str | Path | None = None) -> nn.Module:
+def build_model(
+    spec: ModelSpec, weights: str | Path | None = None, crossd_init: str = "random", plane_sampling: str = "head"
+) -> nn.Module:
     """``spec``'s model, randomly initialised or warm-started from a local 2D checkpoint.
+
+    A fresh Cross-D model's kernels start as ``crossd_init`` says (``"random"``: 3D Kaiming; ``"center"`` or
+    ``"inflate"``: the fresh 2D model's kernels placed by :func:`crossd.to_crossd`); ``plane_sampling`` is set on
+    every Cross-D layer.
 
     Warm start: every tensor of ``weights`` whose name and shape fit is copied (a classifier of another size is
     left fresh); regular weights entering a Cross-D model go through ``to_crossd(init="center")``, so the
     Cross-D model starts as the regular one at rotation angle 0.
     """
     if weights is None:
-        return create_model(spec.arch, spec.num_classes, spec.conv, spec.mode)
+        if spec.conv == "crossd" and crossd_init != "random":
+            regular = create_model(spec.arch, spec.num_classes, "regular")
+            model = to_crossd(regular, mode=spec.mode, init=crossd_init, inplace=True)
+        else:
+            model = create_model(spec.arch, spec.num_classes, spec.conv, spec.mode)
+        return set_plane_sampling(model, plane_sampling)
     source, source_spec = load_2d_model(weights, arch=spec.arch)
     if source_spec.conv == "crossd" and spec.conv == "regular":
         raise ValueError(f"{weights}: holds Cross-D weights; a regular model cannot start from them (use --rot)")
@@ -32,4 +44,4 @@ def build_model(spec: ModelSpec, weights: str | Path | None = None) -> nn.Module
     model.load_state_dict(fitting, strict=False)
     if spec.conv == "crossd" and source_spec.conv == "regular":
         model = to_crossd(model, mode=spec.mode, init="center", inplace=True)
-    return model
+    return set_plane_sampling(model, plane_sampling)

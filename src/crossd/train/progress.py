@@ -51,14 +51,16 @@ class EpochLog:
         self.tensorboard = _tensorboard_writer(output_dir / "tensorboard")
 
     def write(self, row: dict[str, float]) -> None:
-        self.rows.append({k: _format(row[k]) for k in LOG_COLUMNS})
+        """Append an epoch's row: :data:`LOG_COLUMNS`, then any extra keys (e.g. hybrid training's ``volume_loss``)."""
+        columns = [*LOG_COLUMNS, *(k for k in row if k not in LOG_COLUMNS)]
+        self.rows.append({k: _format(row[k]) for k in columns})
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(self.rows)
         save_text(out.getvalue(), self.path)
         if self.tensorboard is not None:
-            for key in LOG_COLUMNS[1:]:
+            for key in columns[1:]:
                 self.tensorboard.add_scalar(key, row[key], int(row["epoch"]))
             self.tensorboard.flush()
 

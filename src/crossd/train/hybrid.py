@@ -1,0 +1,96 @@
+"""Hybrid 2D+3D pretraining: the same weights also learn from volumes, through a parameter-sharing 3D twin.
+
+After every ``every``-th 2D batch, one 3D batch goes through :func:`crossd.convert.twin.volume_twin` of the
+Cross-D model (``Conv3d`` layers that hold the very same 3D kernels) and takes an optimiser step. Volumes must
+carry the 2D set's classes (one shared classifier).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from crossd.convert.twin import volume_twin
+from crossd.data.npz import load_npz
+
+VOLUME_MEAN, VOLUME_STD = 0.449, 0.226
+"""Grey-level normalisation of volumes: the mean/std of ImageNet's channel statistics (as the paper's 3D runs)."""
+
+
+class VolumeBatches:
+    """Shuffled, flipped batches ``(B, 3, D, H, W)`` of a 3D ``.npz`` (its ``train`` split, or all samples).
+
+    Intensities are min-max scaled over the whole array to [0, 1], normalised with :data:`VOLUME_MEAN` /
+    :data:`VOLUME_STD` and repeated to 3 channels. The order and flips of epoch ``e`` depend on ``(seed, e)`` only,
+    so a resumed run sees the same batches.
+    """
+
+    def __init__(self, path: str | Path, batch_size: int, seed: int, num_classes: int, device: torch.device):
+        data = load_npz(path)
+        if data.spatial_dims != 3:
+            raise ValueError(f"{path}: --volumes needs 3D volumes (N, D, H, W), found 2D images")
+        if data.num_classes > num_classes:
+            raise ValueError(
+                f"{path}: class-count mismatch: volumes have labels up to {data.num_classes - 1}, "
+                f"but the 2D data has {num_classes} classes"
+            )
+        split = data.splits.get("train") or data.pooled()
+        images = split.images.astype(np.float32)
+        lo, hi = float(images.min()), float(images.max())
+        images = ((images - lo) / (hi - lo if hi > lo else 1.0) - VOLUME_MEAN) / VOLUME_STD
+        self.images = torch.from_numpy(images)[:, None]  # (N, 1, D, H, W)
+        self.labels = torch.from_numpy(split.labels)
+        self.batch_size = min(batch_size, len(self.labels))
+        self.seed, self.device = seed, device
+
+    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """An endless stream of batches for ``epoch`` (reshuffled after each pass)."""
+        generator = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([self.seed, epoch, 3]).generate_state(1)[0])
+        )
+        while True:
+            order = torch.randperm(len(self.labels), generator=generator)
+            for start in range(0, len(order) - self.batch_size + 1, self.batch_size):
+                index = order[start : start + self.batch_size]
+                volumes = self.images[index]
+                flips = [d for d in (2, 3, 4) if torch.rand((), generator=generator) < 0.5]
+                if flips:
+                    volumes = volumes.flip(flips)
+                yield volumes.expand(-1, 3, -1, -1, -1).to(self.device), self.labels[index].to(self.device)
+
+
+class HybridSteps:
+    """The 3D half of hybrid training: call ``start_epoch(e)`` once per epoch and ``self(step)`` after each 2D
+    step; every ``every``-th call trains one 3D batch and accumulates its loss for the epoch log."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, volumes: VolumeBatches, every: int):
+        self.twin = volume_twin(model)
+        self.optimizer, self.volumes, self.every = optimizer, volumes, every
+        self.batches: Iterator[tuple[Tensor, Tensor]] | None = None
+        self.loss_sum, self.count = 0.0, 0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.batches = self.volumes.epoch(epoch)
+        self.loss_sum, self.count = 0.0, 0
+
+    def __call__(self, step: int) -> None:
+        if step % self.every:
+            return
+        volumes, labels = next(self.batches)
+        self.twin.train()
+        loss = F.cross_entropy(self.twin(volumes), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.loss_sum += float(loss.detach()) * len(labels)
+        self.count += len(labels)
+
+    @property
+    def mean_loss(self) -> float:
+        """Mean 3D training loss of the epoch so far (NaN before any 3D batch)."""
+        return self.loss_sum / self.count if self.count else float("nan")

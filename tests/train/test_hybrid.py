@@ -1,0 +1,91 @@
+"""Cross-D study options of pretraining: random planes, fresh-kernel inits, and hybrid 2D+3D training."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from image_data import write_medmnist_npz
+
+from crossd.models import ModelSpec
+from crossd.nn.crossd_conv import CrossDConv
+from crossd.train import PretrainConfig, pretrain
+from crossd.train.hybrid import VolumeBatches
+from crossd.train.model import build_model
+
+
+def _volumes(path, classes=3, n=8, size=8):
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (n, size, size, size), dtype=np.uint8)
+    np.savez(path, train_images=images, train_labels=(np.arange(n) % classes).reshape(-1, 1))
+    return path
+
+
+def _config(tmp_path, **kwargs):
+    data = write_medmnist_npz(tmp_path / "images.npz", size=16)
+    defaults = dict(
+        data_path=str(data),
+        model="small_cnn",
+        conv="crossd",
+        epochs=1,
+        batch_size=4,
+        workers=0,
+        output_dir=str(tmp_path / "run"),
+        train_crop_size=16,
+        val_resize_size=16,
+        val_crop_size=16,
+        device="cpu",
+        print_freq=100,
+        train_crop_scale=(1.0, 1.0),
+    )
+    return PretrainConfig(**{**defaults, **kwargs})
+
+
+def test_hybrid_training_trains_on_volumes_and_logs_their_loss(tmp_path):
+    volumes = _volumes(tmp_path / "volumes.npz")
+    pretrain(_config(tmp_path, volumes=str(volumes), volume_every=1, volume_batch_size=2))
+    with open(tmp_path / "run" / "log.csv") as f:
+        row = next(csv.DictReader(f))
+    assert np.isfinite(float(row["volume_loss"]))
+    hybrid = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    pretrain(_config(tmp_path, output_dir=str(tmp_path / "plain")))
+    plain = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)["model"]
+    key = "features.0.0.weight"
+    assert not torch.allclose(hybrid[key], plain[key]), "3D batches must change the shared 3D kernels"
+
+
+def test_volume_batches_are_deterministic_and_check_classes(tmp_path):
+    path = _volumes(tmp_path / "v.npz", classes=3)
+    batches = VolumeBatches(path, 4, seed=0, num_classes=3, device=torch.device("cpu"))
+    first = next(batches.epoch(1))
+    again = next(VolumeBatches(path, 4, seed=0, num_classes=3, device=torch.device("cpu")).epoch(1))
+    assert first[0].shape == (4, 3, 8, 8, 8)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    with pytest.raises(ValueError, match="class-count mismatch"):
+        VolumeBatches(path, 4, seed=0, num_classes=2, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs 3D volumes"):
+        VolumeBatches(write_medmnist_npz(tmp_path / "flat.npz"), 4, 0, 3, torch.device("cpu"))
+
+
+def test_fresh_kernel_inits_and_plane_sampling():
+    spec = ModelSpec("small_cnn", "crossd", "rotate", 3)
+    center = build_model(spec, crossd_init="center", plane_sampling="random")
+    layers = [m for m in center.modules() if isinstance(m, CrossDConv)]
+    assert all(m.plane_sampling == "random" for m in layers)
+    weight = layers[0].weight
+    assert weight[:, :, [0, 2]].abs().sum() == 0 and weight[:, :, 1].abs().sum() > 0
+    assert build_model(spec).features[0][0].weight[:, :, 0].abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(plane_sampling="random", mode="shift"), "plane_sampling 'random' needs"),
+        (dict(conv="regular", volumes="v.npz"), "needs a Cross-D model"),
+        (dict(train_crop_scale=(0.5, 0.2)), "train_crop_scale"),
+        (dict(crossd_init="zeros"), "crossd_init"),
+    ],
+)
+def test_bad_study_settings(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _config(tmp_path, **kwargs).validate()
