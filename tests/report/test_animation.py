@@ -72,3 +72,42 @@ def test_kernel3d_png_draws_rows_of_depth_slices(tmp_path):
     assert iio.imread(tall).shape[:2] == (round((0.8 * 4 + 0.6) * 50), round((0.8 * 3 + 0.6) * 50))
     with pytest.raises(ValueError, match="3D kernel"):
         kernel3d_png(torch.randn(2, 1, 3, 3), tmp_path / "c.png")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A Cross-D and a regular ResNet-18 (4 classes) saved as crossd ``model.safetensors`` files."""
+    from crossd.io import save_safetensors
+    from crossd.models import ModelSpec, create_model
+
+    root = tmp_path_factory.mktemp("ckpt")
+    paths = {}
+    for conv in ("crossd", "regular"):
+        spec = ModelSpec("resnet18", conv, "rotate", 4)
+        model = create_model(spec.arch, spec.num_classes, spec.conv, spec.mode)
+        paths[conv] = save_safetensors(model.state_dict(), root / f"{conv}.safetensors", spec.metadata())
+    return paths
+
+
+def test_viz_cli_writes_the_gif_and_the_png(checkpoints, tmp_path):
+    from crossd.cli import main
+
+    gif, png = tmp_path / "f.gif", tmp_path / "k.png"
+    assert main(["viz", "filters", str(checkpoints["crossd"]), "--layer", "layer1.0.conv1", "--output", str(gif),
+                 "--frames", "3", "--axes", "h"]) == 0  # fmt: skip
+    assert iio.imread(gif, index=None).shape == (3, round(3.6 * 80), round(3.2 * 80), 3)
+    assert main(["viz", "kernel3d", str(checkpoints["crossd"]), "--output", str(png), "--max-filters", "2"]) == 0
+    assert iio.imread(png).shape[:2] == (round((0.8 * 2 + 0.6) * 100), round((0.8 * 7 + 0.6) * 100))
+
+
+def test_viz_cli_explains_unsuitable_checkpoints(checkpoints, tmp_path, capsys):
+    from crossd.cli import main
+
+    out = str(tmp_path / "x.gif")
+    assert main(["viz", "filters", str(checkpoints["regular"]), "--output", out]) == 2
+    assert "need a Cross-D checkpoint" in capsys.readouterr().err
+    assert main(["viz", "kernel3d", str(checkpoints["regular"]), "--output", out]) == 2
+    assert "not a 3D kernel" in capsys.readouterr().err
+    assert main(["viz", "kernel3d", str(checkpoints["crossd"]), "--layer", "conv9", "--output", out]) == 2
+    assert "no layer 'conv9'; 3D kernels: conv1, layer1.0.conv1" in capsys.readouterr().err
+    assert not (tmp_path / "x.gif").exists()
