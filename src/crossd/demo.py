@@ -1,0 +1,245 @@
+"""``run_demo``: the whole Cross-D idea end to end on real MRI, on a laptop CPU in minutes.
+
+1. Build the tissue-classification sets from nilearn's MNI152 template (:mod:`crossd.data.demo`).
+2. Pretrain a Cross-D ResNet-18 and a regular ResNet-18 on the 2D set (:func:`crossd.train.pretrain`).
+3. Transfer both to 3D (``crossd`` from the Cross-D network; ``acs`` and ``i3d`` from the regular one; ``random``)
+   and compare them under the ``bn`` protocol on the 3D set (:func:`crossd.evaluate.evaluate`).
+4. Write ``report.md`` with the results table, an accuracy plot, training curves and the dynamic-filter GIF
+   (:mod:`crossd.report.demo_report`, :mod:`crossd.report.animation`).
+
+Every stage writes into ``output_dir`` and is reused when run again with the same settings (an interrupted demo
+continues where it stopped); other settings in the same folder are refused rather than overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+import crossd
+from crossd.data.demo import DemoData, DemoDataConfig, build_demo_data
+from crossd.evaluate import EvaluateConfig, evaluate
+from crossd.io import save_json, save_text
+from crossd.models import load_2d_model
+from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png
+from crossd.report.demo_report import accuracy_plot, read_log, report_markdown, training_curves
+from crossd.train import PretrainConfig, load_checkpoint, pretrain
+
+CONVS = ("crossd", "regular")
+
+
+@dataclass
+class DemoConfig:
+    """Settings of :func:`run_demo`; ``None`` fields take the default or ``--quick`` value (:meth:`resolved`).
+
+    Attributes:
+        output_dir: everything is written here (data in ``data/``, pretraining runs in ``pretrain-<conv>/``,
+            the evaluation in ``evaluate/``, the report and figures at the top).
+        quick: a smoke-test sized run (tiny sets, one epoch, two folds): under 2 minutes.
+        folds, repeats, epochs: the evaluation's cross-validation and epochs per fold
+            (``--folds 5 --repeats 3 --epochs 100`` is the full ``bn`` protocol).
+        pretrain_epochs, pretrain_batch_size: the 2D pretraining of both networks.
+        data: how the sets are built.
+        frames: frames of the filter animation.
+    """
+
+    output_dir: str | Path = "crossd-demo"
+    quick: bool = False
+    folds: int | None = None
+    repeats: int | None = None
+    epochs: int | None = None
+    pretrain_epochs: int | None = None
+    pretrain_batch_size: int = 32
+    lr: float = 1e-3
+    data: DemoDataConfig | None = None
+    frames: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    def resolved(self) -> DemoConfig:
+        """A copy with every ``None`` replaced by the default (or ``quick``) value."""
+        quick = self.quick
+        defaults = {
+            "folds": 2 if quick else 3,
+            "repeats": 1,
+            "epochs": 2 if quick else 8,
+            "pretrain_epochs": 1 if quick else 2,
+            "frames": 6 if quick else 24,
+            "data": QUICK_DATA if quick else DemoDataConfig(),
+        }
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+
+
+QUICK_DATA = DemoDataConfig(size_2d=16, size_3d=12, samples_2d=240, samples_3d=48)
+"""The ``--quick`` sets: enough samples for every class in every fold, small enough for seconds per stage."""
+
+
+def _pretrain_config(cfg: DemoConfig, data: DemoData, conv: str) -> PretrainConfig:
+    size = cfg.data.size_2d
+    return PretrainConfig(
+        data_path=str(data.pretrain_path),
+        dataset="medmnist",
+        model="resnet18",
+        conv=conv,
+        mode="rotate",
+        epochs=cfg.pretrain_epochs,
+        batch_size=cfg.pretrain_batch_size,
+        workers=0,
+        lr=cfg.lr,
+        output_dir=str(Path(cfg.output_dir) / f"pretrain-{conv}"),
+        device=cfg.device,
+        print_freq=10**6 if not cfg.progress else 20,
+        seed=cfg.seed,
+        train_crop_size=size,
+        val_resize_size=size,
+        val_crop_size=size,
+    )
+
+
+def _same_run(saved: dict, pcfg: PretrainConfig) -> bool:
+    ignore = ("resume", "print_freq", "workers", "device")
+    mine = {k: v for k, v in asdict(pcfg).items() if k not in ignore}
+    return all(saved.get(k) == v for k, v in mine.items())
+
+
+def pretrain_stage(pcfg: PretrainConfig) -> tuple[dict, bool]:
+    """Run (or continue, or reuse) one pretraining; returns its ``metrics.json`` and whether it was reused.
+
+    Raises ``ValueError`` when the folder holds a run with other settings.
+    """
+    out = Path(pcfg.output_dir)
+    checkpoint_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
+    if checkpoint_path.is_file():
+        checkpoint = load_checkpoint(checkpoint_path)
+        if not _same_run(checkpoint.get("args", {}), pcfg):
+            raise ValueError(f"{out} holds a pretraining run with other settings; choose another --output-dir")
+        if int(checkpoint["epoch"]) >= pcfg.epochs and metrics_path.is_file():
+            return json.loads(metrics_path.read_text()), True
+        pcfg = replace(pcfg, resume=str(checkpoint_path))
+    return pretrain(pcfg), False
+
+
+class Stopwatch:
+    """``with clock("stage"): ...`` records the stage's wall time in ``clock.seconds`` (rounded to 0.1 s)."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        yield
+        self.seconds[stage] = round(time.perf_counter() - t0, 1)
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 1)
+
+
+def _machine() -> dict:
+    return {
+        "crossd": crossd.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run the demo (see module doc) and return the summary written to ``output_dir/demo.json``.
+
+    Writes ``report.md``, ``demo.json``, ``accuracy.png``, ``training_curves.png``, ``filters.gif`` and
+    ``kernel3d.png`` at the top of ``output_dir``; ``evaluate/results.json`` holds every fold.
+    """
+    cfg = cfg.resolved()
+    out = Path(cfg.output_dir)
+    clock = Stopwatch()
+
+    def say(text: str) -> None:
+        if cfg.progress:
+            print(f"[crossd demo] {text}", flush=True)
+
+    say(f"building the MNI152 tissue sets in {out / 'data'}")
+    with clock("data"):
+        data = build_demo_data(out / "data", cfg.data)
+    pretrained, reused, logs = {}, {}, {}
+    for conv in CONVS:
+        pcfg = _pretrain_config(cfg, data, conv)
+        say(f"pretraining a {conv} ResNet-18 on {data.pretrain_path.name} ({cfg.pretrain_epochs} epoch(s))")
+        with clock(f"pretrain {conv}"):
+            pretrained[conv], reused[conv] = pretrain_stage(pcfg)
+        logs[conv] = read_log(Path(pcfg.output_dir) / "log.csv")
+    checkpoints = {conv: out / f"pretrain-{conv}" / "model.safetensors" for conv in CONVS}
+    ecfg = EvaluateConfig(
+        data=str(data.downstream_path),
+        methods=[
+            ("crossd", str(checkpoints["crossd"])),
+            ("acs", str(checkpoints["regular"])),
+            ("i3d", str(checkpoints["regular"])),
+            ("random", None),
+        ],
+        output_dir=str(out / "evaluate"),
+        protocol="bn",
+        folds=cfg.folds,
+        repeats=cfg.repeats,
+        epochs=cfg.epochs,
+        normalize="imagenet",
+        seed=cfg.seed,
+        device=None if cfg.device == "auto" else cfg.device,
+        resume=True,
+        progress=cfg.progress,
+    )
+    say(f"transferring to 3D and evaluating 4 inits on {data.downstream_path.name} (bn protocol)")
+    with clock("evaluate"):
+        results = evaluate(ecfg)
+
+    say("writing the report")
+    with clock("figures"):
+        model, _ = load_2d_model(checkpoints["crossd"])
+        layer = find_crossd_layer(model, "conv1")
+        figures = {
+            "accuracy": accuracy_plot(results, out / "accuracy.png").name,
+            "training_curves": training_curves(logs, results, out / "training_curves.png").name,
+            "filters": filters_gif(layer, out / "filters.gif", frames=cfg.frames).name,
+            "kernel3d": kernel3d_png(layer.weight, out / "kernel3d.png", title="Cross-D conv1 kernel").name,
+        }
+    timings = {**clock.seconds, "total": clock.total()}
+    summary = {
+        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "settings": json.loads(json.dumps(asdict(cfg), default=str)),
+        "machine": _machine(),
+        "data": {
+            "description": data.description,
+            "pretrain": str(data.pretrain_path.relative_to(out)),
+            "downstream": str(data.downstream_path.relative_to(out)),
+        },
+        "pretrain": {
+            conv: {
+                "metrics": pretrained[conv],
+                "reused": reused[conv],
+                "log": logs[conv],
+                "checkpoint": str(checkpoints[conv].relative_to(out)),
+            }
+            for conv in CONVS
+        },
+        "evaluate": {"results": str(Path("evaluate") / "results.json"), "args": results["args"]},
+        "results": results["results"],
+        "comparisons": results.get("comparisons", {}),
+        "figures": figures,
+        "timings": timings,
+    }
+    save_json(summary, out / "demo.json")
+    save_text(report_markdown(summary), out / "report.md")
+    say(f"done in {timings['total']:.0f} s")
+    return summary

@@ -1,0 +1,235 @@
+"""The demo's report: ``report.md`` from the run's summary, the accuracy box plot and the training curves.
+
+Every number in the report is read from the summary that :func:`crossd.demo.run_demo` builds from the run's own
+outputs (``metrics.json`` and ``log.csv`` of the pretraining runs, the evaluation's ``results.json``, timings).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from crossd.io import atomic_write
+from crossd.report.tables import loading_note, mean_std
+
+
+def read_log(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a pretraining ``log.csv`` as floats (``[]`` when there is no log)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    fig.tight_layout()
+    return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+
+
+def accuracy_plot(results: dict, path: str | Path) -> Path:
+    """A box plot of per-fold test accuracy for each method of an evaluation ``results`` dict (``results.json``),
+    with every fold as a dot, the mean as a diamond, and chance level as a dashed line. Writes a PNG."""
+    methods = [m for m in results["results"] if m["folds"]]
+    fig = Figure(figsize=(1.6 + 1.2 * max(len(methods), 1), 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    values = [[100 * f["accuracy"] for f in m["folds"]] for m in methods]
+    positions = np.arange(len(methods))
+    ax.boxplot(values, positions=positions, widths=0.5, showfliers=False)
+    for x, v in zip(positions, values, strict=True):
+        jitter = np.linspace(-0.12, 0.12, len(v)) if len(v) > 1 else np.zeros(1)
+        ax.scatter(x + jitter, v, s=14, color="C0", alpha=0.7, zorder=3)
+        ax.scatter([x], [np.mean(v)], marker="D", s=30, color="C3", zorder=4)
+    chance = 100 / results["data"]["num_classes"]
+    ax.axhline(chance, color="0.5", ls="--", lw=0.8)
+    ax.set_xticks(positions, [m["method"] for m in methods])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{len(values[0]) if values else 0} folds per method; dashed: chance", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: dict, path: str | Path) -> Path:
+    """Two panels: pretraining train/val accuracy per epoch for each 2D network (from ``log.csv`` rows), and the
+    downstream validation accuracy per epoch of each method, mean over folds. Writes a PNG."""
+    fig = Figure(figsize=(9.0, 3.4))
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    for i, (name, rows) in enumerate(pretrain_logs.items()):
+        epochs = [r["epoch"] for r in rows]
+        left.plot(epochs, [r["train_acc1"] for r in rows], "o--", color=f"C{i}", label=f"{name} train")
+        left.plot(epochs, [r["val_acc1"] for r in rows], "o-", color=f"C{i}", label=f"{name} val")
+    left.set_xlabel("epoch")
+    left.set_ylabel("accuracy (%)")
+    left.set_title("2D pretraining", fontsize=9)
+    left.legend(fontsize=7)
+    for i, method in enumerate(results["results"]):
+        histories = [f["history"]["val_accuracy"] for f in method["folds"] if f.get("history")]
+        if not histories:
+            continue
+        length = min(len(h) for h in histories)
+        curve = 100 * np.mean([h[:length] for h in histories], axis=0)
+        right.plot(np.arange(1, length + 1), curve, "o-", color=f"C{i}", label=method["method"], ms=3)
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation accuracy (%)")
+    right.set_title("3D transfer (bn protocol), mean over folds", fontsize=9)
+    right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _data_section(summary: dict) -> list[str]:
+    d = summary["data"]["description"]
+    c = d["config"]
+    lines = [
+        "## Data",
+        "",
+        f"Real MRI: the {d['source']} (shipped inside the `nilearn` package, loaded offline). Task: the "
+        f"{d['task']}, {len(d['classes'])} classes ({', '.join(d['classes'])}), balanced. Each patch gets its "
+        f"own random gamma, contrast, brightness, linear bias field and Gaussian noise (std {c['noise']:g} x "
+        "0.5–1.5), so the centre intensity alone does not give the class.",
+        "",
+        "| Set | File | Patch | Centres from | Train / val / test |",
+        "|---|---|---|---|---|",
+    ]
+    for key, role in (("pretrain", "2D pretraining"), ("downstream", "3D downstream")):
+        part = d[key]
+        sizes = " / ".join(str(sum(part["class_counts"][s])) for s in ("train", "val", "test"))
+        shape = " x ".join(str(s) for s in part["shape"])
+        where = f"{part['hemisphere']} hemisphere" + (f", {part['orientations']}" if "orientations" in part else "")
+        lines.append(f"| {role} | `{summary['data'][key]}` | {shape} | {where} | {sizes} |")
+    lines += [
+        "",
+        "Both files use MedMNIST's layout (`train_images`, `train_labels`, `val_*`, `test_*`; uint8) and can be "
+        "given to `crossd pretrain` / `crossd evaluate` directly; `data/mni152_tissue.json` lists the build "
+        "settings and per-class counts.",
+        "",
+    ]
+    return lines
+
+
+def _pretrain_section(summary: dict) -> list[str]:
+    s = summary["settings"]
+    size = summary["data"]["description"]["pretrain"]["shape"][0]
+    lines = [
+        "## 1. Pretraining in 2D",
+        "",
+        f"Two torchvision ResNet-18s trained from scratch with `crossd.train.pretrain`: one with every convolution "
+        f"a Cross-D layer (`rotate` mode, a 3D kernel sliced per sample by its rotation head) and a regular one. "
+        f"{s['pretrain_epochs']} epoch(s), batch {s['pretrain_batch_size']}, AdamW lr {s['lr']:g}, "
+        f"{size}x{size} random-resized crops (torchvision reference recipe).",
+        "",
+        "| Network | Epochs | Val accuracy (%) | Test accuracy (%) | Test balanced acc. (%) | Time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for conv, run in summary["pretrain"].items():
+        m = run["metrics"]
+        test = m.get("test", {})
+        time_s = summary["timings"].get(f"pretrain {conv}")
+        shown = "reused" if run.get("reused") else f"{time_s:.0f}"
+        lines.append(
+            f"| {conv} ResNet-18 | {m['epochs']} | {_percent(m['val'].get('accuracy'))} | "
+            f"{_percent(test.get('accuracy'))} | {_percent(test.get('balanced_accuracy'))} | {shown} |"
+        )
+    return [*lines, ""]
+
+
+def _evaluate_section(summary: dict) -> list[str]:
+    args = summary["evaluate"]["args"]
+    folds_per_method = max((len(m["folds"]) for m in summary["results"]), default=0)
+    lines = [
+        "## 2. Transfer to 3D and evaluation",
+        "",
+        f"The 2D networks become 3D ResNet-18s (`crossd.to_3d`) and are compared with `crossd.evaluate` under "
+        f"protocol **{args['protocol']}**: convolutions frozen, BatchNorm and a new linear head trained (Adam lr "
+        f"{args['lr']:g}, batch {args['batch_size']}, {args['epochs']} epoch(s), best epoch by validation "
+        f"accuracy), {args['folds']}-fold stratified cross-validation x {args['repeats']} repeat(s) on the pooled "
+        f"3D set, `{args['normalize']}` normalisation.",
+        "",
+        "| Method | 3D network | Test accuracy (%) | Balanced acc. (%) | F1 macro (%) | Wilcoxon vs crossd |",
+        "|---|---|---|---|---|---|",
+    ]
+    comparisons = summary.get("comparisons", {})
+    for m in summary["results"]:
+        cmp = comparisons.get(m["method"])
+        if m["method"] == "crossd":
+            test = "(reference)"
+        elif cmp is None or cmp.get("p_value") is None:
+            test = f"– ({cmp['note']})" if cmp else "–"
+        else:
+            test = f"p = {cmp['p_value']:.3g} (Δ {100 * cmp['mean_difference']:+.1f})"
+        cells = [mean_std(m.get(f"{k}_mean"), m.get(f"{k}_std")) for k in ("accuracy", "balanced_accuracy", "f1_macro")]
+        lines.append(f"| {m['method']} | {loading_note(m)} | " + " | ".join(cells) + f" | {test} |")
+    lines += [
+        "",
+        f"Mean ± population std over {folds_per_method} fold(s) per method; chance is "
+        f"{100 / len(summary['data']['description']['classes']):.0f}%. Every fold of every method, with its "
+        f"per-epoch history, is in `{summary['evaluate']['results']}`. With this few folds the spread is wide: "
+        "run `crossd demo --folds 5 --repeats 3 --epochs 100` for the full protocol.",
+        "",
+        f"![Test accuracy per method]({summary['figures']['accuracy']})",
+        "",
+        f"![Training curves]({summary['figures']['training_curves']})",
+        "",
+    ]
+    return lines
+
+
+def _filters_section(summary: dict) -> list[str]:
+    f = summary["figures"]
+    return [
+        "## 3. Dynamic filters",
+        "",
+        f"`{f['filters']}`: the 2D kernels the pretrained Cross-D `conv1` cuts from its 3D kernel as the plane "
+        "turns about each kernel axis (d, h, w) through ±45°, one tile per output channel. "
+        f"`{f['kernel3d']}`: the depth slices of the same 3D kernels. Make them for any checkpoint with "
+        "`crossd viz filters` and `crossd viz kernel3d`.",
+        "",
+        f"![Dynamic filters]({f['filters']})",
+        "",
+        f"![3D kernel slices]({f['kernel3d']})",
+        "",
+    ]
+
+
+def report_markdown(summary: dict) -> str:
+    """The ``report.md`` text for a demo summary (the ``demo.json`` dictionary of :func:`crossd.demo.run_demo`)."""
+    machine, timings, s = summary["machine"], summary["timings"], summary["settings"]
+    flags = f" --folds {s['folds']} --repeats {s['repeats']} --epochs {s['epochs']}"
+    flags += f" --pretrain-epochs {s['pretrain_epochs']} --seed {s['seed']}"
+    lines = [
+        "# crossd demo: Cross-D transfer on real MRI",
+        "",
+        f"Finished {summary['finished']} in **{timings['total']:.0f} s** on {machine['cpus']} CPU core(s) "
+        f"({machine['platform']}, Python {machine['python']}, torch {machine['torch']}, crossd {machine['crossd']}).",
+        f"Command: `crossd demo --output-dir {s['output_dir']}{' --quick' if s['quick'] else ''}{flags}`.",
+        "",
+        "Cross-D pretrains 3D convolution kernels on 2D images: each layer stores a 3D kernel and, per 2D input, "
+        "cuts a 2D kernel from it along a plane its rotation head chooses. This demo pretrains such a network and "
+        "a regular one on 2D MRI patches, moves both to 3D and compares how well their frozen kernels serve a 3D "
+        "task.",
+        "",
+        *_data_section(summary),
+        *_pretrain_section(summary),
+        *_evaluate_section(summary),
+        *_filters_section(summary),
+        "## Timings",
+        "",
+        "| Stage | Seconds |",
+        "|---|---|",
+        *[f"| {stage} | {seconds:.1f} |" for stage, seconds in timings.items()],
+        "",
+        "Stages reuse their outputs when the demo runs again in the same folder with the same settings.",
+        "",
+    ]
+    return "\n".join(lines)
