@@ -1,0 +1,269 @@
+"""Does 2D-pretrained Cross-D transfer to 3D better than inflating 2D kernels? A multi-seed study on the demo data.
+
+For every seed: pretrain each variant on the demo's 2D MRI set (``crossd.train.pretrain``), then evaluate all 3D
+inits on the demo's 3D set with shared folds (``crossd.evaluate.evaluate``, protocol ``bn``: convolutions frozen,
+BatchNorm + head trained). The summary pools every (seed, fold) pair: mean ± population std of test accuracy, the
+mean of per-seed means ± their std, and a paired Wilcoxon signed-rank test of each method against I3D and against
+the published Cross-D (``shift``). Results go to ``<output-dir>/study.json`` and a Markdown table to
+``--markdown`` (``docs/experiments.md`` keeps the runs we report).
+
+    python benchmarks/transfer_study.py --seeds 0 1 2 3 4 --output-dir runs/study --markdown runs/study/study.md
+
+Finished pretraining runs and evaluation folds are reused, so an interrupted study continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crossd.data.demo import (
+    DemoDataConfig,
+    augment,
+    build_demo_data,
+    extract_patches,
+    load_volumes,
+    sample_centres,
+    split_arrays,
+)
+from crossd.evaluate import EvaluateConfig, evaluate
+from crossd.evaluate.stats import paired_wilcoxon
+from crossd.io import save_json, save_text
+from crossd.train import PretrainConfig, pretrain
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A pretraining variant: its label, the PretrainConfig fields it changes, and how its 3D model is built."""
+
+    name: str
+    pretrain: dict = field(default_factory=dict)
+    init: str = "crossd"
+    align: bool = False
+    description: str = ""
+
+
+VARIANTS = {
+    v.name: v
+    for v in [
+        Variant("regular", {"conv": "regular"}, "i3d", description="regular 2D CNN (source of i3d/center/acs)"),
+        Variant("shift", {"conv": "crossd", "mode": "shift"}, description="Cross-D, published formula"),
+        Variant(
+            "shift_aligned",
+            {"conv": "crossd", "mode": "shift"},
+            align=True,
+            description="Cross-D shift, transferred as roll(W, (1,1,1))",
+        ),
+        Variant("rotate", {"conv": "crossd", "mode": "rotate"}, description="Cross-D rotate (head planes)"),
+        Variant(
+            "rotate_random",
+            {"conv": "crossd", "plane_sampling": "random"},
+            description="rotate + uniformly random SO(3) planes in pretraining",
+        ),
+        Variant(
+            "rotate_random_zero",
+            {"conv": "crossd", "plane_sampling": "random", "crossd_init": "center"},
+            description="rotate + random planes + off-plane voxels zero-initialised",
+        ),
+        Variant(
+            "rotate_hybrid",
+            {"conv": "crossd", "volumes": "hybrid"},
+            description="rotate + hybrid 2D+3D pretraining (a 3D batch every 4 2D batches)",
+        ),
+        Variant(
+            "rotate_random_hybrid",
+            {"conv": "crossd", "plane_sampling": "random", "volumes": "hybrid"},
+            description="rotate + random planes + hybrid 2D+3D pretraining",
+        ),
+    ]
+}
+BASELINES = ("random", "i3d", "center", "acs")
+
+
+def pretrain_volumes(path: Path, config: DemoDataConfig, count: int) -> Path:
+    """3D patches from the *left* hemisphere (the pretraining side; downstream cubes come from the right)."""
+    if path.is_file():
+        return path
+    volumes = load_volumes(config.resolution, config.background_margin)
+    rng = np.random.default_rng(config.seed + 1000)
+    centres, labels = sample_centres(volumes.labels, count, "left", rng)
+    patches = augment(extract_patches(volumes.t1, centres, config.size_3d, None), config.noise, rng)
+    arrays = split_arrays(patches, labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def run_pretraining(args, seed: int, variant: Variant, data_path: Path, volumes: Path) -> Path:
+    out = args.output_dir / f"seed{seed}" / variant.name.removesuffix("_aligned")
+    if not (out / "metrics.json").is_file():
+        if out.exists():
+            shutil.rmtree(out)  # an unfinished run of this study: start it again
+        settings = {k: (str(volumes) if v == "hybrid" else v) for k, v in variant.pretrain.items()}
+        pretrain(
+            PretrainConfig(
+                data_path=str(data_path),
+                model=args.arch,
+                epochs=args.pretrain_epochs,
+                batch_size=args.batch_size,
+                workers=0,
+                lr=args.lr,
+                output_dir=str(out),
+                train_crop_size=args.size_2d,
+                val_resize_size=args.size_2d,
+                val_crop_size=args.size_2d,
+                train_crop_scale=(1.0, 1.0),
+                device="cpu",
+                print_freq=10**6,
+                seed=seed,
+                **settings,
+            )
+        )
+    return out
+
+
+def checkpoint_copy(run_dir: Path, label: str) -> Path:
+    """The run's weights under a unique file name (evaluate labels methods by checkpoint stem)."""
+    target = run_dir.parent / "checkpoints" / f"{label}.safetensors"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_dir / "model.safetensors", target)
+    return target
+
+
+def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> dict[str, list[dict]]:
+    """Fold records per method label for one seed (every method on the same folds)."""
+    crossd = [n for n in runs if n != "regular"]
+    calls = [
+        ("eval", False, [*BASELINES, *(n for n in crossd if not VARIANTS[n].align)]),
+        ("eval_aligned", True, [n for n in crossd if VARIANTS[n].align]),
+    ]
+    folds: dict[str, list[dict]] = {}
+    for name, align, labels in calls:
+        if not labels:
+            continue
+        methods = []
+        for label in labels:
+            if label in BASELINES:
+                methods.append((label, None if label == "random" else checkpoint_copy(runs["regular"], "regular")))
+            else:
+                methods.append(("crossd", checkpoint_copy(runs[label], label)))
+        results = evaluate(
+            EvaluateConfig(
+                data=str(downstream),
+                methods=methods,
+                output_dir=str(args.output_dir / f"seed{seed}" / name),
+                protocol=args.protocol,
+                folds=args.folds,
+                repeats=1,
+                epochs=args.epochs,
+                seed=seed,
+                align=align,
+                arch=args.arch,
+                resume=True,
+                progress=False,
+            )
+        )
+        single_crossd = [label for label in labels if label not in BASELINES]
+        for record in results["results"]:
+            method = record["method"]  # "crossd@<stem>" when several Cross-D checkpoints share a call
+            label = method.split("@", 1)[1] if "@" in method else (single_crossd[0] if method == "crossd" else method)
+            folds[label] = [{**f, "repeat": seed * 1000 + f["repeat"]} for f in record["folds"]]
+    return folds
+
+
+def summarise(per_method: dict[str, list[dict]], seeds: list[int]) -> list[dict]:
+    rows = []
+    for name, folds in per_method.items():
+        acc = np.array([f["accuracy"] for f in folds])
+        seed_means = [np.mean([f["accuracy"] for f in folds if f["repeat"] // 1000 == s]) for s in seeds]
+        row = {
+            "method": name,
+            "n": len(acc),
+            "mean": float(acc.mean()),
+            "std": float(acc.std()),
+            "seed_mean_std": float(np.std(seed_means)),
+        }
+        for ref in ("i3d", "shift"):
+            if ref in per_method and ref != name:
+                row[f"vs_{ref}"] = paired_wilcoxon(per_method[ref], folds)
+        rows.append(row)
+    return sorted(rows, key=lambda r: -r["mean"])
+
+
+def markdown(rows: list[dict], args, seconds: float) -> str:
+    def cmp(test):
+        if not test:
+            return "—"
+        p = "n/a" if test["p_value"] is None else f"{test['p_value']:.3g}"
+        return f"{100 * test['mean_difference']:+.1f} pts (p={p})"
+
+    describe = {
+        **{b: f"{b} init from the regular 2D CNN" for b in ("i3d", "center", "acs")},
+        "random": "random 3D init",
+        **{n: v.description for n, v in VARIANTS.items()},
+    }
+    lines = [
+        f"Arch `{args.arch}`, protocol `{args.protocol}`, seeds {args.seeds} x {args.folds} folds, "
+        f"pretraining {args.pretrain_epochs} epochs, evaluation {args.epochs} epochs; {seconds / 60:.0f} min.",
+        "",
+        "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | vs I3D | vs Cross-D shift |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['method']}`: {describe.get(r['method'], '')} | {r['mean']:.3f} ± {r['std']:.3f} | "
+            f"{r['seed_mean_std']:.3f} | {cmp(r.get('vs_i3d'))} | {cmp(r.get('vs_shift'))} |"
+        )
+    command = " ".join(["python", "benchmarks/transfer_study.py", *sys.argv[1:]])
+    lines += ["", f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/study"))
+    parser.add_argument("--markdown", type=Path, default=None, help="write the table here too")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--arch", default="small_cnn")
+    parser.add_argument("--pretrain-epochs", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--size-2d", type=int, default=32)
+    parser.add_argument("--samples-2d", type=int, default=3000)
+    parser.add_argument("--hybrid-volumes", type=int, default=120, help="left-hemisphere cubes for hybrid runs")
+    parser.add_argument("--protocol", default="bn", choices=("bn", "linear", "finetune"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=20, help="evaluation epochs per fold")
+    args = parser.parse_args(argv)
+    if "regular" not in args.variants:
+        args.variants.insert(0, "regular")
+    start = time.perf_counter()
+    config = DemoDataConfig(size_2d=args.size_2d, samples_2d=args.samples_2d)
+    data = build_demo_data(args.output_dir / "data", config)
+    volumes = pretrain_volumes(
+        args.output_dir / "data" / f"pretrain_volumes_{config.size_3d}.npz", config, args.hybrid_volumes
+    )
+    per_method: dict[str, list[dict]] = {}
+    for seed in args.seeds:
+        runs = {n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes) for n in args.variants}
+        for name, folds in evaluate_seed(args, seed, runs, data.downstream_path).items():
+            per_method.setdefault(name, []).extend(folds)
+        rows = summarise(per_method, args.seeds[: args.seeds.index(seed) + 1])
+        save_json({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, args.output_dir / "study.json")
+        text = markdown(rows, args, time.perf_counter() - start)
+        if args.markdown:
+            save_text(text, args.markdown)
+        print(f"after seed {seed}:\n{text}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
