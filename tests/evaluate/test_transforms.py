@@ -1,5 +1,7 @@
 """Scaling, augmentation and normalisation of evaluation samples."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -41,3 +43,9 @@ def test_bn_protocol_flips_depth_of_volumes():
     flip, _ = protocol_transforms("bn", BnConstants(flip_probability=1.0), 3, None)
     volume = torch.arange(8.0).reshape(1, 2, 2, 2)
     assert torch.equal(flip(volume), volume.flip(1))
+
+
+@pytest.mark.parametrize("protocol, dims", [("paper", 3), ("paper", 2), ("bn", 3), ("bn", 2)])
+def test_transforms_pickle_for_data_loader_workers(protocol, dims):
+    constants = PaperConstants() if protocol == "paper" else BnConstants()
+    pickle.loads(pickle.dumps(protocol_transforms(protocol, constants, dims, 16)))

@@ -47,11 +47,26 @@ def _identity(x: Tensor) -> Tensor:
     return x
 
 
-def _random_flip(dim: int, p: float) -> Transform:
-    def flip(x: Tensor) -> Tensor:
-        return x.flip(dim) if torch.rand(()) < p else x
+class RandomFlip:
+    """Flip tensor dimension ``dim`` with probability ``p`` (a class, so data-loader workers can pickle it)."""
 
-    return flip
+    def __init__(self, dim: int, p: float):
+        self.dim, self.p = dim, p
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return x.flip(self.dim) if torch.rand(()) < self.p else x
+
+
+class PlainTensor:
+    """Run a MONAI transform and return a plain float32 tensor (a ``MetaTensor`` would slow every layer)."""
+
+    def __init__(self, transform: Transform):
+        self.transform = transform
+
+    def __call__(self, x: Tensor) -> Tensor:
+        from monai.utils import convert_to_tensor
+
+        return convert_to_tensor(self.transform(x), dtype=torch.float32, track_meta=False)
 
 
 def monai_volume_augmentation(c: PaperConstants, seed: int = 0) -> Transform:
@@ -98,12 +113,9 @@ def protocol_transforms(
     MONAI's own random state; the others draw from torch's)."""
     if protocol != "paper":
         flip_dim = 1 if spatial_dims == 3 else 2  # volumes: axis 0 (depth); images: horizontal
-        return _random_flip(flip_dim, constants.flip_probability), _identity
+        return RandomFlip(flip_dim, constants.flip_probability), _identity
     if spatial_dims == 3:
-        from monai.utils import convert_to_tensor
-
-        augment = monai_volume_augmentation(constants, seed)
-        return (lambda x: convert_to_tensor(augment(x), dtype=torch.float32, track_meta=False)), _identity
+        return PlainTensor(monai_volume_augmentation(constants, seed)), _identity
     return image_transforms(constants, image_size or constants.image_size)
 
 
