@@ -161,6 +161,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     """
     cfg.validate()
     out_dir = Path(cfg.output_dir)
+    previous = _load_previous(cfg, out_dir / RESULTS_JSON)  # before any slow loading
     samples = load_samples(cfg.data, cfg.size)
     methods = method_names(cfg.methods)
     networks, loadings = {}, {}
@@ -170,7 +171,6 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         )
         loadings[method.name]["spatial_dims"] = samples.spatial_dims
     splits = make_splits(cfg, samples.labels)
-    previous = _load_previous(cfg, out_dir / RESULTS_JSON)
     done = {m["method"]: m["folds"] for m in previous["results"]} if previous else {}
     results = {
         "args": cfg.record(),
