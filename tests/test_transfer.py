@@ -121,3 +121,11 @@ def test_cli(checkpoints, tmp_path, capsys):
     assert (tmp_path / "m.json").is_file() and "wrote" in capsys.readouterr().out
     assert main(["transfer", str(path), "--init", "acs", "--output", str(tmp_path / "m.pt")]) == 2
     assert "must end in .safetensors" in capsys.readouterr().err
+
+
+def test_plain_torchvision_state_dicts_in_pt_files(checkpoints, tmp_path):
+    _, state = checkpoints["regular"]
+    torch.save({"model": state}, tmp_path / "wrapped.pt")  # no crossd metadata: architecture inferred
+    model, info = build_3d_model("center", tmp_path / "wrapped.pt")
+    assert info.arch == "resnet18" and info.source_conv == "regular" and info.source_num_classes == 5
+    assert torch.equal(model.conv1.weight[:, :, 3], state["conv1.weight"])
