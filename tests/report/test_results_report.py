@@ -55,7 +55,13 @@ def _results(drop_bn_stats=False, with_crossd=True):
         "lr": 1e-3,
         "normalize": "radimagenet",
         "seed": 0,
-        "protocol_constants": {"select": "val_loss", "scaling": "global"},
+        "protocol_constants": {
+            "select": "val_loss",
+            "scaling": "global",
+            "gamma": 0.1,
+            "milestones": [7, 11],
+            "bn_epoch": 10,
+        },
     }
     data = {"samples": 100, "num_classes": 3, "spatial_dims": 3, "shape": [1, 8, 8, 8]}
     return {"args": args, "data": data, "results": methods, "comparisons": comparisons, "complete": True}
@@ -72,8 +78,15 @@ def test_table_in_paper_style_with_paired_test():
     assert f"{2 / 2**10:.3g}" in acs_row and "Δ -9.10" in acs_row and "n=10" in acs_row
     assert "Protocol **paper**" in text and "val loss" in text and "global min-max" in text
     assert "all BatchNorm statistics and affine parameters kept" in text
+    assert "from epoch 10" in text and "not reached" not in text
     assert "reset" in results_markdown(_results(drop_bn_stats=True))
     assert "no crossd method" in results_markdown(_results(with_crossd=False))
+
+
+def test_a_shortened_paper_run_says_which_phases_it_skipped():
+    results = _results()
+    results["args"]["epochs"] = 3
+    assert "With 3 epochs the BatchNorm phase was not reached" in results_markdown(results)
 
 
 def test_summaries_use_population_std():

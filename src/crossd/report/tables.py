@@ -50,6 +50,23 @@ def loading_note(method: dict) -> str:
     return text
 
 
+def schedule_note(args: dict) -> str:
+    """One sentence on which parameters trained, and whether a shortened ``paper`` run reached every phase."""
+    c, protocol = args["protocol_constants"], args["protocol"]
+    if protocol != "paper":
+        trained = {"bn": "BatchNorm + new head", "linear": "new head only", "finetune": "all parameters"}[protocol]
+        return (
+            f"Trained: {trained} (Adam, x{c['gamma']:g} at {'/'.join(f'{f:.0%}' for f in c['milestones_fraction'])})."
+        )
+    text = (
+        f"Trained: new head with AdamW (x{c['gamma']:g} at epochs {', '.join(map(str, c['milestones']))}), then from "
+        f"epoch {c['bn_epoch']} (counted from 0) head + all BatchNorm affine parameters with Adam at the lr reached."
+    )
+    if args["epochs"] <= c["bn_epoch"]:
+        text += f" With {args['epochs']} epochs the BatchNorm phase was not reached."
+    return text
+
+
 def results_markdown(results: dict) -> str:
     """The ``results.md`` text of an evaluation ``results.json`` dictionary."""
     args, data = results["args"], results["data"]
@@ -63,6 +80,7 @@ def results_markdown(results: dict) -> str:
         f"`{args['normalize']}` normalisation, seed {args['seed']}.",
         f"Data: {data['samples']} samples, {data['num_classes']} classes, {data['spatial_dims']}D, sample shape "
         f"{tuple(data['shape'])}.",
+        schedule_note(args),
         "",
         "| Method | " + " | ".join(title for _, title in COLUMNS) + " | Folds | Wilcoxon vs crossd: p (Δ acc.) |",
         "|---|" + "---|" * (len(COLUMNS) + 2),
