@@ -21,7 +21,7 @@ def plot_fold_accuracies(results: dict, path: str | Path, metric: str = "accurac
     import matplotlib.pyplot as plt
 
     methods = results["results"]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * max(len(methods), 1), 3.6))
+    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * max(len(methods), 1), 3.6))
     keys = sorted({(f["repeat"], f["fold"]) for m in methods for f in m["folds"]})
     for key in keys:
         xs, ys = [], []
@@ -31,11 +31,14 @@ def plot_fold_accuracies(results: dict, path: str | Path, metric: str = "accurac
                 xs.append(x)
                 ys.append(value)
         ax.plot(xs, ys, color="0.8", lw=0.7, zorder=1)
-        ax.scatter(xs, ys, s=16, color=f"C{key[0] % 10}", zorder=2)
+        label = f"repeat {key[0]}" if key[1] == min(f for r, f in keys if r == key[0]) else None
+        ax.scatter(xs, ys, s=16, color=f"C{key[0] % 10}", zorder=2, label=label)
     for x, m in enumerate(methods):
         mean, std = m.get(f"{metric}_mean"), m.get(f"{metric}_std")
         if mean is not None:
-            ax.errorbar(x + 0.18, mean, yerr=std, fmt="s", color="k", capsize=3, ms=4, zorder=3)
+            label = "mean ± std" if x == 0 else None
+            ax.errorbar(x + 0.18, mean, yerr=std, fmt="s", color="k", capsize=3, ms=4, zorder=3, label=label)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_xticks(range(len(methods)), [m["method"] for m in methods])
     ax.set_xlim(-0.5, len(methods) - 0.3)
     ax.set_ylabel(metric.replace("_", " "))
