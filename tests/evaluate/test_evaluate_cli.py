@@ -71,6 +71,7 @@ def _error(capsys):
         ("missing_checkpoint", "checkpoint not found"),
         ("no_checkpoint", "needs a 2D checkpoint"),
         ("bad_nifti", "not a readable NIfTI file"),
+        ("bad_device", "unknown device 'gpu0'"),
     ],
 )
 def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, message):
@@ -94,6 +95,8 @@ def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, messa
         argv = ["--data", vol, "--init", f"acs={tmp_path / 'nope.pt'}"]
     elif case == "no_checkpoint":
         argv = ["--data", vol, "--init", "i3d"]
+    elif case == "bad_device":
+        argv = ["--data", vol, "--init", "random", "--device", "gpu0"]
     else:
         (tmp_path / "a.nii.gz").write_bytes(b"not a nifti file")
         (tmp_path / "labels.csv").write_text("path,label\na.nii.gz,0\n")

@@ -64,7 +64,14 @@ def make_splits(cfg: EvaluateConfig, labels: np.ndarray) -> list[Split]:
 
 
 def _device(cfg: EvaluateConfig) -> torch.device:
-    return torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """``cfg.device``, or CUDA when available; a one-line error for a CUDA device that is not there."""
+    try:
+        device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {cfg.device!r} ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device!r} asked for, but no CUDA device is available; use --device cpu")
+    return device
 
 
 def _fold_seed(cfg: EvaluateConfig, split: Split) -> int:
@@ -160,6 +167,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     "history": {"train_loss", "val_loss", "val_accuracy", "lr"}}]}], "comparisons", "complete"}``.
     """
     cfg.validate()
+    _device(cfg)
     out_dir = Path(cfg.output_dir)
     previous = _load_previous(cfg, out_dir / RESULTS_JSON)  # before any slow loading
     samples = load_samples(cfg.data, cfg.size)
