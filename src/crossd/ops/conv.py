@@ -3,31 +3,41 @@
 For per-sample slice operators ``M (B, K^2, K^3)`` (``crossd.ops.slicing.slice_operator``) the output is
 ``conv2d(x[b], W.flatten(2) @ M[b]^T)``. Two ways compute it, with identical results up to rounding:
 
-- ``"weight"``: build the per-sample 2D kernels and run one grouped convolution over the whole batch. Cheap
-  when images are large and channels few. A custom autograd function recomputes the kernels in backward
-  instead of storing ``(B, Co, Ci, K, K)`` per layer.
-- ``"input"``: unfold the input, mix its ``K^2`` taps into ``K^3`` per sample with ``M``, then one shared GEMM
-  against ``W`` reshaped to ``(Co, Ci*K^3)``. Cheap when channels are many and images small.
+- ``"weight"`` (:mod:`crossd.ops.weight_side`): build the per-sample 2D kernels and run one grouped
+  convolution over the whole batch. Cheap when images are large and channels few.
+- ``"input"`` (:mod:`crossd.ops.input_side`): unfold the input, mix its ``K^2`` taps into ``K^3`` per sample
+  with ``M``, then one shared GEMM against ``W`` reshaped to ``(Ci*K^3, Co)``. Cheap when channels are many and
+  images small.
 
-``path="auto"`` picks by the cost model in :func:`choose_path`. A single operator (``M`` of batch 1) means one
-rotation for the whole batch and runs a plain ``conv2d``.
+Both are custom autograd functions that keep only ``x``, ``W`` and ``M`` for backward (per-sample kernels and
+the ``K^3``-expanded input are recomputed), compute in autocast's dtype when autocast is on, and return
+channels-last outputs. ``path="auto"`` picks by the measured cost model in :func:`choose_path`. A single
+operator (``M`` of batch 1) means one rotation for the whole batch and runs a plain ``conv2d``.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from crossd.ops.input_side import InputSideConv, output_shape
+from crossd.ops.weight_side import WeightSideConv
 
 Path = Literal["auto", "weight", "input"]
 PATHS = ("auto", "weight", "input")
 
-# Relative cost of one multiply-add in each path's kernels on CPU (grouped/batched convolutions run far below
-# the peak of one large GEMM). Calibrated with ``benchmarks/bench_ops.py``; see benchmarks/RESULTS.md.
-WEIGHT_PATH_EFFICIENCY = 1.0
-INPUT_PATH_EFFICIENCY = 1.0
+# Cost of each path relative to ``conv2d`` of the same shape (forward + backward), fitted to single-thread
+# timings on a 2-core AVX-512 Xeon (``crossd bench``; benchmarks/RESULTS.md). Weight side: a grouped convolution
+# (about WEIGHT_BASE x conv2d) plus building/differentiating the per-sample kernels, ``K^3 / L`` of the conv's
+# multiply-adds at WEIGHT_BUILD x its cost per multiply-add. Input side: a GEMM with ``K`` x the conv's
+# multiply-adds at INPUT_GEMM x its cost each, plus the memory-bound tap mixing (``K^3 g / Co`` of the conv's
+# multiply-adds at INPUT_MIX x cost).
+WEIGHT_BASE = 1.1
+WEIGHT_BUILD = 8.0
+INPUT_GEMM = 0.5
+INPUT_MIX = 27.0
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
@@ -62,98 +72,31 @@ def resolve_padding(
 def choose_path(
     batch: int, in_channels: int, out_channels: int, groups: int, kernel_size: int, out_pixels: int
 ) -> Literal["weight", "input"]:
-    """Pick the cheaper exact formulation by counting multiply-adds of each (forward pass).
+    """Pick the faster exact formulation from the measured cost model (costs relative to ``conv2d``).
 
-    weight side: ``B Co Ci/g K^2 K^3`` to build kernels + ``B Co Ci/g K^2 L`` to convolve;
-    input side: ``B Ci K^2 K^3 L`` to mix taps + ``B Co Ci/g K^3 L`` for the shared GEMM.
+    weight side: ``WEIGHT_BASE + WEIGHT_BUILD K^3 / L``; input side: ``INPUT_GEMM K + INPUT_MIX K^3 g / Co``,
+    with ``L = out_pixels``. ``batch`` and ``in_channels`` cancel out of both; they are kept for callers that
+    describe a layer fully.
     """
-    k2, k3 = kernel_size**2, kernel_size**3
-    cig = in_channels // groups
-    weight_cost = batch * out_channels * cig * k2 * (k3 + out_pixels) / WEIGHT_PATH_EFFICIENCY
-    input_cost = batch * k3 * out_pixels * (in_channels * k2 + out_channels * cig) / INPUT_PATH_EFFICIENCY
+    k3 = kernel_size**3
+    weight_cost = WEIGHT_BASE + WEIGHT_BUILD * k3 / max(out_pixels, 1)
+    input_cost = INPUT_GEMM * kernel_size + INPUT_MIX * k3 * groups / out_channels
     return "weight" if weight_cost <= input_cost else "input"
 
 
-def _sliced_kernels(weight: Tensor, op: Tensor) -> Tensor:
-    """``(B, Co, Ci/g, K, K)`` kernels from ``weight (Co, Ci/g, K, K, K)`` and ``op (B, K^2, K^3)``."""
-    co, cig, k = weight.shape[:3]
-    flat = weight.reshape(co * cig, k**3)
-    return torch.einsum("pn,bkn->bpk", flat, op).reshape(-1, co, cig, k, k)
-
-
-def _autocast_dtype(x: Tensor) -> torch.dtype | None:
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return None
-
-
-class _WeightSideConv(torch.autograd.Function):
-    """Grouped convolution with per-sample kernels that are rebuilt in backward, never stored."""
-
-    @staticmethod
-    def forward(ctx, x, weight, op, stride, padding, dilation, groups):  # noqa: D102
-        compute = _autocast_dtype(x) or x.dtype
-        with torch.autocast(x.device.type, enabled=False):
-            out = _weight_side_forward(
-                x.to(compute), weight.to(compute), op.to(compute), stride, padding, dilation, groups
-            )
-        ctx.save_for_backward(x, weight, op)
-        ctx.conf = (stride, padding, dilation, groups, compute)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):  # noqa: D102
-        x, weight, op = ctx.saved_tensors
-        stride, padding, dilation, groups, compute = ctx.conf
-        b, ci = x.shape[:2]
-        co, cig, k = weight.shape[:3]
-        with torch.autocast(x.device.type, enabled=False):
-            kernels = _sliced_kernels(weight.to(compute), op.to(compute))
-            grad_x, grad_k, _ = torch.ops.aten.convolution_backward(
-                grad_out.to(compute).reshape(1, b * co, *grad_out.shape[2:]),
-                x.to(compute).reshape(1, b * ci, *x.shape[2:]),
-                kernels.reshape(b * co, cig, k, k),
-                None,
-                list(stride),
-                list(padding),
-                list(dilation),
-                False,
-                [0, 0],
-                b * groups,
-                [ctx.needs_input_grad[0], ctx.needs_input_grad[1] or ctx.needs_input_grad[2], False],
-            )
-        grad_input = grad_weight = grad_op = None
-        if grad_x is not None:
-            grad_input = grad_x.reshape(x.shape).to(x.dtype)
-        if grad_k is not None:
-            grad_k = grad_k.reshape(b, co * cig, k * k).to(weight.dtype)
-            if ctx.needs_input_grad[1]:
-                grad_weight = torch.einsum("bpk,bkn->pn", grad_k, op.to(weight.dtype)).reshape(weight.shape)
-            if ctx.needs_input_grad[2]:
-                flat = weight.reshape(co * cig, k**3)
-                grad_op = torch.einsum("bpk,pn->bkn", grad_k, flat).to(op.dtype)
-        return grad_input, grad_weight, grad_op, None, None, None, None
-
-
-def _weight_side_forward(x, weight, op, stride, padding, dilation, groups):
-    b, ci = x.shape[:2]
-    co, cig, k = weight.shape[:3]
-    kernels = _sliced_kernels(weight, op).reshape(b * co, cig, k, k)
-    out = F.conv2d(x.reshape(1, b * ci, *x.shape[2:]), kernels, None, stride, padding, dilation, b * groups)
-    return out.reshape(b, co, *out.shape[2:])
-
-
-def _input_side(x: Tensor, weight: Tensor, op: Tensor, stride, padding, dilation, groups) -> Tensor:
-    b, ci, h, w = x.shape
-    co, cig, k = weight.shape[:3]
-    ho = (h + 2 * padding[0] - dilation[0] * (k - 1) - 1) // stride[0] + 1
-    wo = (w + 2 * padding[1] - dilation[1] * (k - 1) - 1) // stride[1] + 1
-    taps = F.unfold(x, k, dilation, padding, stride).reshape(b, groups, cig, k * k, ho * wo)
-    mixed = torch.einsum("bkn,bgckl->bgcnl", op.to(taps.dtype), taps).reshape(b, groups, cig * k**3, ho * wo)
-    shared = weight.reshape(groups, co // groups, cig * k**3).to(mixed.dtype)
-    out = torch.einsum("gon,bgnl->bgol", shared, mixed)
-    return out.reshape(b, co, ho, wo)
+def _check_shapes(x: Tensor, weight: Tensor, op: Tensor, groups: int) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"x must be a 2D batch (B, Ci, H, W), got shape {tuple(x.shape)}")
+    if weight.dim() != 5 or not (weight.shape[2] == weight.shape[3] == weight.shape[4]):
+        raise ValueError(f"weight must be a cubic 3D kernel (Co, Ci/groups, K, K, K), got {tuple(weight.shape)}")
+    k = weight.shape[-1]
+    if x.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups:
+        raise ValueError(
+            f"x has {x.shape[1]} channels but weight {tuple(weight.shape)} with groups={groups} expects "
+            f"{weight.shape[1] * groups}"
+        )
+    if op.dim() != 3 or op.shape[1:] != (k * k, k**3) or op.shape[0] not in (1, x.shape[0]):
+        raise ValueError(f"op must have shape ({x.shape[0]} or 1, {k * k}, {k**3}) for K={k}, got {tuple(op.shape)}")
 
 
 def crossd_conv2d(
@@ -184,21 +127,18 @@ def crossd_conv2d(
     """
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}; expected one of {PATHS}")
-    k = weight.shape[-1]
+    _check_shapes(x, weight, op, groups)
+    co, cig, k = weight.shape[:3]
     stride, dilation = _pair(stride), _pair(dilation)
     x, pad = resolve_padding(x, k, padding, dilation, stride)
     if op.shape[0] == 1:
-        kernel = _sliced_kernels(weight, op.to(weight.dtype))[0]
+        kernel = (weight.reshape(co * cig, k**3) @ op[0].t().to(weight.dtype)).reshape(co, cig, k, k)
         return F.conv2d(x, kernel, bias, stride, pad, dilation, groups)
-    b, ci, h, w = x.shape
     if path == "auto":
-        ho = (h + 2 * pad[0] - dilation[0] * (k - 1) - 1) // stride[0] + 1
-        wo = (w + 2 * pad[1] - dilation[1] * (k - 1) - 1) // stride[1] + 1
-        path = choose_path(b, ci, weight.shape[0], groups, k, max(ho * wo, 1))
-    if path == "weight":
-        out = _WeightSideConv.apply(x, weight, op, stride, pad, dilation, groups)
-    else:
-        out = _input_side(x, weight, op, stride, pad, dilation, groups)
+        ho, wo = output_shape(x.shape[2:], k, stride, pad, dilation)
+        path = choose_path(x.shape[0], x.shape[1], co, groups, k, ho * wo)
+    conv = WeightSideConv if path == "weight" else InputSideConv
+    out = conv.apply(x, weight, op, stride, pad, dilation, groups)
     if bias is not None:
         out = out + bias.to(out.dtype)[None, :, None, None]
     return out
