@@ -103,3 +103,16 @@ def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, messa
         argv = ["--data", tmp_path / "labels.csv", "--init", "random"]
     assert _evaluate(tmp_path, *argv) == 2
     assert message in _error(capsys)
+
+
+def test_task_segmentation_dispatches_to_the_segmentation_evaluation(tmp_path, capsys):
+    from crossd.data.segmentation import SegmentationSet, write_segmentation_csv
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((10, 8, 8, 8)) > 0.5).astype(np.int64)
+    images = (labels + 0.3 * rng.random(labels.shape))[:, None].astype(np.float32)
+    csv_path = write_segmentation_csv(SegmentationSet(images, labels, ["background", "tissue"]), tmp_path / "pairs")
+    code = _evaluate(tmp_path, "--task", "segmentation", "--data", csv_path, "--init", "random", "--arch", "small_cnn")
+    assert code == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "random: Dice" in out and (tmp_path / "out" / "results.md").is_file()

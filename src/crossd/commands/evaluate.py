@@ -19,6 +19,8 @@ defaults. The published Table 3 comparison: --protocol paper --drop-bn-stats --i
 network keeps all its BatchNorms, the fair comparison. results.md says which was run.
 Writes results.json (after every fold; Ctrl-C keeps finished folds, --resume skips them), results.md and
 fold_accuracy.png in --output-dir.
+--task segmentation: Dice of a UNet3D per init on image/label NIfTI pairs (a CSV with image,label columns, or
+"mni152"); see crossd.evaluate.segmentation.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from crossd.evaluate.runner import RESULTS_MD
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--data", required=True, help=".npz, path,label .csv, or folder")
+    parser.add_argument(
+        "--task", choices=("classification", "segmentation"), default="classification", help="what to evaluate"
+    )
     parser.add_argument("--size", type=int, default=None, help="resize every sample to SIZE per axis")
     parser.add_argument("--image-size", type=int, default=None, help="2D crop size of protocol paper (224)")
     parser.add_argument("--checkpoint", default=None, help="2D checkpoint for --init names without =CKPT")
@@ -99,11 +104,18 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = evaluate(config_from_args(args))
-    for method in results["results"]:
-        print(
-            f"{method['method']:>12}: accuracy {100 * method['accuracy_mean']:.2f} ± "
-            f"{100 * method['accuracy_std']:.2f} over {len(method['folds'])} folds"
-        )
+    if args.task == "segmentation":
+        from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines
+
+        results = evaluate_segmentation(segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint)))
+        lines = summary_lines(results)
+    else:
+        results = evaluate(config_from_args(args))
+        lines = [
+            f"{m['method']:>12}: accuracy {100 * m['accuracy_mean']:.2f} ± {100 * m['accuracy_std']:.2f} "
+            f"over {len(m['folds'])} folds"
+            for m in results["results"]
+        ]
+    print("\n".join(lines))
     print(f"table: {Path(args.output_dir) / RESULTS_MD}")
     return 0
