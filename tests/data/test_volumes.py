@@ -101,6 +101,19 @@ def test_image_folder_2d(tmp_path):
     samples = load_samples(tmp_path, size=8)
     assert samples.images.shape == (6, 3, 8, 8) and samples.classes == ["benign", "malignant"]
     assert samples.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    _nifti(tmp_path / "benign" / "v.nii.gz", np.zeros((4, 4, 4)))
+    with pytest.raises(ValueError, match="mix 2D images and volumes"):
+        load_samples(tmp_path, size=8)
+
+
+def test_class_folders_of_volumes(tmp_path):
+    for c, name in enumerate(("ad", "cn")):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            _nifti(tmp_path / name / f"s{i}.nii.gz", np.full((4, 5, 6), c + i))
+    samples = load_samples(tmp_path)
+    assert samples.images.shape == (4, 1, 4, 5, 6) and samples.labels.tolist() == [0, 0, 1, 1]
+    assert samples.images[3].max() == 2 and samples.classes == ["ad", "cn"]
 
 
 @pytest.mark.parametrize(
@@ -113,7 +126,7 @@ def test_image_folder_2d(tmp_path):
         ("one_class", ValueError, "at least 2 classes"),
         ("unknown_type", ValueError, "unsupported volume type"),
         ("bad_video", ValueError, "not a readable video"),
-        ("empty_folder", ValueError, "no images in class sub-folders"),
+        ("empty_folder", ValueError, "no samples in class sub-folders"),
         ("mismatch", ValueError, "5 images in 'images' but 4 labels"),
     ],
 )

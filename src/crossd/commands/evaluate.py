@@ -8,7 +8,7 @@ Examples:
 
 --data: a MedMNIST .npz (splits pooled) or the authors' pooled .npz (images, labels); a path,label .csv of NIfTI
 files, DICOM series folders or ultrasound videos (or a folder holding that one .csv); a folder of class
-sub-folders of 2D images. The data's dimension decides 2D vs 3D networks.
+sub-folders of 2D images or of volumes. The data's dimension decides 2D vs 3D networks.
 --init NAME[=CKPT]: crossd, acs, i3d, center, random, regular2d; names without =CKPT use --checkpoint. All
 methods of one call share the folds; the same --seed gives the same folds in separate calls.
 Protocols: bn (BatchNorm + head; default), linear (head), finetune (all), paper (the authors' later scripts behind

@@ -5,7 +5,8 @@
 - ``.csv`` of ``path,label`` rows (header optional; paths relative to the CSV) whose paths are NIfTI volumes
   (``.nii``/``.nii.gz``), DICOM series folders (slices sorted by position), or ultrasound videos
   (``.mp4``/``.avi``/``.mov``, frames stacked as depth, grey); a folder holding exactly one ``.csv`` means that CSV.
-- A folder of class sub-folders of 2D images (``root/<class>/*.png``).
+- A folder of class sub-folders (``root/<class>/*``) of 2D images, or of volumes (NIfTI, videos, DICOM series
+  sub-folders).
 
 Every sample becomes ``(C, *spatial)``; samples of different shapes need ``size`` (resized to ``size`` per axis).
 Intensities are left as read: scaling belongs to the evaluation protocol.
@@ -177,24 +178,41 @@ def load_csv(path: Path, size: int | None = None) -> SampleSet:
     return SampleSet(_stack(volumes, size, path), labels, classes)
 
 
-def load_image_folder(root: Path, size: int | None = None) -> SampleSet:
-    """2D images in class sub-folders ``root/<class>/*`` as ``(N, 3, H, W)`` uint8 (or float after resizing)."""
+def _read_image(file: Path) -> np.ndarray:
+    """A 2D image as ``(3, H, W)`` uint8 RGB (grey repeated)."""
     from PIL import Image
 
+    try:
+        return np.asarray(Image.open(file).convert("RGB")).transpose(2, 0, 1)
+    except Exception as exc:
+        raise ValueError(f"{file}: not a readable image ({_reason(exc)})") from None
+
+
+def _is_volume(entry: Path) -> bool:
+    return entry.is_dir() or entry.name.lower().endswith(NIFTI_SUFFIXES + VIDEO_SUFFIXES)
+
+
+def load_class_folders(root: Path, size: int | None = None) -> SampleSet:
+    """Samples in class sub-folders ``root/<class>/*``: 2D images (``(N, 3, H, W)``), or volumes (NIfTI files,
+    videos, DICOM series sub-folders: ``(N, 1, D, H, W)``); one kind per dataset."""
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    images, labels = [], []
-    for index, name in enumerate(classes):
-        for file in sorted((root / name).iterdir()):
-            if file.suffix.lower() in IMAGE_SUFFIXES:
-                try:
-                    image = np.asarray(Image.open(file).convert("RGB"))
-                except Exception as exc:
-                    raise ValueError(f"{file}: not a readable image ({_reason(exc)})") from None
-                images.append(image.transpose(2, 0, 1))
-                labels.append(index)
-    if not images:
-        raise ValueError(f"{root}: no images in class sub-folders (expected root/<class>/*.png) and no .csv file")
-    return SampleSet(_stack(images, size, root), np.array(labels, dtype=np.int64), classes)
+    entries = [
+        (index, entry)
+        for index, name in enumerate(classes)
+        for entry in sorted((root / name).iterdir())
+        if entry.suffix.lower() in IMAGE_SUFFIXES or _is_volume(entry)
+    ]
+    if not entries:
+        raise ValueError(
+            f"{root}: no samples in class sub-folders (expected root/<class>/*.png, *.nii.gz, videos or DICOM "
+            "series folders) and no .csv file"
+        )
+    kinds = {_is_volume(entry) for _, entry in entries}
+    if len(kinds) > 1:
+        raise ValueError(f"{root}: class folders mix 2D images and volumes; keep one kind")
+    read = _read_volume if kinds.pop() else _read_image
+    samples = [read(entry) for _, entry in entries]
+    return SampleSet(_stack(samples, size, root), np.array([i for i, _ in entries], dtype=np.int64), classes)
 
 
 def load_npz_samples(path: Path, size: int | None = None) -> SampleSet:
@@ -222,7 +240,7 @@ def load_samples(path: str | Path, size: int | None = None) -> SampleSet:
         csvs = sorted(path.glob("*.csv"))
         if len(csvs) > 1:
             raise ValueError(f"{path}: several .csv files ({', '.join(c.name for c in csvs)}); pass one of them")
-        samples = load_csv(csvs[0], size) if csvs else load_image_folder(path, size)
+        samples = load_csv(csvs[0], size) if csvs else load_class_folders(path, size)
     elif path.suffix == ".npz":
         samples = load_npz_samples(path, size)
     elif path.suffix == ".csv":
