@@ -1,0 +1,149 @@
+"""Both exact Cross-D convolution paths against the FFT oracle, each other, gradcheck, autocast and memory."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from crossd.ops.conv import PATHS, choose_path, crossd_conv2d
+from crossd.ops.slicing import kernel_slice, slice_operator
+from reference import fft_slice, reference_conv2d
+
+# (K, stride, padding, dilation, groups, bias, batch)
+CASES = [
+    (1, 1, 0, 1, 1, False, 2),
+    (3, 1, 1, 1, 1, True, 3),
+    (3, 1, "same", 2, 2, False, 2),
+    (3, 2, 0, 2, 1, True, 1),
+    (5, 2, 2, 1, 2, True, 2),
+    (5, 1, "same", 1, 1, False, 1),
+    (7, 2, 3, 1, 1, False, 2),
+]
+EVEN_CASES = [(4, 1, "same", 1, 1, True, 2), (2, 2, 1, 1, 2, False, 3)]  # shift mode only
+
+
+def _problem(k, groups, batch, dtype, ci=4, co=4, size=9):
+    x = torch.randn(batch, ci, size, size - 1, dtype=dtype)
+    weight = torch.randn(co, ci // groups, k, k, k, dtype=dtype)
+    axis = torch.randn(batch, 3, dtype=dtype)
+    angle = (torch.rand(batch, dtype=dtype) - 0.5) * 1.5
+    bias = torch.randn(co, dtype=dtype)
+    return x, weight, axis, angle, bias
+
+
+def _rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("path", ["weight", "input"])
+@pytest.mark.parametrize(
+    "mode, case", [(m, c) for m in ("shift", "rotate") for c in CASES] + [("shift", c) for c in EVEN_CASES]
+)
+def test_paths_match_fft_oracle_float64(mode, case, path):
+    k, stride, padding, dilation, groups, use_bias, batch = case
+    x, weight, axis, angle, bias = _problem(k, groups, batch, torch.float64)
+    bias = bias if use_bias else None
+    op = slice_operator(axis, angle, k, mode)
+    out = crossd_conv2d(x, weight, op, bias, stride, padding, dilation, groups, path=path)
+    ref = reference_conv2d(x, weight, axis, angle, mode, stride, padding, dilation, groups, bias)
+    assert out.shape == ref.shape
+    assert _rel_err(out, ref) <= 1e-10
+
+
+@pytest.mark.parametrize("mode", ["shift", "rotate"])
+@pytest.mark.parametrize("k, stride, padding", [(3, 1, 1), (7, 2, 3)])
+def test_paths_agree_float32(mode, k, stride, padding):
+    x, weight, axis, angle, bias = _problem(k, 1, 3, torch.float64, ci=6, co=5, size=12)
+    ref = reference_conv2d(x, weight, axis, angle, mode, stride, padding, bias=bias)
+    op = slice_operator(axis.float(), angle.float(), k, mode)
+    outs = {
+        path: crossd_conv2d(x.float(), weight.float(), op, bias.float(), stride, padding, path=path) for path in PATHS
+    }
+    for out in outs.values():
+        assert out.dtype == torch.float32
+        assert _rel_err(out.double(), ref) <= 1e-5
+    assert _rel_err(outs["weight"], outs["input"]) <= 1e-5
+
+
+@pytest.mark.parametrize("path", ["weight", "input"])
+@pytest.mark.parametrize("k, stride, padding, dilation, groups", [(3, 1, 1, 1, 1), (3, 2, 2, 2, 2), (2, 1, 0, 1, 1)])
+def test_gradcheck_x_weight_op(path, k, stride, padding, dilation, groups):
+    x, weight, axis, angle, _ = _problem(k, groups, 2, torch.float64, ci=2, co=2, size=6)
+    op = slice_operator(axis, angle, k, "shift")
+    inputs = (x.requires_grad_(), weight.requires_grad_(), op.requires_grad_())
+
+    def fn(x, weight, op):
+        return crossd_conv2d(x, weight, op, None, stride, padding, dilation, groups, path=path)
+
+    assert torch.autograd.gradcheck(fn, inputs, fast_mode=True)
+
+
+@pytest.mark.parametrize("path", ["weight", "input"])
+def test_gradients_reach_rotation_parameters(path):
+    x, weight, axis, angle, bias = _problem(3, 1, 2, torch.float64)
+    axis.requires_grad_()
+    angle.requires_grad_()
+    out = crossd_conv2d(x, weight, slice_operator(axis, angle, 3, "rotate"), bias, 1, 1, path=path)
+    grads = torch.autograd.grad(out.square().sum(), (axis, angle))
+    ref = reference_conv2d(x, weight, axis, angle, "rotate", 1, 1, bias=bias)
+    ref_grads = torch.autograd.grad(ref.square().sum(), (axis, angle))
+    for g, r in zip(grads, ref_grads, strict=True):
+        assert _rel_err(g, r) <= 1e-8
+
+
+def test_batch_granularity_is_a_plain_conv_with_the_single_kernel():
+    x, weight, axis, angle, bias = _problem(3, 1, 4, torch.float64)
+    op = slice_operator(axis[:1], angle[:1], 3, "rotate")
+    out = crossd_conv2d(x, weight, op, bias, 2, 1)
+    kernel = kernel_slice(weight, axis[:1], angle[:1], "rotate")[0]
+    assert torch.allclose(out, F.conv2d(x, kernel, bias, 2, 1), atol=1e-12)
+    assert torch.allclose(kernel, fft_slice(weight, axis[:1], angle[:1], "rotate")[0], atol=1e-12)
+
+
+def test_choose_path_follows_the_resnet18_crossover():
+    assert choose_path(16, 3, 64, 1, 7, 56 * 56) == "weight"  # conv1
+    assert choose_path(16, 64, 64, 1, 3, 28 * 28) == "weight"
+    assert choose_path(16, 256, 256, 1, 3, 7 * 7) == "input"
+    assert choose_path(16, 512, 512, 1, 3, 4 * 4) == "input"
+
+
+def test_backward_keeps_neither_kernels_nor_expanded_input():
+    """Only ``x``, ``W`` and ``M`` are saved: nothing the size of ``(B, Co, Ci, K, K)`` or ``(B, L, Ci K^3)``."""
+    x, weight, axis, angle, _ = _problem(3, 1, 8, torch.float32, ci=16, co=16, size=6)
+    op = slice_operator(axis, angle, 3, "rotate")
+    largest = max(x.numel(), weight.numel(), op.numel())
+    for path in ("weight", "input"):
+        sizes = []
+
+        def pack(t, sizes=sizes):
+            sizes.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            crossd_conv2d(x.requires_grad_(), weight.requires_grad_(), op, None, 1, 1, path=path)
+        assert sizes and max(sizes) <= largest, path
+
+
+@pytest.mark.parametrize("path", ["weight", "input"])
+def test_bf16_autocast_on_cpu_is_close_to_fp32(path):
+    """bf16 keeps 8 bits of mantissa: we accept 5% of the output's range."""
+    x, weight, axis, angle, bias = _problem(3, 1, 2, torch.float32, ci=8, co=8, size=10)
+    op = slice_operator(axis, angle, 3, "rotate")
+    weight.requires_grad_()
+    ref = crossd_conv2d(x, weight, op, bias, 1, 1, path=path)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = crossd_conv2d(x, weight, op, bias, 1, 1, path=path)
+    assert out.dtype == torch.bfloat16
+    assert _rel_err(out.float(), ref) <= 5e-2
+    out.float().sum().backward()
+    assert weight.grad.dtype == torch.float32 and torch.isfinite(weight.grad).all()
+
+
+def test_bad_shapes_and_paths_are_rejected():
+    x, weight, axis, angle, _ = _problem(3, 1, 2, torch.float32)
+    op = slice_operator(axis, angle, 3, "rotate")
+    with pytest.raises(ValueError, match="op must have shape"):
+        crossd_conv2d(x, weight, op[:, :4], path="input")
+    with pytest.raises(ValueError, match="channels"):
+        crossd_conv2d(x[:, :3], weight, op)
+    with pytest.raises(ValueError, match="unknown path"):
+        crossd_conv2d(x, weight, op, path="fft")
