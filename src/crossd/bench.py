@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -172,9 +171,17 @@ def step_ratios(modes: list[str], batch_size: int, image_size: int, repeats: int
     }
 
 
-def _current_rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def _memory_status_mib(field: str) -> float:
+    """A ``/proc/self/status`` memory field in MiB (Linux): ``VmRSS`` now, ``VmHWM`` the peak of this process.
+
+    ``VmHWM`` belongs to the process image, unlike ``getrusage``'s ``ru_maxrss``, which a child started by
+    ``fork``/``exec`` inherits from its parent's size at the fork.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"{field} not found in /proc/self/status (peak memory needs Linux)")
 
 
 def measure_step_rss(kind: str, batch_size: int, image_size: int, threads: int, steps: int = 3) -> dict:
@@ -185,10 +192,10 @@ def measure_step_rss(kind: str, batch_size: int, image_size: int, threads: int, 
     """
     torch.set_num_threads(threads)
     step = _train_step(build_model(kind), batch_size, image_size)
-    before = _current_rss_mib()
+    before = _memory_status_mib("VmRSS")
     for _ in range(steps):
         step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    peak = _memory_status_mib("VmHWM")
     return {"max_rss": peak, "training": peak - before}
 
 

@@ -65,7 +65,9 @@ def test_paths_agree_float32(mode, k, stride, padding):
 
 
 @pytest.mark.parametrize("path", ["weight", "input"])
-@pytest.mark.parametrize("k, stride, padding, dilation, groups", [(3, 1, 1, 1, 1), (3, 2, 2, 2, 2), (2, 1, 0, 1, 1)])
+@pytest.mark.parametrize(
+    "k, stride, padding, dilation, groups", [(3, 1, 1, 1, 1), (3, 2, 2, 2, 2), (2, 1, 0, 1, 1), (1, 2, 0, 1, 2)]
+)
 def test_gradcheck_x_weight_op(path, k, stride, padding, dilation, groups):
     x, weight, axis, angle, _ = _problem(k, groups, 2, torch.float64, ci=2, co=2, size=6)
     op = slice_operator(axis, angle, k, "shift")

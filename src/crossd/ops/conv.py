@@ -131,6 +131,9 @@ def crossd_conv2d(
     co, cig, k = weight.shape[:3]
     stride, dilation = _pair(stride), _pair(dilation)
     x, pad = resolve_padding(x, k, padding, dilation, stride)
+    if k == 1:  # the slice of a 1x1x1 kernel is the kernel times a per-sample scalar (1 in both modes)
+        out = F.conv2d(x, weight.reshape(co, cig, 1, 1), None, stride, pad, dilation, groups)
+        return _add_bias(out * op.reshape(-1, 1, 1, 1).to(out.dtype), bias)
     if op.shape[0] == 1:
         kernel = (weight.reshape(co * cig, k**3) @ op[0].t().to(weight.dtype)).reshape(co, cig, k, k)
         return F.conv2d(x, kernel, bias, stride, pad, dilation, groups)
@@ -138,7 +141,8 @@ def crossd_conv2d(
         ho, wo = output_shape(x.shape[2:], k, stride, pad, dilation)
         path = choose_path(x.shape[0], x.shape[1], co, groups, k, ho * wo)
     conv = WeightSideConv if path == "weight" else InputSideConv
-    out = conv.apply(x, weight, op, stride, pad, dilation, groups)
-    if bias is not None:
-        out = out + bias.to(out.dtype)[None, :, None, None]
-    return out
+    return _add_bias(conv.apply(x, weight, op, stride, pad, dilation, groups), bias)
+
+
+def _add_bias(out: Tensor, bias: Tensor | None) -> Tensor:
+    return out if bias is None else out + bias.to(out.dtype)[None, :, None, None]
