@@ -30,6 +30,7 @@ from torchvision.models import resnet18
 
 from crossd.convert import to_crossd
 from crossd.nn import CrossDConv
+from crossd.nn.rotation_head import RotationHead
 from crossd.ops.conv import choose_path
 from crossd.ops.input_side import output_size
 
@@ -112,7 +113,10 @@ def load_reference_layer(path: str | Path) -> type[nn.Module]:
 def layer_ratios(
     modes: list[str], batch_size: int, image_size: int, repeats: int, reference: str | None = None
 ) -> list[dict]:
-    """Per ResNet-18 layer shape: ``nn.Conv2d`` forward+backward time and each Cross-D variant's ratio to it."""
+    """Per ResNet-18 layer shape: ``nn.Conv2d`` forward+backward time and each Cross-D variant's ratio to it.
+
+    ``"head only"`` is the rotation head alone (part of every Cross-D time): the share no path can remove.
+    """
     reference_cls = load_reference_layer(reference) if reference else None
     rows = []
     for shape in resnet18_shapes(image_size):
@@ -124,6 +128,7 @@ def layer_ratios(
         for mode in modes:
             for path in PATHS:
                 candidates[f"{mode}/{path}"] = _fwd_bwd(CrossDConv(*conf, mode=mode, path=path), x)
+        candidates["head only"] = _fwd_bwd(RotationHead(shape.in_channels), x)
         if reference_cls is not None:
             layer = reference_cls(*conf[:3], stride=shape.stride, padding=shape.padding)
             candidates["reference"] = _fwd_bwd(layer, x)
