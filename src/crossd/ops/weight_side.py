@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from crossd.ops.input_side import compute_dtype
 
@@ -79,6 +80,7 @@ class WeightSideConv(torch.autograd.Function):
         return unfold_batch(out, b)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):  # noqa: D102
         x, weight, op = ctx.saved_tensors
         stride, padding, dilation, groups, compute = ctx.conf
