@@ -17,7 +17,11 @@ from crossd.ops.slicing import MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (batch 2, 32x32, 1 repeat): a smoke test")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke test: batch 2, 32x32, 1 repeat (overrides --batch-size, --size, --repeats)",
+    )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="Cross-D modes to time")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--size", type=int, default=112, help="image size fed to ResNet-18 (default 112)")
