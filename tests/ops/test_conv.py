@@ -138,6 +138,8 @@ def test_bf16_autocast_on_cpu_is_close_to_fp32(path):
     assert _rel_err(out.float(), ref) <= 5e-2
     out.float().sum().backward()
     assert weight.grad.dtype == torch.float32 and torch.isfinite(weight.grad).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # like conv2d, autocast leaves float64 alone
+        assert crossd_conv2d(x.double(), weight.double(), op.double(), None, 1, 1, path=path).dtype == torch.float64
 
 
 def test_bad_shapes_and_paths_are_rejected():

@@ -133,8 +133,9 @@ def _forward(x: Tensor, weight: Tensor, op: Tensor, stride, padding, dilation, g
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
-    """The dtype to compute in: autocast's when it is on for ``x``'s device, else ``x``'s own."""
+    """The dtype to compute in: autocast's when it is on for ``x``'s device and ``x`` is float32 (autocast leaves
+    float64 alone, as it does for ``conv2d``), else ``x``'s own."""
     device = x.device.type
-    if torch.is_autocast_enabled(device):
+    if torch.is_autocast_enabled(device) and x.dtype == torch.float32:
         return torch.get_autocast_dtype(device)
     return x.dtype
