@@ -2,14 +2,16 @@
 
 For slice operators ``M (B, K^2, K^3)`` and a 3D kernel ``W (Co, Ci/g, K, K, K)``::
 
-    taps[b, l, c, k]  = x[b, c] at kernel tap k of output pixel l         (B, L, Ci, K^2)
-    mixed[b, l, c, n] = sum_k taps[b, l, c, k] M[b, k, n]                   (B, L, Ci, K^3)
+    taps[b, k, l, c]  = x[b, c] at kernel tap k of output pixel l         (B, K^2, L, Ci)
+    mixed[b, l, c, n] = sum_k taps[b, k, l, c] M[b, k, n]                   (B, L, Ci, K^3)
     out[b, l, o]      = sum_{c, n} mixed[b, l, c, n] W[o, c, n]            (B, L, Co)
 
-Everything is laid out channels-last, so the mixing is one batched matmul per sample and the contraction with
-``W`` one GEMM ``(B L, Ci K^3) @ (Ci K^3, Co)`` against ``W`` as stored; the output is returned as a
-channels-last ``(B, Co, Ho, Wo)`` view, without a copy. The ``K^3``-expanded input is never stored for
-backward: the autograd function keeps ``x``, ``W`` and ``M`` and recomputes ``taps`` and ``mixed``.
+The taps are tap-major and channels-last (each tap a contiguous shifted ``(L, Ci)`` image: folding back is
+``K^2`` strided additions, and the small-inner-dimension batched matmuls run 2-3x faster than with tap-minor
+taps), so the mixing is one batched matmul and the contraction with ``W`` one GEMM
+``(B L, Ci K^3) @ (Ci K^3, Co)`` against ``W`` as stored; the output is returned as a channels-last
+``(B, Co, Ho, Wo)`` view, without a copy. The ``K^3``-expanded input is never stored for backward: the autograd
+function keeps ``x``, ``W`` and ``M`` and recomputes ``taps`` and ``mixed``.
 """
 
 from __future__ import annotations
@@ -34,24 +36,32 @@ def output_shape(size: tuple[int, int], kernel_size: int, stride, padding, dilat
     )
 
 
-def unfold_channels_last(x: Tensor, kernel_size: int, stride, padding, dilation) -> Tensor:
-    """Taps ``(B, Ho*Wo*Ci, K^2)`` of ``x (B, Ci, H, W)``: rows ``(ho, wo, c)``, columns ``(ky, kx)``."""
+def unfold_taps(x: Tensor, kernel_size: int, stride, padding, dilation) -> Tensor:
+    """Taps ``(B, K^2, Ho*Wo*Ci)`` of ``x (B, Ci, H, W)``: rows ``(ky, kx)``, columns ``(ho, wo, c)``."""
     b, ci, h, w = x.shape
     ho, wo = output_shape((h, w), kernel_size, stride, padding, dilation)
     padded = F.pad(x, (padding[1], padding[1], padding[0], padding[0])).permute(0, 2, 3, 1).contiguous()
     sb, sh, sw, sc = padded.stride()
     view = padded.as_strided(
-        (b, ho, wo, ci, kernel_size, kernel_size),
-        (sb, stride[0] * sh, stride[1] * sw, sc, dilation[0] * sh, dilation[1] * sw),
+        (b, kernel_size, kernel_size, ho, wo, ci),
+        (sb, dilation[0] * sh, dilation[1] * sw, stride[0] * sh, stride[1] * sw, sc),
     )
-    return view.reshape(b, ho * wo * ci, kernel_size * kernel_size)
+    return view.reshape(b, kernel_size * kernel_size, ho * wo * ci)
 
 
-def fold_channels_last(taps: Tensor, shape, kernel_size: int, stride, padding, dilation) -> Tensor:
-    """Adjoint of :func:`unfold_channels_last`: sum taps ``(B, Ho*Wo*Ci, K^2)`` back into ``(B, Ci, H, W)``."""
+def fold_taps(taps: Tensor, shape, kernel_size: int, stride, padding, dilation) -> Tensor:
+    """Adjoint of :func:`unfold_taps`: sum taps ``(B, K^2, Ho*Wo*Ci)`` back into ``(B, Ci, H, W)``."""
     b, ci, h, w = shape
-    cols = taps.reshape(b, -1, ci * kernel_size * kernel_size).transpose(1, 2)  # (B, Ci K^2, L)
-    return F.fold(cols, (h, w), kernel_size, dilation, padding, stride)
+    ho, wo = output_shape((h, w), kernel_size, stride, padding, dilation)
+    taps = taps.reshape(b, kernel_size, kernel_size, ho, wo, ci)
+    out = taps.new_zeros(b, h + 2 * padding[0], w + 2 * padding[1], ci)
+    for ky in range(kernel_size):
+        for kx in range(kernel_size):
+            y0, x0 = ky * dilation[0], kx * dilation[1]
+            rows = slice(y0, y0 + stride[0] * (ho - 1) + 1, stride[0])
+            cols = slice(x0, x0 + stride[1] * (wo - 1) + 1, stride[1])
+            out[:, rows, cols] += taps[:, ky, kx]
+    return out[:, padding[0] : padding[0] + h, padding[1] : padding[1] + w].permute(0, 3, 1, 2)
 
 
 def _group_mm(a: Tensor, b: Tensor) -> Tensor:
@@ -74,8 +84,8 @@ def _group_weight_grad(g: Tensor, mixed: Tensor, groups: int) -> Tensor:
 
 
 def _mix(taps: Tensor, op: Tensor, in_channels: int) -> Tensor:
-    """``mixed (B*L, Ci*K^3)`` from taps ``(B, L*Ci, K^2)`` and ``op (B, K^2, K^3)``."""
-    return torch.bmm(taps, op).reshape(-1, in_channels * op.shape[-1])
+    """``mixed (B*L, Ci*K^3)`` from taps ``(B, K^2, L*Ci)`` and ``op (B, K^2, K^3)``."""
+    return torch.bmm(taps.transpose(1, 2), op).reshape(-1, in_channels * op.shape[-1])
 
 
 class InputSideConv(torch.autograd.Function):
@@ -106,7 +116,7 @@ class InputSideConv(torch.autograd.Function):
         with torch.autocast(x.device.type, enabled=False):
             xc, wc, opc = x.to(compute), weight.to(compute), op.to(compute)
             g = grad_out.to(compute).permute(0, 2, 3, 1).reshape(-1, co)  # (B L, Co)
-            taps = unfold_channels_last(xc, k, stride, padding, dilation)
+            taps = unfold_taps(xc, k, stride, padding, dilation)
             grad_x = grad_w = grad_op = None
             if need_w:
                 mixed = _mix(taps, opc, ci)
@@ -116,10 +126,10 @@ class InputSideConv(torch.autograd.Function):
                 grad_mixed = _group_mm(g, wc.reshape(groups, co // groups, -1))  # (B L, Ci K^3)
                 grad_mixed = grad_mixed.reshape(b, -1, k**3)
                 if need_op:
-                    grad_op = torch.bmm(taps.transpose(1, 2), grad_mixed).to(op.dtype)
+                    grad_op = torch.bmm(taps, grad_mixed).to(op.dtype)
                 if need_x:
-                    grad_taps = torch.bmm(grad_mixed, opc.transpose(1, 2))
-                    grad_x = fold_channels_last(grad_taps, x.shape, k, stride, padding, dilation).to(x.dtype)
+                    grad_taps = torch.bmm(opc, grad_mixed.transpose(1, 2))  # (B, K^2, L Ci)
+                    grad_x = fold_taps(grad_taps, x.shape, k, stride, padding, dilation).to(x.dtype)
         return grad_x, grad_w, grad_op, None, None, None, None
 
 
@@ -127,7 +137,7 @@ def _forward(x: Tensor, weight: Tensor, op: Tensor, stride, padding, dilation, g
     b, _, h, w = x.shape
     co, k = weight.shape[0], weight.shape[-1]
     ho, wo = output_shape((h, w), k, stride, padding, dilation)
-    mixed = _mix(unfold_channels_last(x, k, stride, padding, dilation), op, x.shape[1])  # (B L, Ci K^3)
+    mixed = _mix(unfold_taps(x, k, stride, padding, dilation), op, x.shape[1])  # (B L, Ci K^3)
     out = _group_mm(mixed, weight.reshape(groups, co // groups, -1).transpose(1, 2))  # (B L, Co)
     return out.reshape(b, ho, wo, co).permute(0, 3, 1, 2)
 
