@@ -15,6 +15,7 @@ Finished pretraining runs and evaluation folds are reused, so an interrupted stu
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from crossd.data.demo import (
     DemoDataConfig,
@@ -137,14 +139,13 @@ def checkpoint_copy(run_dir: Path, label: str) -> Path:
     return target
 
 
-def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> dict[str, list[dict]]:
-    """Fold records per method label for one seed (every method on the same folds)."""
+def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> None:
+    """Evaluate every method of one seed on the same folds (results in ``seed<S>/eval*/results.json``)."""
     crossd = [n for n in runs if n != "regular"]
     calls = [
         ("eval", False, [*BASELINES, *(n for n in crossd if not VARIANTS[n].align)]),
         ("eval_aligned", True, [n for n in crossd if VARIANTS[n].align]),
     ]
-    folds: dict[str, list[dict]] = {}
     for name, align, labels in calls:
         if not labels:
             continue
@@ -154,7 +155,7 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> d
                 methods.append((label, None if label == "random" else checkpoint_copy(runs["regular"], "regular")))
             else:
                 methods.append(("crossd", checkpoint_copy(runs[label], label)))
-        results = evaluate(
+        evaluate(
             EvaluateConfig(
                 data=str(downstream),
                 methods=methods,
@@ -170,12 +171,34 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> d
                 progress=False,
             )
         )
-        single_crossd = [label for label in labels if label not in BASELINES]
-        for record in results["results"]:
-            method = record["method"]  # "crossd@<stem>" when several Cross-D checkpoints share a call
-            label = method.split("@", 1)[1] if "@" in method else (single_crossd[0] if method == "crossd" else method)
-            folds[label] = [{**f, "repeat": seed * 1000 + f["repeat"]} for f in record["folds"]]
-    return folds
+
+
+def gather(output_dir: Path) -> tuple[dict[str, list[dict]], list[int]]:
+    """Fold records per method label from every finished seed on disk (so parallel study processes agree).
+
+    A fold's ``repeat`` becomes ``1000 * seed + repeat`` so paired tests pair the same (seed, fold).
+    """
+    per_method: dict[str, list[dict]] = {}
+    seeds = []
+    for seed_dir in sorted(output_dir.glob("seed*"), key=lambda p: int(p.name[4:])):
+        seed = int(seed_dir.name[4:])
+        files = sorted(seed_dir.glob("eval*/results.json"))
+        loaded = [json.loads(f.read_text()) for f in files]
+        if not files or not all(r.get("complete") for r in loaded):
+            continue
+        seeds.append(seed)
+        for results in loaded:
+            crossd = [m["checkpoint"] for m in results["results"] if m["method"].startswith("crossd")]
+            for record in results["results"]:
+                method = record["method"]  # "crossd@<stem>" when several Cross-D checkpoints share a call
+                if method.startswith("crossd"):
+                    label = Path(record["checkpoint"] if len(crossd) > 1 else crossd[0]).stem
+                else:
+                    label = method
+                per_method.setdefault(label, []).extend(
+                    {**f, "repeat": seed * 1000 + f["repeat"]} for f in record["folds"]
+                )
+    return per_method, seeds
 
 
 def summarise(per_method: dict[str, list[dict]], seeds: list[int]) -> list[dict]:
@@ -210,7 +233,7 @@ def markdown(rows: list[dict], args, seconds: float) -> str:
         **{n: v.description for n, v in VARIANTS.items()},
     }
     lines = [
-        f"Arch `{args.arch}`, protocol `{args.protocol}`, seeds {args.seeds} x {args.folds} folds, "
+        f"Arch `{args.arch}`, protocol `{args.protocol}`, seeds {args.finished_seeds} x {args.folds} folds, "
         f"pretraining {args.pretrain_epochs} epochs, evaluation {args.epochs} epochs; {seconds / 60:.0f} min.",
         "",
         "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | vs I3D | vs Cross-D shift |",
@@ -242,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", default="bn", choices=("bn", "linear", "finetune"))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20, help="evaluation epochs per fold")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 suits parallel processes)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if "regular" not in args.variants:
         args.variants.insert(0, "regular")
     start = time.perf_counter()
@@ -251,12 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     volumes = pretrain_volumes(
         args.output_dir / "data" / f"pretrain_volumes_{config.size_3d}.npz", config, args.hybrid_volumes
     )
-    per_method: dict[str, list[dict]] = {}
     for seed in args.seeds:
         runs = {n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes) for n in args.variants}
-        for name, folds in evaluate_seed(args, seed, runs, data.downstream_path).items():
-            per_method.setdefault(name, []).extend(folds)
-        rows = summarise(per_method, args.seeds[: args.seeds.index(seed) + 1])
+        evaluate_seed(args, seed, runs, data.downstream_path)
+        per_method, seeds = gather(args.output_dir)
+        args.finished_seeds = seeds
+        rows = summarise(per_method, seeds)
         save_json({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, args.output_dir / "study.json")
         text = markdown(rows, args, time.perf_counter() - start)
         if args.markdown:
