@@ -55,3 +55,5 @@ def test_rerun_reuses_finished_stages_and_refuses_other_settings(demo):
     assert "| reused |" in (demo / "report.md").read_text()
     assert main(["demo", "--quick", "--output-dir", str(demo), "--pretrain-epochs", "2", "--no-progress"]) == 2
     assert main(["demo", "--folds", "1", "--output-dir", str(demo)]) == 2
+    assert main(["demo", "--quick", "--samples-3d", "60", "--output-dir", str(demo), "--no-progress"]) == 2
+    assert main(["demo", "--quick", "--epochs", "3", "--output-dir", str(demo), "--no-progress"]) == 2

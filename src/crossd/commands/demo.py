@@ -2,8 +2,8 @@
 transfer them to 3D, compare the inits on 3D patches, and write report.md with plots and the filter GIF.
 
 The default run takes a few minutes on 2 CPU cores; --quick is a smoke test (under 2 minutes);
---folds 5 --repeats 3 --epochs 100 runs the full bn protocol. Rerunning in the same --output-dir reuses what is
-done (an interrupted demo continues).
+--folds 5 --repeats 3 --epochs 100 --eval-lr 1e-3 runs the full bn protocol. Rerunning in the same
+--output-dir reuses what is done (an interrupted demo continues).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sets, 1 pretraining epoch, 2 folds x 2 epochs")
     parser.add_argument("--folds", type=int, help="cross-validation folds (default 3; --quick 2)")
     parser.add_argument("--repeats", type=int, help="cross-validation repeats (default 1)")
-    parser.add_argument("--epochs", type=int, help="epochs per fold in the 3D evaluation (default 4; --quick 2)")
-    parser.add_argument("--pretrain-epochs", type=int, help="2D pretraining epochs (default 2; --quick 1)")
-    parser.add_argument("--samples-2d", type=int, help="2D pretraining patches (default 1200; --quick 96)")
+    parser.add_argument("--epochs", type=int, help="epochs per fold in the 3D evaluation (default 20; --quick 2)")
+    parser.add_argument("--eval-lr", type=float, help="evaluation learning rate (default 1e-2; the protocol's is 1e-3)")
+    parser.add_argument("--pretrain-epochs", type=int, help="2D pretraining epochs (default 3; --quick 1)")
+    parser.add_argument("--samples-2d", type=int, help="2D pretraining patches (default 3000; --quick 96)")
     parser.add_argument("--samples-3d", type=int, help="3D downstream patches (default 240; --quick 48)")
     parser.add_argument("--frames", type=int, help="frames of the filter animation (default 24; --quick 6)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, training and folds")
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         folds=args.folds,
         repeats=args.repeats,
         epochs=args.epochs,
+        eval_lr=args.eval_lr,
         pretrain_epochs=args.pretrain_epochs,
         data=data,
         frames=args.frames,

@@ -51,7 +51,7 @@ class DemoDataConfig:
     """2D patch side ``P``."""
     size_3d: int = 16
     """3D patch side ``S``."""
-    samples_2d: int = 1200
+    samples_2d: int = 3000
     """2D patches over all splits (balanced over the 4 classes)."""
     samples_3d: int = 240
     """3D patches over all splits."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from crossd.io import atomic_write
 from crossd.report.tables import loading_note, mean_std
@@ -81,6 +82,7 @@ def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: d
     right.legend(fontsize=7)
     for ax in (left, right):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
 
 
@@ -175,7 +177,7 @@ def _evaluate_section(summary: dict) -> list[str]:
         f"Mean ± population std over {folds_per_method} fold(s) per method; chance is "
         f"{100 / len(summary['data']['description']['classes']):.0f}%. Every fold of every method, with its "
         f"per-epoch history, is in `{summary['evaluate']['results']}`. With this few folds the spread is wide: "
-        "run `crossd demo --folds 5 --repeats 3 --epochs 100` for the full protocol.",
+        "run `crossd demo --folds 5 --repeats 3 --epochs 100 --eval-lr 1e-3` for the full protocol.",
         "",
         f"![Test accuracy per method]({summary['figures']['accuracy']})",
         "",
@@ -206,7 +208,7 @@ def report_markdown(summary: dict) -> str:
     """The ``report.md`` text for a demo summary (the ``demo.json`` dictionary of :func:`crossd.demo.run_demo`)."""
     machine, timings, s = summary["machine"], summary["timings"], summary["settings"]
     flags = f" --folds {s['folds']} --repeats {s['repeats']} --epochs {s['epochs']}"
-    flags += f" --pretrain-epochs {s['pretrain_epochs']} --seed {s['seed']}"
+    flags += f" --eval-lr {s['eval_lr']:g} --pretrain-epochs {s['pretrain_epochs']} --seed {s['seed']}"
     lines = [
         "# crossd demo: Cross-D transfer on real MRI",
         "",
