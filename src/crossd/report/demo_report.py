@@ -148,15 +148,16 @@ def _pretrain_section(summary: dict) -> list[str]:
 
 def _evaluate_section(summary: dict) -> list[str]:
     args = summary["evaluate"]["args"]
+    select = args["protocol_constants"]["select"].replace("_", " ").replace("val ", "validation ")
     folds_per_method = max((len(m["folds"]) for m in summary["results"]), default=0)
     lines = [
         "## 2. Transfer to 3D and evaluation",
         "",
         f"The 2D networks become 3D ResNet-18s (`crossd.to_3d`) and are compared with `crossd.evaluate` under "
         f"protocol **{args['protocol']}**: convolutions frozen, BatchNorm and a new linear head trained (Adam lr "
-        f"{args['lr']:g}, batch {args['batch_size']}, {args['epochs']} epoch(s), best epoch by validation "
-        f"accuracy), {args['folds']}-fold stratified cross-validation x {args['repeats']} repeat(s) on the pooled "
-        f"3D set, `{args['normalize']}` normalisation.",
+        f"{args['lr']:g}, batch {args['batch_size']}, {args['epochs']} epoch(s), best epoch by "
+        f"{select}), {args['folds']}-fold stratified cross-validation x {args['repeats']} repeat(s) on the "
+        f"pooled 3D set, `{args['normalize']}` normalisation.",
         "",
         "| Method | 3D network | Test accuracy (%) | Balanced acc. (%) | F1 macro (%) | Wilcoxon vs crossd |",
         "|---|---|---|---|---|---|",
