@@ -14,6 +14,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the usage lines of the docstring
     sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
     filters = sub.add_parser("filters", help="animate the dynamic 2D filters of a Cross-D layer (GIF)")
     kernel = sub.add_parser("kernel3d", help="render the depth slices of a 3D kernel (PNG)")
