@@ -143,8 +143,8 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> N
     """Evaluate every method of one seed on the same folds (results in ``seed<S>/eval*/results.json``)."""
     crossd = [n for n in runs if n != "regular"]
     calls = [
-        ("eval", False, [*BASELINES, *(n for n in crossd if not VARIANTS[n].align)]),
-        ("eval_aligned", True, [n for n in crossd if VARIANTS[n].align]),
+        (f"eval{args.eval_tag}", False, [*BASELINES, *(n for n in crossd if not VARIANTS[n].align)]),
+        (f"eval_aligned{args.eval_tag}", True, [n for n in crossd if VARIANTS[n].align]),
     ]
     for name, align, labels in calls:
         if not labels:
@@ -161,6 +161,7 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> N
                 methods=methods,
                 output_dir=str(args.output_dir / f"seed{seed}" / name),
                 protocol=args.protocol,
+                lr=args.eval_lr,
                 folds=args.folds,
                 repeats=1,
                 epochs=args.epochs,
@@ -173,7 +174,7 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> N
         )
 
 
-def gather(output_dir: Path) -> tuple[dict[str, list[dict]], list[int]]:
+def gather(output_dir: Path, tag: str = "") -> tuple[dict[str, list[dict]], list[int]]:
     """Fold records per method label from every finished seed on disk (so parallel study processes agree).
 
     A fold's ``repeat`` becomes ``1000 * seed + repeat`` so paired tests pair the same (seed, fold).
@@ -182,7 +183,8 @@ def gather(output_dir: Path) -> tuple[dict[str, list[dict]], list[int]]:
     seeds = []
     for seed_dir in sorted(output_dir.glob("seed*"), key=lambda p: int(p.name[4:])):
         seed = int(seed_dir.name[4:])
-        files = sorted(seed_dir.glob("eval*/results.json"))
+        files = [seed_dir / f"{name}{tag}" / "results.json" for name in ("eval", "eval_aligned")]
+        files = [f for f in files if f.is_file()]
         loaded = [json.loads(f.read_text()) for f in files]
         if not files or not all(r.get("complete") for r in loaded):
             continue
@@ -234,7 +236,8 @@ def markdown(rows: list[dict], args, seconds: float) -> str:
     }
     lines = [
         f"Arch `{args.arch}`, protocol `{args.protocol}`, seeds {args.finished_seeds} x {args.folds} folds, "
-        f"pretraining {args.pretrain_epochs} epochs, evaluation {args.epochs} epochs; {seconds / 60:.0f} min.",
+        f"pretraining {args.pretrain_epochs} epochs, evaluation {args.epochs} epochs at lr "
+        f"{args.eval_lr or 'of the protocol'}; {seconds / 60:.0f} min.",
         "",
         "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | vs I3D | vs Cross-D shift |",
         "|---|---|---|---|---|",
@@ -265,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", default="bn", choices=("bn", "linear", "finetune"))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20, help="evaluation epochs per fold")
+    parser.add_argument("--eval-lr", type=float, default=None, help="evaluation learning rate (protocol default)")
+    parser.add_argument(
+        "--eval-tag",
+        default="",
+        help="suffix of the evaluation folders, to compare evaluation settings on the same "
+        "pretrained checkpoints (e.g. -lr1e-2)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 suits parallel processes)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -280,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         runs = {n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes) for n in args.variants}
         evaluate_seed(args, seed, runs, data.downstream_path)
-        per_method, seeds = gather(args.output_dir)
+        per_method, seeds = gather(args.output_dir, args.eval_tag)
         args.finished_seeds = seeds
         rows = summarise(per_method, seeds)
         save_json({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, args.output_dir / "study.json")
