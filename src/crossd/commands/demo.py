@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, help="cross-validation repeats (default 1)")
     parser.add_argument("--epochs", type=int, help="epochs per fold in the 3D evaluation (default 20; --quick 2)")
     parser.add_argument("--eval-lr", type=float, help="evaluation learning rate (default 1e-2; the protocol's is 1e-3)")
-    parser.add_argument("--pretrain-epochs", type=int, help="2D pretraining epochs (default 3; --quick 1)")
+    parser.add_argument("--pretrain-epochs", type=int, help="2D pretraining epochs (default 6; --quick 1)")
     parser.add_argument("--samples-2d", type=int, help="2D pretraining patches (default 3000; --quick 96)")
     parser.add_argument("--samples-3d", type=int, help="3D downstream patches (default 240; --quick 48)")
     parser.add_argument("--frames", type=int, help="frames of the filter animation (default 24; --quick 6)")
