@@ -149,3 +149,19 @@ def test_cli_flags_map_to_a_segmentation_config(tmp_path):
     args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--resume"])
     with pytest.raises(ValueError, match="--resume is not supported"):
         segmentation_config_from_args(args, [])
+
+
+def test_crossd_evaluate_task_segmentation_on_a_nifti_csv(tmp_path, blocks, capsys):
+    from crossd.cli import main
+
+    csv_path = write_segmentation_csv(SegmentationSet(blocks.images[:10], blocks.labels[:10], blocks.classes), tmp_path)
+    common = ["evaluate", "--task", "segmentation", "--data", str(csv_path), "--init", "random", "--arch", "small_cnn"]
+    out_dir = tmp_path / "run"
+    argv = [*common, "--folds", "2", "--epochs", "1", "--output-dir", str(out_dir), "--no-progress"]
+    assert main(argv) == 0
+    assert "random: Dice" in capsys.readouterr().out
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["task"] == "segmentation" and len(results["results"][0]["folds"]) == 2
+    assert (out_dir / "results.md").is_file()
+    assert main([*common, "--protocol", "paper", "--output-dir", str(out_dir)]) == 2
+    assert "unknown segmentation protocol" in capsys.readouterr().err
