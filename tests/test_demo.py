@@ -20,7 +20,7 @@ def demo(tmp_path_factory):
 def test_quick_demo_writes_the_report_and_its_files(demo):
     for name in ("report.md", "demo.json", "accuracy.png", "training_curves.png", "filters.gif", "kernel3d.png"):
         assert (demo / name).is_file(), name
-    for name in ("data/mni152_tissue_2d_16.npz", "data/mni152_tissue_3d_12.npz", "evaluate/results.json"):
+    for name in ("data/mni152_tissue_2d_16.npz", "data/mni152_tissue_3d_16.npz", "evaluate/results.json"):
         assert (demo / name).is_file(), name
     for conv in ("crossd", "regular"):
         assert (demo / f"pretrain-{conv}" / "model.safetensors").is_file()

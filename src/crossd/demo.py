@@ -84,7 +84,7 @@ class DemoConfig:
         return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
 
-QUICK_DATA = DemoDataConfig(size_2d=16, size_3d=12, samples_2d=96, samples_3d=48)
+QUICK_DATA = DemoDataConfig(size_2d=16, size_3d=16, samples_2d=96, samples_3d=48)
 """The ``--quick`` sets: enough samples for every class in every fold, small enough for seconds per stage."""
 
 
