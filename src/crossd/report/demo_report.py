@@ -210,6 +210,7 @@ def report_markdown(summary: dict) -> str:
     machine, timings, s = summary["machine"], summary["timings"], summary["settings"]
     flags = f" --folds {s['folds']} --repeats {s['repeats']} --epochs {s['epochs']}"
     flags += f" --eval-lr {s['eval_lr']:g} --pretrain-epochs {s['pretrain_epochs']} --seed {s['seed']}"
+    flags += f" --samples-2d {s['data']['samples_2d']} --samples-3d {s['data']['samples_3d']}"
     lines = [
         "# crossd demo: Cross-D transfer on real MRI",
         "",
