@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "--eval-tag",
         default="",
         help="suffix of the evaluation folders, to compare evaluation settings on the same "
-        "pretrained checkpoints (e.g. -lr1e-2)",
+        "pretrained checkpoints (e.g. _lr1e-2)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 suits parallel processes)")
     args = parser.parse_args(argv)
