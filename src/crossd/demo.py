@@ -31,7 +31,7 @@ from crossd.io import save_json, save_text
 from crossd.models import load_2d_model
 from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png
 from crossd.report.demo_report import accuracy_plot, read_log, report_markdown, training_curves
-from crossd.train import PretrainConfig, load_checkpoint, pretrain
+from crossd.train import PretrainConfig, load_training_checkpoint, pretrain
 
 CONVS = ("crossd", "regular")
 DEMO_EVAL_LR = 1e-2
@@ -127,7 +127,7 @@ def pretrain_stage(pcfg: PretrainConfig) -> tuple[dict, bool]:
     out = Path(pcfg.output_dir)
     checkpoint_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
     if checkpoint_path.is_file():
-        checkpoint = load_checkpoint(checkpoint_path)
+        checkpoint = load_training_checkpoint(checkpoint_path)
         if not _same_run(checkpoint.get("args", {}), pcfg):
             raise ValueError(f"{out} holds a pretraining run with other settings; choose another --output-dir")
         if int(checkpoint["epoch"]) >= pcfg.epochs and metrics_path.is_file():

@@ -12,7 +12,7 @@ from crossd.convert import planar_kernel
 from crossd.evaluate.metrics import METRIC_NAMES
 from crossd.models import ModelSpec, create_model, load_2d_model
 from crossd.nn import CrossDConv
-from crossd.train import load_checkpoint, pretrain
+from crossd.train import load_training_checkpoint, pretrain
 from crossd.train.model import build_model
 
 
@@ -34,7 +34,7 @@ def test_one_epoch_writes_checkpoint_log_and_metrics(tiny_config, conv, capsys):
     rows = _log(out)
     assert len(rows) == 1 and rows[0]["epoch"] == "1" and float(rows[0]["lr"]) == pytest.approx(1e-3)
     assert float(rows[0]["val_acc1"]) == pytest.approx(100 * metrics["val"]["accuracy"])
-    checkpoint = load_checkpoint(out / "checkpoint.pt")
+    checkpoint = load_training_checkpoint(out / "checkpoint.pt")
     assert checkpoint["epoch"] == 1 and checkpoint["classes"] == ["class0", "class1", "class2"]
     for name in ("checkpoint.pt", "model.safetensors"):
         model, spec = load_2d_model(out / name)
@@ -65,8 +65,8 @@ def test_resume_continues_exactly(tmp_path, tiny_config, workers):
     for key in ("train_loss", "train_acc1", "val_loss"):
         assert float(a[1][key]) == pytest.approx(float(b[1][key]), rel=1e-6), key
     assert straight["val"] == pytest.approx(resumed["val"], rel=1e-6)
-    wa = load_checkpoint(tmp_path / "straight/checkpoint.pt")["model"]
-    wb = load_checkpoint(tmp_path / "resumed/checkpoint.pt")["model"]
+    wa = load_training_checkpoint(tmp_path / "straight/checkpoint.pt")["model"]
+    wb = load_training_checkpoint(tmp_path / "resumed/checkpoint.pt")["model"]
     assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6) for k in wa)
 
 
@@ -90,10 +90,10 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ValueError, match="corrupt or unreadable checkpoint"):
-        load_checkpoint(path)
+        load_training_checkpoint(path)
     torch.save({"fc.weight": torch.zeros(2, 2)}, path)
     with pytest.raises(ValueError, match="not a crossd pretrain checkpoint"):
-        load_checkpoint(path)
+        load_training_checkpoint(path)
 
 
 def test_warm_start_puts_regular_weights_in_the_centre_slice(tmp_path):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from crossd import to_3d
 from crossd.data.images import load_image_splits
 from crossd.models import ModelSpec, load_2d_model
-from crossd.train import load_checkpoint
+from crossd.train import load_training_checkpoint
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
@@ -32,7 +32,7 @@ def test_torchrun_two_processes_writes_a_checkpoint_that_transfers_to_3d(tmp_pat
     assert done.stderr.count("--sync-bn needs CUDA") == 1  # rank 0 warns once; BatchNorm stays per process
     assert done.stdout.count("Epoch [1/1] train loss") == 1  # only rank 0 reports
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.csv", "metrics.json", "model.safetensors"]
-    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    assert load_training_checkpoint(out / "checkpoint.pt")["epoch"] == 1
     model, spec = load_2d_model(out / "checkpoint.pt")
     assert spec == ModelSpec("resnet18", "crossd", "rotate", 3)
     # metrics.json covers every val sample once (gathered from both processes) and describes the saved model

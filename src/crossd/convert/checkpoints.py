@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from crossd.convert.kernels import center_kernel, crossd_kernel_from_2d, inflate_kernel
-from crossd.convert.published import _strip_prefixes, published_to_crossd_keys, read_state_dict
+from crossd.convert.published import published_to_crossd_keys, read_state_dict, strip_prefixes
 from crossd.nn.crossd_conv import CrossDConv
 
 CHECKPOINT_INITS = ("center", "i3d", "inflate")
@@ -130,7 +130,7 @@ def _state_from_mapping(obj: Mapping) -> dict[str, Tensor]:
         if isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
-    return {_strip_prefixes(k): v for k, v in obj.items() if isinstance(v, Tensor)}
+    return {strip_prefixes(k): v for k, v in obj.items() if isinstance(v, Tensor)}
 
 
 def load_checkpoint(

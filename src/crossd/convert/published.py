@@ -43,10 +43,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path}: no state dict of tensors found (got {type(obj).__name__})")
-    return {_strip_prefixes(k): v for k, v in obj.items()}
+    return {strip_prefixes(k): v for k, v in obj.items()}
 
 
-def _strip_prefixes(key: str) -> str:
+def strip_prefixes(key: str) -> str:
+    """``key`` without leading ``module.`` (DDP) and ``_orig_mod.`` (``torch.compile``) prefixes."""
     changed = True
     while changed:
         changed = False

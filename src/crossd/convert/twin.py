@@ -21,8 +21,14 @@ def volume_twin(model: nn.Module) -> nn.Module:
         original = source.get(name)
         if original is None:
             continue
-        for key, _ in list(module.named_parameters(recurse=False)):
-            setattr(module, key, getattr(original, key))
+        for key, param in list(module.named_parameters(recurse=False)):
+            shared = getattr(original, key)
+            if shared.shape != param.shape:
+                raise ValueError(
+                    f"{name}.{key}: the 3D twin needs shape {tuple(param.shape)} but the 2D model holds "
+                    f"{tuple(shared.shape)}; hybrid 2D+3D training cannot share this parameter"
+                )
+            setattr(module, key, shared)
         for key, _ in list(module.named_buffers(recurse=False)):
             module._buffers[key] = original._buffers[key]
     return twin

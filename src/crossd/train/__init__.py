@@ -4,8 +4,8 @@
 by ``torchrun`` (``DistributedDataParallel``); ``crossd pretrain`` and ``python -m crossd.pretrain`` are its CLI.
 """
 
-from crossd.train.checkpoint import load_checkpoint
+from crossd.train.checkpoint import load_training_checkpoint
 from crossd.train.config import PretrainConfig
 from crossd.train.loop import pretrain
 
-__all__ = ["PretrainConfig", "load_checkpoint", "pretrain"]
+__all__ = ["PretrainConfig", "load_training_checkpoint", "pretrain"]

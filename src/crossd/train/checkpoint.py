@@ -55,7 +55,7 @@ def save_checkpoint(
     save_safetensors(state_dict, output_dir / "model.safetensors", metadata=spec.metadata())
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a ``checkpoint.pt`` written by :func:`crossd.train.pretrain` (``weights_only=True``).
 
     Raises ``FileNotFoundError`` or a one-line ``ValueError`` for a missing, corrupt or foreign file.

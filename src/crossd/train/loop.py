@@ -19,7 +19,13 @@ from crossd.data.images import ImageSplits, load_image_splits
 from crossd.evaluate.metrics import classification_metrics
 from crossd.io import save_json
 from crossd.models import ModelSpec
-from crossd.train.checkpoint import check_same_model, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from crossd.train.checkpoint import (
+    check_same_model,
+    load_training_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from crossd.train.config import PretrainConfig
 from crossd.train.distributed import (
     DistInfo,
@@ -92,7 +98,7 @@ class _Run:
                 f"{output_dir / 'checkpoint.pt'} exists; pass --resume {output_dir / 'checkpoint.pt'} to continue "
                 "it or choose another --output-dir"
             )
-        checkpoint = load_checkpoint(cfg.resume) if cfg.resume else None
+        checkpoint = load_training_checkpoint(cfg.resume) if cfg.resume else None
         _seed_everything(cfg.seed + info.rank)
         splits = load_image_splits(
             cfg.data_path,
