@@ -222,6 +222,29 @@ def summarise(per_method: dict[str, list[dict]], seeds: list[int]) -> list[dict]
     return sorted(rows, key=lambda r: -r["mean"])
 
 
+def kernel_energy(output_dir: Path, seeds: list[int]) -> dict[str, float]:
+    """Per Cross-D variant: energy of the off-centre depth slices over that of the centre slice (in the plane
+    used at angle 0: ``roll(W, (1, 1, 1))`` for ``shift``), summed over all 3x3x3 kernels, mean over seeds."""
+    from safetensors.torch import load_file
+
+    from crossd.convert.kernels import shift_align
+
+    ratios: dict[str, list[float]] = {}
+    for seed in seeds:
+        for path in sorted((output_dir / f"seed{seed}" / "checkpoints").glob("*.safetensors")):
+            if path.stem == "regular" or path.stem.endswith("_aligned"):
+                continue
+            centre = off = 0.0
+            for key, w in load_file(str(path)).items():
+                if w.dim() != 5 or w.shape[-1] != 3 or "rotation_head" in key:
+                    continue
+                w = shift_align(w) if path.stem.startswith("shift") else w
+                centre += float(w[:, :, 1].square().sum())
+                off += float(w[:, :, [0, 2]].square().sum())
+            ratios.setdefault(path.stem, []).append(off / centre)
+    return {k: float(np.mean(v)) for k, v in ratios.items()}
+
+
 def markdown(rows: list[dict], args, seconds: float) -> str:
     def cmp(test):
         if not test:
@@ -247,6 +270,15 @@ def markdown(rows: list[dict], args, seconds: float) -> str:
             f"| `{r['method']}`: {describe.get(r['method'], '')} | {r['mean']:.3f} ± {r['std']:.3f} | "
             f"{r['seed_mean_std']:.3f} | {cmp(r.get('vs_i3d'))} | {cmp(r.get('vs_shift'))} |"
         )
+    energy = kernel_energy(args.output_dir, args.finished_seeds)
+    lines += [
+        "",
+        "Off-centre / centre slice energy of the pretrained 3x3x3 kernels (a fresh 3D Kaiming init gives 2.0):",
+        "",
+        "| variant | off / centre |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {ratio:.2f} |" for name, ratio in sorted(energy.items())]
     command = " ".join(["python", "benchmarks/transfer_study.py", *sys.argv[1:]])
     lines += ["", f"Command: `{command}`", ""]
     return "\n".join(lines)
@@ -293,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         per_method, seeds = gather(args.output_dir, args.eval_tag)
         args.finished_seeds = seeds
         rows = summarise(per_method, seeds)
+        if not seeds:
+            continue
         save_json({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, args.output_dir / "study.json")
         text = markdown(rows, args, time.perf_counter() - start)
         if args.markdown:
