@@ -18,7 +18,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,7 +244,7 @@ def kernel_energy(output_dir: Path, seeds: list[int]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in ratios.items()}
 
 
-def markdown(rows: list[dict], args, seconds: float) -> str:
+def markdown(rows: list[dict], args) -> str:
     def cmp(test):
         if not test:
             return "—"
@@ -260,7 +259,7 @@ def markdown(rows: list[dict], args, seconds: float) -> str:
     lines = [
         f"Arch `{args.arch}`, protocol `{args.protocol}`, seeds {args.finished_seeds} x {args.folds} folds, "
         f"pretraining {args.pretrain_epochs} epochs, evaluation {args.epochs} epochs at lr "
-        f"{args.eval_lr or 'of the protocol'}; {seconds / 60:.0f} min.",
+        f"{args.eval_lr or 'of the protocol'}.",
         "",
         "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | vs I3D | vs Cross-D shift |",
         "|---|---|---|---|---|",
@@ -313,7 +312,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if "regular" not in args.variants:
         args.variants.insert(0, "regular")
-    start = time.perf_counter()
     config = DemoDataConfig(size_2d=args.size_2d, samples_2d=args.samples_2d)
     data = build_demo_data(args.output_dir / "data", config)
     volumes = pretrain_volumes(
@@ -328,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         if not seeds:
             continue
         save_json({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, args.output_dir / "study.json")
-        text = markdown(rows, args, time.perf_counter() - start)
+        text = markdown(rows, args)
         if args.markdown:
             save_text(text, args.markdown)
         print(f"after seed {seed}:\n{text}", flush=True)
