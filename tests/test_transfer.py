@@ -15,13 +15,7 @@ from crossd.models import ModelSpec, create_model
 from crossd.nn import ACSConv3d
 from crossd.transfer import build_3d_model, transfer_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine is shared; extra threads only contend
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _checkpoint(path, conv):

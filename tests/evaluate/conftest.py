@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test of this folder runs with one torch thread (see tests/conftest.py)."""
 
 
 def write_npz(path, shape, classes=2, n=24, pooled=True, seed=0):

@@ -9,13 +9,7 @@ from crossd import to_3d, to_crossd
 from crossd.models import UNet3D
 from crossd.models.small_cnn import SmallCNN
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_resnet_encoder_segments_at_input_resolution():

@@ -1,19 +1,14 @@
 """Tiny pretraining runs: an image folder of 16x16 PNGs and a config that trains on it in about a second."""
 
 import pytest
-import torch
 from image_data import write_image_folder
 
 from crossd.train import PretrainConfig
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Two shared cores: more intra-op threads only slow these tiny runs down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test of this folder runs with one torch thread (see tests/conftest.py)."""
 
 
 @pytest.fixture

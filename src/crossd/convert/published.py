@@ -34,7 +34,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle/zip errors: corrupt file, or objects outside the safe list
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
             raise ValueError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "net"):
