@@ -57,3 +57,14 @@ def test_rerun_reuses_finished_stages_and_refuses_other_settings(demo):
     assert main(["demo", "--folds", "1", "--output-dir", str(demo)]) == 2
     assert main(["demo", "--quick", "--samples-3d", "60", "--output-dir", str(demo), "--no-progress"]) == 2
     assert main(["demo", "--quick", "--epochs", "3", "--output-dir", str(demo), "--no-progress"]) == 2
+
+
+def test_paper_protocol_keeps_its_own_constants():
+    from crossd.demo import DemoConfig
+
+    paper = DemoConfig(protocol="paper").resolved()
+    assert paper.epochs is None and paper.eval_lr is None  # the protocol's 15 epochs and lr 1e-3
+    assert DemoConfig(protocol="paper", quick=True).resolved().epochs == 2  # reduced only by --quick/--epochs
+    assert DemoConfig().resolved().eval_lr == 1e-2
+    with pytest.raises(ValueError, match="demo protocol"):
+        DemoConfig(protocol="linear").resolved()

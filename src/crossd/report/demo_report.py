@@ -78,7 +78,7 @@ def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: d
         right.plot(np.arange(1, length + 1), curve, "o-", color=f"C{i}", label=method["method"], ms=3)
     right.set_xlabel("epoch")
     right.set_ylabel("validation accuracy (%)")
-    right.set_title("3D transfer (bn protocol), mean over folds", fontsize=9)
+    right.set_title(f"3D transfer ({results['args']['protocol']} protocol), mean over folds", fontsize=9)
     right.legend(fontsize=7)
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -150,14 +150,25 @@ def _evaluate_section(summary: dict) -> list[str]:
     args = summary["evaluate"]["args"]
     select = args["protocol_constants"]["select"].replace("_", " ").replace("val ", "validation ")
     folds_per_method = max((len(m["folds"]) for m in summary["results"]), default=0)
+    if args["protocol"] == "paper":
+        c = args["protocol_constants"]
+        trained = (
+            f"the authors' later protocol (the paper's Tables 2 and 3): convolutions frozen, the new head trained "
+            f"alone (AdamW lr {args['lr']:g}), then head + BatchNorm affine parameters (Adam) from epoch "
+            f"{c['bn_epoch']}, batch {args['batch_size']}, {args['epochs']} epoch(s), best epoch by {select}), "
+            f"{args['folds']}-fold cross-validation x {args['repeats']} repeat(s)"
+        )
+    else:
+        trained = (
+            f"convolutions frozen, BatchNorm and a new linear head trained (Adam lr {args['lr']:g}, batch "
+            f"{args['batch_size']}, {args['epochs']} epoch(s), best epoch by {select}), {args['folds']}-fold "
+            f"stratified cross-validation x {args['repeats']} repeat(s)"
+        )
     lines = [
         "## 2. Transfer to 3D and evaluation",
         "",
         f"The 2D networks become 3D ResNet-18s (`crossd.to_3d`) and are compared with `crossd.evaluate` under "
-        f"protocol **{args['protocol']}**: convolutions frozen, BatchNorm and a new linear head trained (Adam lr "
-        f"{args['lr']:g}, batch {args['batch_size']}, {args['epochs']} epoch(s), best epoch by "
-        f"{select}), {args['folds']}-fold stratified cross-validation x {args['repeats']} repeat(s) on the "
-        f"pooled 3D set, `{args['normalize']}` normalisation.",
+        f"protocol **{args['protocol']}**: {trained} on the pooled 3D set, `{args['normalize']}` normalisation.",
         "",
         "| Method | 3D network | Test accuracy (%) | Balanced acc. (%) | F1 macro (%) | Wilcoxon vs crossd |",
         "|---|---|---|---|---|---|",
@@ -178,7 +189,11 @@ def _evaluate_section(summary: dict) -> list[str]:
         f"Mean ± population std over {folds_per_method} fold(s) per method; chance is "
         f"{100 / len(summary['data']['description']['classes']):.0f}%. Every fold of every method, with its "
         f"per-epoch history, is in `{summary['evaluate']['results']}`. With this few folds the spread is wide: "
-        "run `crossd demo --folds 5 --repeats 3 --epochs 100 --eval-lr 1e-3` for the full protocol.",
+        + (
+            "run `crossd demo --protocol paper --folds 5 --repeats 3` for the paper's full protocol."
+            if args["protocol"] == "paper"
+            else "run `crossd demo --folds 5 --repeats 3 --epochs 100 --eval-lr 1e-3` for the full protocol."
+        ),
         "",
         f"![Test accuracy per method]({summary['figures']['accuracy']})",
         "",
@@ -208,8 +223,11 @@ def _filters_section(summary: dict) -> list[str]:
 def report_markdown(summary: dict) -> str:
     """The ``report.md`` text for a demo summary (the ``demo.json`` dictionary of :func:`crossd.demo.run_demo`)."""
     machine, timings, s = summary["machine"], summary["timings"], summary["settings"]
-    flags = f" --folds {s['folds']} --repeats {s['repeats']} --epochs {s['epochs']}"
-    flags += f" --eval-lr {s['eval_lr']:g} --pretrain-epochs {s['pretrain_epochs']} --seed {s['seed']}"
+    flags = f" --folds {s['folds']} --repeats {s['repeats']}"
+    flags += "" if s["epochs"] is None else f" --epochs {s['epochs']}"
+    flags += "" if s["eval_lr"] is None else f" --eval-lr {s['eval_lr']:g}"
+    flags += "" if s.get("protocol", "bn") == "bn" else f" --protocol {s['protocol']}"
+    flags += f" --pretrain-epochs {s['pretrain_epochs']} --seed {s['seed']}"
     flags += f" --samples-2d {s['data']['samples_2d']} --samples-3d {s['data']['samples_3d']}"
     lines = [
         "# crossd demo: Cross-D transfer on real MRI",
