@@ -68,3 +68,13 @@ def test_paper_protocol_keeps_its_own_constants():
     assert DemoConfig().resolved().eval_lr == 1e-2
     with pytest.raises(ValueError, match="demo protocol"):
         DemoConfig(protocol="linear").resolved()
+
+
+def test_segmentation_second_task_reuses_the_run_and_reports_dice(demo):
+    assert main(["demo", "--quick", "--segmentation", "--output-dir", str(demo), "--no-progress"]) == 0
+    results = json.loads((demo / "segmentation" / "results.json").read_text())
+    assert [m["method"] for m in results["results"]] == ["crossd", "acs", "i3d", "random"]
+    report = (demo / "report.md").read_text()
+    assert "## 4. Second task: grey/white-matter segmentation" in report
+    crossd_dice = results["results"][0]["dice_mean_mean"]
+    assert f"| crossd | {100 * crossd_dice:.2f}" in report

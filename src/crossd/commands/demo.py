@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="evaluation protocol: bn (default) or paper (the authors' Tables 2-3 protocol; only --folds/--repeats/"
         "--epochs reduce it)",
     )
+    parser.add_argument(
+        "--segmentation",
+        action="store_true",
+        help="also the second task: grey/white-matter segmentation with each transferred encoder (adds minutes)",
+    )
+    parser.add_argument("--segmentation-epochs", type=int, help="epochs per fold of the segmentation (default 4)")
     parser.add_argument("--pretrain-epochs", type=int, help="2D pretraining epochs (default 6; --quick 1)")
     parser.add_argument("--samples-2d", type=int, help="2D pretraining patches (default 3000; --quick 96)")
     parser.add_argument("--samples-3d", type=int, help="3D downstream patches (default 240; --quick 48)")
@@ -62,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         protocol=args.protocol,
+        segmentation=args.segmentation,
+        segmentation_epochs=args.segmentation_epochs,
     )
     run_demo(cfg)
     print(f"report: {Path(args.output_dir) / 'report.md'}")

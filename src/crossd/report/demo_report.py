@@ -220,6 +220,34 @@ def _filters_section(summary: dict) -> list[str]:
     ]
 
 
+def _segmentation_section(summary: dict) -> list[str]:
+    seg = summary.get("segmentation")
+    if not seg:
+        return []
+    args, classes = seg["args"], seg["data"]["classes"][1:]
+    lines = [
+        "## 4. Second task: grey/white-matter segmentation",
+        "",
+        f"Blocks of the MNI152 template ({seg['data']['samples']} blocks of {seg['data']['shape']}) segmented into "
+        f"{', '.join(seg['data']['classes'])} by a 3D U-Net (`crossd.models.UNet3D`) whose encoder is each "
+        f"transferred network; protocol **{args['protocol']}** (encoder convolutions frozen), "
+        f"{args['folds']}-fold cross-validation x {args['repeats']} repeat(s), {args['epochs']} epoch(s).",
+        "",
+        "| Method | Dice (mean over classes) | " + " | ".join(f"Dice {c}" for c in classes) + " |",
+        "|---|---|" + "---|" * len(classes),
+    ]
+    for m in seg["results"]:
+        cells = [mean_std(m["dice_mean_mean"], m["dice_mean_std"])]
+        cells += [mean_std(m[f"dice_{c}_mean"], m[f"dice_{c}_std"]) for c in classes]
+        lines.append(f"| {m['method']} | " + " | ".join(cells) + " |")
+    return [
+        *lines,
+        "",
+        "Dice in %, mean ± population std over folds; every fold is in `segmentation/results.json`.",
+        "",
+    ]
+
+
 def report_markdown(summary: dict) -> str:
     """The ``report.md`` text for a demo summary (the ``demo.json`` dictionary of :func:`crossd.demo.run_demo`)."""
     machine, timings, s = summary["machine"], summary["timings"], summary["settings"]
@@ -227,6 +255,7 @@ def report_markdown(summary: dict) -> str:
     flags += "" if s["epochs"] is None else f" --epochs {s['epochs']}"
     flags += "" if s["eval_lr"] is None else f" --eval-lr {s['eval_lr']:g}"
     flags += "" if s.get("protocol", "bn") == "bn" else f" --protocol {s['protocol']}"
+    flags += f" --segmentation --segmentation-epochs {s['segmentation_epochs']}" if s.get("segmentation") else ""
     flags += f" --pretrain-epochs {s['pretrain_epochs']} --seed {s['seed']}"
     flags += f" --samples-2d {s['data']['samples_2d']} --samples-3d {s['data']['samples_3d']}"
     lines = [
@@ -246,6 +275,7 @@ def report_markdown(summary: dict) -> str:
         *_pretrain_section(summary),
         *_evaluate_section(summary),
         *_filters_section(summary),
+        *_segmentation_section(summary),
         "## Timings",
         "",
         "| Stage | Wall-clock s | CPU s |",
