@@ -35,7 +35,7 @@ from crossd.data.demo import (
 )
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.stats import paired_wilcoxon
-from crossd.io import save_json, save_text
+from crossd.io import atomic_write, save_json, save_text
 from crossd.train import PretrainConfig, pretrain
 
 
@@ -96,9 +96,12 @@ def pretrain_volumes(path: Path, config: DemoDataConfig, count: int) -> Path:
     centres, labels = sample_centres(volumes.labels, count, "left", rng)
     patches = augment(extract_patches(volumes.t1, centres, config.size_3d, None), config.noise, rng)
     arrays = split_arrays(patches, labels)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
-    return path
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a temporary name
+            np.savez_compressed(f, **arrays)
+
+    return atomic_write(path, write)
 
 
 def run_pretraining(args, seed: int, variant: Variant, data_path: Path, volumes: Path) -> Path:
