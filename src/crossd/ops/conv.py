@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from crossd.ops.input_side import InputSideConv, output_shape
+from crossd.ops.slicing import apply_slice_operator
 from crossd.ops.weight_side import WeightSideConv
 
 Path = Literal["auto", "weight", "input"]
@@ -135,8 +136,7 @@ def crossd_conv2d(
         out = F.conv2d(x, weight.reshape(co, cig, 1, 1), None, stride, pad, dilation, groups)
         return _add_bias(out * op.reshape(-1, 1, 1, 1).to(out.dtype), bias)
     if op.shape[0] == 1:
-        kernel = (weight.reshape(co * cig, k**3) @ op[0].t().to(weight.dtype)).reshape(co, cig, k, k)
-        return F.conv2d(x, kernel, bias, stride, pad, dilation, groups)
+        return F.conv2d(x, apply_slice_operator(weight, op)[0], bias, stride, pad, dilation, groups)
     if path == "auto":
         ho, wo = output_shape(x.shape[2:], k, stride, pad, dilation)
         path = choose_path(x.shape[0], x.shape[1], co, groups, k, ho * wo)

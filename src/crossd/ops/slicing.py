@@ -130,8 +130,12 @@ def kernel_slice(weight: Tensor, axis: Tensor, angle: Tensor, mode: str = "rotat
         raise ValueError(f"axis must have shape (B, 3), got {tuple(axis.shape)}")
     if angle.shape != axis.shape[:1]:
         raise ValueError(f"angle must have shape ({axis.shape[0]},) to match axis, got {tuple(angle.shape)}")
+    op = slice_operator(axis.to(weight.dtype), angle.to(weight.dtype), weight.shape[-1], mode)  # (B, K^2, K^3)
+    return apply_slice_operator(weight, op)
+
+
+def apply_slice_operator(weight: Tensor, op: Tensor) -> Tensor:
+    """2D kernels ``(B, Co, Ci, K, K)`` from ``weight (Co, Ci, K, K, K)`` and operators ``op (B, K^2, K^3)``."""
     co, ci, k = weight.shape[:3]
-    op = slice_operator(axis.to(weight.dtype), angle.to(weight.dtype), k, mode)  # (B, K^2, K^3)
-    flat = weight.reshape(co * ci, k**3)
-    out = torch.einsum("pn,bkn->bpk", flat, op)
+    out = torch.einsum("pn,bkn->bpk", weight.reshape(co * ci, k**3), op.to(weight.dtype))
     return out.reshape(-1, co, ci, k, k)
