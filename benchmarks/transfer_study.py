@@ -33,20 +33,31 @@ from crossd.data.demo import (
     sample_centres,
     split_arrays,
 )
+from crossd.data.npz import NpzData, load_npz
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.stats import paired_wilcoxon
-from crossd.io import atomic_write, save_json, save_text
+from crossd.io import atomic_write, save_json, save_safetensors, save_text
+from crossd.models import ModelSpec
 from crossd.train import PretrainConfig, pretrain
+from crossd.train.hybrid import HybridSteps, VolumeBatches
+from crossd.train.model import build_model
+from crossd.train.optim import build_optimizer
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A pretraining variant: its label, the PretrainConfig fields it changes, and how its 3D model is built."""
+    """A pretraining variant: its label, the PretrainConfig fields it changes, and how its 3D model is built.
+
+    ``init`` is the 3D init it is evaluated with (``"crossd"``, or ``"i3d"``/``"acs"`` for regular networks);
+    ``volumes_only`` trains no 2D batch at all: a fresh Cross-D network learns from the hybrid volumes alone,
+    through its 3D twin, for as many 3D steps as a hybrid run takes (the control for what the volumes give).
+    """
 
     name: str
     pretrain: dict = field(default_factory=dict)
     init: str = "crossd"
     align: bool = False
+    volumes_only: bool = False
     description: str = ""
 
 
@@ -82,9 +93,36 @@ VARIANTS = {
             {"conv": "crossd", "plane_sampling": "random", "volumes": "hybrid"},
             description="rotate + random planes + hybrid 2D+3D pretraining",
         ),
+        Variant(
+            "shift_hybrid",
+            {"conv": "crossd", "mode": "shift", "volumes": "hybrid"},
+            description="Cross-D shift + hybrid 2D+3D pretraining",
+        ),
+        Variant(
+            "regular_hybrid",
+            {"conv": "regular", "volumes": "hybrid"},
+            "i3d",
+            description="fair baseline: regular 2D CNN + the same volumes through its I3D-inflated twin, as i3d",
+        ),
+        Variant(
+            "regular_hybrid_acs",
+            {"conv": "regular", "volumes": "hybrid", "volume_init": "acs"},
+            "acs",
+            description="fair baseline: regular 2D CNN + the same volumes through its ACS twin, as acs",
+        ),
+        Variant(
+            "volumes_only",
+            {"conv": "crossd"},
+            volumes_only=True,
+            description="control: no 2D data, the hybrid volumes alone (same 3D steps), as crossd",
+        ),
     ]
 }
+FAIR = "regular_hybrid"
+"""The baseline that saw the same volumes as the hybrid Cross-D runs."""
 BASELINES = ("random", "i3d", "center", "acs")
+REFERENCES = {"i3d": "I3D", "acs": "ACS", FAIR: "I3D + same volumes", "shift": "Cross-D shift"}
+"""Every method is compared (paired Wilcoxon) with each of these that the study ran."""
 
 
 def pretrain_volumes(path: Path, config: DemoDataConfig, count: int) -> Path:
@@ -110,26 +148,49 @@ def run_pretraining(args, seed: int, variant: Variant, data_path: Path, volumes:
         if out.exists():
             shutil.rmtree(out)  # an unfinished run of this study: start it again
         settings = {k: (str(volumes) if v == "hybrid" else v) for k, v in variant.pretrain.items()}
-        pretrain(
-            PretrainConfig(
-                data_path=str(data_path),
-                model=args.arch,
-                epochs=args.pretrain_epochs,
-                batch_size=args.batch_size,
-                workers=0,
-                lr=args.lr,
-                output_dir=str(out),
-                train_crop_size=args.size_2d,
-                val_resize_size=args.size_2d,
-                val_crop_size=args.size_2d,
-                train_crop_scale=(1.0, 1.0),
-                device="cpu",
-                print_freq=10**6,
-                seed=seed,
-                **settings,
-            )
+        config = PretrainConfig(
+            data_path=str(data_path),
+            model=args.arch,
+            epochs=args.pretrain_epochs,
+            batch_size=args.batch_size,
+            workers=0,
+            lr=args.lr,
+            output_dir=str(out),
+            train_crop_size=args.size_2d,
+            val_resize_size=args.size_2d,
+            val_crop_size=args.size_2d,
+            train_crop_scale=(1.0, 1.0),
+            device="cpu",
+            print_freq=10**6,
+            seed=seed,
+            **settings,
         )
+        if variant.volumes_only:
+            train_volumes_only(config, volumes, load_npz(data_path))
+        else:
+            pretrain(config)
     return out
+
+
+def train_volumes_only(config: PretrainConfig, volumes: Path, images: NpzData) -> None:
+    """The ``volumes_only`` control: a fresh Cross-D network trained on ``volumes`` alone through its 3D twin,
+    with ``config``'s optimiser, for the number of 3D steps a hybrid run of ``config`` takes."""
+    torch.manual_seed(config.seed)
+    spec = ModelSpec(config.model, "crossd", config.mode, images.num_classes)
+    model = build_model(spec)
+    optimizer = build_optimizer(model, config)
+    batches = VolumeBatches(volumes, config.volume_batch_size, config.seed, spec.num_classes, torch.device("cpu"))
+    steps_2d = len(images.splits["train"].labels) // config.batch_size  # the 2D loader drops its last batch
+    steps = HybridSteps(model, optimizer, batches, 1, "crossd")
+    losses = []
+    for epoch in range(config.epochs):
+        steps.start_epoch(epoch)
+        for step in range(steps_2d // config.volume_every):
+            steps(step)
+        losses.append(steps.mean_loss)
+    out = Path(config.output_dir)
+    save_safetensors(model.state_dict(), out / "model.safetensors", metadata=spec.metadata())
+    save_json({"epochs": config.epochs, "volume_loss": losses}, out / "metrics.json")
 
 
 def checkpoint_copy(run_dir: Path, label: str) -> Path:
@@ -141,13 +202,23 @@ def checkpoint_copy(run_dir: Path, label: str) -> Path:
     return target
 
 
+def evaluation_folders(variants) -> dict[str, str | None]:
+    """Evaluation folder (without tag) -> the label of its single method, or ``None`` when it holds several
+    (the baselines and the Cross-D variants). Regular-network variants get a folder each, since their method
+    names (``i3d``, ``acs``) would otherwise clash with the baselines'."""
+    own = [n for n in variants if n != "regular" and VARIANTS[n].init != "crossd"]
+    return {"eval": None, "eval_aligned": None, **{f"eval_{n}": n for n in own}}
+
+
 def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> None:
     """Evaluate every method of one seed on the same folds (results in ``seed<S>/eval*/results.json``)."""
-    crossd = [n for n in runs if n != "regular"]
+    crossd = [n for n in runs if VARIANTS[n].init == "crossd"]
     calls = [
         (f"eval{args.eval_tag}", False, [*BASELINES, *(n for n in crossd if not VARIANTS[n].align)]),
         (f"eval_aligned{args.eval_tag}", True, [n for n in crossd if VARIANTS[n].align]),
     ]
+    own = evaluation_folders(runs)
+    calls += [(f"{folder}{args.eval_tag}", False, [label]) for folder, label in own.items() if label]
     for name, align, labels in calls:
         if not labels:
             continue
@@ -156,7 +227,7 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> N
             if label in BASELINES:
                 methods.append((label, None if label == "random" else checkpoint_copy(runs["regular"], "regular")))
             else:
-                methods.append(("crossd", checkpoint_copy(runs[label], label)))
+                methods.append((VARIANTS[label].init, checkpoint_copy(runs[label], label)))
         evaluate(
             EvaluateConfig(
                 data=str(downstream),
@@ -185,17 +256,20 @@ def gather(output_dir: Path, tag: str = "") -> tuple[dict[str, list[dict]], list
     seeds = []
     for seed_dir in sorted(output_dir.glob("seed*"), key=lambda p: int(p.name[4:])):
         seed = int(seed_dir.name[4:])
-        files = [seed_dir / f"{name}{tag}" / "results.json" for name in ("eval", "eval_aligned")]
-        files = [f for f in files if f.is_file()]
-        loaded = [json.loads(f.read_text()) for f in files]
-        if not files or not all(r.get("complete") for r in loaded):
+        folders = evaluation_folders(VARIANTS)
+        files = {name: seed_dir / f"{name}{tag}" / "results.json" for name in folders}
+        loaded = {name: json.loads(f.read_text()) for name, f in files.items() if f.is_file()}
+        if "eval" not in loaded or not all(r.get("complete") for r in loaded.values()):
             continue
         seeds.append(seed)
-        for results in loaded:
+        for folder, results in loaded.items():
+            own = folders[folder]
             crossd = [m["checkpoint"] for m in results["results"] if m["method"].startswith("crossd")]
             for record in results["results"]:
                 method = record["method"]  # "crossd@<stem>" when several Cross-D checkpoints share a call
-                if method.startswith("crossd"):
+                if own:
+                    label = own
+                elif method.startswith("crossd"):
                     label = Path(record["checkpoint"] if len(crossd) > 1 else crossd[0]).stem
                 else:
                     label = method
@@ -217,7 +291,7 @@ def summarise(per_method: dict[str, list[dict]], seeds: list[int]) -> list[dict]
             "std": float(acc.std()),
             "seed_mean_std": float(np.std(seed_means)),
         }
-        for ref in ("i3d", "shift"):
+        for ref in REFERENCES:
             if ref in per_method and ref != name:
                 row[f"vs_{ref}"] = paired_wilcoxon(per_method[ref], folds)
         rows.append(row)
@@ -234,7 +308,7 @@ def kernel_energy(output_dir: Path, seeds: list[int]) -> dict[str, float]:
     ratios: dict[str, list[float]] = {}
     for seed in seeds:
         for path in sorted((output_dir / f"seed{seed}" / "checkpoints").glob("*.safetensors")):
-            if path.stem == "regular" or path.stem.endswith("_aligned"):
+            if path.stem.startswith("regular") or path.stem.endswith("_aligned"):
                 continue
             centre = off = 0.0
             for key, w in load_file(str(path)).items():
@@ -259,18 +333,21 @@ def markdown(rows: list[dict], args) -> str:
         "random": "random 3D init",
         **{n: v.description for n, v in VARIANTS.items()},
     }
+    refs = [ref for ref in REFERENCES if any(r["method"] == ref for r in rows)]
     lines = [
         f"Arch `{args.arch}`, protocol `{args.protocol}`, seeds {args.finished_seeds} x {args.folds} folds, "
         f"pretraining {args.pretrain_epochs} epochs, evaluation {args.epochs} epochs at lr "
         f"{args.eval_lr or 'of the protocol'}.",
         "",
-        "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | vs I3D | vs Cross-D shift |",
-        "|---|---|---|---|---|",
+        "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | "
+        + " | ".join(f"vs {REFERENCES[ref]}" for ref in refs)
+        + " |",
+        "|---|---|---|" + "---|" * len(refs),
     ]
     for r in rows:
         lines.append(
             f"| `{r['method']}`: {describe.get(r['method'], '')} | {r['mean']:.3f} ± {r['std']:.3f} | "
-            f"{r['seed_mean_std']:.3f} | {cmp(r.get('vs_i3d'))} | {cmp(r.get('vs_shift'))} |"
+            f"{r['seed_mean_std']:.3f} | " + " | ".join(cmp(r.get(f"vs_{ref}")) for ref in refs) + " |"
         )
     energy = kernel_energy(args.output_dir, args.finished_seeds)
     lines += [

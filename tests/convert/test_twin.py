@@ -1,9 +1,10 @@
-"""volume_twin: a 3D model sharing parameters and buffers with a Cross-D model."""
+"""volume_twin: a 3D model sharing parameters and buffers with a Cross-D or regular 2D model."""
 
+import pytest
 import torch
 from torchvision.models import resnet18
 
-from crossd import to_crossd
+from crossd import to_3d, to_crossd
 from crossd.convert.twin import volume_twin
 
 
@@ -18,3 +19,25 @@ def test_twin_shares_parameters_and_buffers():
     with torch.no_grad():
         model.conv1.weight.add_(1.0)
     assert torch.equal(twin.conv1.weight, model.conv1.weight)
+
+
+@pytest.mark.parametrize("init", ["i3d", "acs"])
+def test_twin_of_a_regular_model_is_its_3d_conversion_and_trains_the_2d_weights(init):
+    torch.manual_seed(0)
+    model = resnet18(num_classes=3).eval()
+    twin = volume_twin(model, init).eval()
+    shared = {id(p) for p in model.parameters()}
+    assert all(id(p) in shared for p in twin.parameters())
+    x = torch.randn(2, 3, 16, 16, 16)
+    # the twin computes what the one-off conversion computes (float32, same kernels: tolerance 1e-5 relative)
+    torch.testing.assert_close(twin(x), to_3d(model, init=init).eval()(x), rtol=1e-5, atol=1e-5)
+    twin.train()
+    twin(x).sum().backward()
+    assert model.conv1.weight.grad is not None and model.conv1.weight.grad.abs().sum() > 0
+
+
+def test_twin_refuses_a_mismatched_init():
+    with pytest.raises(ValueError, match="regular 2D model needs the twin init i3d or acs"):
+        volume_twin(resnet18(num_classes=3), "crossd")
+    with pytest.raises(ValueError, match="Cross-D model needs the twin init crossd"):
+        volume_twin(to_crossd(resnet18(num_classes=3)), "i3d")

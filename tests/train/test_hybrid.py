@@ -1,6 +1,7 @@
 """Cross-D study options of pretraining: random planes, fresh-kernel inits, and hybrid 2D+3D training."""
 
 import csv
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -54,6 +55,21 @@ def test_hybrid_training_trains_on_volumes_and_logs_their_loss(tmp_path):
     assert not torch.allclose(hybrid[key], plain[key]), "3D batches must change the shared 3D kernels"
 
 
+@pytest.mark.parametrize("volume_init", ["i3d", "acs"])
+def test_hybrid_training_of_a_regular_model_trains_its_2d_kernels_on_volumes(tmp_path, volume_init):
+    volumes = _volumes(tmp_path / "volumes.npz")
+    config = _config(tmp_path, conv="regular", volumes=str(volumes), volume_every=1, volume_batch_size=2)
+    pretrain(replace(config, volume_init=volume_init))
+    with open(tmp_path / "run" / "log.csv") as f:
+        assert np.isfinite(float(next(csv.DictReader(f))["volume_loss"]))
+    hybrid = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    pretrain(_config(tmp_path, conv="regular", output_dir=str(tmp_path / "plain")))
+    plain = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)["model"]
+    key = "features.0.0.weight"
+    assert hybrid[key].dim() == 4
+    assert not torch.allclose(hybrid[key], plain[key]), "3D batches must change the shared 2D kernels"
+
+
 def test_volume_batches_are_deterministic_and_check_classes(tmp_path):
     path = _volumes(tmp_path / "v.npz", classes=3)
     batches = VolumeBatches(path, 4, seed=0, num_classes=3, device=torch.device("cpu"))
@@ -81,7 +97,8 @@ def test_fresh_kernel_inits_and_plane_sampling():
     "kwargs,message",
     [
         (dict(plane_sampling="random", mode="shift"), "plane_sampling 'random' needs"),
-        (dict(conv="regular", volumes="v.npz"), "needs a Cross-D model"),
+        (dict(conv="regular", volumes="v.npz", volume_init="crossd"), "volume_init for a regular model"),
+        (dict(volumes="v.npz", volume_init="i3d"), "volume_init for a crossd model"),
         (dict(train_crop_scale=(0.5, 0.2)), "train_crop_scale"),
         (dict(crossd_init="zeros"), "crossd_init"),
     ],

@@ -85,10 +85,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--lr-warmup-decay", type=float, default=d.lr_warmup_decay, help="warm-up start factor")
     train.add_argument("--amp", action="store_true", help="mixed precision (CUDA: bf16, or fp16 + scaling)")
     train.add_argument("--seed", type=int, default=d.seed)
-    hybrid = parser.add_argument_group("hybrid 2D+3D training (one process, Cross-D models)")
+    hybrid = parser.add_argument_group("hybrid 2D+3D training (one process)")
     hybrid.add_argument("--volumes", default=None, help="3D .npz (MedMNIST layout) with the 2D data's classes")
     hybrid.add_argument("--volume-every", type=int, default=d.volume_every, help="a 3D batch after every N 2D batches")
     hybrid.add_argument("--volume-batch-size", type=int, default=d.volume_batch_size)
+    hybrid.add_argument(
+        "--volume-init",
+        choices=("i3d", "acs"),
+        default=None,
+        help="regular models: the 3D twin convolves with inflated (i3d, default) or ACS 2D kernels",
+    )
 
     run = parser.add_argument_group("run")
     run.add_argument("--output-dir", default=d.output_dir)

@@ -41,6 +41,8 @@ class PretrainConfig:
         volumes: a MedMNIST-style 3D ``.npz`` with the same classes: hybrid 2D+3D training, where the same weights
             also take a 3D batch through a parameter-sharing 3D twin after every ``volume_every`` 2D batches
             (one process only).
+        volume_init: how the 3D twin of a *regular* model convolves: ``"i3d"`` (inflated 2D kernels, default) or
+            ``"acs"``; a Cross-D model's twin always uses its stored 3D kernels (``"crossd"``).
         volume_batch_size: 3D batch size.
     """
 
@@ -79,6 +81,14 @@ class PretrainConfig:
     volumes: str | None = None
     volume_every: int = 4
     volume_batch_size: int = 8
+    volume_init: str | None = None
+
+    @property
+    def twin_init(self) -> str:
+        """The resolved :attr:`volume_init`: ``"crossd"`` for Cross-D models, else ``"i3d"`` unless given."""
+        if self.conv == "crossd":
+            return self.volume_init or "crossd"
+        return self.volume_init or "i3d"
 
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` for settings that cannot work."""
@@ -104,8 +114,9 @@ class PretrainConfig:
             raise ValueError(f"plane_sampling must be 'head' or 'random', got {self.plane_sampling!r}")
         if self.plane_sampling == "random" and (self.conv != "crossd" or self.mode != "rotate"):
             raise ValueError("plane_sampling 'random' needs a Cross-D model in mode 'rotate' (--rot --mode rotate)")
-        if self.volumes is not None and self.conv != "crossd":
-            raise ValueError("hybrid 2D+3D training (--volumes) needs a Cross-D model (--rot)")
+        allowed = ("crossd",) if self.conv == "crossd" else ("i3d", "acs")
+        if self.twin_init not in allowed:
+            raise ValueError(f"volume_init for a {self.conv} model must be one of {allowed}, got {self.volume_init!r}")
         if self.volume_every < 1 or self.volume_batch_size < 2:
             raise ValueError("volume_every must be at least 1 and volume_batch_size at least 2")
         if self.lr <= 0:

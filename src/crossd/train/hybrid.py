@@ -1,7 +1,8 @@
 """Hybrid 2D+3D pretraining: the same weights also learn from volumes, through a parameter-sharing 3D twin.
 
 After every ``every``-th 2D batch, one 3D batch goes through :func:`crossd.convert.twin.volume_twin` of the
-Cross-D model (``Conv3d`` layers that hold the very same 3D kernels) and takes an optimiser step. Volumes must
+model (for Cross-D: ``Conv3d`` layers that hold the very same 3D kernels; for a regular model: its inflated or ACS
+2D kernels) and takes an optimiser step. Volumes must
 carry the 2D set's classes (one shared classifier).
 """
 
@@ -68,8 +69,10 @@ class HybridSteps:
     """The 3D half of hybrid training: call ``start_epoch(e)`` once per epoch and ``self(step)`` after each 2D
     step; every ``every``-th call trains one 3D batch and accumulates its loss for the epoch log."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, volumes: VolumeBatches, every: int):
-        self.twin = volume_twin(model)
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, volumes: VolumeBatches, every: int, init: str
+    ):
+        self.twin = volume_twin(model, init)
         self.optimizer, self.volumes, self.every = optimizer, volumes, every
         self.batches: Iterator[tuple[Tensor, Tensor]] | None = None
         self.loss_sum, self.count = 0.0, 0
