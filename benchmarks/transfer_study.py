@@ -26,17 +26,12 @@ import torch
 
 from crossd.data.demo import (
     DemoDataConfig,
-    augment,
     build_demo_data,
-    extract_patches,
-    load_volumes,
-    sample_centres,
-    split_arrays,
 )
 from crossd.data.npz import NpzData, load_npz
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.stats import paired_wilcoxon
-from crossd.io import atomic_write, save_json, save_safetensors, save_text
+from crossd.io import save_json, save_safetensors, save_text
 from crossd.models import ModelSpec
 from crossd.train import PretrainConfig, pretrain
 from crossd.train.hybrid import HybridSteps, VolumeBatches
@@ -123,23 +118,6 @@ FAIR = "regular_hybrid"
 BASELINES = ("random", "i3d", "center", "acs")
 REFERENCES = {"i3d": "I3D", "acs": "ACS", FAIR: "I3D + same volumes", "shift": "Cross-D shift"}
 """Every method is compared (paired Wilcoxon) with each of these that the study ran."""
-
-
-def pretrain_volumes(path: Path, config: DemoDataConfig, count: int) -> Path:
-    """3D patches from the *left* hemisphere (the pretraining side; downstream cubes come from the right)."""
-    if path.is_file():
-        return path
-    volumes = load_volumes(config.resolution, config.background_margin)
-    rng = np.random.default_rng(config.seed + 1000)
-    centres, labels = sample_centres(volumes.labels, count, "left", rng)
-    patches = augment(extract_patches(volumes.t1, centres, config.size_3d, None), config.noise, rng)
-    arrays = split_arrays(patches, labels)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a temporary name
-            np.savez_compressed(f, **arrays)
-
-    return atomic_write(path, write)
 
 
 def run_pretraining(args, seed: int, variant: Variant, data_path: Path, volumes: Path) -> Path:
@@ -392,11 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if "regular" not in args.variants:
         args.variants.insert(0, "regular")
-    config = DemoDataConfig(size_2d=args.size_2d, samples_2d=args.samples_2d)
+    config = DemoDataConfig(size_2d=args.size_2d, samples_2d=args.samples_2d, samples_3d_pretrain=args.hybrid_volumes)
     data = build_demo_data(args.output_dir / "data", config)
-    volumes = pretrain_volumes(
-        args.output_dir / "data" / f"pretrain_volumes_{config.size_3d}.npz", config, args.hybrid_volumes
-    )
+    volumes = data.volumes_path
     for seed in args.seeds:
         runs = {n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes) for n in args.variants}
         evaluate_seed(args, seed, runs, data.downstream_path)

@@ -20,10 +20,11 @@ def demo(tmp_path_factory):
 def test_quick_demo_writes_the_report_and_its_files(demo):
     for name in ("report.md", "demo.json", "accuracy.png", "training_curves.png", "filters.gif", "kernel3d.png"):
         assert (demo / name).is_file(), name
-    for name in ("data/mni152_tissue_2d_16.npz", "data/mni152_tissue_3d_16.npz", "evaluate/results.json"):
+    data = ("data/mni152_tissue_2d_16.npz", "data/mni152_tissue_3d_16.npz", "data/mni152_tissue_3d_left_16.npz")
+    for name in (*data, "evaluate/results.json"):
         assert (demo / name).is_file(), name
-    for conv in ("crossd", "regular"):
-        assert (demo / f"pretrain-{conv}" / "model.safetensors").is_file()
+    for folder in ("crossd", "regular", "crossd-volumes", "regular-volumes"):
+        assert (demo / f"pretrain-{folder}" / "model.safetensors").is_file()
     assert iio.imread(demo / "filters.gif", index=None).shape == (6, round(3.6 * 80), round(3.2 * 80 * 3), 3)
     report = (demo / "report.md").read_text()
     for picture in ("accuracy.png", "training_curves.png", "filters.gif", "kernel3d.png"):
@@ -33,17 +34,27 @@ def test_quick_demo_writes_the_report_and_its_files(demo):
 def test_report_numbers_come_from_the_run(demo):
     report = (demo / "report.md").read_text()
     results = json.loads((demo / "evaluate" / "results.json").read_text())
-    assert [m["method"] for m in results["results"]] == ["crossd", "acs", "i3d", "random"]
+    methods = ["crossd", "crossd+volumes", "acs", "i3d", "i3d+volumes", "random"]
+    assert [m["method"] for m in results["results"]] == methods
     for method in results["results"]:
         assert len(method["folds"]) == 2
         row = next(line for line in report.splitlines() if line.startswith(f"| {method['method']} |"))
         assert mean_std(method["accuracy_mean"], method["accuracy_std"]) in row
     summary = json.loads((demo / "demo.json").read_text())
-    for conv in ("crossd", "regular"):
-        metrics = json.loads((demo / f"pretrain-{conv}" / "metrics.json").read_text())
-        row = next(line for line in report.splitlines() if line.startswith(f"| {conv} ResNet-18 |"))
+    for name in ("crossd", "regular", "crossd+volumes", "regular+volumes"):
+        metrics = json.loads((demo / f"pretrain-{name.replace('+', '-')}" / "metrics.json").read_text())
+        row = next(line for line in report.splitlines() if line.startswith(f"| {name} ResNet-18 |"))
         assert f"| {100 * metrics['test']['accuracy']:.1f} |" in row
-        assert summary["pretrain"][conv]["metrics"] == metrics
+        assert summary["pretrain"][name]["metrics"] == metrics
+    assert summary["pretrain"]["crossd+volumes"]["volumes"] and not summary["pretrain"]["crossd"]["volumes"]
+    folds = {m["method"]: {(f["repeat"], f["fold"]): f["accuracy"] for f in m["folds"]} for m in results["results"]}
+    for method in ("crossd", "crossd+volumes"):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {method} | ") and "(p = " in line)
+        for base in ("i3d", "acs", "i3d+volumes"):
+            test = summary["margins"][method][base]
+            difference = sum(folds[method][k] - folds[base][k] for k in folds[base]) / len(folds[base])
+            assert test["mean_difference"] == pytest.approx(difference, abs=1e-12)
+            assert f"{100 * difference:+.1f} (p = " in row
     total = summary["timings"]["total"]["wall"]
     assert re.search(rf"in \*\*{total:.0f} s\*\*", report)
 
@@ -73,8 +84,16 @@ def test_paper_protocol_keeps_its_own_constants():
 def test_segmentation_second_task_reuses_the_run_and_reports_dice(demo):
     assert main(["demo", "--quick", "--segmentation", "--output-dir", str(demo), "--no-progress"]) == 0
     results = json.loads((demo / "segmentation" / "results.json").read_text())
-    assert [m["method"] for m in results["results"]] == ["crossd", "acs", "i3d", "random"]
+    methods = ["crossd", "crossd+volumes", "acs", "i3d", "i3d+volumes", "random"]
+    assert [m["method"] for m in results["results"]] == methods
     report = (demo / "report.md").read_text()
     assert "## 4. Second task: grey/white-matter segmentation" in report
     crossd_dice = results["results"][0]["dice_mean_mean"]
     assert f"| crossd | {100 * crossd_dice:.2f}" in report
+
+
+def test_no_volumes_runs_the_2d_only_pair():
+    from crossd.demo import DemoConfig
+
+    assert [r.name for r in DemoConfig(volumes=False).runs()] == ["crossd", "regular"]
+    assert [r.folder for r in DemoConfig().runs()][2:] == ["pretrain-crossd-volumes", "pretrain-regular-volumes"]

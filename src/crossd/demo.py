@@ -1,9 +1,12 @@
 """``run_demo``: the whole Cross-D idea end to end on real MRI, on a laptop CPU in minutes.
 
 1. Build the tissue-classification sets from nilearn's MNI152 template (:mod:`crossd.data.demo`).
-2. Pretrain a Cross-D ResNet-18 and a regular ResNet-18 on the 2D set (:func:`crossd.train.pretrain`).
-3. Transfer both to 3D (``crossd`` from the Cross-D network; ``acs`` and ``i3d`` from the regular one; ``random``)
-   and compare them under the ``bn`` protocol on the 3D set (:func:`crossd.evaluate.evaluate`).
+2. Pretrain a Cross-D ResNet-18 and a regular ResNet-18 on the 2D set (:func:`crossd.train.pretrain`), and, unless
+   ``volumes=False``, both again with hybrid 2D+3D pretraining on the few left-hemisphere volumes beside the 2D
+   set (the Cross-D setting that transferred best in ``docs/experiments.md``, and its fair regular baseline).
+3. Transfer them to 3D (``crossd`` and ``crossd+volumes`` from the Cross-D networks; ``acs``, ``i3d`` and
+   ``i3d+volumes`` from the regular ones; ``random``) and compare them under the ``bn`` protocol on the 3D set
+   (:func:`crossd.evaluate.evaluate`), with paired tests of each Cross-D network against I3D and ACS.
 4. Write ``report.md`` with the results table, an accuracy plot, training curves and the dynamic-filter GIF
    (:mod:`crossd.report.demo_report`, :mod:`crossd.report.animation`).
 
@@ -29,15 +32,40 @@ from crossd.data.demo import DemoData, DemoDataConfig, build_demo_data
 from crossd.data.segmentation import mni152_blocks
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.segmentation import SegmentationConfig, evaluate_segmentation
+from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import save_json, save_text
 from crossd.models import load_2d_model
 from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png
 from crossd.report.demo_report import accuracy_plot, read_log, report_markdown, training_curves
 from crossd.train import PretrainConfig, load_training_checkpoint, pretrain
 
-CONVS = ("crossd", "regular")
 DEMO_EVAL_LR = 1e-2
 DEMO_PROTOCOLS = ("bn", "paper")
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One pretraining of the demo: its label, network type and whether 3D batches of the pretraining volumes
+    join the 2D ones (hybrid 2D+3D pretraining)."""
+
+    name: str
+    conv: str
+    volumes: bool = False
+
+    @property
+    def folder(self) -> str:
+        return f"pretrain-{self.name.replace('+', '-')}"
+
+
+RUNS = (
+    DemoRun("crossd", "crossd"),
+    DemoRun("regular", "regular"),
+    DemoRun("crossd+volumes", "crossd", volumes=True),
+    DemoRun("regular+volumes", "regular", volumes=True),
+)
+CROSSD_METHODS = ("crossd", "crossd+volumes")
+"""The demo's Cross-D transfers, each compared with :data:`BASELINE_METHODS` in ``demo.json``'s ``margins``."""
+BASELINE_METHODS = ("i3d", "acs", "i3d+volumes")
 
 
 @dataclass
@@ -61,6 +89,8 @@ class DemoConfig:
         protocol: ``"bn"`` (default) or ``"paper"`` (the authors' later protocol behind the paper's Tables 2 and
             3; only ``folds``/``repeats``/``epochs`` given explicitly reduce it, its learning rate and other
             constants stay the protocol's).
+        volumes: also pretrain both networks with hybrid 2D+3D training on the left-hemisphere volumes
+            (``crossd+volumes`` and its fair baseline ``i3d+volumes``); ``False`` runs the 2D-only pair.
     """
 
     output_dir: str | Path = "crossd-demo"
@@ -80,6 +110,11 @@ class DemoConfig:
     protocol: str = "bn"
     segmentation: bool = False
     segmentation_epochs: int | None = None
+    volumes: bool = True
+
+    def runs(self) -> tuple[DemoRun, ...]:
+        """The pretrainings this configuration runs."""
+        return tuple(r for r in RUNS if self.volumes or not r.volumes)
 
     def resolved(self) -> DemoConfig:
         """A copy with every ``None`` replaced by the default (or ``quick``) value."""
@@ -103,23 +138,23 @@ class DemoConfig:
         return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
 
-QUICK_DATA = DemoDataConfig(size_2d=16, size_3d=16, samples_2d=96, samples_3d=48)
+QUICK_DATA = DemoDataConfig(size_2d=16, size_3d=16, samples_2d=96, samples_3d=48, samples_3d_pretrain=24)
 """The ``--quick`` sets: enough samples for every class in every fold, small enough for seconds per stage."""
 
 
-def _pretrain_config(cfg: DemoConfig, data: DemoData, conv: str) -> PretrainConfig:
+def _pretrain_config(cfg: DemoConfig, data: DemoData, run: DemoRun) -> PretrainConfig:
     size = cfg.data.size_2d
     return PretrainConfig(
         data_path=str(data.pretrain_path),
         dataset="medmnist",
         model="resnet18",
-        conv=conv,
+        conv=run.conv,
         mode="rotate",
         epochs=cfg.pretrain_epochs,
         batch_size=cfg.pretrain_batch_size,
         workers=0,
         lr=cfg.lr,
-        output_dir=str(Path(cfg.output_dir) / f"pretrain-{conv}"),
+        output_dir=str(Path(cfg.output_dir) / run.folder),
         device=cfg.device,
         print_freq=10**6 if not cfg.progress else 20,
         seed=cfg.seed,
@@ -127,13 +162,14 @@ def _pretrain_config(cfg: DemoConfig, data: DemoData, conv: str) -> PretrainConf
         train_crop_scale=(0.5, 1.0),  # keep the labelled centre voxel in the crop
         val_resize_size=size,
         val_crop_size=size,
+        volumes=str(data.volumes_path) if run.volumes else None,
     )
 
 
 def _same_run(saved: dict, pcfg: PretrainConfig) -> bool:
     """Same training settings (paths may differ: a moved demo folder stays reusable; its data is checked by
     :func:`check_output_dir`)."""
-    ignore = ("resume", "print_freq", "workers", "device", "data_path", "output_dir")
+    ignore = ("resume", "print_freq", "workers", "device", "data_path", "output_dir", "volumes")
     mine = {k: v for k, v in asdict(pcfg).items() if k not in ignore}
     return all(saved.get(k) == v for k, v in mine.items())
 
@@ -163,7 +199,7 @@ def evaluation_dir(protocol: str) -> str:
 def check_output_dir(out: Path, data: DemoDataConfig) -> None:
     """Refuse a folder whose later stages were computed from data built with other settings."""
     description = out / "data" / "mni152_tissue.json"
-    later = [out / f"pretrain-{conv}" / "checkpoint.pt" for conv in CONVS]
+    later = [out / run.folder / "checkpoint.pt" for run in RUNS]
     later += [out / evaluation_dir(p) / "results.json" for p in DEMO_PROTOCOLS]
     if not description.is_file() or not any(p.is_file() for p in later):
         return
@@ -210,6 +246,17 @@ def _machine() -> dict:
     }
 
 
+def margins(results: dict) -> dict[str, dict[str, dict]]:
+    """Each Cross-D method against each baseline present: ``{crossd: {baseline: paired_wilcoxon(baseline,
+    crossd)}}`` over the shared folds (``mean_difference`` > 0: Cross-D is better)."""
+    folds = {m["method"]: m["folds"] for m in results["results"]}
+    return {
+        method: {base: paired_wilcoxon(folds[base], folds[method]) for base in BASELINE_METHODS if base in folds}
+        for method in CROSSD_METHODS
+        if method in folds
+    }
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo (see module doc) and return the summary written to ``output_dir/demo.json``.
 
@@ -229,21 +276,25 @@ def run_demo(cfg: DemoConfig) -> dict:
     with clock("data"):
         data = build_demo_data(out / "data", cfg.data)
     pretrained, reused, logs = {}, {}, {}
-    for conv in CONVS:
-        pcfg = _pretrain_config(cfg, data, conv)
-        say(f"pretraining a {conv} ResNet-18 on {data.pretrain_path.name} ({cfg.pretrain_epochs} epoch(s))")
-        with clock(f"pretrain {conv}"):
-            pretrained[conv], reused[conv] = pretrain_stage(pcfg)
-        logs[conv] = read_log(Path(pcfg.output_dir) / "log.csv")
-    checkpoints = {conv: out / f"pretrain-{conv}" / "model.safetensors" for conv in CONVS}
+    for run in cfg.runs():
+        pcfg = _pretrain_config(cfg, data, run)
+        extra = f" + 3D batches of {data.volumes_path.name}" if run.volumes else ""
+        say(f"pretraining {run.name} ResNet-18 on {data.pretrain_path.name}{extra} ({cfg.pretrain_epochs} epoch(s))")
+        with clock(f"pretrain {run.name}"):
+            pretrained[run.name], reused[run.name] = pretrain_stage(pcfg)
+        logs[run.name] = read_log(Path(pcfg.output_dir) / "log.csv")
+    checkpoints = {run.name: out / run.folder / "model.safetensors" for run in cfg.runs()}
+    methods = [
+        ("crossd", str(checkpoints["crossd"]), "crossd"),
+        ("crossd", str(checkpoints.get("crossd+volumes")), "crossd+volumes"),
+        ("acs", str(checkpoints["regular"]), "acs"),
+        ("i3d", str(checkpoints["regular"]), "i3d"),
+        ("i3d", str(checkpoints.get("regular+volumes")), "i3d+volumes"),
+        ("random", None, "random"),
+    ]
     ecfg = EvaluateConfig(
         data=str(data.downstream_path),
-        methods=[
-            ("crossd", str(checkpoints["crossd"])),
-            ("acs", str(checkpoints["regular"])),
-            ("i3d", str(checkpoints["regular"])),
-            ("random", None),
-        ],
+        methods=[m for m in methods if cfg.volumes or not m[2].endswith("+volumes")],
         output_dir=str(out / evaluation_dir(cfg.protocol)),
         protocol=cfg.protocol,
         folds=cfg.folds,
@@ -256,7 +307,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         resume=True,
         progress=cfg.progress,
     )
-    say(f"transferring to 3D and evaluating 4 inits on {data.downstream_path.name} ({cfg.protocol} protocol)")
+    say(f"transferring to 3D and evaluating {len(ecfg.methods)} inits on {data.downstream_path.name} ({cfg.protocol})")
     with clock("evaluate"):
         torch.manual_seed(cfg.seed)  # the random init draws from here: same numbers whether pretraining ran or not
         results = evaluate(ecfg)
@@ -301,19 +352,23 @@ def run_demo(cfg: DemoConfig) -> dict:
             "description": data.description,
             "pretrain": str(data.pretrain_path.relative_to(out)),
             "downstream": str(data.downstream_path.relative_to(out)),
+            "volumes": str(data.volumes_path.relative_to(out)),
         },
         "pretrain": {
-            conv: {
-                "metrics": pretrained[conv],
-                "reused": reused[conv],
-                "log": logs[conv],
-                "checkpoint": str(checkpoints[conv].relative_to(out)),
+            run.name: {
+                "conv": run.conv,
+                "volumes": run.volumes,
+                "metrics": pretrained[run.name],
+                "reused": reused[run.name],
+                "log": logs[run.name],
+                "checkpoint": str(checkpoints[run.name].relative_to(out)),
             }
-            for conv in CONVS
+            for run in cfg.runs()
         },
         "evaluate": {"results": str(Path(evaluation_dir(cfg.protocol)) / "results.json"), "args": results["args"]},
         "results": results["results"],
         "comparisons": results.get("comparisons", {}),
+        "margins": margins(results),
         "figures": figures,
         "timings": timings,
         "segmentation": segmentation,

@@ -17,7 +17,7 @@ from crossd.data.demo import (
     sample_centres,
 )
 
-SMALL = DemoDataConfig(size_2d=12, size_3d=8, samples_2d=40, samples_3d=20, seed=3)
+SMALL = DemoDataConfig(size_2d=12, size_3d=8, samples_2d=40, samples_3d=20, samples_3d_pretrain=12, seed=3)
 
 
 def test_volume_labels_cover_the_four_tissues():
@@ -86,8 +86,12 @@ def test_build_demo_data_writes_medmnist_files_and_reuses_them(tmp_path):
     assert np.bincount(pretrain.pooled().labels).tolist() == [10] * 4
     with np.load(data.pretrain_path) as raw:
         assert raw["train_images"].dtype == np.uint8 and raw["train_labels"].shape == (28, 1)
+    volumes = load_npz(data.volumes_path)
+    assert (volumes.spatial_dims, volumes.num_classes, len(volumes.pooled().labels)) == (3, len(CLASSES), 12)
+    assert not np.array_equal(volumes.splits["train"].images[:2], downstream.splits["train"].images[:2])
     described = json.loads((tmp_path / "mni152_tissue.json").read_text())
     assert described["config"]["samples_2d"] == 40 and described == data.description
+    assert described["volumes"]["hemisphere"] == "left" and described["downstream"]["hemisphere"] == "right"
 
     stamp = data.pretrain_path.stat().st_mtime_ns
     assert build_demo_data(tmp_path, SMALL).pretrain_path.stat().st_mtime_ns == stamp

@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also the second task: grey/white-matter segmentation with each transferred encoder (adds minutes)",
     )
     parser.add_argument("--segmentation-epochs", type=int, help="epochs per fold of the segmentation (default 4)")
+    parser.add_argument(
+        "--no-volumes",
+        action="store_true",
+        help="skip the hybrid 2D+3D pretrainings (crossd+volumes and its baseline i3d+volumes): 2D-only pair",
+    )
     parser.add_argument("--pretrain-epochs", type=int, help="2D pretraining epochs (default 6; --quick 1)")
     parser.add_argument("--samples-2d", type=int, help="2D pretraining patches (default 3000; --quick 96)")
     parser.add_argument("--samples-3d", type=int, help="3D downstream patches (default 240; --quick 48)")
@@ -70,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         segmentation=args.segmentation,
         segmentation_epochs=args.segmentation_epochs,
+        volumes=not args.no_volumes,
     )
     run_demo(cfg)
     print(f"report: {Path(args.output_dir) / 'report.md'}")

@@ -13,11 +13,13 @@ Every voxel gets a tissue label, or none where the maps are ambiguous:
  3    white       white-matter probability >= 0.5 and above the grey-matter one
 ====  ==========  =====================================================================================
 
-Patches are classified by the tissue at their centre. Two sets are written, in MedMNIST's ``.npz`` layout
+Patches are classified by the tissue at their centre. Three sets are written, in MedMNIST's ``.npz`` layout
 (``train_images``, ``train_labels``, ``val_*``, ``test_*``; uint8 images, labels ``(N, 1)``; 70/10/20 splits):
 
 - ``mni152_tissue_2d_<P>.npz``, the 2D pretraining set: ``(N, P, P)`` slices cut through the centre voxel,
   orthogonal to each of the three axes in turn (sagittal, coronal, axial), centres from the **left** hemisphere.
+- ``mni152_tissue_3d_left_<S>.npz``, the few pretraining volumes for hybrid 2D+3D pretraining
+  (``crossd pretrain --volumes``): ``(N, S, S, S)`` cubes, centres from the **left** hemisphere too.
 - ``mni152_tissue_3d_<S>.npz``, the 3D downstream set: ``(N, S, S, S)`` cubes, centres from the **right**
   hemisphere, so no downstream centre voxel was seen in pretraining.
 
@@ -54,7 +56,9 @@ class DemoDataConfig:
     samples_2d: int = 3000
     """2D patches over all splits (balanced over the 4 classes)."""
     samples_3d: int = 240
-    """3D patches over all splits."""
+    """3D downstream patches over all splits."""
+    samples_3d_pretrain: int = 120
+    """3D pretraining patches (left hemisphere) over all splits."""
     noise: float = 0.08
     """Typical Gaussian noise std on the [0, 1] intensity scale (each patch draws 0.5x to 1.5x of it)."""
     background_margin: int = 3
@@ -68,6 +72,7 @@ class DemoData:
 
     pretrain_path: Path
     downstream_path: Path
+    volumes_path: Path
     description: dict
 
 
@@ -195,7 +200,7 @@ def _save_npz(arrays: dict[str, np.ndarray], path: Path) -> Path:
     return atomic_write(path, write)
 
 
-def _describe(config: DemoDataConfig, arrays_2d: dict, arrays_3d: dict) -> dict:
+def _describe(config: DemoDataConfig, arrays_2d: dict, arrays_3d: dict, arrays_volumes: dict) -> dict:
     def counts(arrays: dict) -> dict:
         return {
             split: np.bincount(arrays[f"{split}_labels"][:, 0], minlength=len(CLASSES)).tolist()
@@ -212,6 +217,11 @@ def _describe(config: DemoDataConfig, arrays_2d: dict, arrays_3d: dict) -> dict:
             "hemisphere": "left",
             "orientations": "sagittal, coronal, axial in turn",
             "class_counts": counts(arrays_2d),
+        },
+        "volumes": {
+            "shape": list(arrays_volumes["train_images"].shape[1:]),
+            "hemisphere": "left",
+            "class_counts": counts(arrays_volumes),
         },
         "downstream": {
             "shape": list(arrays_3d["train_images"].shape[1:]),
@@ -235,28 +245,42 @@ def build_arrays(config: DemoDataConfig) -> tuple[dict[str, np.ndarray], dict[st
     return arrays_2d, arrays_3d
 
 
+def build_volume_arrays(config: DemoDataConfig) -> dict[str, np.ndarray]:
+    """The pretraining volumes as MedMNIST arrays: ``samples_3d_pretrain`` cubes from the *left* hemisphere,
+    drawn from their own generator (``seed + 1000``) so the other two sets do not depend on them."""
+    volumes = load_volumes(config.resolution, config.background_margin)
+    rng = np.random.default_rng(config.seed + 1000)
+    centres, labels = sample_centres(volumes.labels, config.samples_3d_pretrain, "left", rng)
+    patches = extract_patches(volumes.t1, centres, config.size_3d, None)
+    return split_arrays(augment(patches, config.noise, rng), labels)
+
+
 def build_demo_data(output_dir: str | Path, config: DemoDataConfig | None = None) -> DemoData:
     """Build (or reuse) the demo sets in ``output_dir``.
 
-    Writes ``mni152_tissue_2d_<P>.npz``, ``mni152_tissue_3d_<S>.npz`` and ``mni152_tissue.json`` (the config,
-    class names and per-split class counts). Existing files are reused when the JSON's config equals
-    ``config``; otherwise everything is rebuilt.
+    Writes ``mni152_tissue_2d_<P>.npz``, ``mni152_tissue_3d_left_<S>.npz``, ``mni152_tissue_3d_<S>.npz`` and
+    ``mni152_tissue.json`` (the config, class names and per-split class counts). Existing files are reused when
+    the JSON's config equals ``config``; otherwise everything is rebuilt.
     """
     config = config or DemoDataConfig()
     output_dir = Path(output_dir)
-    pretrain_path = output_dir / f"mni152_tissue_2d_{config.size_2d}.npz"
-    downstream_path = output_dir / f"mni152_tissue_3d_{config.size_3d}.npz"
+    paths = (
+        output_dir / f"mni152_tissue_2d_{config.size_2d}.npz",
+        output_dir / f"mni152_tissue_3d_{config.size_3d}.npz",
+        output_dir / f"mni152_tissue_3d_left_{config.size_3d}.npz",
+    )
     description_path = output_dir / "mni152_tissue.json"
-    if pretrain_path.is_file() and downstream_path.is_file() and description_path.is_file():
+    if all(p.is_file() for p in (*paths, description_path)):
         try:
             description = json.loads(description_path.read_text())
         except (OSError, json.JSONDecodeError):
             description = {}
         if description.get("config") == asdict(config):
-            return DemoData(pretrain_path, downstream_path, description)
+            return DemoData(*paths, description)
     arrays_2d, arrays_3d = build_arrays(config)
-    _save_npz(arrays_2d, pretrain_path)
-    _save_npz(arrays_3d, downstream_path)
-    description = _describe(config, arrays_2d, arrays_3d)
+    arrays_volumes = build_volume_arrays(config)
+    for arrays, path in zip((arrays_2d, arrays_3d, arrays_volumes), paths, strict=True):
+        _save_npz(arrays, path)
+    description = _describe(config, arrays_2d, arrays_3d, arrays_volumes)
     save_json(description, description_path)
-    return DemoData(pretrain_path, downstream_path, description)
+    return DemoData(*paths, description)

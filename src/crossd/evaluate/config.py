@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PROTOCOLS = ("bn", "linear", "finetune", "paper")
+MethodEntry = tuple[str, str | Path | None] | tuple[str, str | Path | None, str]
+"""A compared method: ``(init, checkpoint or None)``, or ``(init, checkpoint, label)`` to name it in the results."""
 INITS = ("crossd", "acs", "i3d", "center", "random", "regular2d")
 INITS_2D = ("crossd", "regular2d", "random")
 
@@ -72,7 +74,7 @@ class EvaluateConfig:
 
     Attributes:
         data: ``.npz``, ``path,label`` CSV, or folder (see :mod:`crossd.data.volumes`).
-        methods: ``(init, checkpoint or None)`` pairs; all share the folds.
+        methods: ``(init, checkpoint or None[, label])`` entries (:data:`MethodEntry`); all share the folds.
         protocol: ``bn``, ``linear``, ``finetune`` or ``paper``.
         size: resize every sample to ``size`` per spatial axis (needed when sample shapes differ).
         image_size: 2D crop size for protocol ``paper`` (default 224); ignored for volumes.
@@ -84,7 +86,7 @@ class EvaluateConfig:
     """
 
     data: str | Path
-    methods: list[tuple[str, str | Path | None]]
+    methods: list[MethodEntry]
     output_dir: str | Path
     protocol: str = "bn"
     folds: int | None = None
@@ -114,7 +116,7 @@ class EvaluateConfig:
             raise ValueError(f"unknown normalisation {self.normalize!r}; expected one of {tuple(NORMALIZATION)}")
         if not self.methods:
             raise ValueError("no method to evaluate; give at least one --init")
-        for init, _ in self.methods:
+        for init, *_ in self.methods:
             if init not in INITS:
                 raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
         for name in ("folds", "repeats", "epochs", "batch_size"):
@@ -138,6 +140,11 @@ class EvaluateConfig:
         for name in ("folds", "repeats", "epochs", "batch_size", "lr"):
             out[name] = self.resolved(name)
         out["data"], out["output_dir"] = str(self.data), str(self.output_dir)
-        out["methods"] = [[init, None if ckpt is None else str(ckpt)] for init, ckpt in self.methods]
+        out["methods"] = method_records(self.methods)
         out["protocol_constants"] = asdict(self.constants)
         return out
+
+
+def method_records(methods: list[MethodEntry]) -> list[list]:
+    """The JSON form of method entries: ``[init, checkpoint or None(, label)]``."""
+    return [[m[0], None if m[1] is None else str(m[1]), *m[2:]] for m in methods]

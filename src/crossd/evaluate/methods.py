@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from crossd.evaluate.config import INITS_2D
+from crossd.evaluate.config import INITS_2D, MethodEntry
 from crossd.models.factory import create_model, load_2d_model
 from crossd.transfer import build_3d_model, source_spec
 
@@ -21,12 +21,16 @@ class Method:
     checkpoint: str | None
 
 
-def method_names(methods: list[tuple[str, str | Path | None]]) -> list[Method]:
-    """Labels that are the init names, suffixed ``@<checkpoint stem>`` when an init appears more than once."""
-    inits = [init for init, _ in methods]
+def method_names(methods: list[MethodEntry]) -> list[Method]:
+    """The methods with their labels: the entry's own label when given, else the init name, suffixed
+    ``@<checkpoint stem>`` when an init appears more than once."""
+    inits = [init for init, *_ in methods]
     out = []
-    for init, ckpt in methods:
-        name = init if inits.count(init) == 1 else f"{init}@{Path(ckpt).stem if ckpt else 'none'}"
+    for init, ckpt, *label in methods:
+        if label:
+            name = label[0]
+        else:
+            name = init if inits.count(init) == 1 else f"{init}@{Path(ckpt).stem if ckpt else 'none'}"
         if any(m.name == name for m in out):
             raise ValueError(f"method {name!r} given twice")
         out.append(Method(name, init, None if ckpt is None else str(ckpt)))

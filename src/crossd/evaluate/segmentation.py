@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from crossd.data.segmentation import SegmentationSet, load_segmentation
-from crossd.evaluate.config import NORMALIZATION
+from crossd.evaluate.config import NORMALIZATION, MethodEntry, method_records
 from crossd.evaluate.folds import Split, paper_splits
 from crossd.evaluate.methods import Method, build_network, method_names
 from crossd.evaluate.protocols import batchnorm_parameters
@@ -50,7 +50,7 @@ class SegmentationConfig:
 
     Attributes:
         data: an ``image,label`` CSV of NIfTI pairs, or ``"mni152"`` (grey/white matter blocks of the template).
-        methods: ``(init, 2D checkpoint or None)`` pairs; all share the folds.
+        methods: ``(init, 2D checkpoint or None[, label])`` entries; all share the folds.
         protocol: ``linear``/``frozen`` (frozen encoder), ``bn`` or ``finetune``.
         size: resize every volume to ``size`` per axis (needed when shapes differ).
         arch: torchvision name for checkpoints without crossd metadata, or for ``random`` without a checkpoint.
@@ -58,7 +58,7 @@ class SegmentationConfig:
     """
 
     data: str | Path
-    methods: list[tuple[str, str | Path | None]]
+    methods: list[MethodEntry]
     output_dir: str | Path
     protocol: str = "finetune"
     folds: int = 5
@@ -271,9 +271,7 @@ def evaluate_segmentation(cfg: SegmentationConfig, data: SegmentationSet | None 
     if any(len(s.train) < 2 or len(s.val) == 0 for s in splits):
         raise ValueError(f"{len(data.labels)} volumes are too few for {cfg.folds} folds with a validation split")
     record = asdict(cfg)
-    record.update(
-        data=str(cfg.data), output_dir=str(cfg.output_dir), methods=[[i, c and str(c)] for i, c in cfg.methods]
-    )
+    record.update(data=str(cfg.data), output_dir=str(cfg.output_dir), methods=method_records(cfg.methods))
     results = {
         "task": "segmentation",
         "args": record,

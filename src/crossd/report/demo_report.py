@@ -104,7 +104,14 @@ def _data_section(summary: dict) -> list[str]:
         "| Set | File | Patch | Centres from | Train / val / test |",
         "|---|---|---|---|---|",
     ]
-    for key, role in (("pretrain", "2D pretraining"), ("downstream", "3D downstream")):
+    roles = (
+        ("pretrain", "2D pretraining"),
+        ("volumes", "3D pretraining (hybrid runs)"),
+        ("downstream", "3D downstream"),
+    )
+    for key, role in roles:
+        if key not in summary["data"]:
+            continue
         part = d[key]
         sizes = " / ".join(str(sum(part["class_counts"][s])) for s in ("train", "val", "test"))
         shape = " x ".join(str(s) for s in part["shape"])
@@ -112,7 +119,7 @@ def _data_section(summary: dict) -> list[str]:
         lines.append(f"| {role} | `{summary['data'][key]}` | {shape} | {where} | {sizes} |")
     lines += [
         "",
-        "Both files use MedMNIST's layout (`train_images`, `train_labels`, `val_*`, `test_*`; uint8) and can be "
+        "The files use MedMNIST's layout (`train_images`, `train_labels`, `val_*`, `test_*`; uint8) and can be "
         "given to `crossd pretrain` / `crossd evaluate` directly; `data/mni152_tissue.json` lists the build "
         "settings and per-class counts.",
         "",
@@ -123,26 +130,65 @@ def _data_section(summary: dict) -> list[str]:
 def _pretrain_section(summary: dict) -> list[str]:
     s = summary["settings"]
     size = summary["data"]["description"]["pretrain"]["shape"][0]
+    hybrid = any(run.get("volumes") for run in summary["pretrain"].values())
     lines = [
-        "## 1. Pretraining in 2D",
+        "## 1. Pretraining",
         "",
-        f"Two torchvision ResNet-18s trained from scratch with `crossd.train.pretrain`: one with every convolution "
-        f"a Cross-D layer (`rotate` mode, a 3D kernel sliced per sample by its rotation head) and a regular one. "
-        f"{s['pretrain_epochs']} epoch(s), batch {s['pretrain_batch_size']}, AdamW lr {s['lr']:g}, "
+        f"Torchvision ResNet-18s trained from scratch with `crossd.train.pretrain`: `crossd` has every convolution "
+        f"a Cross-D layer (`rotate` mode, a 3D kernel sliced per sample by its rotation head), `regular` is the "
+        f"plain network. {s['pretrain_epochs']} epoch(s), batch {s['pretrain_batch_size']}, AdamW lr {s['lr']:g}, "
         f"{size}x{size} random-resized crops of 50–100% of the patch area (so the labelled centre stays in view) "
         "and horizontal flips.",
         "",
+    ]
+    if hybrid:
+        lines += [
+            "The `+volumes` networks are trained the same way with **hybrid 2D+3D pretraining** (`crossd pretrain "
+            "--volumes`): after every 4th 2D batch, a batch of 8 left-hemisphere volumes goes through a 3D twin that "
+            "shares every weight — for `crossd+volumes` the stored 3D kernels themselves, for its fair baseline "
+            "`regular+volumes` the I3D-inflated 2D kernels. Both see exactly the same volumes.",
+            "",
+        ]
+    lines += [
         "| Network | Epochs | Val accuracy (%) | Test accuracy (%) | Test balanced acc. (%) | Time (s) |",
         "|---|---|---|---|---|---|",
     ]
-    for conv, run in summary["pretrain"].items():
+    for name, run in summary["pretrain"].items():
         m = run["metrics"]
         test = m.get("test", {})
-        shown = "reused" if run.get("reused") else f"{summary['timings'][f'pretrain {conv}']['wall']:.0f}"
+        shown = "reused" if run.get("reused") else f"{summary['timings'][f'pretrain {name}']['wall']:.0f}"
         lines.append(
-            f"| {conv} ResNet-18 | {m['epochs']} | {_percent(m['val'].get('accuracy'))} | "
+            f"| {name} ResNet-18 | {m['epochs']} | {_percent(m['val'].get('accuracy'))} | "
             f"{_percent(test.get('accuracy'))} | {_percent(test.get('balanced_accuracy'))} | {shown} |"
         )
+    return [*lines, ""]
+
+
+def _margins_section(summary: dict) -> list[str]:
+    margins = summary.get("margins") or {}
+    if not margins:
+        return []
+    bases = list(next(iter(margins.values())))
+    lines = [
+        "### Cross-D against I3D and ACS",
+        "",
+        "Test-accuracy difference of each Cross-D transfer against each baseline, in points, with the paired "
+        "Wilcoxon signed-rank test over the shared folds (positive: Cross-D is better). The multi-seed study "
+        "behind the demo's choice of settings is in `docs/experiments.md` (`benchmarks/transfer_study.py`).",
+        "",
+        "| Cross-D | " + " | ".join(f"vs {b}" for b in bases) + " |",
+        "|---|" + "---|" * len(bases),
+    ]
+    for method, tests in margins.items():
+        cells = []
+        for b in bases:
+            t = tests[b]
+            if t["mean_difference"] is None:
+                cells.append(f"– ({t['note']})")
+                continue
+            p = "n/a" if t["p_value"] is None else f"{t['p_value']:.3g}"
+            cells.append(f"{100 * t['mean_difference']:+.1f} (p = {p}, {t['pairs']} folds)")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -199,6 +245,7 @@ def _evaluate_section(summary: dict) -> list[str]:
         "",
         f"![Training curves]({summary['figures']['training_curves']})",
         "",
+        *_margins_section(summary),
     ]
     return lines
 
@@ -256,6 +303,7 @@ def report_markdown(summary: dict) -> str:
     flags += "" if s["eval_lr"] is None else f" --eval-lr {s['eval_lr']:g}"
     flags += "" if s.get("protocol", "bn") == "bn" else f" --protocol {s['protocol']}"
     flags += f" --segmentation --segmentation-epochs {s['segmentation_epochs']}" if s.get("segmentation") else ""
+    flags += "" if s.get("volumes", True) else " --no-volumes"
     flags += f" --pretrain-epochs {s['pretrain_epochs']} --seed {s['seed']}"
     flags += f" --samples-2d {s['data']['samples_2d']} --samples-3d {s['data']['samples_3d']}"
     lines = [
@@ -268,8 +316,8 @@ def report_markdown(summary: dict) -> str:
         "",
         "Cross-D pretrains 3D convolution kernels on 2D images: each layer stores a 3D kernel and, per 2D input, "
         "cuts a 2D kernel from it along a plane its rotation head chooses. This demo pretrains such a network and "
-        "a regular one on 2D MRI patches, moves both to 3D and compares how well their frozen kernels serve a 3D "
-        "task.",
+        "a regular one on 2D MRI patches (and, by default, both again with a few volumes mixed in), moves them to "
+        "3D and compares how well their frozen kernels serve a 3D task.",
         "",
         *_data_section(summary),
         *_pretrain_section(summary),
