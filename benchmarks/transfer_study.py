@@ -113,10 +113,16 @@ VARIANTS = {
         ),
     ]
 }
-FAIR = "regular_hybrid"
-"""The baseline that saw the same volumes as the hybrid Cross-D runs."""
+
 BASELINES = ("random", "i3d", "center", "acs")
-REFERENCES = {"i3d": "I3D", "acs": "ACS", FAIR: "I3D + same volumes", "shift": "Cross-D shift"}
+REFERENCES = {
+    "i3d": "I3D",
+    "acs": "ACS",
+    "regular_hybrid": "I3D + same volumes",
+    "regular_hybrid_acs": "ACS + same volumes",
+    "volumes_only": "volumes only",
+    "shift": "Cross-D shift",
+}
 """Every method is compared (paired Wilcoxon) with each of these that the study ran."""
 
 
