@@ -309,14 +309,12 @@ def run_demo(cfg: DemoConfig) -> dict:
     )
     say(f"transferring to 3D and evaluating {len(ecfg.methods)} inits on {data.downstream_path.name} ({cfg.protocol})")
     with clock("evaluate"):
-        torch.manual_seed(cfg.seed)  # the random init draws from here: same numbers whether pretraining ran or not
         results = evaluate(ecfg)
 
     segmentation = None
     if cfg.segmentation:
         say("second task: grey/white-matter segmentation with each transferred encoder")
         with clock("segmentation"):
-            torch.manual_seed(cfg.seed)
             scfg = SegmentationConfig(
                 "mni152",
                 ecfg.methods,

@@ -142,3 +142,13 @@ def test_interrupted_run_keeps_finished_folds(data_dir, tmp_path, monkeypatch):
     stored = json.loads((tmp_path / "results.json").read_text())
     assert not stored["complete"] and len(stored["results"][0]["folds"]) == 1
     assert "--resume" in (tmp_path / "results.md").read_text()
+
+
+def test_random_init_depends_on_the_seed_only(data_dir, tmp_path):
+    runs = []
+    for i, state in enumerate((1, 2)):
+        torch.manual_seed(state)  # whatever ran before must not change the random network
+        runs.append(_run(data_dir, tmp_path / str(i), "vol.npz", [("random", None)]))
+    folds = [[f["accuracy"] for f in r["results"][0]["folds"]] for r in runs]
+    losses = [[f["history"]["train_loss"] for f in r["results"][0]["folds"]] for r in runs]
+    assert folds[0] == folds[1] and losses[0] == losses[1]

@@ -173,6 +173,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     samples = load_samples(cfg.data, cfg.size)
     methods = method_names(cfg.methods)
     networks, loadings = {}, {}
+    torch.manual_seed(cfg.seed)  # a random init draws from here: the same seed gives the same network
     for method in methods:  # build everything first: bad checkpoints fail before any training
         networks[method.name], loadings[method.name] = build_network(
             method, samples.spatial_dims, cfg.arch, cfg.align, cfg.drop_bn_stats

@@ -265,6 +265,7 @@ def evaluate_segmentation(cfg: SegmentationConfig, data: SegmentationSet | None 
     out_dir = Path(cfg.output_dir)
     methods = method_names(cfg.methods)
     templates, loadings = {}, {}
+    torch.manual_seed(cfg.seed)  # a random init draws from here: the same seed gives the same network
     for method in methods:  # build everything first: bad checkpoints fail before any training
         templates[method.name], loadings[method.name] = build_segmenter(method, data.num_classes, cfg)
     splits = paper_splits(len(data.labels), cfg.folds, cfg.repeats, cfg.seed - 1, cfg.val_fraction)
