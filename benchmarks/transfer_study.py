@@ -145,7 +145,7 @@ def run_pretraining(args, seed: int, variant: Variant, data_path: Path, volumes:
             val_crop_size=args.size_2d,
             train_crop_scale=(1.0, 1.0),
             device="cpu",
-            print_freq=10**6,
+            quiet=True,
             seed=seed,
             **settings,
         )

@@ -156,7 +156,8 @@ def _pretrain_config(cfg: DemoConfig, data: DemoData, run: DemoRun) -> PretrainC
         lr=cfg.lr,
         output_dir=str(Path(cfg.output_dir) / run.folder),
         device=cfg.device,
-        print_freq=10**6 if not cfg.progress else 20,
+        print_freq=20,
+        quiet=not cfg.progress,
         seed=cfg.seed,
         train_crop_size=size,
         train_crop_scale=(0.5, 1.0),  # keep the labelled centre voxel in the crop
@@ -169,7 +170,7 @@ def _pretrain_config(cfg: DemoConfig, data: DemoData, run: DemoRun) -> PretrainC
 def _same_run(saved: dict, pcfg: PretrainConfig) -> bool:
     """Same training settings (paths may differ: a moved demo folder stays reusable; its data is checked by
     :func:`check_output_dir`)."""
-    ignore = ("resume", "print_freq", "workers", "device", "data_path", "output_dir", "volumes")
+    ignore = ("resume", "print_freq", "quiet", "workers", "device", "data_path", "output_dir", "volumes")
     mine = {k: v for k, v in asdict(pcfg).items() if k not in ignore}
     return all(saved.get(k) == v for k, v in mine.items())
 

@@ -44,6 +44,13 @@ def test_one_epoch_writes_checkpoint_log_and_metrics(tiny_config, conv, capsys):
     assert "Epoch [1/1] [3/3]" in progress and "img/s" in progress and "eta" in progress
 
 
+def test_quiet_run_prints_nothing_but_writes_everything(tiny_config, capsys):
+    cfg = tiny_config(quiet=True)
+    pretrain(cfg)
+    assert capsys.readouterr().out == ""
+    assert len(_log(cfg.output_dir)) == 1 and (Path(cfg.output_dir) / "metrics.json").is_file()
+
+
 def test_medmnist_npz_run(tmp_path, tiny_config):
     npz = write_medmnist_npz(tmp_path / "tiny.npz", classes=2, per_split=8, splits=("train", "val"))
     results = pretrain(tiny_config(data_path=str(npz), model="resnet18"))

@@ -101,6 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--resume", default=None, help="checkpoint.pt to continue from")
     run.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     run.add_argument("--print-freq", type=int, default=d.print_freq, help="progress line every N steps")
+    run.add_argument("--quiet", action="store_true", help="no console lines (logs and checkpoints are still written)")
 
 
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:

@@ -44,6 +44,7 @@ class PretrainConfig:
         volume_init: how the 3D twin of a *regular* model convolves: ``"i3d"`` (inflated 2D kernels, default) or
             ``"acs"``; a Cross-D model's twin always uses its stored 3D kernels (``"crossd"``).
         volume_batch_size: 3D batch size.
+        quiet: no console lines (the log, checkpoints and metrics are written all the same).
     """
 
     data_path: str = ""
@@ -82,6 +83,7 @@ class PretrainConfig:
     volume_every: int = 4
     volume_batch_size: int = 8
     volume_init: str | None = None
+    quiet: bool = False
 
     @property
     def twin_init(self) -> str:

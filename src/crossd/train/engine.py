@@ -95,16 +95,17 @@ def train_one_epoch(
     info: DistInfo,
     precision: Precision,
     header: str,
-    print_freq: int,
+    print_freq: int | None,
     after_step: Callable[[int], None] | None = None,
 ) -> EpochStats:
     """One pass over ``loader`` with cross-entropy; returns statistics reduced over all processes.
 
+    A progress line every ``print_freq`` steps on the main process (``None``: silent).
     ``after_step(step)`` (1-based) runs after each optimiser step (hybrid training puts its 3D batches there).
     """
     model.train()
     lr = optimizer.param_groups[0]["lr"]
-    progress = ProgressPrinter(header, len(loader), print_freq, enabled=info.is_main)
+    progress = ProgressPrinter(header, len(loader), print_freq or 1, enabled=info.is_main and print_freq is not None)
     totals = np.zeros(4)  # loss sum, top-1 hits, top-5 hits, samples (this process)
     start = time.perf_counter()
     for step, (images, targets) in enumerate(loader, start=1):

@@ -160,13 +160,13 @@ class _Run:
                 info,
                 self.precision,
                 header,
-                cfg.print_freq,
+                None if cfg.quiet else cfg.print_freq,
                 self.hybrid,
             )
             self.scheduler.step()
             val = self._predict(self.splits.val)
             states = all_gather_objects(rng_state(info.device), info)
-            if info.is_main:
+            if info.is_main and not cfg.quiet:
                 left = (time.perf_counter() - run_start) / (epoch + 1 - self.start_epoch) * (cfg.epochs - epoch - 1)
                 print(
                     f"{header} train loss {stats.loss:.4f} acc1 {stats.acc1:.2f} | val loss {val.loss:.4f} "
@@ -174,6 +174,7 @@ class _Run:
                     f"run eta {datetime.timedelta(seconds=round(left))}",
                     flush=True,
                 )
+            if info.is_main:
                 self._save(epoch + 1, states)
                 row = _log_row(epoch + 1, lr, stats, val)
                 if self.hybrid is not None:
@@ -193,6 +194,7 @@ class _Run:
             results["test"] = _summary(self._predict(self.splits.test))
         if self.info.is_main:
             save_json(results, self.output_dir / "metrics.json")
+        if self.info.is_main and not self.cfg.quiet:
             scores = ", ".join(f"{s} accuracy {results[s]['accuracy']:.4f}" for s in ("val", "test") if s in results)
             print(f"done: {scores}; metrics in {self.output_dir / 'metrics.json'}", flush=True)
         return results
@@ -203,7 +205,7 @@ class _Run:
         return predict(self.bare, loader, self.info, self.precision)
 
     def _announce(self) -> None:
-        if not self.info.is_main:
+        if not self.info.is_main or self.cfg.quiet:
             return
         s = self.splits
         sizes = f"{len(s.train)} train / {len(s.val)} val" + (f" / {len(s.test)} test" if s.test is not None else "")
