@@ -71,6 +71,17 @@ def test_3d_protocols_run(data_dir, tmp_path, protocol):
         assert "BatchNorms named `*bn*` reset" in (tmp_path / "results.md").read_text()
 
 
+def test_linear_protocol_with_batchnorm_recalibration(data_dir, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(runner_module, "recalibrate_batchnorm", lambda model, loader, device: calls.append(loader))
+    methods = [("crossd", data_dir / "crossd.safetensors")]
+    results = _run(data_dir, tmp_path, "vol.npz", methods, protocol="linear", recalibrate_bn=True)
+    _check_results(results, tmp_path, ["crossd"])
+    assert results["args"]["recalibrate_bn"] and len(calls) == 2  # once per fold
+    folds = results["results"][0]["folds"]
+    assert all(len(loader.dataset) == fold["n_train"] for loader, fold in zip(calls, folds, strict=True))
+
+
 @pytest.mark.parametrize("protocol", ["bn", "paper"])
 def test_2d_inits_run(data_dir, tmp_path, protocol):
     methods = [("crossd", data_dir / "crossd.safetensors"), ("regular2d", data_dir / "regular.safetensors")]

@@ -6,7 +6,7 @@ from torch import nn
 
 from crossd.evaluate import BnConstants, PaperConstants
 from crossd.evaluate.methods import replace_head
-from crossd.evaluate.protocols import Schedule, batchnorm_parameters
+from crossd.evaluate.protocols import Schedule, batchnorm_parameters, recalibrate_batchnorm
 from crossd.models import create_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
@@ -74,3 +74,18 @@ def test_bn_linear_finetune_parameters_and_milestones(protocol):
         schedule.end_epoch()
     assert isinstance(schedule.optimizer, torch.optim.Adam)
     assert lrs == pytest.approx([1e-3] * 4 + [1e-4] * 2 + [1e-5] * 2)  # x0.1 at 50% and 75%
+
+
+def test_recalibrate_batchnorm_sets_statistics_to_the_data_and_changes_nothing_else():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(1, 4, 3), nn.BatchNorm3d(4, momentum=0.3)).eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "batches" not in k}
+    data = [(torch.randn(5, 1, 6, 6, 6) * 2 + 1, None) for _ in range(4)]
+    recalibrate_batchnorm(model, data, torch.device("cpu"))
+    bn = model[1]
+    features = torch.cat([model[0](x) for x, _ in data])  # (20, 4, 4, 4, 4)
+    # equal batch sizes: the average of batch means is the data mean (float32, tolerance 1e-5)
+    torch.testing.assert_close(bn.running_mean, features.mean((0, 2, 3, 4)), rtol=1e-5, atol=1e-5)
+    assert bn.momentum == 0.3 and not model.training
+    for key, value in weights.items():
+        assert torch.equal(model.state_dict()[key], value), key

@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reset BatchNorms named *bn* of Cross-D 3D networks, as the authors did (default: keep all)",
     )
+    parser.add_argument(
+        "--recalibrate-bn",
+        action="store_true",
+        help="re-estimate BatchNorm statistics on each fold's training samples before training (AdaBN)",
+    )
     parser.add_argument("--protocol", choices=PROTOCOLS, default="bn")
     parser.add_argument("--folds", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
@@ -96,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         align=args.align,
         arch=args.arch,
         drop_bn_stats=args.drop_bn_stats,
+        recalibrate_bn=args.recalibrate_bn,
         device=args.device,
         resume=args.resume,
         progress=not args.no_progress,

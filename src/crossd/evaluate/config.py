@@ -81,6 +81,8 @@ class EvaluateConfig:
         align: ``shift``-mode Cross-D kernels rolled to centre their angle-0 slice.
         arch: torchvision name for checkpoints without crossd metadata (default resnet18).
         drop_bn_stats: the authors' Cross-D 3D loading (BatchNorms named ``*bn*`` reset); default keeps them all.
+        recalibrate_bn: before training a fold, re-estimate every BatchNorm's running statistics on that fold's
+            training samples (AdaBN; no weight changes) -- matters for ``linear``, whose statistics stay frozen.
         resume: continue ``output_dir/results.json``, skipping finished folds.
         progress: show the tqdm bar.
     """
@@ -101,6 +103,7 @@ class EvaluateConfig:
     align: bool = False
     arch: str | None = None
     drop_bn_stats: bool = False
+    recalibrate_bn: bool = False
     device: str | None = None
     resume: bool = False
     progress: bool = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from crossd.evaluate.config import BnConstants, PaperConstants
 
@@ -19,6 +20,24 @@ from crossd.evaluate.config import BnConstants, PaperConstants
 def batchnorm_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The affine parameters of every BatchNorm (rotation heads' included)."""
     return [p for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for p in m.parameters()]
+
+
+def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, device: torch.device) -> None:
+    """AdaBN: reset every BatchNorm's running statistics and re-estimate them as the plain average over the
+    batches ``(x, y)`` of ``loader`` (no gradients, weights untouched); momenta and the training mode are restored."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    training = model.training
+    model.train()
+    with torch.no_grad():
+        for inputs, _ in loader:
+            model(inputs.to(device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.train(training)
 
 
 def _only_trainable(model: nn.Module, params: list[nn.Parameter]) -> list[nn.Parameter]:

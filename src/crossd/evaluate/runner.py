@@ -19,7 +19,7 @@ from crossd.data.volumes import SampleSet, load_samples
 from crossd.evaluate.config import EvaluateConfig
 from crossd.evaluate.folds import Split, paper_splits, stratified_splits
 from crossd.evaluate.methods import Method, build_network, method_names, replace_head
-from crossd.evaluate.protocols import Schedule
+from crossd.evaluate.protocols import Schedule, recalibrate_batchnorm
 from crossd.evaluate.stats import paired_wilcoxon, summarize
 from crossd.evaluate.training import train_fold
 from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
@@ -44,6 +44,7 @@ _RESUME_KEYS = (
     "align",
     "arch",
     "drop_bn_stats",
+    "recalibrate_bn",
     "methods",
     "protocol_constants",
 )
@@ -99,6 +100,7 @@ def _loaders(cfg: EvaluateConfig, samples: SampleSet, bounds: tuple, split: Spli
         "train": loader(split.train, train_tf, True),
         "val": loader(split.val, eval_tf, False),
         "test": loader(split.test, eval_tf, False),
+        "calibration": loader(split.train, eval_tf, False),  # the training samples without augmentation
     }
 
 
@@ -235,6 +237,8 @@ def _run_fold(
     epochs = cfg.resolved("epochs")
     schedule = Schedule(cfg.protocol, model, head, epochs, cfg.resolved("lr"), cfg.constants)
     loaders = _loaders(cfg, samples, bounds, split, seed)
+    if cfg.recalibrate_bn:
+        recalibrate_batchnorm(model, loaders["calibration"], device)
 
     def on_epoch(epoch: int, row: dict) -> None:
         bar.set_postfix(method=method.name, fold=f"{split.repeat}.{split.fold}", val_acc=f"{row['val_accuracy']:.3f}")

@@ -319,9 +319,11 @@ def segmentation_config_from_args(
     args: argparse.Namespace, methods: list[tuple[str, str | None]]
 ) -> SegmentationConfig:
     """The :class:`SegmentationConfig` of ``crossd evaluate --task segmentation`` flags (``None`` flags take the
-    segmentation defaults; ``--protocol paper`` and ``--resume`` are refused)."""
+    segmentation defaults; ``--protocol paper``, ``--resume`` and ``--recalibrate-bn`` are refused)."""
     if getattr(args, "resume", False):
         raise ValueError("--resume is not supported with --task segmentation")
+    if getattr(args, "recalibrate_bn", False):
+        raise ValueError("--recalibrate-bn is for classification; segmentation protocols train the BatchNorms")
     overrides = {
         name: getattr(args, name)
         for name in ("folds", "repeats", "epochs", "batch_size", "lr", "size", "arch", "device")
