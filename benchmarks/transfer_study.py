@@ -224,6 +224,7 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> N
                 epochs=args.epochs,
                 seed=seed,
                 align=align,
+                recalibrate_bn=args.recalibrate_bn,
                 arch=args.arch,
                 resume=True,
                 progress=False,
@@ -318,8 +319,10 @@ def markdown(rows: list[dict], args) -> str:
         **{n: v.description for n, v in VARIANTS.items()},
     }
     refs = [ref for ref in REFERENCES if any(r["method"] == ref for r in rows)]
+    recalibrated = " + BatchNorm recalibration (AdaBN)" if args.recalibrate_bn else ""
     lines = [
-        f"Arch `{args.arch}`, protocol `{args.protocol}`, seeds {args.finished_seeds} x {args.folds} folds, "
+        f"Arch `{args.arch}`, protocol `{args.protocol}`{recalibrated}, seeds {args.finished_seeds} x "
+        f"{args.folds} folds, "
         f"pretraining {args.pretrain_epochs} epochs, evaluation {args.epochs} epochs at lr "
         f"{args.eval_lr or 'of the protocol'}.",
         "",
@@ -364,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20, help="evaluation epochs per fold")
     parser.add_argument("--eval-lr", type=float, default=None, help="evaluation learning rate (protocol default)")
+    parser.add_argument("--recalibrate-bn", action="store_true", help="AdaBN before each fold (crossd evaluate's)")
     parser.add_argument(
         "--eval-tag",
         default="",
