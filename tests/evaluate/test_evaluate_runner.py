@@ -120,6 +120,7 @@ def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path
     first = _run(data_dir, tmp_path, "vol.npz", methods, seed=3)
     stored = json.loads((tmp_path / "results.json").read_text())
     stored["results"][0]["folds"] = stored["results"][0]["folds"][:1]  # as if stopped after one fold
+    del stored["args"]["recalibrate_bn"]  # as if written before that setting existed: its default is assumed
     (tmp_path / "results.json").write_text(json.dumps(stored))
     with pytest.raises(ValueError, match="--resume"):
         _run(data_dir, tmp_path, "vol.npz", methods, seed=3)

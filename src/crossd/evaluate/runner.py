@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,9 @@ def _load_previous(cfg: EvaluateConfig, path: Path) -> dict | None:
             raise ValueError(f"{path} already holds results; pass --resume to continue it or use another --output-dir")
         return None
     record = json.loads(json.dumps(cfg.record(), default=str))
-    changed = [k for k in _RESUME_KEYS if previous.get("args", {}).get(k) != record.get(k)]
+    before = previous.get("args", {})
+    defaults = {f.name: f.default for f in fields(EvaluateConfig)}  # a setting added since that run: its default
+    changed = [k for k in _RESUME_KEYS if before.get(k, defaults.get(k)) != record.get(k)]
     if changed:
         raise ValueError(f"{path}: cannot resume, settings differ in {', '.join(changed)}")
     return previous
