@@ -283,7 +283,7 @@ def summarise(per_method: dict[str, list[dict]], seeds: list[int]) -> list[dict]
     return sorted(rows, key=lambda r: -r["mean"])
 
 
-def kernel_energy(output_dir: Path, seeds: list[int]) -> dict[str, float]:
+def kernel_energy(output_dir: Path, seeds: list[int], variants: list[str]) -> dict[str, float]:
     """Per Cross-D variant: energy of the off-centre depth slices over that of the centre slice (in the plane
     used at angle 0: ``roll(W, (1, 1, 1))`` for ``shift``), summed over all 3x3x3 kernels, mean over seeds."""
     from safetensors.torch import load_file
@@ -293,7 +293,7 @@ def kernel_energy(output_dir: Path, seeds: list[int]) -> dict[str, float]:
     ratios: dict[str, list[float]] = {}
     for seed in seeds:
         for path in sorted((output_dir / f"seed{seed}" / "checkpoints").glob("*.safetensors")):
-            if path.stem.startswith("regular") or path.stem.endswith("_aligned"):
+            if path.stem not in variants or path.stem.startswith("regular") or path.stem.endswith("_aligned"):
                 continue
             centre = off = 0.0
             for key, w in load_file(str(path)).items():
@@ -336,7 +336,7 @@ def markdown(rows: list[dict], args) -> str:
             f"| `{r['method']}`: {describe.get(r['method'], '')} | {r['mean']:.3f} ± {r['std']:.3f} | "
             f"{r['seed_mean_std']:.3f} | " + " | ".join(cmp(r.get(f"vs_{ref}")) for ref in refs) + " |"
         )
-    energy = kernel_energy(args.output_dir, args.finished_seeds)
+    energy = kernel_energy(args.output_dir, args.finished_seeds, args.variants)
     lines += [
         "",
         "Off-centre / centre slice energy of the pretrained 3x3x3 kernels (a fresh 3D Kaiming init gives 2.0):",
