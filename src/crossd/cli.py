@@ -29,6 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """The error's message; for one re-raised from a DataLoader worker (the worker's traceback in the message),
+    its original last line without the exception-type prefix."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    return last.split(": ", 1)[1] if last.startswith(type(exc).__name__ + ": ") else last
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``crossd COMMAND ...``; user errors print ``crossd COMMAND: error: ...`` and return 2."""
     argv = sys.argv[1:] if argv is None else argv
@@ -37,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except (UserError, FileNotFoundError, ValueError) as exc:
-        print(f"crossd {args.command}: error: {exc}", file=sys.stderr)
+        print(f"crossd {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"crossd {args.command}: interrupted", file=sys.stderr)

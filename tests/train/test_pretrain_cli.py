@@ -59,6 +59,24 @@ def _other_model(tmp_path):
     return ["--data-path", str(tmp_path / "data"), "--resume", str(tmp_path / "other.pt")]
 
 
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_corrupt_image_met_in_training_is_one_line_and_keeps_earlier_files(tmp_path, capsys, workers):
+    write_image_folder(tmp_path / "data", classes=2, per_class=2)
+    bad = next((tmp_path / "data" / "train").rglob("*.png"))
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "log.csv").write_text("earlier run\n")
+    assert (
+        main(["pretrain", "--data-path", str(tmp_path / "data"), "--output-dir", str(out), *TINY_FLAGS, "-j", workers])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crossd pretrain: error: ") and "\n" not in err, err
+    assert f"{bad}: not a readable image" in err
+    assert (out / "log.csv").read_text() == "earlier run\n"
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -94,12 +94,15 @@ def _as_uint8(images: np.ndarray) -> np.ndarray:
 
 def read_rgb(path: str | Path) -> Image.Image:
     """An image file as 8-bit RGB; 16-bit and float grey images (common in medical PNG/TIFF) are min-max scaled
-    to ``0..255`` first instead of being clipped."""
-    with Image.open(path) as image:
-        image.load()
-        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-            image = Image.fromarray(_as_uint8(np.asarray(image, dtype=np.float32)))
-        return image.convert("RGB")
+    to ``0..255`` first instead of being clipped. An unreadable or truncated file raises a ``ValueError`` naming it."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                image = Image.fromarray(_as_uint8(np.asarray(image, dtype=np.float32)))
+            return image.convert("RGB")
+    except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+        raise ValueError(f"{path}: not a readable image ({exc}); remove or replace the file") from None
 
 
 def _check_classes(classes: list[str], where: Path | str) -> None:
