@@ -135,7 +135,7 @@ def layer_ratios(
         medians = interleaved_medians(candidates, repeats)
         base = medians.pop("conv2d")
         out_pixels = output_size(shape.size, shape.kernel_size, shape.stride, shape.padding, 1) ** 2
-        auto = choose_path(batch_size, shape.in_channels, shape.out_channels, 1, shape.kernel_size, out_pixels)
+        auto = choose_path(shape.out_channels, 1, shape.kernel_size, out_pixels)
         rows.append(
             {**asdict(shape), "conv2d_ms": base * 1e3, "auto_path": auto}
             | {f"{name} x": t / base for name, t in medians.items()}

@@ -102,10 +102,10 @@ def test_batch_granularity_is_a_plain_conv_with_the_single_kernel():
 
 
 def test_choose_path_follows_the_resnet18_crossover():
-    assert choose_path(16, 3, 64, 1, 7, 56 * 56) == "weight"  # conv1
-    assert choose_path(16, 64, 64, 1, 3, 28 * 28) == "weight"
-    assert choose_path(16, 256, 256, 1, 3, 7 * 7) == "input"
-    assert choose_path(16, 512, 512, 1, 3, 4 * 4) == "input"
+    assert choose_path(64, 1, 7, 56 * 56) == "weight"  # conv1
+    assert choose_path(64, 1, 3, 28 * 28) == "weight"
+    assert choose_path(256, 1, 3, 7 * 7) == "input"
+    assert choose_path(512, 1, 3, 4 * 4) == "input"
 
 
 def test_backward_keeps_neither_kernels_nor_expanded_input():

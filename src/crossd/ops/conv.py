@@ -70,14 +70,11 @@ def resolve_padding(
     return F.pad(x, (left, right, top, bottom)), (0, 0)
 
 
-def choose_path(
-    batch: int, in_channels: int, out_channels: int, groups: int, kernel_size: int, out_pixels: int
-) -> Literal["weight", "input"]:
+def choose_path(out_channels: int, groups: int, kernel_size: int, out_pixels: int) -> Literal["weight", "input"]:
     """Pick the faster exact formulation from the measured cost model (costs relative to ``conv2d``).
 
     weight side: ``WEIGHT_BASE + WEIGHT_BUILD K^3 / L``; input side: ``INPUT_GEMM K + INPUT_MIX K^3 g / Co``,
-    with ``L = out_pixels``. ``batch`` and ``in_channels`` cancel out of both; they are kept for callers that
-    describe a layer fully.
+    with ``L = out_pixels`` (batch size and input channels cancel out of both).
     """
     k3 = kernel_size**3
     weight_cost = WEIGHT_BASE + WEIGHT_BUILD * k3 / max(out_pixels, 1)
@@ -139,7 +136,7 @@ def crossd_conv2d(
         return F.conv2d(x, apply_slice_operator(weight, op)[0], bias, stride, pad, dilation, groups)
     if path == "auto":
         ho, wo = output_shape(x.shape[2:], k, stride, pad, dilation)
-        path = choose_path(x.shape[0], x.shape[1], co, groups, k, ho * wo)
+        path = choose_path(co, groups, k, ho * wo)
     conv = WeightSideConv if path == "weight" else InputSideConv
     return _add_bias(conv.apply(x, weight, op, stride, pad, dilation, groups), bias)
 
