@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 from crossd.data.demo import (
     DemoDataConfig,
@@ -46,6 +47,8 @@ class Variant:
     ``init`` is the 3D init it is evaluated with (``"crossd"``, or ``"i3d"``/``"acs"`` for regular networks);
     ``volumes_only`` trains no 2D batch at all: a fresh Cross-D network learns from the hybrid volumes alone,
     through its 3D twin, for as many 3D steps as a hybrid run takes (the control for what the volumes give).
+    ``source`` reuses another variant's pretraining run; ``blend`` b transfers ``(1 - b) W + b repeat(W[c])``
+    (off-plane voxels pulled towards the trained centre plane; ``rotate`` kernels only).
     """
 
     name: str
@@ -53,6 +56,8 @@ class Variant:
     init: str = "crossd"
     align: bool = False
     volumes_only: bool = False
+    source: str | None = None
+    blend: float = 0.0
     description: str = ""
 
 
@@ -65,9 +70,17 @@ VARIANTS = {
             "shift_aligned",
             {"conv": "crossd", "mode": "shift"},
             align=True,
+            source="shift",
             description="Cross-D shift, transferred as roll(W, (1,1,1))",
         ),
         Variant("rotate", {"conv": "crossd", "mode": "rotate"}, description="Cross-D rotate (head planes)"),
+        Variant(
+            "rotate_blend",
+            {"conv": "crossd", "mode": "rotate"},
+            source="rotate",
+            blend=0.5,
+            description="ablation: the rotate checkpoints, off-plane voxels blended halfway to the trained plane",
+        ),
         Variant(
             "rotate_random",
             {"conv": "crossd", "plane_sampling": "random"},
@@ -127,7 +140,7 @@ REFERENCES = {
 
 
 def run_pretraining(args, seed: int, variant: Variant, data_path: Path, volumes: Path) -> Path:
-    out = args.output_dir / f"seed{seed}" / variant.name.removesuffix("_aligned")
+    out = args.output_dir / f"seed{seed}" / (variant.source or variant.name)
     if not (out / "metrics.json").is_file():
         if out.exists():
             shutil.rmtree(out)  # an unfinished run of this study: start it again
@@ -177,13 +190,25 @@ def train_volumes_only(config: PretrainConfig, volumes: Path, images: NpzData) -
     save_json({"epochs": config.epochs, "volume_loss": losses}, out / "metrics.json")
 
 
-def checkpoint_copy(run_dir: Path, label: str) -> Path:
-    """The run's weights under a unique file name (evaluate labels methods by checkpoint stem)."""
+def checkpoint_copy(run_dir: Path, label: str, blend: float = 0.0) -> Path:
+    """The run's weights under a unique file name (evaluate labels methods by checkpoint stem); with ``blend``,
+    every 3D kernel ``W`` (K >= 3) becomes ``(1 - blend) W + blend repeat(W[:, :, c])``."""
     target = run_dir.parent / "checkpoints" / f"{label}.safetensors"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not blend:
         shutil.copyfile(run_dir / "model.safetensors", target)
-    return target
+        return target
+    with safe_open(run_dir / "model.safetensors", "pt") as f:
+        metadata, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    if metadata.get("crossd.mode") != "rotate":
+        raise ValueError(f"{run_dir}: blending needs rotate-mode kernels")
+    for key, w in state.items():
+        if w.dim() == 5 and w.shape[-1] >= 3 and "rotation_head" not in key:
+            plane = w[:, :, w.shape[2] // 2 : w.shape[2] // 2 + 1].expand_as(w)
+            state[key] = (1 - blend) * w + blend * plane
+    return save_safetensors(state, target, metadata=metadata)
 
 
 def evaluation_folders(variants) -> dict[str, str | None]:
@@ -211,7 +236,8 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> N
             if label in BASELINES:
                 methods.append((label, None if label == "random" else checkpoint_copy(runs["regular"], "regular")))
             else:
-                methods.append((VARIANTS[label].init, checkpoint_copy(runs[label], label)))
+                v = VARIANTS[label]
+                methods.append((v.init, checkpoint_copy(runs[label], label, v.blend)))
         evaluate(
             EvaluateConfig(
                 data=str(downstream),

@@ -140,6 +140,21 @@ def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path
     assert again["results"][0]["folds"][1]["accuracy"] == first["results"][0]["folds"][1]["accuracy"]
 
 
+def test_resume_with_an_added_method_runs_only_that_method(data_dir, tmp_path, monkeypatch):
+    first = _run(data_dir, tmp_path, "vol.npz", [("random", None)])
+    calls = []
+    original = runner_module._run_fold
+    monkeypatch.setattr(
+        runner_module,
+        "_run_fold",
+        lambda cfg, m, t, i, s, split, bar: calls.append(m.name) or original(cfg, m, t, i, s, split, bar),
+    )
+    methods = [("random", None), ("i3d", data_dir / "regular.safetensors")]
+    again = _run(data_dir, tmp_path, "vol.npz", methods, resume=True)
+    assert calls == ["i3d", "i3d"]
+    assert again["results"][0]["folds"] == first["results"][0]["folds"]
+
+
 def test_interrupted_run_keeps_finished_folds(data_dir, tmp_path, monkeypatch):
     original = runner_module._run_fold
 

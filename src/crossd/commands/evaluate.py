@@ -68,7 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("-j", "--workers", type=int, default=0, help="data-loading workers")
     parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--resume", action="store_true", help="continue results.json, skipping finished folds")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue results.json, skipping finished folds of methods with the same label, init and checkpoint",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

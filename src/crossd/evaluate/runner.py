@@ -46,7 +46,6 @@ _RESUME_KEYS = (
     "arch",
     "drop_bn_stats",
     "recalibrate_bn",
-    "methods",
     "protocol_constants",
 )
 
@@ -185,7 +184,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         )
         loadings[method.name]["spatial_dims"] = samples.spatial_dims
     splits = make_splits(cfg, samples.labels)
-    done = {m["method"]: m["folds"] for m in previous["results"]} if previous else {}
+    # finished folds of the same method (label, init and checkpoint); methods added since run from scratch
+    done = {(m["method"], m["init"], m["checkpoint"]): m["folds"] for m in previous["results"]} if previous else {}
     results = {
         "args": cfg.record(),
         "data": _data_record(cfg, samples),
@@ -195,7 +195,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
                 "init": m.init,
                 "checkpoint": m.checkpoint,
                 "loading": loadings[m.name],
-                "folds": list(done.get(m.name, [])),
+                "folds": list(done.get((m.name, m.init, m.checkpoint), [])),
             }
             for m in methods
         ],
