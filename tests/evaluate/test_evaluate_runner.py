@@ -115,6 +115,19 @@ def test_bn_protocol_leaves_convolutions_bit_identical(data_dir):
     assert not torch.equal(model.bn1.running_mean, stats_before["bn1.running_mean"])  # statistics updated
 
 
+def _record_fold_runs(monkeypatch) -> list[tuple[str, int]]:
+    """From now on, every fold that evaluate() trains is recorded as (method, fold)."""
+    calls = []
+    original = runner_module._run_fold
+
+    def recording(cfg, method, template, samples, bounds, split, bar):
+        calls.append((method.name, split.fold))
+        return original(cfg, method, template, samples, bounds, split, bar)
+
+    monkeypatch.setattr(runner_module, "_run_fold", recording)
+    return calls
+
+
 def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path, monkeypatch):
     methods = [("random", None)]
     first = _run(data_dir, tmp_path, "vol.npz", methods, seed=3)
@@ -126,15 +139,9 @@ def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path
         _run(data_dir, tmp_path, "vol.npz", methods, seed=3)
     with pytest.raises(ValueError, match="settings differ in seed"):
         _run(data_dir, tmp_path, "vol.npz", methods, seed=4, resume=True)
-    calls = []
-    original = runner_module._run_fold
-    monkeypatch.setattr(
-        runner_module,
-        "_run_fold",
-        lambda cfg, m, t, i, s, split, bar: calls.append(split.fold) or original(cfg, m, t, i, s, split, bar),
-    )
+    calls = _record_fold_runs(monkeypatch)
     again = _run(data_dir, tmp_path, "vol.npz", methods, seed=3, resume=True)
-    assert calls == [1]
+    assert calls == [("random", 1)]
     assert again["results"][0]["folds"][0] == first["results"][0]["folds"][0]
     # the same seed gives the same folds and, with the same fold seed, the same numbers
     assert again["results"][0]["folds"][1]["accuracy"] == first["results"][0]["folds"][1]["accuracy"]
@@ -142,16 +149,10 @@ def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path
 
 def test_resume_with_an_added_method_runs_only_that_method(data_dir, tmp_path, monkeypatch):
     first = _run(data_dir, tmp_path, "vol.npz", [("random", None)])
-    calls = []
-    original = runner_module._run_fold
-    monkeypatch.setattr(
-        runner_module,
-        "_run_fold",
-        lambda cfg, m, t, i, s, split, bar: calls.append(m.name) or original(cfg, m, t, i, s, split, bar),
-    )
+    calls = _record_fold_runs(monkeypatch)
     methods = [("random", None), ("i3d", data_dir / "regular.safetensors")]
     again = _run(data_dir, tmp_path, "vol.npz", methods, resume=True)
-    assert calls == ["i3d", "i3d"]
+    assert calls == [("i3d", 0), ("i3d", 1)]
     assert again["results"][0]["folds"] == first["results"][0]["folds"]
 
 
