@@ -108,7 +108,7 @@ VARIANTS = {
         ),
         Variant(
             "regular_hybrid",
-            {"conv": "regular", "volumes": "hybrid"},
+            {"conv": "regular", "volumes": "hybrid", "volume_init": "i3d"},
             "i3d",
             description="fair baseline: regular 2D CNN + the same volumes through its I3D-inflated twin, as i3d",
         ),

@@ -34,7 +34,7 @@ def test_quick_demo_writes_the_report_and_its_files(demo):
 def test_report_numbers_come_from_the_run(demo):
     report = (demo / "report.md").read_text()
     results = json.loads((demo / "evaluate" / "results.json").read_text())
-    methods = ["crossd", "crossd+volumes", "acs", "i3d", "i3d+volumes", "random"]
+    methods = ["crossd", "crossd+volumes", "acs", "i3d", "acs+volumes", "random"]
     assert [m["method"] for m in results["results"]] == methods
     for method in results["results"]:
         assert len(method["folds"]) == 2
@@ -50,7 +50,7 @@ def test_report_numbers_come_from_the_run(demo):
     folds = {m["method"]: {(f["repeat"], f["fold"]): f["accuracy"] for f in m["folds"]} for m in results["results"]}
     for method in ("crossd", "crossd+volumes"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {method} | ") and "(p = " in line)
-        for base in ("i3d", "acs", "i3d+volumes"):
+        for base in ("i3d", "acs", "acs+volumes"):
             test = summary["margins"][method][base]
             difference = sum(folds[method][k] - folds[base][k] for k in folds[base]) / len(folds[base])
             assert test["mean_difference"] == pytest.approx(difference, abs=1e-12)
@@ -84,7 +84,7 @@ def test_paper_protocol_keeps_its_own_constants():
 def test_segmentation_second_task_reuses_the_run_and_reports_dice(demo):
     assert main(["demo", "--quick", "--segmentation", "--output-dir", str(demo), "--no-progress"]) == 0
     results = json.loads((demo / "segmentation" / "results.json").read_text())
-    methods = ["crossd", "crossd+volumes", "acs", "i3d", "i3d+volumes", "random"]
+    methods = ["crossd", "crossd+volumes", "acs", "i3d", "acs+volumes", "random"]
     assert [m["method"] for m in results["results"]] == methods
     report = (demo / "report.md").read_text()
     assert "## 4. Second task: grey/white-matter segmentation" in report

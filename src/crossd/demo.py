@@ -3,9 +3,10 @@
 1. Build the tissue-classification sets from nilearn's MNI152 template (:mod:`crossd.data.demo`).
 2. Pretrain a Cross-D ResNet-18 and a regular ResNet-18 on the 2D set (:func:`crossd.train.pretrain`), and, unless
    ``volumes=False``, both again with hybrid 2D+3D pretraining on the few left-hemisphere volumes beside the 2D
-   set (the Cross-D setting that transferred best in ``docs/experiments.md``, and its fair regular baseline).
+   set (the Cross-D setting that transferred best in ``docs/experiments.md``, and its fair regular baseline, whose
+   3D twin is its ACS form).
 3. Transfer them to 3D (``crossd`` and ``crossd+volumes`` from the Cross-D networks; ``acs``, ``i3d`` and
-   ``i3d+volumes`` from the regular ones; ``random``) and compare them under the ``bn`` protocol on the 3D set
+   ``acs+volumes`` from the regular ones; ``random``) and compare them under the ``bn`` protocol on the 3D set
    (:func:`crossd.evaluate.evaluate`), with paired tests of each Cross-D network against I3D and ACS.
 4. Write ``report.md`` with the results table, an accuracy plot, training curves and the dynamic-filter GIF
    (:mod:`crossd.report.demo_report`, :mod:`crossd.report.animation`).
@@ -65,7 +66,7 @@ RUNS = (
 )
 CROSSD_METHODS = ("crossd", "crossd+volumes")
 """The demo's Cross-D transfers, each compared with :data:`BASELINE_METHODS` in ``demo.json``'s ``margins``."""
-BASELINE_METHODS = ("i3d", "acs", "i3d+volumes")
+BASELINE_METHODS = ("i3d", "acs", "acs+volumes")
 
 
 @dataclass
@@ -90,7 +91,7 @@ class DemoConfig:
             3; only ``folds``/``repeats``/``epochs`` given explicitly reduce it, its learning rate and other
             constants stay the protocol's).
         volumes: also pretrain both networks with hybrid 2D+3D training on the left-hemisphere volumes
-            (``crossd+volumes`` and its fair baseline ``i3d+volumes``); ``False`` runs the 2D-only pair.
+            (``crossd+volumes`` and its fair baseline ``acs+volumes``); ``False`` runs the 2D-only pair.
     """
 
     output_dir: str | Path = "crossd-demo"
@@ -290,7 +291,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         ("crossd", str(checkpoints.get("crossd+volumes")), "crossd+volumes"),
         ("acs", str(checkpoints["regular"]), "acs"),
         ("i3d", str(checkpoints["regular"]), "i3d"),
-        ("i3d", str(checkpoints.get("regular+volumes")), "i3d+volumes"),
+        ("acs", str(checkpoints.get("regular+volumes")), "acs+volumes"),
         ("random", None, "random"),
     ]
     ecfg = EvaluateConfig(

@@ -93,6 +93,12 @@ def test_fresh_kernel_inits_and_plane_sampling():
     assert build_model(spec).features[0][0].weight[:, :, 0].abs().sum() > 0
 
 
+def test_the_twin_of_a_regular_model_is_acs_unless_asked():
+    assert PretrainConfig(conv="regular").twin_init == "acs"
+    assert PretrainConfig(conv="regular", volume_init="i3d").twin_init == "i3d"
+    assert PretrainConfig(conv="crossd").twin_init == "crossd"
+
+
 @pytest.mark.parametrize(
     "kwargs,message",
     [

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-volumes",
         action="store_true",
-        help="skip the hybrid 2D+3D pretrainings (crossd+volumes and its baseline i3d+volumes): 2D-only pair",
+        help="skip the hybrid 2D+3D pretrainings (crossd+volumes and its baseline acs+volumes): 2D-only pair",
     )
     parser.add_argument("--pretrain-epochs", type=int, help="2D pretraining epochs (default 6; --quick 1)")
     parser.add_argument("--samples-2d", type=int, help="2D pretraining patches (default 3000; --quick 96)")

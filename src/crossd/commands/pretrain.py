@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--volume-init",
         choices=("i3d", "acs"),
         default=None,
-        help="regular models: the 3D twin convolves with inflated (i3d, default) or ACS 2D kernels",
+        help="regular models: the 3D twin convolves with ACS (acs, default) or inflated (i3d) 2D kernels",
     )
 
     run = parser.add_argument_group("run")

@@ -146,7 +146,8 @@ def _pretrain_section(summary: dict) -> list[str]:
             "The `+volumes` networks are trained the same way with **hybrid 2D+3D pretraining** (`crossd pretrain "
             "--volumes`): after every 4th 2D batch, a batch of 8 left-hemisphere volumes goes through a 3D twin that "
             "shares every weight — for `crossd+volumes` the stored 3D kernels themselves, for its fair baseline "
-            "`regular+volumes` the I3D-inflated 2D kernels. Both see exactly the same volumes.",
+            "`regular+volumes` its 2D kernels in ACS form (the fair baseline `acs+volumes`). Both see exactly the same "
+            "volumes.",
             "",
         ]
     lines += [
