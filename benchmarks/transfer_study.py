@@ -87,6 +87,11 @@ VARIANTS = {
             description="rotate + uniformly random SO(3) planes in pretraining",
         ),
         Variant(
+            "rotate_random_consistency",
+            {"conv": "crossd", "plane_sampling": "random", "consistency": 1.0},
+            description="rotate + random planes + slice-consistency term (symmetric KL of two slicings, weight 1)",
+        ),
+        Variant(
             "rotate_random_zero",
             {"conv": "crossd", "plane_sampling": "random", "crossd_init": "center"},
             description="rotate + random planes + off-plane voxels zero-initialised",

@@ -70,6 +70,28 @@ def test_hybrid_training_of_a_regular_model_trains_its_2d_kernels_on_volumes(tmp
     assert not torch.allclose(hybrid[key], plain[key]), "3D batches must change the shared 2D kernels"
 
 
+def test_symmetric_kl_is_zero_for_equal_predictions_and_matches_scipy():
+    from scipy.stats import entropy
+
+    from crossd.train.engine import symmetric_kl
+
+    a, b = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    assert float(symmetric_kl(a, a)) == pytest.approx(0.0, abs=1e-12)
+    p, q = a.softmax(1).numpy(), b.softmax(1).numpy()
+    expected = np.mean([(entropy(p[i], q[i]) + entropy(q[i], p[i])) / 2 for i in range(4)])
+    assert float(symmetric_kl(a, b)) == pytest.approx(expected, rel=1e-6)  # float32 inside: 1e-6 relative
+
+
+def test_consistency_training_runs_two_slicings_per_batch(tmp_path, monkeypatch):
+    from crossd.train import engine
+
+    seen = []
+    original = engine.symmetric_kl
+    monkeypatch.setattr(engine, "symmetric_kl", lambda a, b: seen.append(torch.equal(a, b)) or original(a, b))
+    pretrain(_config(tmp_path, plane_sampling="random", consistency=1.0))
+    assert seen and not any(seen), "the two passes must slice differently"
+
+
 def test_volume_batches_are_deterministic_and_check_classes(tmp_path):
     path = _volumes(tmp_path / "v.npz", classes=3)
     batches = VolumeBatches(path, 4, seed=0, num_classes=3, device=torch.device("cpu"))
@@ -107,6 +129,7 @@ def test_the_twin_of_a_regular_model_is_acs_unless_asked():
         (dict(volumes="v.npz", volume_init="i3d"), "volume_init for a crossd model"),
         (dict(train_crop_scale=(0.5, 0.2)), "train_crop_scale"),
         (dict(crossd_init="zeros"), "crossd_init"),
+        (dict(consistency=1.0), "consistency needs random planes"),
     ],
 )
 def test_bad_study_settings(tmp_path, kwargs, message):

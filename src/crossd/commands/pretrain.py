@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.plane_sampling,
         help="random: turn each training sample's plane by a uniformly random rotation (rotate mode)",
     )
+    model.add_argument(
+        "--consistency",
+        type=float,
+        default=d.consistency,
+        help="with --plane-sampling random: weight of the symmetric KL between two independent slicings",
+    )
     model.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (CUDA only)")
 
     train = parser.add_argument_group("training")

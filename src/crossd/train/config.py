@@ -45,6 +45,10 @@ class PretrainConfig:
             default: it transferred 12 points better than ``"i3d"``, study 4 of ``docs/experiments.md``) or
             ``"i3d"`` (inflated 2D kernels); a Cross-D model's twin always uses its stored 3D kernels (``"crossd"``).
         volume_batch_size: 3D batch size.
+        consistency: weight of a slice-consistency term (``rotate`` with ``plane_sampling="random"`` only): each
+            batch also goes through the model with independently drawn planes, and the symmetric KL divergence
+            between the two predictions is added to their mean cross-entropy, so every slicing of a 3D kernel
+            must give the same answer. 0 (default) trains as the paper does.
         quiet: no console lines (the log, checkpoints and metrics are written all the same).
     """
 
@@ -84,6 +88,7 @@ class PretrainConfig:
     volume_every: int = 4
     volume_batch_size: int = 8
     volume_init: str | None = None
+    consistency: float = 0.0
     quiet: bool = False
 
     @property
@@ -117,6 +122,8 @@ class PretrainConfig:
             raise ValueError(f"plane_sampling must be 'head' or 'random', got {self.plane_sampling!r}")
         if self.plane_sampling == "random" and (self.conv != "crossd" or self.mode != "rotate"):
             raise ValueError("plane_sampling 'random' needs a Cross-D model in mode 'rotate' (--rot --mode rotate)")
+        if self.consistency < 0 or (self.consistency > 0 and self.plane_sampling != "random"):
+            raise ValueError("consistency needs random planes (--plane-sampling random) and must not be negative")
         allowed = ("crossd",) if self.conv == "crossd" else ("i3d", "acs")
         if self.twin_init not in allowed:
             raise ValueError(f"volume_init for a {self.conv} model must be one of {allowed}, got {self.volume_init!r}")

@@ -88,6 +88,12 @@ def _correct_topk(logits: Tensor, targets: Tensor) -> tuple[int, int]:
     return int(hits[:, 0].sum()), int(hits.any(1).sum())
 
 
+def symmetric_kl(a: Tensor, b: Tensor) -> Tensor:
+    """``(KL(p_a || p_b) + KL(p_b || p_a)) / 2`` of the softmaxes of logits ``a, b (N, classes)``, mean over N."""
+    log_a, log_b = F.log_softmax(a.float(), 1), F.log_softmax(b.float(), 1)
+    return ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(1).mean() / 2
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -97,11 +103,15 @@ def train_one_epoch(
     header: str,
     print_freq: int | None,
     after_step: Callable[[int], None] | None = None,
+    consistency: float = 0.0,
 ) -> EpochStats:
     """One pass over ``loader`` with cross-entropy; returns statistics reduced over all processes.
 
     A progress line every ``print_freq`` steps on the main process (``None``: silent).
     ``after_step(step)`` (1-based) runs after each optimiser step (hybrid training puts its 3D batches there).
+    ``consistency`` > 0: each batch goes through the model twice (with random planes, two independent slicings of
+    every 3D kernel); the loss is the mean cross-entropy of both plus ``consistency`` times the symmetric KL
+    divergence between their predictions.
     """
     model.train()
     lr = optimizer.param_groups[0]["lr"]
@@ -114,6 +124,9 @@ def train_one_epoch(
         with precision.autocast(info.device):
             logits = model(images)
             loss = F.cross_entropy(logits, targets)
+            if consistency:
+                other = model(images)
+                loss = (loss + F.cross_entropy(other, targets)) / 2 + consistency * symmetric_kl(logits, other)
         optimizer.zero_grad(set_to_none=True)
         if precision.scaler is not None:
             precision.scaler.scale(loss).backward()

@@ -162,6 +162,7 @@ class _Run:
                 header,
                 None if cfg.quiet else cfg.print_freq,
                 self.hybrid,
+                cfg.consistency,
             )
             self.scheduler.step()
             val = self._predict(self.splits.val)
