@@ -92,6 +92,24 @@ def test_consistency_training_runs_two_slicings_per_batch(tmp_path, monkeypatch)
     assert seen and not any(seen), "the two passes must slice differently"
 
 
+def test_volume_batches_read_a_nifti_csv_resized_to_one_size(tmp_path):
+    import nibabel as nib
+
+    rows = ["path,label"]
+    for i, shape in enumerate([(6, 6, 6), (8, 7, 6), (6, 6, 6), (5, 6, 7)]):
+        nib.save(
+            nib.Nifti1Image(np.random.default_rng(i).random(shape).astype(np.float32), np.eye(4)),
+            tmp_path / f"{i}.nii.gz",
+        )
+        rows.append(f"{i}.nii.gz,{'ab'[i % 2]}")
+    (tmp_path / "volumes.csv").write_text("\n".join(rows) + "\n")
+    batches = VolumeBatches(tmp_path / "volumes.csv", 2, seed=0, num_classes=2, device=torch.device("cpu"), size=6)
+    volumes, labels = next(batches.epoch(0))
+    assert volumes.shape == (2, 3, 6, 6, 6) and set(labels.tolist()) <= {0, 1}
+    with pytest.raises(ValueError, match="differ in shape"):
+        VolumeBatches(tmp_path / "volumes.csv", 2, seed=0, num_classes=2, device=torch.device("cpu"))
+
+
 def test_volume_batches_are_deterministic_and_check_classes(tmp_path):
     path = _volumes(tmp_path / "v.npz", classes=3)
     batches = VolumeBatches(path, 4, seed=0, num_classes=3, device=torch.device("cpu"))

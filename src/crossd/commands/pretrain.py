@@ -92,7 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--amp", action="store_true", help="mixed precision (CUDA: bf16, or fp16 + scaling)")
     train.add_argument("--seed", type=int, default=d.seed)
     hybrid = parser.add_argument_group("hybrid 2D+3D training (one process)")
-    hybrid.add_argument("--volumes", default=None, help="3D .npz (MedMNIST layout) with the 2D data's classes")
+    hybrid.add_argument(
+        "--volumes", default=None, help="3D .npz (MedMNIST layout), NIfTI path,label CSV or folder; 2D data's classes"
+    )
+    hybrid.add_argument("--volume-size", type=int, default=None, help="resize CSV/folder volumes to this cube side")
     hybrid.add_argument("--volume-every", type=int, default=d.volume_every, help="a 3D batch after every N 2D batches")
     hybrid.add_argument("--volume-batch-size", type=int, default=d.volume_batch_size)
     hybrid.add_argument(

@@ -38,13 +38,15 @@ class PretrainConfig:
             2D init in the plane used at angle 0, zeros off it) or ``"inflate"`` (a fresh 2D init in every slice).
         plane_sampling: ``"head"`` (the paper) or ``"random"`` (each training sample's plane is first turned by a
             uniformly random rotation, so every voxel is trained; ``rotate`` mode only).
-        volumes: a MedMNIST-style 3D ``.npz`` with the same classes: hybrid 2D+3D training, where the same weights
+        volumes: a MedMNIST-style 3D ``.npz``, a ``path,label`` CSV of NIfTI volumes or a folder of class folders,
+            with the same classes: hybrid 2D+3D training, where the same weights
             also take a 3D batch through a parameter-sharing 3D twin after every ``volume_every`` 2D batches
             (one process only).
         volume_init: how the 3D twin of a *regular* model convolves: ``"acs"`` (ACS convolution of the 2D kernels,
             default: it transferred 12 points better than ``"i3d"``, study 4 of ``docs/experiments.md``) or
             ``"i3d"`` (inflated 2D kernels); a Cross-D model's twin always uses its stored 3D kernels (``"crossd"``).
         volume_batch_size: 3D batch size.
+        volume_size: resize CSV/folder volumes to this cube side (needed when their shapes differ).
         consistency: weight of a slice-consistency term (``rotate`` with ``plane_sampling="random"`` only): each
             batch also goes through the model with independently drawn planes, and the symmetric KL divergence
             between the two predictions is added to their mean cross-entropy, so every slicing of a 3D kernel
@@ -88,6 +90,7 @@ class PretrainConfig:
     volume_every: int = 4
     volume_batch_size: int = 8
     volume_init: str | None = None
+    volume_size: int | None = None
     consistency: float = 0.0
     quiet: bool = False
 

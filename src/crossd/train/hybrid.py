@@ -18,34 +18,42 @@ from torch import Tensor, nn
 
 from crossd.convert.twin import volume_twin
 from crossd.data.npz import load_npz
+from crossd.data.volumes import load_samples
 
 VOLUME_MEAN, VOLUME_STD = 0.449, 0.226
 """Grey-level normalisation of volumes: the mean/std of ImageNet's channel statistics (as the paper's 3D runs)."""
 
 
 class VolumeBatches:
-    """Shuffled, flipped batches ``(B, 3, D, H, W)`` of a 3D ``.npz`` (its ``train`` split, or all samples).
+    """Shuffled, flipped batches ``(B, 3, D, H, W)`` of labelled volumes.
 
-    Intensities are min-max scaled over the whole array to [0, 1], normalised with :data:`VOLUME_MEAN` /
-    :data:`VOLUME_STD` and repeated to 3 channels. The order and flips of epoch ``e`` depend on ``(seed, e)`` only,
-    so a resumed run sees the same batches.
+    ``path``: a MedMNIST-style 3D ``.npz`` (its ``train`` split, or all samples) or anything
+    :func:`crossd.data.volumes.load_samples` reads (a ``path,label`` CSV of NIfTI files, a folder of class folders;
+    ``size`` resizes them to a common cube, multi-channel volumes are averaged to grey). Labels must use the 2D
+    data's class indices (for CSVs: the same class names, sorted). Intensities are min-max scaled over the whole
+    array to [0, 1], normalised with :data:`VOLUME_MEAN` / :data:`VOLUME_STD` and repeated to 3 channels. The order
+    and flips of epoch ``e`` depend on ``(seed, e)`` only, so a resumed run sees the same batches.
     """
 
-    def __init__(self, path: str | Path, batch_size: int, seed: int, num_classes: int, device: torch.device):
-        data = load_npz(path)
-        if data.spatial_dims != 3:
-            raise ValueError(f"{path}: --volumes needs 3D volumes (N, D, H, W), found 2D images")
-        if data.num_classes > num_classes:
+    def __init__(
+        self,
+        path: str | Path,
+        batch_size: int,
+        seed: int,
+        num_classes: int,
+        device: torch.device,
+        size: int | None = None,
+    ):
+        images, labels, classes = _load_volumes(Path(path), size)
+        if classes > num_classes:
             raise ValueError(
-                f"{path}: class-count mismatch: volumes have labels up to {data.num_classes - 1}, "
-                f"but the 2D data has {num_classes} classes"
+                f"{path}: class-count mismatch: volumes have {classes} classes, but the 2D data has {num_classes}"
             )
-        split = data.splits.get("train") or data.pooled()
-        images = split.images.astype(np.float32)
+        images = images.astype(np.float32)
         lo, hi = float(images.min()), float(images.max())
         images = ((images - lo) / (hi - lo if hi > lo else 1.0) - VOLUME_MEAN) / VOLUME_STD
         self.images = torch.from_numpy(images)[:, None]  # (N, 1, D, H, W)
-        self.labels = torch.from_numpy(split.labels)
+        self.labels = torch.from_numpy(labels.astype(np.int64))
         self.batch_size = min(batch_size, len(self.labels))
         self.seed, self.device = seed, device
 
@@ -63,6 +71,20 @@ class VolumeBatches:
                 if flips:
                     volumes = volumes.flip(flips)
                 yield volumes.expand(-1, 3, -1, -1, -1).to(self.device), self.labels[index].to(self.device)
+
+
+def _load_volumes(path: Path, size: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Grey volumes ``(N, D, H, W)``, labels ``(N,)`` and the class count of a 3D ``.npz``, CSV or folder."""
+    if path.suffix == ".npz":
+        data = load_npz(path)
+        if data.spatial_dims != 3:
+            raise ValueError(f"{path}: --volumes needs 3D volumes (N, D, H, W), found 2D images")
+        split = data.splits.get("train") or data.pooled()
+        return split.images, split.labels, data.num_classes
+    samples = load_samples(path, size)
+    if samples.spatial_dims != 3:
+        raise ValueError(f"{path}: --volumes needs 3D volumes, found {samples.spatial_dims}D images")
+    return samples.images.astype(np.float32).mean(1), samples.labels, samples.num_classes
 
 
 class HybridSteps:

@@ -134,7 +134,9 @@ class _Run:
         if cfg.volumes is not None:
             if info.distributed:
                 raise ValueError("hybrid 2D+3D training (--volumes) runs in one process; drop torchrun or --volumes")
-            volumes = VolumeBatches(cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device)
+            volumes = VolumeBatches(
+                cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device, cfg.volume_size
+            )
             hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init)
         return cls(
             cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch, hybrid
