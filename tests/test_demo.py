@@ -13,7 +13,7 @@ from crossd.report.tables import mean_std
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--quick", "--output-dir", str(out), "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--volumes", "--output-dir", str(out), "--no-progress"]) == 0
     return out
 
 
@@ -60,7 +60,7 @@ def test_report_numbers_come_from_the_run(demo):
 
 
 def test_rerun_reuses_finished_stages_and_refuses_other_settings(demo):
-    assert main(["demo", "--quick", "--output-dir", str(demo), "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--volumes", "--output-dir", str(demo), "--no-progress"]) == 0
     summary = json.loads((demo / "demo.json").read_text())
     assert summary["pretrain"]["crossd"]["reused"] and summary["pretrain"]["regular"]["reused"]
     assert "| reused |" in (demo / "report.md").read_text()
@@ -82,7 +82,7 @@ def test_paper_protocol_keeps_its_own_constants():
 
 
 def test_segmentation_second_task_reuses_the_run_and_reports_dice(demo):
-    assert main(["demo", "--quick", "--segmentation", "--output-dir", str(demo), "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--volumes", "--segmentation", "--output-dir", str(demo), "--no-progress"]) == 0
     results = json.loads((demo / "segmentation" / "results.json").read_text())
     methods = ["crossd", "crossd+volumes", "acs", "i3d", "acs+volumes", "random"]
     assert [m["method"] for m in results["results"]] == methods
@@ -92,8 +92,11 @@ def test_segmentation_second_task_reuses_the_run_and_reports_dice(demo):
     assert f"| crossd | {100 * crossd_dice:.2f}" in report
 
 
-def test_no_volumes_runs_the_2d_only_pair():
+def test_the_default_demo_runs_the_2d_only_pair():
     from crossd.demo import DemoConfig
 
-    assert [r.name for r in DemoConfig(volumes=False).runs()] == ["crossd", "regular"]
-    assert [r.folder for r in DemoConfig().runs()][2:] == ["pretrain-crossd-volumes", "pretrain-regular-volumes"]
+    assert [r.name for r in DemoConfig().runs()] == ["crossd", "regular"]
+    assert [r.folder for r in DemoConfig(volumes=True).runs()][2:] == [
+        "pretrain-crossd-volumes",
+        "pretrain-regular-volumes",
+    ]

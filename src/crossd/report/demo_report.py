@@ -177,6 +177,15 @@ def _margins_section(summary: dict) -> list[str]:
         "Wilcoxon signed-rank test over the shared folds (positive: Cross-D is better). The multi-seed study "
         "behind the demo's choice of settings is in `docs/experiments.md` (`benchmarks/transfer_study.py`).",
         "",
+        *(
+            []
+            if "crossd+volumes" in margins
+            else [
+                "The best Cross-D setting of that study, hybrid 2D+3D pretraining, is not in this run: "
+                "`crossd demo --volumes` adds it and its fair baseline (`crossd+volumes`, `acs+volumes`).",
+                "",
+            ]
+        ),
         "| Cross-D | " + " | ".join(f"vs {b}" for b in bases) + " |",
         "|---|" + "---|" * len(bases),
     ]
@@ -304,7 +313,7 @@ def report_markdown(summary: dict) -> str:
     flags += "" if s["eval_lr"] is None else f" --eval-lr {s['eval_lr']:g}"
     flags += "" if s.get("protocol", "bn") == "bn" else f" --protocol {s['protocol']}"
     flags += f" --segmentation --segmentation-epochs {s['segmentation_epochs']}" if s.get("segmentation") else ""
-    flags += "" if s.get("volumes", True) else " --no-volumes"
+    flags += " --volumes" if s.get("volumes") else ""
     flags += f" --pretrain-epochs {s['pretrain_epochs']} --seed {s['seed']}"
     flags += f" --samples-2d {s['data']['samples_2d']} --samples-3d {s['data']['samples_3d']}"
     lines = [
