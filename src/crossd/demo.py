@@ -64,6 +64,14 @@ RUNS = (
     DemoRun("crossd+volumes", "crossd", volumes=True),
     DemoRun("regular+volumes", "regular", volumes=True),
 )
+TRANSFERS = (
+    ("crossd", "crossd", "crossd"),
+    ("crossd", "crossd+volumes", "crossd+volumes"),
+    ("acs", "regular", "acs"),
+    ("i3d", "regular", "i3d"),
+    ("acs", "regular+volumes", "acs+volumes"),
+)
+"""The evaluated 3D networks besides ``random``: ``(init, pretraining run, label)``, for the runs that exist."""
 CROSSD_METHODS = ("crossd", "crossd+volumes")
 """The demo's Cross-D transfers, each compared with :data:`BASELINE_METHODS` in ``demo.json``'s ``margins``."""
 BASELINE_METHODS = ("i3d", "acs", "acs+volumes")
@@ -288,17 +296,10 @@ def run_demo(cfg: DemoConfig) -> dict:
             pretrained[run.name], reused[run.name] = pretrain_stage(pcfg)
         logs[run.name] = read_log(Path(pcfg.output_dir) / "log.csv")
     checkpoints = {run.name: out / run.folder / "model.safetensors" for run in cfg.runs()}
-    methods = [
-        ("crossd", str(checkpoints["crossd"]), "crossd"),
-        ("crossd", str(checkpoints.get("crossd+volumes")), "crossd+volumes"),
-        ("acs", str(checkpoints["regular"]), "acs"),
-        ("i3d", str(checkpoints["regular"]), "i3d"),
-        ("acs", str(checkpoints.get("regular+volumes")), "acs+volumes"),
-        ("random", None, "random"),
-    ]
+    methods = [(init, str(checkpoints[run]), label) for init, run, label in TRANSFERS if run in checkpoints]
     ecfg = EvaluateConfig(
         data=str(data.downstream_path),
-        methods=[m for m in methods if cfg.volumes or not m[2].endswith("+volumes")],
+        methods=[*methods, ("random", None, "random")],
         output_dir=str(out / evaluation_dir(cfg.protocol)),
         protocol=cfg.protocol,
         folds=cfg.folds,

@@ -71,6 +71,6 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
         for key, _ in list(module.named_buffers(recurse=False)):
             module._buffers[key] = original._buffers[key]
     if inflated:
-        convs = {name for name, m in model.named_modules() if type(m) is nn.Conv2d}
+        convs = {name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
         twin = replace_modules(twin, lambda name, m: InflatedConv3d(source[name]) if name in convs else None)
     return twin

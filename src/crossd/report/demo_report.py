@@ -326,7 +326,8 @@ def report_markdown(summary: dict) -> str:
         "",
         "Cross-D pretrains 3D convolution kernels on 2D images: each layer stores a 3D kernel and, per 2D input, "
         "cuts a 2D kernel from it along a plane its rotation head chooses. This demo pretrains such a network and "
-        "a regular one on 2D MRI patches (and, by default, both again with a few volumes mixed in), moves them to "
+        "a regular one on 2D MRI patches (and, with `--volumes`, both again with a few volumes mixed in), moves them "
+        "to "
         "3D and compares how well their frozen kernels serve a 3D task.",
         "",
         *_data_section(summary),
