@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from crossd.data.demo import (
+from crossd.demo.data import (
     DemoDataConfig,
     build_demo_data,
 )

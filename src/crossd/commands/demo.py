@@ -12,7 +12,6 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from crossd.data.demo import DemoDataConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossd.demo import QUICK_DATA, DemoConfig, run_demo
+    from crossd.demo.data import DemoDataConfig
+    from crossd.demo.run import QUICK_DATA, DemoConfig, run_demo
 
     for name in ("folds", "repeats", "epochs", "pretrain_epochs", "samples_2d", "samples_3d", "frames"):
         value = getattr(args, name)

@@ -1,6 +1,6 @@
 """``run_demo``: the whole Cross-D idea end to end on real MRI, on a laptop CPU in minutes.
 
-1. Build the tissue-classification sets from nilearn's MNI152 template (:mod:`crossd.data.demo`).
+1. Build the tissue-classification sets from nilearn's MNI152 template (:mod:`crossd.demo.data`).
 2. Pretrain a Cross-D ResNet-18 and a regular ResNet-18 on the 2D set (:func:`crossd.train.pretrain`), and, with
    ``volumes=True``, both again with hybrid 2D+3D pretraining on the few left-hemisphere volumes beside the 2D
    set (the Cross-D setting that transferred best in ``docs/experiments.md``, and its fair regular baseline, whose
@@ -9,7 +9,7 @@
    ``acs+volumes`` from the regular ones; ``random``) and compare them under the ``bn`` protocol on the 3D set
    (:func:`crossd.evaluate.evaluate`), with paired tests of each Cross-D network against I3D and ACS.
 4. Write ``report.md`` with the results table, an accuracy plot, training curves and the dynamic-filter GIF
-   (:mod:`crossd.report.demo_report`, :mod:`crossd.report.animation`).
+   (:mod:`crossd.demo.report`, :mod:`crossd.report.animation`).
 
 Every stage writes into ``output_dir`` and is reused when run again with the same settings (an interrupted demo
 continues where it stopped); other settings in the same folder are refused rather than overwritten.
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import crossd
-from crossd.data.demo import DemoData, DemoDataConfig, build_demo_data
+from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
 from crossd.data.segmentation import mni152_blocks
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.segmentation import SegmentationConfig, evaluate_segmentation
@@ -37,7 +37,7 @@ from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import save_json, save_text
 from crossd.models import load_2d_model
 from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png
-from crossd.report.demo_report import accuracy_plot, read_log, report_markdown, training_curves
+from crossd.demo.report import accuracy_plot, read_log, report_markdown, training_curves
 from crossd.train import PretrainConfig, load_training_checkpoint, pretrain
 
 DEMO_EVAL_LR = 1e-2

@@ -71,7 +71,7 @@ def test_rerun_reuses_finished_stages_and_refuses_other_settings(demo):
 
 
 def test_paper_protocol_keeps_its_own_constants():
-    from crossd.demo import DemoConfig
+    from crossd.demo.run import DemoConfig
 
     paper = DemoConfig(protocol="paper").resolved()
     assert paper.epochs is None and paper.eval_lr is None  # the protocol's 15 epochs and lr 1e-3
@@ -93,7 +93,7 @@ def test_segmentation_second_task_reuses_the_run_and_reports_dice(demo):
 
 
 def test_the_default_demo_runs_the_2d_only_pair():
-    from crossd.demo import DemoConfig
+    from crossd.demo.run import DemoConfig
 
     assert [r.name for r in DemoConfig().runs()] == ["crossd", "regular"]
     assert [r.folder for r in DemoConfig(volumes=True).runs()][2:] == [
