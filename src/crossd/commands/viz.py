@@ -14,18 +14,18 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the usage lines of the docstring
     sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
-    filters = sub.add_parser("filters", help="animate the dynamic 2D filters of a Cross-D layer (GIF)")
-    kernel = sub.add_parser("kernel3d", help="render the depth slices of a 3D kernel (PNG)")
+    style = {"formatter_class": parser.formatter_class}
+    filters = sub.add_parser("filters", help="animate the dynamic 2D filters of a Cross-D layer (GIF)", **style)
+    kernel = sub.add_parser("kernel3d", help="render the depth slices of a 3D kernel (PNG)", **style)
     for p in (filters, kernel):
         p.add_argument("checkpoint", help="checkpoint.pt / model.safetensors / published Cross-D checkpoint")
-        p.add_argument("--layer", default="conv1", help="module name of the layer (default conv1)")
+        p.add_argument("--layer", default="conv1", help="module name of the layer")
         p.add_argument("--max-filters", type=int, help="output channels shown (default 64 filters, 16 kernel3d)")
-        p.add_argument("--arch", help="torchvision name for checkpoints without crossd metadata (default resnet18)")
+        p.add_argument("--arch", help="torchvision name for checkpoints without crossd metadata (default: resnet18)")
     filters.add_argument("--output", default="filters.gif", help="GIF to write")
     filters.add_argument("--frames", type=int, default=24, help="frames: angles per sweep, or inputs shown")
-    filters.add_argument("--axes", default="d,h,w", help="rotation axes, one panel each (default d,h,w)")
+    filters.add_argument("--axes", default="d,h,w", help="rotation axes, one panel each")
     filters.add_argument("--inputs", help="2D .npz: animate the kernels chosen for its first FRAMES images")
     filters.add_argument("--size", type=int, help="resize --inputs images to SIZE x SIZE (default: as stored)")
     filters.add_argument("--fps", type=float, default=8.0, help="frames per second")

@@ -29,15 +29,15 @@ from pathlib import Path
 import torch
 
 import crossd
-from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
 from crossd.data.segmentation import mni152_blocks
+from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
+from crossd.demo.report import accuracy_plot, read_log, report_markdown, training_curves
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.segmentation import SegmentationConfig, evaluate_segmentation
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import save_json, save_text
 from crossd.models import load_2d_model
 from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png
-from crossd.demo.report import accuracy_plot, read_log, report_markdown, training_curves
 from crossd.train import PretrainConfig, load_training_checkpoint, pretrain
 
 DEMO_EVAL_LR = 1e-2
