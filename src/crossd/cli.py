@@ -74,11 +74,12 @@ def user_message(text: str, flags: dict[str, str]) -> str:
     text = _NUMBER_TUPLE.sub(lambda m: m.group(1).replace(",", ""), text)
 
     def swap(match: re.Match) -> str:
-        return flags.get(match.group(0), match.group(0))
+        name, after = match.group(0), match.string[match.end() :]
+        # snake_case names anywhere; a one-word field name only where it names a setting ("epochs must", "(90)")
+        named = "_" in name or match.start() == 0 or re.match(r" (must|and|\(-?\d)", after)
+        return flags.get(name, name) if named else name
 
-    # snake_case names anywhere; a one-word field name only where it is the subject ("epochs must ...")
-    text = re.sub(r"(?<![\w\-./`'])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w'`/])", swap, text)
-    return re.sub(r"(?<![\w\-./`'])[a-z]+(?= must | and [\w_]+ must )", swap, text)
+    return re.sub(r"(?<![\w\-./`'])[a-z][a-z0-9]*(?:_[a-z0-9]+)*(?![\w'`/])", swap, text)
 
 
 def _one_line(exc: BaseException) -> str:

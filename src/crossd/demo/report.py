@@ -33,38 +33,39 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 
 def accuracy_plot(results: dict, path: str | Path) -> Path:
-    """A box plot of per-fold test accuracy for each method of an evaluation ``results`` dict (``results.json``),
-    with every fold as a dot, the mean as a diamond, and chance level as a dashed line. Writes a PNG."""
+    """Per-fold test accuracy (%) of each method of an evaluation ``results`` dict (``results.json``): every fold
+    as a dot (a strip plot: with a handful of folds a box would summarise three points), the mean as a bar, and
+    chance level as a dashed line, all in the legend. Writes a PNG."""
     methods = [m for m in results["results"] if m["folds"]]
-    fig = Figure(figsize=(1.6 + 1.2 * max(len(methods), 1), 3.6))
+    fig = Figure(figsize=(2.8 + 1.1 * max(len(methods), 1), 3.6))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    values = [[100 * f["accuracy"] for f in m["folds"]] for m in methods]
-    positions = np.arange(len(methods))
-    ax.boxplot(values, positions=positions, widths=0.5, showfliers=False)
-    for x, v in zip(positions, values, strict=True):
-        jitter = np.linspace(-0.12, 0.12, len(v)) if len(v) > 1 else np.zeros(1)
-        ax.scatter(x + jitter, v, s=14, color="C0", alpha=0.7, zorder=3)
-        ax.scatter([x], [np.mean(v)], marker="D", s=30, color="C3", zorder=4)
-    chance = 100 / results["data"]["num_classes"]
-    ax.axhline(chance, color="0.5", ls="--", lw=0.8)
-    ax.set_xticks(positions, [m["method"] for m in methods])
+    for x, m in enumerate(methods):
+        values = [100 * f["accuracy"] for f in m["folds"]]
+        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+        ax.scatter(x + jitter, values, s=22, color="C0", alpha=0.8, zorder=3, label="one fold" if x == 0 else None)
+        ax.hlines(np.mean(values), x - 0.25, x + 0.25, color="C3", lw=2, zorder=4, label="mean" if x == 0 else None)
+    ax.axhline(100 / results["data"]["num_classes"], color="0.5", ls="--", lw=0.8, label="chance")
+    ax.set_xticks(range(len(methods)), [m["method"] for m in methods], rotation=20)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{len(values[0]) if values else 0} folds per method; dashed: chance", fontsize=9)
+    folds = max((len(m["folds"]) for m in methods), default=0)
+    ax.set_title(f"3D test accuracy, {folds} folds per method", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
 
 def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: dict, path: str | Path) -> Path:
-    """Two panels: pretraining train/val accuracy per epoch for each 2D network (from ``log.csv`` rows), and the
-    downstream validation accuracy per epoch of each method, mean over folds. Writes a PNG."""
+    """Two panels: pretraining train (dashed) and validation (solid) accuracy per epoch for each 2D network (from
+    ``log.csv`` rows; lines without markers so the dashes show), and the downstream validation accuracy per epoch
+    of each method, mean over folds. Writes a PNG."""
     fig = Figure(figsize=(9.0, 3.4))
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
     for i, (name, rows) in enumerate(pretrain_logs.items()):
         epochs = [r["epoch"] for r in rows]
-        left.plot(epochs, [r["train_acc1"] for r in rows], "o--", color=f"C{i}", label=f"{name} train")
-        left.plot(epochs, [r["val_acc1"] for r in rows], "o-", color=f"C{i}", label=f"{name} val")
+        left.plot(epochs, [r["train_acc1"] for r in rows], "--", lw=1.6, color=f"C{i}", label=f"{name}: train (dashed)")
+        left.plot(epochs, [r["val_acc1"] for r in rows], "-", lw=1.6, color=f"C{i}", label=f"{name}: val (solid)")
     left.set_xlabel("epoch")
     left.set_ylabel("accuracy (%)")
     left.set_title("2D pretraining", fontsize=9)
@@ -75,7 +76,7 @@ def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: d
             continue
         length = min(len(h) for h in histories)
         curve = 100 * np.mean([h[:length] for h in histories], axis=0)
-        right.plot(np.arange(1, length + 1), curve, "o-", color=f"C{i}", label=method["method"], ms=3)
+        right.plot(np.arange(1, length + 1), curve, "-", lw=1.4, color=f"C{i}", label=method["method"])
     right.set_xlabel("epoch")
     right.set_ylabel("validation accuracy (%)")
     right.set_title(f"3D transfer ({results['args']['protocol']} protocol), mean over folds", fontsize=9)
