@@ -50,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-2d", type=int, help="2D pretraining patches (default 3000; --quick 96)")
     parser.add_argument("--samples-3d", type=int, help="3D downstream patches (default 240; --quick 48)")
     parser.add_argument("--frames", type=int, help="frames of the filter animation (default 24; --quick 6)")
+    parser.add_argument(
+        "--study",
+        metavar="STUDY_JSON",
+        help="a study.json of benchmarks/transfer_study.py: its multi-seed table goes into the report beside this run",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, training and folds")
     add_device_flag(parser, default="cpu")
     add_quiet_flag(parser)
@@ -83,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         segmentation=args.segmentation,
         segmentation_epochs=args.segmentation_epochs,
         volumes=args.volumes,
+        study=args.study,
     )
     run_demo(cfg)
     print(f"report: {Path(args.output_dir) / 'report.md'}")

@@ -7,6 +7,7 @@ outputs (``metrics.json`` and ``log.csv`` of the pretraining runs, the evaluatio
 from __future__ import annotations
 
 import csv
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from crossd.io import atomic_write
-from crossd.report.tables import loading_note, mean_std
+from crossd.report.tables import design_note, loading_note, mean_std, significance
+
+STUDY_COMMAND = (
+    "python benchmarks/transfer_study.py --output-dir runs/study_r18 --markdown runs/study_r18/study.md "
+    "--arch resnet18 --variants regular regular_hybrid regular_hybrid_acs volumes_only shift rotate rotate_hybrid "
+    "--samples-2d 3000 --size-2d 32 --pretrain-epochs 6 --batch-size 32 --epochs 20 --eval-lr 1e-2 --threads 1 "
+    "--seeds 0 1 2 3 4"
+)
+"""The command behind Study 6 of ``docs/experiments.md``: this demo's network and settings, 5 seeds x 5 folds."""
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
@@ -64,11 +73,13 @@ def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: d
     left, right = fig.subplots(1, 2)
     for i, (name, rows) in enumerate(pretrain_logs.items()):
         epochs = [r["epoch"] for r in rows]
-        left.plot(epochs, [r["train_acc1"] for r in rows], "--", lw=1.6, color=f"C{i}", label=f"{name}: train (dashed)")
-        left.plot(epochs, [r["val_acc1"] for r in rows], "-", lw=1.6, color=f"C{i}", label=f"{name}: val (solid)")
+        one = len(rows) == 1  # a single epoch draws no line: mark it (x train, o val)
+        train_style, val_style = ("x", "o") if one else ("--", "-")
+        left.plot(epochs, [r["train_acc1"] for r in rows], train_style, lw=1.6, color=f"C{i}", label=f"{name}: train")
+        left.plot(epochs, [r["val_acc1"] for r in rows], val_style, lw=1.6, color=f"C{i}", label=f"{name}: val")
     left.set_xlabel("epoch")
     left.set_ylabel("accuracy (%)")
-    left.set_title("2D pretraining", fontsize=9)
+    left.set_title("2D pretraining: train dashed, validation solid", fontsize=9)
     left.legend(fontsize=7)
     for i, method in enumerate(results["results"]):
         histories = [f["history"]["val_accuracy"] for f in method["folds"] if f.get("history")]
@@ -85,6 +96,30 @@ def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: d
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
+
+
+def evaluate_command(args: dict, output_dir: str | Path) -> str:
+    """The ``crossd evaluate`` command that repeats the evaluation whose ``results.json`` ``args`` are given, every
+    setting spelled out (the demo's normalisation, learning rate, folds and epochs differ from the command's
+    defaults), writing to ``output_dir``."""
+    inits = []
+    for init, checkpoint, *label in args["methods"]:
+        name = label[0] if label and label[0] != init else init
+        name = name if name == init or name.startswith(f"{init}+") else f"{init}+{name}"
+        inits.append(name if checkpoint is None else f"{name}={checkpoint}")
+    words = ["crossd", "evaluate", "--data", args["data"], "--init", *inits, "--protocol", args["protocol"]]
+    for flag in ("folds", "repeats", "epochs", "batch_size", "lr", "normalize", "seed", "size", "image_size", "arch"):
+        if args.get(flag) is not None:
+            words += [f"--{flag.replace('_', '-')}", f"{args[flag]:g}" if flag == "lr" else str(args[flag])]
+    words += [f"--{flag.replace('_', '-')}" for flag in ("align", "drop_bn_stats", "recalibrate_bn") if args.get(flag)]
+    return shlex.join([*words, "--output-dir", str(output_dir)])
+
+
+def balanced_equals_accuracy(records: list[dict]) -> bool:
+    """Whether balanced accuracy equals accuracy in every record (fold records, or metrics dicts) that has both:
+    true when every class has the same number of test samples."""
+    pairs = [(r["accuracy"], r["balanced_accuracy"]) for r in records if "balanced_accuracy" in r]
+    return bool(pairs) and all(abs(a - b) < 1e-9 for a, b in pairs)
 
 
 def _percent(value: float | None) -> str:
@@ -151,18 +186,29 @@ def _pretrain_section(summary: dict) -> list[str]:
             "volumes.",
             "",
         ]
+    tests = [run["metrics"].get("test", {}) for run in summary["pretrain"].values()]
+    balanced = not balanced_equals_accuracy(tests)
     lines += [
-        "| Network | Epochs | Val accuracy (%) | Test accuracy (%) | Test balanced acc. (%) | Time (s) |",
-        "|---|---|---|---|---|---|",
+        "| Network | Epochs | Val accuracy (%) | Test accuracy (%) | "
+        + ("Test balanced acc. (%) | " if balanced else "")
+        + "Time (s) |",
+        "|---|---|---|---|" + ("---|" if balanced else "") + "---|",
     ]
     for name, run in summary["pretrain"].items():
         m = run["metrics"]
         test = m.get("test", {})
         shown = "reused" if run.get("reused") else f"{summary['timings'][f'pretrain {name}']['wall']:.0f}"
+        extra = f" {_percent(test.get('balanced_accuracy'))} |" if balanced else ""
         lines.append(
             f"| {name} ResNet-18 | {m['epochs']} | {_percent(m['val'].get('accuracy'))} | "
-            f"{_percent(test.get('accuracy'))} | {_percent(test.get('balanced_accuracy'))} | {shown} |"
+            f"{_percent(test.get('accuracy'))} |{extra} {shown} |"
         )
+    if not balanced:
+        lines += [
+            "",
+            "The 2D test split has the same number of patches per class, so balanced accuracy equals "
+            "accuracy and is not shown.",
+        ]
     return [*lines, ""]
 
 
@@ -175,8 +221,7 @@ def _margins_section(summary: dict) -> list[str]:
         "### Cross-D against I3D and ACS",
         "",
         "Test-accuracy difference of each Cross-D transfer against each baseline, in points, with the paired "
-        "Wilcoxon signed-rank test over the shared folds (positive: Cross-D is better). The multi-seed study "
-        "behind the demo's choice of settings is in `docs/experiments.md` (`benchmarks/transfer_study.py`).",
+        "Wilcoxon signed-rank test over the shared folds (positive: Cross-D is better; significant means p < 0.05).",
         "",
         *(
             []
@@ -197,7 +242,7 @@ def _margins_section(summary: dict) -> list[str]:
             if t["mean_difference"] is None:
                 cells.append(f"– ({t['note']})")
                 continue
-            p = "n/a" if t["p_value"] is None else f"{t['p_value']:.3g}"
+            p = "n/a" if t["p_value"] is None else f"{t['p_value']:.3g}, {significance(t['p_value'])}"
             cells.append(f"{100 * t['mean_difference']:+.1f} (p = {p}, {t['pairs']} folds)")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return [*lines, ""]
@@ -221,14 +266,19 @@ def _evaluate_section(summary: dict) -> list[str]:
             f"{args['batch_size']}, {args['epochs']} epoch(s), best epoch by {select}), {args['folds']}-fold "
             f"stratified cross-validation x {args['repeats']} repeat(s)"
         )
+    folds = [f for m in summary["results"] for f in m["folds"]]
+    keys = ("accuracy", "balanced_accuracy", "f1_macro")
+    if balanced_equals_accuracy(folds):
+        keys = ("accuracy", "f1_macro")
+    titles = {"accuracy": "Test accuracy (%)", "balanced_accuracy": "Balanced acc. (%)", "f1_macro": "F1 macro (%)"}
     lines = [
         "## 2. Transfer to 3D and evaluation",
         "",
         f"The 2D networks become 3D ResNet-18s (`crossd.to_3d`) and are compared with `crossd.evaluate` under "
         f"protocol **{args['protocol']}**: {trained} on the pooled 3D set, `{args['normalize']}` normalisation.",
         "",
-        "| Method | 3D network | Test accuracy (%) | Balanced acc. (%) | F1 macro (%) | Wilcoxon vs crossd |",
-        "|---|---|---|---|---|---|",
+        "| Method | 3D network | " + " | ".join(titles[k] for k in keys) + " | Wilcoxon vs crossd |",
+        "|---|---|" + "---|" * len(keys) + "---|",
     ]
     comparisons = summary.get("comparisons", {})
     for m in summary["results"]:
@@ -238,18 +288,31 @@ def _evaluate_section(summary: dict) -> list[str]:
         elif cmp is None or cmp.get("p_value") is None:
             test = f"– ({cmp['note']})" if cmp else "–"
         else:
-            test = f"p = {cmp['p_value']:.3g} (Δ {100 * cmp['mean_difference']:+.1f})"
-        cells = [mean_std(m.get(f"{k}_mean"), m.get(f"{k}_std")) for k in ("accuracy", "balanced_accuracy", "f1_macro")]
+            p = cmp["p_value"]
+            test = f"p = {p:.3g}, {significance(p)} (Δ {100 * cmp['mean_difference']:+.1f})"
+        cells = [mean_std(m.get(f"{k}_mean"), m.get(f"{k}_std")) for k in keys]
         lines.append(f"| {m['method']} | {loading_note(m)} | " + " | ".join(cells) + f" | {test} |")
+    if "balanced_accuracy" not in keys:
+        lines += [
+            "",
+            "Balanced accuracy equals accuracy in every fold (stratified folds of balanced classes hold the same "
+            "number of test samples per class), so only accuracy is shown.",
+        ]
     lines += [
         "",
-        f"Mean ± population std over {folds_per_method} fold(s) per method; chance is "
+        f"Mean ± population std over {folds_per_method} fold(s) per method, in percent; chance is "
         f"{100 / len(summary['data']['description']['classes']):.0f}%. Every fold of every method, with its "
-        f"per-epoch history, is in `{summary['evaluate']['results']}`. With this few folds the spread is wide: "
+        f"per-epoch history, is in `{summary['evaluate']['results']}`. The same table again, every setting "
+        "spelled out (the demo probes with `imagenet` normalisation, as its networks were pretrained, and its own "
+        "learning rate and epochs, not `crossd evaluate`'s defaults):",
+        "",
+        f"    {summary['evaluate']['command']}",
+        "",
+        "More folds narrow the spread: "
         + (
-            "run `crossd demo --protocol paper --folds 5 --repeats 3` for the paper's full protocol."
+            "`crossd demo --protocol paper --folds 5 --repeats 3` runs the paper's full protocol."
             if args["protocol"] == "paper"
-            else "run `crossd demo --folds 5 --repeats 3 --epochs 100 --eval-lr 1e-3` for the full protocol."
+            else "`crossd demo --folds 5 --repeats 3 --epochs 100 --eval-lr 1e-3` runs the full protocol."
         ),
         "",
         f"![Test accuracy per method]({summary['figures']['accuracy']})",
@@ -264,18 +327,91 @@ def _evaluate_section(summary: dict) -> list[str]:
 def _filters_section(summary: dict) -> list[str]:
     f = summary["figures"]
     return [
-        "## 3. Dynamic filters",
+        "## 3. What the Cross-D network learned",
         "",
-        f"`{f['filters']}`: the 2D kernels the pretrained Cross-D `conv1` cuts from its 3D kernel as the plane "
-        "turns about each kernel axis (d, h, w) through ±45°, one tile per output channel. "
-        f"`{f['kernel3d']}`: the depth slices of the same 3D kernels. Make them for any checkpoint with "
-        "`crossd viz filters` and `crossd viz kernel3d`.",
+        "The MRI patches are grey images repeated over three input channels, so every picture shows the sum of a "
+        "first-layer kernel over its input channels (what it applies to a grey image), each kernel scaled to its "
+        "own peak (white positive, black negative).",
+        "",
+        f"`{f['kernel3d']}`: the 12 strongest (most energy) 3D kernels of the Cross-D `conv1` as depth slices "
+        "d = 0..6; d = 3 is the plane used at angle 0. The last column holds the regular network's 12 strongest "
+        "2D kernels (no pairing by row): I3D repeats each of them at every depth, ACS uses it in three "
+        "orthogonal planes. Where the Cross-D slices away from d = 3 look like noise, 2D training did not reach "
+        "them.",
+        "",
+        f"![3D kernels beside the regular network's 2D kernels]({f['kernel3d']})",
+        "",
+        f"`{f['planes']}`: the planes the rotation heads pick on real 2D test patches. Left: the first layer's "
+        "rotation angles and plane tilts (the angle between the chosen plane and the d = 3 plane; a turn about "
+        "d tilts nothing). Right: the tilt in every Cross-D layer. Tilts near 0° mean the heads keep one "
+        "orientation and training reaches little of each 3D kernel beyond its centre slice.",
+        "",
+        f"![Predicted planes]({f['planes']})",
+        "",
+        f"`{f['filters']}`: the 16 kernels of `conv1` that change most as the plane turns about each kernel axis "
+        "(d, h, w) through ±45°, the range the heads may use. Make these figures for any checkpoint with "
+        "`crossd viz filters --grey` and `crossd viz kernel3d --grey`.",
         "",
         f"![Dynamic filters]({f['filters']})",
         "",
-        f"![3D kernel slices]({f['kernel3d']})",
+    ]
+
+
+def _read_first_section(summary: dict) -> list[str]:
+    """What one run can and cannot show, and where the repository's multi-seed evidence is."""
+    pairs = min((c["pairs"] for c in summary.get("comparisons", {}).values()), default=0)
+    note = design_note(pairs)
+    lines = [
+        "## Read this first: one run, few folds",
+        "",
+        f"> {note}" if note else f"> This run pairs {pairs} folds per comparison; it is still one run of one seed.",
+        "> The evidence this repository holds on whether Cross-D transfers better is the multi-seed study below, "
+        "not this table.",
         "",
     ]
+    study = summary.get("study")
+    if not study:
+        return [
+            *lines,
+            "**Multi-seed evidence.** Study 6 of `docs/experiments.md` in the crossd repository runs this demo's "
+            "network and settings with 5 seeds x 5 folds (25 paired folds per comparison) and reports its table "
+            "with paired Wilcoxon tests; its conclusion, in the README: Cross-D does not beat I3D and ACS on this "
+            "task, and regular 2D + ACS transfers best. It was produced by",
+            "",
+            f"    {STUDY_COMMAND}",
+            "",
+            "which writes `runs/study_r18/study.json`; `crossd demo --study runs/study_r18/study.json` puts that "
+            "table here, beside this run.",
+            "",
+        ]
+    return [*lines, *_study_table(study)]
+
+
+def _study_table(study: dict) -> list[str]:
+    """The multi-seed table of a ``study.json`` (``benchmarks/transfer_study.py``), in percent."""
+    args = study["args"]
+    refs = [r for r in ("i3d", "acs") if any(f"vs_{r}" in row for row in study["rows"])]
+    lines = [
+        f"**Multi-seed evidence** from `{study['path']}` (`benchmarks/transfer_study.py`: arch `{args.get('arch')}`, "
+        f"protocol `{args.get('protocol')}`, seeds {args.get('seeds')}, {args.get('folds')} folds each):",
+        "",
+        "| 3D init | Accuracy (%), mean ± std over seed x fold | Folds | " + " | ".join(f"vs {r}" for r in refs) + " |",
+        "|---|---|---|" + "---|" * len(refs),
+    ]
+    for row in study["rows"]:
+        cells = []
+        for ref in refs:
+            test = row.get(f"vs_{ref}")
+            if not test or test.get("p_value") is None:
+                cells.append("—")
+            else:
+                cells.append(
+                    f"{100 * test['mean_difference']:+.1f} (p = {test['p_value']:.3g}, {significance(test['p_value'])})"
+                )
+        lines.append(
+            f"| `{row['method']}` | {mean_std(row['mean'], row['std'])} | {row['n']} | " + " | ".join(cells) + " |"
+        )
+    return [*lines, ""]
 
 
 def _segmentation_section(summary: dict) -> list[str]:
@@ -331,6 +467,7 @@ def report_markdown(summary: dict) -> str:
         "to "
         "3D and compares how well their frozen kernels serve a 3D task.",
         "",
+        *_read_first_section(summary),
         *_data_section(summary),
         *_pretrain_section(summary),
         *_evaluate_section(summary),

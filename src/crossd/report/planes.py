@@ -91,16 +91,18 @@ def planes_png(planes: dict[str, dict[str, np.ndarray]], path: str | Path, title
     return atomic_write(path, lambda p: fig.savefig(p, format="png"))
 
 
-def npz_images(path: str | Path, count: int, size: int | None = None) -> Tensor:
-    """The first ``count`` images of a 2D ``.npz`` (splits pooled) as the normalised batch ``(N, 3, H, W)`` that
-    ``crossd pretrain`` evaluates on (resized to ``size`` when given)."""
+def npz_images(path: str | Path, count: int, size: int | None = None, split: str | None = None) -> Tensor:
+    """The first ``count`` images of a 2D ``.npz`` (of ``split``, e.g. ``"test"``; default all splits pooled) as
+    the normalised batch ``(N, 3, H, W)`` that ``crossd pretrain`` evaluates on (resized to ``size`` if given)."""
     from crossd.data import load_npz
     from crossd.data.images import ArrayImageDataset, classification_transforms
 
     data = load_npz(path)
     if data.spatial_dims != 2:
         raise ValueError(f"{path}: needs 2D images, the file holds 3D volumes")
-    pooled = data.pooled()
+    if split is not None and split not in data.splits:
+        raise ValueError(f"{path}: no split {split!r}; it holds {', '.join(data.splits)}")
+    pooled = data.pooled() if split is None else data.splits[split]
     side = size or pooled.images.shape[1]
     _, eval_tf = classification_transforms(side, side, side)
     dataset = ArrayImageDataset(pooled.images[:count], pooled.labels[:count], eval_tf)

@@ -33,11 +33,12 @@ def design_note(pairs: int) -> str:
     p < :data:`ALPHA`, else ``""``."""
     if pairs < 1 or smallest_wilcoxon_p(pairs) < ALPHA:
         return ""
+    needed = next(n for n in range(pairs, 64) if smallest_wilcoxon_p(n) < ALPHA)
     return (
         f"With {pairs} paired fold(s), a two-sided Wilcoxon signed-rank test cannot give p below "
         f"{smallest_wilcoxon_p(pairs):.3g} (reached only when every fold favours the same method), so **no "
-        f"difference between methods here can be statistically significant** (p < {ALPHA:g} needs at least 6 "
-        "paired folds); the ranking of this run may reverse in the next."
+        f"difference between methods here can be statistically significant** (p < {ALPHA:g} needs at least "
+        f"{needed} paired folds); the ranking of this run may reverse in the next."
     )
 
 
