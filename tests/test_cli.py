@@ -114,3 +114,14 @@ def test_pretrain_errors_name_the_flags_as_typed(tmp_path, capsys, argv, expecte
 def test_evaluate_errors_name_the_flags_as_typed(tmp_path, capsys):
     assert main(["evaluate", "--data", str(tmp_path / "d.npz"), "--output-dir", str(tmp_path), "--folds", "1"]) == 2
     assert capsys.readouterr().err.strip() == "crossd evaluate: error: --folds must be at least 2, got 1"
+
+
+def test_init_tags_name_several_methods_of_one_init():
+    from crossd.commands.evaluate import parse_methods
+
+    assert parse_methods(["crossd=a.pt", "crossd+volumes=b.pt", "acs=c.pt", "random"], None) == [
+        ("crossd", "a.pt", "crossd"),
+        ("crossd", "b.pt", "crossd+volumes"),
+        ("acs", "c.pt"),
+        ("random", None),
+    ]

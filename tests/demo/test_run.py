@@ -7,18 +7,19 @@ import imageio.v3 as iio
 import pytest
 
 from crossd.cli import main
-from crossd.report.tables import mean_std
+from crossd.report.tables import design_note, mean_std
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--quick", "--volumes", "--output-dir", str(out), "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--volumes", "--output-dir", str(out), "--quiet"]) == 0
     return out
 
 
 def test_quick_demo_writes_the_report_and_its_files(demo):
-    for name in ("report.md", "demo.json", "accuracy.png", "training_curves.png", "filters.gif", "kernel3d.png"):
+    figures = ("accuracy.png", "training_curves.png", "filters.gif", "kernel3d.png", "planes.png")
+    for name in ("report.md", "demo.json", *figures):
         assert (demo / name).is_file(), name
     data = ("data/mni152_tissue_2d_16.npz", "data/mni152_tissue_3d_16.npz", "data/mni152_tissue_3d_left_16.npz")
     for name in (*data, "evaluate/results.json"):
@@ -27,7 +28,7 @@ def test_quick_demo_writes_the_report_and_its_files(demo):
         assert (demo / f"pretrain-{folder}" / "model.safetensors").is_file()
     assert iio.imread(demo / "filters.gif", index=None).shape == (6, round(3.6 * 80), round(3.2 * 80 * 3), 3)
     report = (demo / "report.md").read_text()
-    for picture in ("accuracy.png", "training_curves.png", "filters.gif", "kernel3d.png"):
+    for picture in figures:
         assert f"]({picture})" in report
 
 
@@ -55,6 +56,11 @@ def test_report_numbers_come_from_the_run(demo):
             difference = sum(folds[method][k] - folds[base][k] for k in folds[base]) / len(folds[base])
             assert test["mean_difference"] == pytest.approx(difference, abs=1e-12)
             assert f"{100 * difference:+.1f} (p = " in row
+    # one run of 2 folds cannot be significant, and the report says so before its tables
+    assert report.index(design_note(2)) < report.index("## 2. Transfer to 3D")
+    assert "Study 6 of `docs/experiments.md`" in report and "crossd demo --study" in report
+    assert f"    {summary['evaluate']['command']}\n" in report
+    assert summary["evaluate"]["command"].startswith(f"crossd evaluate --data {demo / 'data'}")
     total = summary["timings"]["total"]["wall"]
     assert re.search(rf"in \*\*{total:.0f} s\*\*", report)
 

@@ -98,15 +98,20 @@ FIELD_FLAGS = {"num_workers": "--workers", "progress": "--quiet", "methods": "--
 
 
 def parse_methods(values: list[str], checkpoint: str | None) -> list[tuple]:
-    """``["crossd=a.pt", "acs", "acs+volumes=b.pt"]`` -> ``[("crossd", "a.pt"), ("acs", checkpoint),
-    ("acs", "b.pt", "acs+volumes")]``: ``INIT+TAG`` labels another method of the same init."""
-    methods = []
+    """``["crossd=a.pt", "acs", "acs+volumes=b.pt"]`` -> ``[("crossd", "a.pt"), ("acs", checkpoint, "acs"),
+    ("acs", "b.pt", "acs+volumes")]``: ``INIT+TAG`` labels another method of the same init, and the one untagged
+    method of that init keeps its plain name."""
+    parsed = []
     for value in values:
         name, sep, path = value.partition("=")
         if sep and not path:
             raise ValueError(f"--init {value}: no checkpoint after '='")
-        init, plus, _ = name.partition("+")
-        methods.append((init, path if sep else checkpoint, *((name,) if plus else ())))
+        parsed.append((name, name.partition("+")[0], path if sep else checkpoint))
+    methods = []
+    for name, init, path in parsed:
+        same = [n for n, i, _ in parsed if i == init]
+        labelled = name != init or (len(same) > 1 and same.count(init) == 1)
+        methods.append((init, path, name) if labelled else (init, path))
     return methods
 
 
