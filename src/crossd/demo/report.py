@@ -365,8 +365,8 @@ def _read_first_section(summary: dict) -> list[str]:
         "## Read this first: one run, few folds",
         "",
         f"> {note}" if note else f"> This run pairs {pairs} folds per comparison; it is still one run of one seed.",
-        "> The evidence this repository holds on whether Cross-D transfers better is the multi-seed study below, "
-        "not this table.",
+        "> The evidence this repository holds on whether Cross-D transfers better is the multi-seed study described "
+        "next, not this table.",
         "",
     ]
     study = summary.get("study")
