@@ -212,6 +212,15 @@ def _pretrain_section(summary: dict) -> list[str]:
     return [*lines, ""]
 
 
+def difference(test: dict, folds: bool = False) -> str:
+    """A paired test (:func:`crossd.evaluate.stats.paired_wilcoxon`) as ``"+2.6 (p = 0.103, not significant)"``
+    in points (``folds``: with the number of paired folds)."""
+    if test["mean_difference"] is None:
+        return f"– ({test['note']})"
+    p = "n/a" if test["p_value"] is None else f"{test['p_value']:.3g}, {significance(test['p_value'])}"
+    return f"{100 * test['mean_difference']:+.1f} (p = {p}" + (f", {test['pairs']} folds)" if folds else ")")
+
+
 def _margins_section(summary: dict) -> list[str]:
     margins = summary.get("margins") or {}
     if not margins:
@@ -236,15 +245,7 @@ def _margins_section(summary: dict) -> list[str]:
         "|---|" + "---|" * len(bases),
     ]
     for method, tests in margins.items():
-        cells = []
-        for b in bases:
-            t = tests[b]
-            if t["mean_difference"] is None:
-                cells.append(f"– ({t['note']})")
-                continue
-            p = "n/a" if t["p_value"] is None else f"{t['p_value']:.3g}, {significance(t['p_value'])}"
-            cells.append(f"{100 * t['mean_difference']:+.1f} (p = {p}, {t['pairs']} folds)")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | " + " | ".join(difference(tests[b], folds=True) for b in bases) + " |")
     return [*lines, ""]
 
 
@@ -399,15 +400,7 @@ def _study_table(study: dict) -> list[str]:
         "|---|---|---|" + "---|" * len(refs),
     ]
     for row in study["rows"]:
-        cells = []
-        for ref in refs:
-            test = row.get(f"vs_{ref}")
-            if not test or test.get("p_value") is None:
-                cells.append("—")
-            else:
-                cells.append(
-                    f"{100 * test['mean_difference']:+.1f} (p = {test['p_value']:.3g}, {significance(test['p_value'])})"
-                )
+        cells = [difference(row[f"vs_{ref}"]) if f"vs_{ref}" in row else "—" for ref in refs]
         lines.append(
             f"| `{row['method']}` | {mean_std(row['mean'], row['std'])} | {row['n']} | " + " | ".join(cells) + " |"
         )
