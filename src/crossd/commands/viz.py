@@ -54,7 +54,7 @@ def _filters(args: argparse.Namespace) -> Path:
     max_filters = args.max_filters or 64
     if args.inputs:
         images = npz_images(args.inputs, args.frames, args.size)
-        return input_filters_gif(model, layer, images, args.output, max_filters, args.fps)
+        return input_filters_gif(model, layer, images, args.output, max_filters, args.fps, grey_input=args.grey)
     axes = tuple(a.strip() for a in args.axes.split(",") if a.strip())
     return filters_gif(layer, args.output, args.frames, axes, max_filters, args.fps, grey_input=args.grey)
 

@@ -217,14 +217,18 @@ def input_filters_gif(
     max_filters: int = 64,
     fps: float = 4.0,
     dpi: int = 80,
+    grey_input: bool = False,
 ) -> Path:
-    """Animate the kernels ``layer`` uses for each of ``images (N, C, H, W)``: ``N`` frames, one panel."""
+    """Animate the kernels ``layer`` uses for each of ``images (N, C, H, W)``: ``N`` frames, one panel; each
+    kernel scaled to its own peak over the frames, ``grey_input`` sums the input channels (see module doc)."""
     kernels, axis, angle = input_kernels(model, layer, images)
+    kernels = kernels.numpy()
+    kernels = peak_normalised(grey_kernels(kernels, 2) if grey_input else kernels, 1)
     captions = [
         f"input {i}: axis ({a[0]:+.2f}, {a[1]:+.2f}, {a[2]:+.2f}), {math.degrees(t):+.1f} deg"
         for i, (a, t) in enumerate(zip(axis.tolist(), angle.tolist(), strict=True))
     ]
-    frames = render_frames([kernels.numpy()], ["kernels chosen per input"], captions, max_filters, dpi)
+    frames = render_frames([kernels], ["kernels chosen per input"], captions, max_filters, dpi, scale=1.0)
     return write_gif(frames, path, fps)
 
 
