@@ -7,6 +7,7 @@ import imageio.v3 as iio
 import pytest
 
 from crossd.cli import main
+from crossd.demo.report import READABLE
 from crossd.report.tables import design_note, mean_std
 
 
@@ -28,8 +29,13 @@ def test_quick_demo_writes_the_report_and_its_files(demo):
         assert (demo / f"pretrain-{folder}" / "model.safetensors").is_file()
     assert iio.imread(demo / "filters.gif", index=None).shape == (6, round(3.6 * 80), round(3.2 * 80 * 3), 3)
     report = (demo / "report.md").read_text()
-    for picture in figures:
+    for picture in ("accuracy.png", "training_curves.png", "planes.png"):
         assert f"]({picture})" in report
+    structure = json.loads((demo / "demo.json").read_text())["kernel_structure"]
+    readable = max(structure.values()) >= READABLE
+    for picture in ("kernel3d.png", "filters.gif"):  # shown only when they show more than noise
+        assert (f"]({picture})" in report) == readable
+    assert f"Cross-D centre slice r = {structure['crossd_centre']:.2f}" in report
 
 
 def test_report_numbers_come_from_the_run(demo):

@@ -16,6 +16,7 @@ from crossd.report.animation import (
     grey_kernels,
     input_filters_gif,
     kernel3d_png,
+    neighbour_correlation,
     render_frames,
     sweep_angles,
     sweep_kernels,
@@ -88,6 +89,16 @@ def test_kernels_are_grey_summed_peak_normalised_and_strongest_first():
     assert order[0] == 3 and shown.shape == (2, 1, 3, 3, 3)
     np.testing.assert_allclose(np.abs(shown).reshape(2, -1).max(1), 1.0)
     np.testing.assert_allclose(shown[0], grey[3] / np.abs(grey[3]).max())
+
+
+def test_neighbour_correlation_tells_noise_from_smooth_kernels():
+    rng = np.random.default_rng(0)
+    assert abs(neighbour_correlation(rng.normal(size=(64, 7, 7)))) < 0.05
+    y, x = np.mgrid[-3:4, -3:4]
+    blobs = np.stack([np.exp(-((x - a) ** 2 + (y - b) ** 2) / 4.0) for a, b in rng.integers(-2, 3, (16, 2))])
+    assert neighbour_correlation(blobs) > 0.5
+    edges = np.stack([np.sign(x + 0.5) * s for s in rng.choice([-1, 1], 8)])
+    assert neighbour_correlation(edges) > 0.5
 
 
 def test_filters_gif_puts_the_most_angle_dependent_kernel_first(tmp_path, monkeypatch):

@@ -325,33 +325,51 @@ def _evaluate_section(summary: dict) -> list[str]:
     return lines
 
 
+READABLE = 0.3
+"""Neighbour correlation from which kernel pictures show shapes a reader can see (i.i.d. noise gives 0)."""
+
+
 def _filters_section(summary: dict) -> list[str]:
-    f = summary["figures"]
-    return [
+    f, r = summary["figures"], summary["kernel_structure"]
+    readable = max(r.values()) >= READABLE
+    lines = [
         "## 3. What the Cross-D network learned",
         "",
-        "The MRI patches are grey images repeated over three input channels, so every picture shows the sum of a "
-        "first-layer kernel over its input channels (what it applies to a grey image), each kernel scaled to its "
-        "own peak (white positive, black negative).",
-        "",
-        f"`{f['kernel3d']}`: the 12 strongest (most energy) 3D kernels of the Cross-D `conv1` as depth slices "
-        "d = 0..6; d = 3 is the plane used at angle 0. The last column holds the regular network's 12 strongest "
-        "2D kernels (no pairing by row): I3D repeats each of them at every depth, ACS uses it in three "
-        "orthogonal planes. Where the Cross-D slices away from d = 3 look like noise, 2D training did not reach "
-        "them.",
-        "",
-        f"![3D kernels beside the regular network's 2D kernels]({f['kernel3d']})",
-        "",
         f"`{f['planes']}`: the planes the rotation heads pick on real 2D test patches. Left: the first layer's "
-        "rotation angles and plane tilts (the angle between the chosen plane and the d = 3 plane; a turn about "
-        "d tilts nothing). Right: the tilt in every Cross-D layer. Tilts near 0° mean the heads keep one "
-        "orientation and training reaches little of each 3D kernel beyond its centre slice.",
+        "rotation angles and plane tilts (the angle between the chosen plane and the kernel's centre slice, the "
+        "plane at angle 0; a turn about the depth axis tilts nothing). Right: the tilt in every Cross-D layer. "
+        "Tilts near 0° mean the heads keep one orientation and 2D training reaches little of each 3D kernel "
+        "beyond its centre slice.",
         "",
         f"![Predicted planes]({f['planes']})",
         "",
-        f"`{f['filters']}`: the 16 kernels of `conv1` that change most as the plane turns about each kernel axis "
-        "(d, h, w) through ±45°, the range the heads may use. Make these figures for any checkpoint with "
-        "`crossd viz filters --grey` and `crossd viz kernel3d --grey`.",
+        "How much the first layer learned, as the correlation of neighbouring kernel weights (the kernels summed "
+        "over input channels, which is what a grey image repeated over them meets; 0 for random kernels, 0.5 and "
+        f"more for the smooth edge and blob detectors of a well-trained first layer): Cross-D centre slice "
+        f"r = {r['crossd_centre']:.2f}, its other depth slices r = {r['crossd_other']:.2f}, regular network "
+        f"r = {r['regular']:.2f}.",
+        "",
+    ]
+    pictures = (
+        f"`{f['kernel3d']}` draws the 12 strongest (most energy) Cross-D `conv1` kernels as depth slices, the "
+        "centre one marked 0°, beside the regular network's 12 strongest 2D kernels (I3D repeats those at every "
+        f"depth, ACS uses them in three orthogonal planes); `{f['filters']}` animates the 16 Cross-D kernels that "
+        "change most as the plane turns about each kernel axis through ±45°, the range the heads may use. Each "
+        "kernel is scaled to its own peak (white positive, black negative). `crossd viz kernel3d --grey` and "
+        "`crossd viz filters --grey` draw them for any checkpoint."
+    )
+    if not readable:
+        return [
+            *lines,
+            f"Below r = {READABLE:g} kernel pictures look like noise to the eye, so they are not shown here: "
+            + pictures,
+            "",
+        ]
+    return [
+        *lines,
+        pictures,
+        "",
+        f"![3D kernels beside the regular network's 2D kernels]({f['kernel3d']})",
         "",
         f"![Dynamic filters]({f['filters']})",
         "",

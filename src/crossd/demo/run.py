@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import crossd
@@ -38,7 +39,7 @@ from crossd.evaluate.segmentation import SegmentationConfig, evaluate_segmentati
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import save_json, save_text
 from crossd.models import load_2d_model
-from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png
+from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png, neighbour_correlation
 from crossd.report.planes import npz_images, planes_png, predicted_planes
 from crossd.train import PretrainConfig, load_training_checkpoint, pretrain
 
@@ -288,16 +289,27 @@ def read_study(path: str | Path) -> dict:
     return {"path": str(path), **study}
 
 
-def kernel_figures(out: Path, checkpoints: dict[str, Path], data: DemoData, frames: int) -> dict[str, str]:
+def kernel_figures(
+    out: Path, checkpoints: dict[str, Path], data: DemoData, frames: int
+) -> tuple[dict[str, str], dict[str, float]]:
     """The first layer's kernels as a reader can see them (grey inputs: input channels summed; each kernel scaled
     to its peak; strongest or most angle-dependent first) and the planes the Cross-D heads pick on the 2D test
-    patches: ``filters.gif``, ``kernel3d.png`` (beside the regular network's conv1), ``planes.png``."""
+    patches: ``filters.gif``, ``kernel3d.png`` (beside the regular network's conv1), ``planes.png``; and how much
+    structure the kernels have (:func:`~crossd.report.animation.neighbour_correlation` of the grey kernels: the
+    Cross-D centre slice, its other slices, the regular network's)."""
     model, _ = load_2d_model(checkpoints["crossd"])
     regular, _ = load_2d_model(checkpoints["regular"])
     layer = find_crossd_layer(model, "conv1")
+    cube = layer.weight.detach().sum(1).numpy()  # (Co, K, K, K): what a grey image meets
+    centre = cube.shape[1] // 2
+    structure = {
+        "crossd_centre": neighbour_correlation(cube[:, centre]),
+        "crossd_other": neighbour_correlation(np.delete(cube, centre, axis=1)),
+        "regular": neighbour_correlation(regular.conv1.weight.detach().sum(1).numpy()),
+    }
     images = npz_images(data.pretrain_path, PLANE_IMAGES, split="test")
     title = "conv1, the 12 strongest kernels: Cross-D depth slices d = 0..6, and the regular network's 2D kernels"
-    return {
+    figures = {
         "filters": filters_gif(layer, out / "filters.gif", frames, max_filters=16, grey_input=True).name,
         "kernel3d": kernel3d_png(
             layer.weight, out / "kernel3d.png", 12, title, grey_input=True, regular=regular.conv1.weight
@@ -308,6 +320,7 @@ def kernel_figures(out: Path, checkpoints: dict[str, Path], data: DemoData, fram
             f"planes the Cross-D heads pick on {len(images)} 2D test patches",
         ).name,
     }
+    return figures, structure
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -380,10 +393,11 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     say("writing the report")
     with clock("figures"):
+        kernels, structure = kernel_figures(out, checkpoints, data, cfg.frames)
         figures = {
             "accuracy": accuracy_plot(results, out / "accuracy.png").name,
             "training_curves": training_curves(logs, results, out / "training_curves.png").name,
-            **kernel_figures(out, checkpoints, data, cfg.frames),
+            **kernels,
         }
     timings = {**clock.stages, "total": clock.total()}
     summary = {
@@ -416,6 +430,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "comparisons": results.get("comparisons", {}),
         "margins": margins(results),
         "figures": figures,
+        "kernel_structure": structure,
         "timings": timings,
         "segmentation": segmentation,
         "study": study,

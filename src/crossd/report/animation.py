@@ -100,6 +100,16 @@ def peak_normalised(kernels: np.ndarray, filter_axis: int) -> np.ndarray:
     return kernels / np.where(peak > 0, peak, 1.0)
 
 
+def neighbour_correlation(kernels: np.ndarray) -> float:
+    """Pearson correlation of horizontally and vertically adjacent weights of 2D kernels ``(..., K, K)``, pooled:
+    about 0 for i.i.d. random kernels (an untrained layer), 0.5 and more for the smooth edge and blob detectors a
+    trained first layer shows."""
+    pairs = [np.moveaxis(kernels, axis, -1) for axis in (-1, -2)]
+    left = np.concatenate([p[..., :-1].ravel() for p in pairs])
+    right = np.concatenate([p[..., 1:].ravel() for p in pairs])
+    return float(np.corrcoef(left, right)[0, 1])
+
+
 def _tile_image(kernel: np.ndarray, scale: float) -> np.ndarray:
     """``(K, K, 3)`` in [0, 1] from one filter ``(Ci, K, K)``: RGB for 3 input channels, else the channel mean."""
     image = kernel.transpose(1, 2, 0) if kernel.shape[0] == 3 else np.repeat(kernel.mean(0)[..., None], 3, -1)
