@@ -11,7 +11,7 @@ files, DICOM series folders or ultrasound videos (or a folder holding that one .
 sub-folders of 2D images or of volumes. The data's dimension decides 2D vs 3D networks.
 --init NAME[=CKPT]: how each compared network gets its weights (names without =CKPT use --checkpoint):
   crossd     the Cross-D checkpoint's 3D kernels copied into Conv3d (2D data: the Cross-D network itself)
-  acs        ACS convolution of a 2D checkpoint's kernels (a third of the channels per plane)
+  acs        ACS convolution of a 2D checkpoint's kernels (a third of the output channels per orthogonal plane)
   i3d        2D kernels inflated over depth (repeated and divided by the depth)
   center     2D kernels in the central depth slice, zeros elsewhere
   random     no checkpoint, random initialisation
