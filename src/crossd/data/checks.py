@@ -21,6 +21,7 @@ So ``(N, 28, 28, 3)`` is 2D RGB, ``(N, 28, 28, 28)`` and ``(N, 4, 5, 7)`` are vo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,12 @@ class Layout:
     def channels(self, shape: tuple[int, ...]) -> int:
         """Number of channels of an array of ``shape`` (1 without a channel axis)."""
         return 1 if self.channel_axis is None else shape[self.channel_axis]
+
+    def channels_first(self, images: np.ndarray) -> np.ndarray:
+        """``images`` in this layout as ``(N, C, *spatial)`` (a view; ``C`` = 1 without a channel axis)."""
+        if self.channel_axis is None:
+            return images[:, None]
+        return np.moveaxis(images, self.channel_axis, 1)
 
 
 def _is_channel(size: int, others: tuple[int, ...]) -> bool:
@@ -77,7 +84,8 @@ def infer_layout(shape: tuple[int, ...], spatial_dims: int | None = None, source
     else:
         raise DataError(f"{source}: images of shape {shape} fit no layout; expected {expected}")
     if spatial_dims is not None and layout.spatial_dims != spatial_dims:
-        raise DataError(f"{source}: shape {shape} holds {layout.spatial_dims}D data, but --spatial-dims {spatial_dims}")
+        kinds = {2: "2D images", 3: "3D volumes"}
+        raise DataError(f"{source}: shape {shape} holds {kinds[layout.spatial_dims]}, not {kinds[spatial_dims]}")
     return layout
 
 
@@ -88,7 +96,8 @@ def _layout_4d(shape: tuple[int, ...], spatial_dims: int | None, source: str) ->
     if spatial_dims == 2:
         if not (first or last):
             raise DataError(
-                f"{source}: shape {shape} has no channel axis (size 1, 3 or 4, first or last) for --spatial-dims 2"
+                f"{source}: shape {shape} is not 2D images (no channel axis of size 1, 3 or 4 first or last): "
+                "3D volumes (N, D, H, W)?"
             )
         return Layout(2, 1 if first else -1)
     if last and shape[-1] > 1:
@@ -102,52 +111,55 @@ def _layout_4d(shape: tuple[int, ...], spatial_dims: int | None, source: str) ->
     return Layout(3, None)
 
 
-def check_finite(array: np.ndarray, source: str) -> None:
-    """Raise :class:`DataError` naming ``source`` and the first sample (index along axis 0) holding NaN or Inf."""
+def check_finite(array: np.ndarray, source: str, names: Sequence[str] | None = None) -> None:
+    """Raise :class:`DataError` naming ``source`` and the first sample (index along axis 0 of ``array``
+    ``(N, ...)``; with ``names``, also that sample's file) holding NaN or Inf."""
     array = np.asarray(array)
-    if not np.issubdtype(array.dtype, np.inexact):
+    if not np.issubdtype(array.dtype, np.inexact) or array.size == 0:
         return
-    finite = np.isfinite(array.reshape(len(array), -1) if array.ndim > 1 else array)
-    bad = np.flatnonzero(~finite.all(axis=1) if finite.ndim > 1 else ~finite)
+    bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
     if len(bad):
-        kind = "NaN" if np.isnan(array[bad[0]]).any() else "Inf"
-        raise DataError(f"{source}: sample {bad[0]} holds {kind} values ({len(bad)} non-finite sample(s) in all)")
+        first = bad[0]
+        kind = "NaN" if np.isnan(array[first]).any() else "Inf"
+        name = f" ({names[first]})" if names is not None else ""
+        raise DataError(f"{source}: sample {first}{name} holds {kind} values ({len(bad)} non-finite sample(s) in all)")
 
 
-def count_classes(labels: np.ndarray, source: str, num_classes: int | None = None) -> int:
-    """The number of classes ``C`` of integer ``labels`` ``(N,)``: ``num_classes`` when given (``--num-classes``),
-    else the number of distinct labels, which must then be exactly ``0..C-1`` (a label 7 among three classes is
-    refused, not read as an 8-class set). Raises :class:`DataError` naming the first bad index."""
-    labels = np.asarray(labels)
-    if num_classes is not None:
-        check_labels(labels, num_classes, source)
-        return num_classes
-    _check_integers(labels, source)
-    classes = len(np.unique(labels))
-    bad = np.flatnonzero((labels < 0) | (labels >= classes))
-    if len(bad):
-        raise DataError(
-            f"{source}: label {labels[bad[0]]:g} at index {bad[0]} is outside 0..{classes - 1} (the {classes} "
-            f"distinct labels must be numbered 0..{classes - 1}); pass --num-classes if the set has more classes"
-        )
-    if classes < 2:
-        raise DataError(f"{source}: all samples have the same label; classification needs at least 2 classes")
+def count_classes(labels: np.ndarray | dict[str, np.ndarray], source: str, num_classes: int | None = None) -> int:
+    """The number of classes ``C`` of integer labels ``(N,)`` (or of several arrays ``{source: labels}``, e.g. the
+    splits of one file): ``num_classes`` when given (``--num-classes``), else the number of distinct labels, which
+    must then be exactly ``0..C-1`` (a label 7 among three classes is refused, not read as an 8-class set).
+    Raises :class:`DataError` naming the source and its first bad index (see :func:`check_labels`)."""
+    parts = labels if isinstance(labels, dict) else {source: labels}
+    parts = {name: np.asarray(array) for name, array in parts.items()}
+    for name, array in parts.items():
+        _check_integers(array, name)
+    classes = num_classes
+    if classes is None:
+        classes = len(np.unique(np.concatenate([a.ravel() for a in parts.values()])))
+        if classes < 2:
+            raise DataError(f"{source}: all samples have the same label; classification needs at least 2 classes")
+    for name, array in parts.items():
+        check_labels(array, classes, name, inferred=num_classes is None)
     return classes
 
 
-def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
+def check_labels(labels: np.ndarray, num_classes: int, source: str, inferred: bool = False) -> None:
     """Raise :class:`DataError` naming ``source`` and the first index whose label ``(N,)`` is not an integer in
-    ``0..num_classes-1``."""
+    ``0..num_classes-1``; ``inferred``: ``num_classes`` was counted from the labels (the message says so)."""
     labels = np.asarray(labels)
     if num_classes < 2:
         raise DataError(f"--num-classes must be at least 2, got {num_classes}")
     _check_integers(labels, source)
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
-        raise DataError(
-            f"{source}: label {labels[bad[0]]:g} at index {bad[0]} is outside 0..{num_classes - 1} "
-            f"({num_classes} classes)"
+        why = (
+            f"the {num_classes} distinct labels must be numbered 0..{num_classes - 1}; pass --num-classes if the set "
+            "has more classes"
+            if inferred
+            else f"{num_classes} classes"
         )
+        raise DataError(f"{source}: label {labels[bad[0]]:g} at index {bad[0]} is outside 0..{num_classes - 1} ({why})")
 
 
 def _check_integers(labels: np.ndarray, source: str) -> None:
