@@ -54,8 +54,8 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_checkpoint(output_dir: Path, checkpoint: dict[str, Any], spec: ModelSpec) -> None:
-    """Write ``checkpoint.pt`` atomically, then the files derived from it (:func:`export_run_files`).
+def save_checkpoint(output_dir: Path, checkpoint: dict[str, Any]) -> None:
+    """Write ``checkpoint.pt`` atomically; then call :func:`export_run_files` for the files derived from it.
 
     Raises ``ValueError`` (and writes nothing) when a weight holds NaN/Inf: a non-finite model never replaces the
     last good checkpoint.
@@ -64,7 +64,6 @@ def save_checkpoint(output_dir: Path, checkpoint: dict[str, Any], spec: ModelSpe
     if bad:
         raise ValueError(f"{len(bad)} tensor(s) of the model hold NaN/Inf (first: {bad[0]}); checkpoint not written")
     save_torch(checkpoint, output_dir / "checkpoint.pt")
-    export_run_files(output_dir, checkpoint, spec)
 
 
 def export_run_files(output_dir: Path, checkpoint: dict[str, Any], spec: ModelSpec) -> None:
@@ -93,6 +92,17 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path}: not a crossd pretrain checkpoint (expected keys {REQUIRED_KEYS}, found {found})")
     return checkpoint
+
+
+def saved_epoch(path: Path) -> int | None:
+    """The ``epoch`` of the checkpoint at ``path`` (memory-mapped, so cheap for large files); ``None`` when there
+    is no readable checkpoint."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # missing, truncated or foreign: nothing to resume from
+        return None
 
 
 def log_rows(checkpoint: dict[str, Any], output_dir: Path) -> list[dict[str, str]]:

@@ -28,6 +28,7 @@ from crossd.train.checkpoint import (
     log_rows,
     rng_state,
     save_checkpoint,
+    saved_epoch,
     set_rng_state,
 )
 from crossd.train.config import PretrainConfig
@@ -72,28 +73,29 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     cfg.validate()
     created_group = not torch.distributed.is_initialized()
     info = init_distributed(cfg.device)
-    run = None
     try:
         run = _Run.start(cfg, info)
         val = run.train()
         return run.finish(val)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the CLI raises it (the same type is kept)
-        raise type(exc)(_how_to_resume(cfg, run)) from None
+        raise type(exc)(_how_to_resume(cfg)) from None
     finally:
         if created_group:
             close_distributed()
 
 
-def _how_to_resume(cfg: PretrainConfig, run: _Run | None) -> str:
-    """The end of the "interrupted" line: what is saved and the command that continues it."""
+def _how_to_resume(cfg: PretrainConfig) -> str:
+    """The end of the "interrupted" line: the epoch saved (read from the checkpoint itself: a signal may land
+    between its rename and the lines after it) and the command that continues it."""
     checkpoint = Path(cfg.output_dir) / "checkpoint.pt"
-    if run is None or not checkpoint.is_file():
+    epoch = saved_epoch(checkpoint)
+    if epoch is None:
         return "before any epoch was saved; run the same command again"
     if cfg.resume is not None and Path(cfg.resume).resolve() == checkpoint.resolve():
         how = "run the same command again"
     else:
         how = f"resume with the same flags and --resume {checkpoint}"
-    return f"after epoch {run.epochs_done} of {cfg.epochs} (saved in {checkpoint}); {how}"
+    return f"after epoch {epoch} of {cfg.epochs} (saved in {checkpoint}); {how}"
 
 
 @dataclass
@@ -227,7 +229,6 @@ class _Run:
                 log.add(row)
                 self._save(epoch + 1, states, log.rows)
             barrier(info)
-            self.epochs_done = epoch + 1
         if log is not None:
             log.close()
         return val
@@ -296,8 +297,9 @@ class _Run:
         }
         if self.precision.scaler is not None:
             state["scaler"] = self.precision.scaler.state_dict()
-        save_checkpoint(self.output_dir, state, self.spec)
+        save_checkpoint(self.output_dir, state)
         self.epochs_done = epochs_done
+        export_run_files(self.output_dir, state, self.spec)
 
 
 def _check_resume_settings(cfg: PretrainConfig, checkpoint: dict[str, Any] | None) -> list[str]:
