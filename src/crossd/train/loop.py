@@ -135,6 +135,8 @@ class _Run:
             remove_stale_temps(output_dir)
         checkpoint = load_training_checkpoint(cfg.resume) if cfg.resume else None
         changes = _check_resume_settings(cfg, checkpoint)
+        if changes and info.is_main and not cfg.quiet:
+            print(f"note: resuming with changed settings ({'; '.join(changes)}); recorded in the checkpoint")
         _seed_everything(cfg.seed + info.rank)
         splits = load_image_splits(
             cfg.data_path,
@@ -229,6 +231,7 @@ class _Run:
                 log.add(row)
                 self._save(epoch + 1, states, log.rows)
             barrier(info)
+            self.epochs_done = epoch + 1  # every process: the checkpoint of this epoch is now written
         if log is not None:
             log.close()
         return val
