@@ -181,8 +181,8 @@ def _pretrain_config(cfg: DemoConfig, data: DemoData, run: DemoRun) -> PretrainC
 def _same_run(saved: dict, pcfg: PretrainConfig) -> bool:
     """Same training settings (paths may differ: a moved demo folder stays reusable; its data is checked by
     :func:`check_output_dir`)."""
-    ignore = ("resume", "allow_changed", "print_freq", "quiet", "workers", "device", "data_path", "output_dir")
-    ignore += ("volumes",)
+    runs_only = ("resume", "allow_changed", "print_freq", "quiet", "workers", "device")
+    ignore = (*runs_only, "data_path", "output_dir", "volumes")
     mine = {k: v for k, v in asdict(pcfg).items() if k not in ignore}
     return all(saved.get(k) == v for k, v in mine.items())
 
