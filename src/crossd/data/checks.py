@@ -42,10 +42,6 @@ class Layout:
     spatial_dims: int
     channel_axis: int | None
 
-    @property
-    def channels_last(self) -> bool:
-        return self.channel_axis == -1
-
     def channels(self, shape: tuple[int, ...]) -> int:
         """Number of channels of an array of ``shape`` (1 without a channel axis)."""
         return 1 if self.channel_axis is None else shape[self.channel_axis]
