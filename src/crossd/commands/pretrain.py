@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--dataset", choices=("imagefolder", "medmnist"), default=None, help="default: medmnist for .npz paths"
     )
+    data.add_argument(
+        "--num-classes", type=int, default=None, help="class count (default: the .npz's labels, numbered 0..C-1)"
+    )
     from_data = f"(default: {d.train_crop_size}, or the image side for images smaller than that)"
     data.add_argument("--train-crop-size", type=int, help=f"random-resized crop size {from_data}")
     data.add_argument(
@@ -125,7 +128,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         const="",
         metavar="CHECKPOINT",
-        help="continue the run in --output-dir (its checkpoint.pt), or from CHECKPOINT",
+        help="continue the run in --output-dir (its checkpoint.pt), or from CHECKPOINT (with the same flags)",
+    )
+    run.add_argument(
+        "--allow-changed",
+        action="store_true",
+        help="let --resume continue with other settings (lr, batch size, optimizer, ...); the checkpoint records them",
     )
     add_device_flag(run, default=d.device)
     run.add_argument("--print-freq", type=int, default=d.print_freq, help="progress line every N steps")

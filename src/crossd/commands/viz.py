@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossd.io import ensure_writable_file
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -81,6 +83,7 @@ def _kernel3d(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    ensure_writable_file(args.output, "--output")
     path = _filters(args) if args.what == "filters" else _kernel3d(args)
     print(f"wrote {path}")
     return 0
