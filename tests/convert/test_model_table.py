@@ -4,6 +4,8 @@ The 48^3 and 64^3 columns come from ``benchmarks/model_matrix.py``; one small ru
 """
 
 import importlib
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,3 +87,15 @@ def test_the_matrix_script_writes_its_table(tmp_path, monkeypatch):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "ok" and cells[2].startswith("ok (crossd") and cells[6] == "yes"
     assert [c.split()[0] for c in cells[3:6]] == ["ok", "ok", "ok"]
+
+
+def test_readme_lists_the_same_models():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Models the converters are checked on", 1)[1].split("\n\n#", 1)[0]
+    listed = set()
+    for line in section.splitlines():
+        cells = line.strip("|").split("|")
+        if len(cells) == 2 and "`" in cells[1]:
+            library = cells[0].split()[0].lower()
+            listed |= {f"{library}/{name}" for name in re.findall(r"`([^`]+)`", cells[1])}
+    assert listed == set(MODELS)

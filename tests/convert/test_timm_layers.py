@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from crossd import to_3d
-from crossd.convert import check_really_3d
+from crossd import to_3d, to_crossd
+from crossd.convert import ConversionWarning, check_really_3d
 
 timm = pytest.importorskip("timm")
 layers = pytest.importorskip("timm.layers")
@@ -96,5 +96,15 @@ def test_mixed_conv_and_drop_path_keep_their_forward():
 
 def test_cond_conv_is_named_not_silently_kept():
     model = nn.Sequential(layers.CondConv2d(4, 4, 3, padding=1, num_experts=2))
-    _, report = to_3d(model, init="i3d", return_report=True)
+    with pytest.warns(ConversionWarning, match="CondConv2d"):
+        _, report = to_3d(model, init="i3d", return_report=True)
     assert "CondConv2d is a 2D layer" in report.unconverted["0"]
+
+
+def test_conv_subclasses_with_their_own_forward_are_named():
+    """timm's StdConv2d standardises its weight in forward(): a plain Conv3d/CrossDConv would silently drop it."""
+    model = nn.Sequential(layers.StdConv2d(3, 4, 3, padding=1))
+    for convert in (to_crossd, lambda m, **kw: to_3d(m, init="i3d", **kw)):
+        with pytest.warns(ConversionWarning, match="StdConv2d has its own forward"):
+            _, report = convert(model, return_report=True)
+        assert set(report.unconverted) == {"0"}

@@ -99,6 +99,14 @@ def scan_2d_code(module: nn.Module) -> str | None:
     return ", ".join(dict.fromkeys(calls)) or None
 
 
+def own_forward(module: nn.Module, base: type[nn.Module], known: tuple[type, ...] = ()) -> str | None:
+    """A reason if ``module`` subclasses ``base`` (e.g. ``nn.Conv2d``) with a ``forward`` of its own that a
+    converter replacing it by a plain layer would drop (weight standardisation, ...); ``None`` for ``known``."""
+    if type(module).forward is base.forward or isinstance(module, known):
+        return None
+    return f"{type(module).__name__} has its own forward(), dropped by the conversion"
+
+
 def scan_2d_layers(model: nn.Module) -> dict[str, str]:
     """Modules left in a model meant for volumes that still assume images: ``name -> reason``.
 

@@ -11,7 +11,7 @@ from crossd.convert.forward_twins import swap_forwards
 from crossd.convert.kernels import acs_kernel, center_kernel, inflate_kernel, planar_kernel, shift_align
 from crossd.convert.layers_3d import layer_to_3d
 from crossd.convert.really_3d import check_really_3d
-from crossd.convert.report import ConversionReport, scan_2d_layers
+from crossd.convert.report import ConversionReport, own_forward, scan_2d_layers
 from crossd.convert.same_padding import PadSame, same_padded_types, wrap_same
 from crossd.convert.walk import replace_modules, triple
 from crossd.nn.acs_conv import ACSConv3d
@@ -206,6 +206,8 @@ def to_3d(
             new = wrap_same(module, inner if inner is not None else layer_to_3d(module))
         elif isinstance(module, (nn.Conv2d, CrossDConv)):
             new = _conv_to_3d(module, name or "model", conv_init(name, module), align, acs_conv3d(name, module))
+            if isinstance(module, nn.Conv2d) and (dropped := own_forward(module, nn.Conv2d)) is not None:
+                report.add_unconverted({name: dropped})
         elif isinstance(module, nn.ConvTranspose2d):
             new, used = _transposed_to_3d(module, init)
             if used != init:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from crossd.convert.kernels import crossd_kernel_from_2d
-from crossd.convert.report import ConversionReport, check_forward
+from crossd.convert.report import ConversionReport, check_forward, own_forward
 from crossd.convert.same_padding import same_padded_types, wrap_same
 from crossd.convert.walk import replace_modules
 from crossd.nn.crossd_conv import CrossDConv
@@ -67,6 +67,9 @@ def to_crossd(
 ) -> nn.Module | tuple[nn.Module, ConversionReport]:
     """Replace every ``nn.Conv2d`` with a ``CrossDConv`` keeping its hyper-parameters.
 
+    timm's ``Conv2dSame`` becomes :class:`~crossd.convert.same_padding.PadSame` around a ``CrossDConv`` (its
+    "SAME" padding computed from the input, for images and later volumes alike). A ``Conv2d`` subclass with a
+    ``forward`` of its own (e.g. timm's ``StdConv2d``) is converted but named in the report's ``unconverted``.
     Everything else stays as it is: norms, pools and activations are already 2D. ``ConvTranspose2d`` is left a
     2D layer on purpose (a Cross-D transposed convolution does not exist); it is listed in the report's
     ``notes``, and :func:`crossd.to_3d` later turns it into a ``ConvTranspose3d``.
@@ -112,6 +115,8 @@ def to_crossd(
             if layer_mode is None:
                 return None
             new = conv2d_to_crossd(module, layer_mode, init, where).train(module.training)
+            if (dropped := own_forward(module, nn.Conv2d, same_padded)) is not None:
+                report.add_unconverted({name: dropped})
             if isinstance(module, same_padded):
                 report.converted[name] = f"{kind} -> PadSame(CrossDConv)"
                 return wrap_same(module, new)
