@@ -77,12 +77,12 @@ def to_crossd(
     Args:
         model: any 2D model (torchvision ResNet, DenseNet, VGG, ConvNeXt, EfficientNet, MONAI 2D U-Net, ...).
         mode: ``"rotate"`` (odd kernels only) or ``"shift"``.
+        init: ``"random"`` (fresh 3D kernels), ``"center"`` (each 2D kernel in the slice used at angle 0, zeros
+            elsewhere: the model equals itself when every head outputs angle 0), ``"inflate"`` (I3D style).
         even_kernels: what happens to a layer whose kernel ``mode`` cannot hold (an even kernel in ``rotate``
             mode, e.g. ConvNeXt's 4x4 stem and 2x2 downsampling): ``"shift"`` (default) makes it a ``shift``-mode
             Cross-D layer; ``"plain"`` keeps the ``Conv2d`` (``to_3d(init="crossd")`` then inflates it I3D
             style); ``"error"`` raises. Every layer it applied to is listed in the report's ``notes``.
-        init: ``"random"`` (fresh 3D kernels), ``"center"`` (each 2D kernel in the slice used at angle 0, zeros
-            elsewhere: the model equals itself when every head outputs angle 0), ``"inflate"`` (I3D style).
         inplace: change ``model`` itself instead of a deep copy.
         example_input: a small image batch ``(N, C, H, W)``; when given, the converted model is run on it (eval
             mode, no gradients) and the module whose forward fails is reported in a warning.
