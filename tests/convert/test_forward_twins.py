@@ -59,3 +59,19 @@ def test_a_subclass_with_its_own_forward_is_reported_not_overridden():
         model3d, report = to_3d(model, init="i3d", return_report=True)
     assert type(model3d) is MyDenseNet
     assert "forward() calls adaptive_avg_pool2d" in report.unconverted[""]
+
+
+def test_unknown_image_idioms_are_named_before_any_forward():
+    class ImageSqueeze(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gamma = nn.Parameter(torch.ones(4))
+
+        def forward(self, x):
+            return x * x.mean((2, 3), keepdim=True) * self.gamma.reshape(1, -1, 1, 1)
+
+    with pytest.warns(ConversionWarning, match="ImageSqueeze"):
+        _, report = to_3d(nn.Sequential(nn.Conv2d(1, 4, 1), ImageSqueeze()), init="i3d", return_report=True)
+    assert report.unconverted == {
+        "1": "ImageSqueeze.forward() reduces over axes (2, 3), forward() reshapes to (1, -1, 1, 1)"
+    }

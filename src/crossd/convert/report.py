@@ -65,6 +65,12 @@ class ConversionReport:
 # Calls such as F.max_pool2d(...), torch.nn.functional.adaptive_avg_pool2d(...), or interpolate(..., "bilinear").
 _FUNCTIONAL_2D = re.compile(r"\b(?:F|functional|torch)\.(\w+2d)\s*\(")
 _INTERPOLATE_2D = re.compile(r"\binterpolate\s*\(.*(?:bilinear|bicubic)")
+# Image idioms in tensor methods: x.mean((2, 3)), gamma.reshape(1, -1, 1, 1), x.permute(0, 2, 3, 1).
+_IMAGE_IDIOMS = {
+    "reduces over axes (2, 3)": re.compile(r"\.(?:mean|sum|amax|amin|std|var)\(\s*[(\[]\s*2\s*,\s*3\s*[)\]]"),
+    "reshapes to (1, -1, 1, 1)": re.compile(r"\.(?:reshape|view)\(\s*1\s*,\s*-1\s*,\s*1\s*,\s*1\s*\)"),
+    "permutes 4 axes": re.compile(r"\.permute\(\s*0\s*,\s*(?:2\s*,\s*3\s*,\s*1|3\s*,\s*1\s*,\s*2)\s*\)"),
+}
 
 
 def _own_methods_source(cls: type) -> list[tuple[str, str]]:
@@ -83,8 +89,9 @@ def _own_methods_source(cls: type) -> list[tuple[str, str]]:
 def scan_2d_code(module: nn.Module) -> str | None:
     """A reason if the methods of ``module``'s class (outside ``torch.nn``) call 2D-only functions, else ``None``.
 
-    Looks for ``F.*2d(...)``/``torch.*2d(...)`` calls and ``interpolate(..., "bilinear"|"bicubic")`` in the source
-    of the methods the class defines (``forward`` and its helpers).
+    Looks for ``F.*2d(...)``/``torch.*2d(...)`` calls, ``interpolate(..., "bilinear"|"bicubic")`` and image idioms
+    (``.mean((2, 3))``, ``.reshape(1, -1, 1, 1)``, ``.permute(0, 2, 3, 1)``) in the source of the methods the class
+    defines (``forward`` and its helpers), skipping methods a subclass overrides.
     """
     calls, seen = [], set()
     for cls in type(module).__mro__:
@@ -96,6 +103,7 @@ def scan_2d_code(module: nn.Module) -> str | None:
             seen.add(method)
             calls += [f"{method}() calls {m}" for m in _FUNCTIONAL_2D.findall(source)]
             calls += [f"{method}() calls interpolate(2D mode)" for _ in _INTERPOLATE_2D.findall(source)]
+            calls += [f"{method}() {idiom}" for idiom, pattern in _IMAGE_IDIOMS.items() if pattern.search(source)]
     return ", ".join(dict.fromkeys(calls)) or None
 
 
