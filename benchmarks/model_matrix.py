@@ -6,7 +6,7 @@ a 2D forward on a 64x64 image and the angle-0 kernels checked; then ``to_3d`` of
 and run under ``check_really_3d`` on a 32^3 volume; then the ``init="crossd"`` model on 48^3 and 64^3 volumes,
 also under the really-3D check. A cell is "ok" only if nothing failed and nothing was reported unconverted.
 
-    python benchmarks/model_matrix.py --out docs/models.md            # the whole table (about 5 min, 1 thread)
+    python benchmarks/model_matrix.py --out docs/models.md            # the whole table (a few minutes, 1 thread)
     python benchmarks/model_matrix.py timm/convnext_nano --out -        # some rows, printed
 """
 
