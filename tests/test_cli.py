@@ -85,6 +85,8 @@ def test_user_message_names_flags_and_prints_no_tuples():
     assert user_message("lr_x (3) must be fewer than epochs (2)", flags) == "lr_x (3) must be fewer than --epochs (2)"
     assert user_message("train_crop_scale must be in (0, 1], got (0.5, 2.0)", flags).endswith("got 0.5 2.0")
     assert user_message("unknown 'x'; expected one of ('sgd', 'adamw')", flags).endswith("one of sgd, adamw")
+    shape = "x.npz: shape (12, 16, 16) is not 2D"
+    assert user_message(shape, flags) == shape  # shapes stay tuples
     path = "data/mni152_tissue_2d_16.npz: the number of epochs is unknown"  # paths and prose stay as they are
     assert user_message(path, {**flags, "mni152_tissue_2d_16": "--nope"}) == path
 

@@ -64,15 +64,15 @@ def flag_names(parser: argparse.ArgumentParser, aliases: dict[str, str] | None =
 
 
 _QUOTED_TUPLE = re.compile(r"\(('[^']*'(?:, '[^']*')*),?\)")
-_NUMBER_TUPLE = re.compile(r"\((-?[\d.e+-]+(?:, -?[\d.e+-]+)+)\)")
+_GOT_TUPLE = re.compile(r"(?<=got )\((-?[\d.e+-]+(?:, -?[\d.e+-]+)+)\)")
 
 
 def user_message(text: str, flags: dict[str, str]) -> str:
     """An error message as a command-line user reads it: library field names become the flags they typed
     (``batch_size`` -> ``--batch-size``) and Python tuples become plain lists (``('sgd', 'adamw')`` -> ``sgd,
-    adamw``; ``(0.5, 2.0)`` -> ``0.5 2.0``, as the flag takes them)."""
+    adamw``; ``got (0.5, 2.0)`` -> ``got 0.5 2.0``, as the flag takes them; shapes stay ``(N, H, W)``)."""
     text = _QUOTED_TUPLE.sub(lambda m: m.group(1).replace("'", ""), text)
-    text = _NUMBER_TUPLE.sub(lambda m: m.group(1).replace(",", ""), text)
+    text = _GOT_TUPLE.sub(lambda m: m.group(1).replace(",", ""), text)
 
     def swap(match: re.Match) -> str:
         name, after = match.group(0), match.string[match.end() :]
