@@ -11,6 +11,7 @@ from crossd.convert.kernels import crossd_kernel_from_2d
 from crossd.convert.report import ConversionReport, check_forward
 from crossd.convert.walk import replace_modules
 from crossd.nn.crossd_conv import CrossDConv
+from crossd.ops.slicing import ROTATING_MODES
 
 CROSSD_INITS = ("random", "center", "inflate")
 
@@ -21,9 +22,9 @@ def conv2d_to_crossd(conv: nn.Conv2d, mode: str = "rotate", init: str = "random"
         raise ValueError(f"{name}: Cross-D needs square kernels, got kernel_size={conv.kernel_size}")
     if conv.padding_mode != "zeros":
         raise ValueError(f"{name}: Cross-D supports padding_mode='zeros' only, got {conv.padding_mode!r}")
-    if mode == "rotate" and conv.kernel_size[0] % 2 == 0:
+    if mode in ROTATING_MODES and conv.kernel_size[0] % 2 == 0:
         raise ValueError(
-            f"{name}: mode 'rotate' needs odd kernels, got kernel_size={conv.kernel_size}; use mode='shift' "
+            f"{name}: mode {mode!r} needs odd kernels, got kernel_size={conv.kernel_size}; use mode='shift' "
             "for models with even kernels (e.g. ConvNeXt's 4x4 stem and 2x2 downsampling)"
         )
     new = CrossDConv(
@@ -61,7 +62,7 @@ def to_crossd(
 
     Args:
         model: any 2D model (torchvision ResNet, DenseNet, VGG, ConvNeXt, EfficientNet, MONAI 2D U-Net, ...).
-        mode: ``"rotate"`` (odd kernels only) or ``"shift"``.
+        mode: ``"rotate"``, ``"project"`` (both odd kernels only) or ``"shift"``.
         init: ``"random"`` (fresh 3D kernels), ``"center"`` (each 2D kernel in the slice used at angle 0, zeros
             elsewhere: the model equals itself when every head outputs angle 0), ``"inflate"`` (I3D style).
         inplace: change ``model`` itself instead of a deep copy.
