@@ -2,10 +2,11 @@
 
 For every seed: pretrain each variant on the demo's 2D MRI set (``crossd.train.pretrain``), then evaluate all 3D
 inits on the demo's 3D set with shared folds (``crossd.evaluate.evaluate``) under each protocol of ``--protocol``
-(``bn``: convolutions frozen, BatchNorm + head trained; ``finetune``: everything trained, at ``--finetune-lr``). The summary pools every (seed, fold) pair: mean ± population std of test accuracy, the
-mean of per-seed means ± their std, and a paired Wilcoxon signed-rank test of each method against I3D and against
-the published Cross-D (``shift``). Results go to ``<output-dir>/study.json`` and a Markdown table to
-``--markdown`` (``docs/experiments.md`` keeps the runs we report).
+(``bn``: convolutions frozen, BatchNorm + head trained; ``finetune``: everything trained, at ``--finetune-lr``).
+The summary pools every (seed, fold) pair: mean ± population std of test accuracy, the mean of per-seed means ±
+their std, and a paired Wilcoxon signed-rank test of each method against I3D, ACS, the fair hybrid baselines and
+the published Cross-D (``shift``), per protocol and side by side. Results go to ``<output-dir>/study.json`` and
+the Markdown tables to ``--markdown`` (``docs/experiments.md`` keeps the runs we report).
 
     python benchmarks/transfer_study.py --seeds 0 1 2 3 4 --output-dir runs/study --markdown runs/study/study.md
     python benchmarks/transfer_study.py --protocol bn finetune --variants regular project project_grid ...
