@@ -249,3 +249,14 @@ def test_python_axis_and_angle_are_accepted_and_broadcast():
 def test_bad_axis_or_angle(axis, angle, error, message):
     with pytest.raises(error, match=message):
         kernel_slice(torch.randn(1, 1, 3, 3, 3), axis, angle)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_project_reaches_every_voxel_equally(k):
+    """Each voxel's column of the project operator has unit norm at any rotation (Parseval for the periodic sinc),
+    so a 2D loss sends every voxel the same share of its gradient energy; the central slice does not."""
+    axis, angle = torch.randn(8, 3, dtype=torch.float64), torch.rand(8, dtype=torch.float64) * math.pi
+    op = slice_operator(axis, angle, k, "project")
+    torch.testing.assert_close(op.square().sum(1), torch.ones(8, k**3, dtype=torch.float64), rtol=0, atol=1e-12)
+    central = slice_operator(axis, torch.zeros(8, dtype=torch.float64), k, "rotate").square().sum(1)
+    assert central.min() < 1e-20 and central.max() == pytest.approx(1.0)
