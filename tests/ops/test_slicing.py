@@ -260,3 +260,10 @@ def test_project_reaches_every_voxel_equally(k):
     torch.testing.assert_close(op.square().sum(1), torch.ones(8, k**3, dtype=torch.float64), rtol=0, atol=1e-12)
     central = slice_operator(axis, torch.zeros(8, dtype=torch.float64), k, "rotate").square().sum(1)
     assert central.min() < 1e-20 and central.max() == pytest.approx(1.0)
+
+
+def test_slice_operator_names_what_it_needs():
+    with pytest.raises(TypeError, match="axis and angle must be tensors"):
+        slice_operator(0, 0.1, 3, "rotate")
+    with pytest.raises(ValueError, match=r"axis must have shape \(B, 3\) and angle \(B,\)"):
+        slice_operator(torch.randn(2, 3), torch.zeros(3), 3, "project")

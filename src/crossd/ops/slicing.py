@@ -75,6 +75,18 @@ def _plane_grid(kernel_size: int, dtype: torch.dtype, device: torch.device) -> t
     return torch.meshgrid(idx, idx, indexing="ij")
 
 
+def _check_axis_angle(axis: Tensor, angle: Tensor) -> None:
+    """``TypeError``/``ValueError`` unless ``axis (B, 3)`` and ``angle (B,)`` are tensors of matching batch."""
+    if not isinstance(axis, Tensor) or not isinstance(angle, Tensor):
+        raise TypeError(
+            "axis and angle must be tensors (B, 3) and (B,) here; kernel_slice also takes an axis index and a number"
+        )
+    if axis.dim() != 2 or axis.shape[1] != 3 or angle.shape != axis.shape[:1]:
+        raise ValueError(
+            f"axis must have shape (B, 3) and angle (B,), got {tuple(axis.shape)} and {tuple(angle.shape)}"
+        )
+
+
 def plane_rotation(axis: Tensor, angle: Tensor, base_rotation: Tensor | None = None) -> Tensor:
     """The exact rotations ``(B, 3, 3)`` of the ``rotate`` and ``project`` modes: ``R(axis, angle) @ base``.
 
@@ -99,6 +111,7 @@ def sample_points(
             (``rotate`` only): the plane is ``R(axis, angle) @ base_rotation @ (0, y - c, x - c)``.
     """
     check_mode(mode, kernel_size)
+    _check_axis_angle(axis, angle)
     if mode == "project":
         raise ValueError("mode 'project' has no sample points (each tap sums a line); use slice_operator")
     c = kernel_size // 2
@@ -135,6 +148,7 @@ def slice_operator(
     ``base_rotation`` as in :func:`plane_rotation` (``rotate`` and ``project`` only).
     """
     check_mode(mode, kernel_size)
+    _check_axis_angle(axis, angle)
     if mode == "project":
         return projection_operator(plane_rotation(axis, angle, base_rotation), kernel_size)
     q = sample_points(axis, angle, kernel_size, mode, base_rotation)  # (B, K, K, 3)
