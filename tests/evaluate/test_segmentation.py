@@ -146,9 +146,9 @@ def test_cli_flags_map_to_a_segmentation_config(tmp_path):
     cfg = segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint))
     assert cfg.methods == [("crossd", "a.pt"), ("random", None)]
     assert (cfg.protocol, cfg.epochs, cfg.folds, cfg.progress) == ("linear", 3, 5, False)
-    args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--resume"])
-    with pytest.raises(ValueError, match="--resume is not supported"):
-        segmentation_config_from_args(args, [])
+    args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--resume", "-j", "2"])
+    cfg = segmentation_config_from_args(args, [])
+    assert cfg.resume and cfg.num_workers == 2  # from the shared k-fold runner
 
 
 def test_crossd_evaluate_task_segmentation_on_a_nifti_csv(tmp_path, blocks, capsys):
