@@ -30,6 +30,7 @@ rank 0 merges), or --shard K/N in N separate jobs (e.g. a SLURM array) followed 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from crossd.cli import UserError
@@ -46,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--task", choices=("classification", "segmentation"), default="classification", help="what to evaluate"
     )
     parser.add_argument("--size", type=int, default=None, help="resize every sample to SIZE per axis")
+    parser.add_argument(
+        "--spatial-dims", type=int, choices=(2, 3), default=None, help="2 or 3, where the array shape is ambiguous"
+    )
+    parser.add_argument("--num-classes", type=int, default=None, help="class count (labels must be 0..C-1)")
     parser.add_argument("--image-size", type=int, default=None, help="2D crop size of protocol paper (224)")
     parser.add_argument("--checkpoint", default=None, help="2D checkpoint for --init names without =CKPT")
     parser.add_argument(
@@ -110,6 +115,8 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         normalize=args.normalize,
         seed=args.seed,
         size=args.size,
+        spatial_dims=args.spatial_dims,
+        num_classes=args.num_classes,
         image_size=args.image_size,
         align=args.align,
         arch=args.arch,
@@ -138,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
             results = evaluate(config_from_args(args), shard)
     except NonFiniteLossError as exc:
         raise UserError(str(exc)) from None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun rank 0 reports
     if shard is not None:
         done = sum(len(m["folds"]) for m in results["results"])
         print(

@@ -47,6 +47,8 @@ RESUME_KEYS = (
     "normalize",
     "seed",
     "size",
+    "spatial_dims",
+    "num_classes",
     "image_size",
     "align",
     "arch",
@@ -115,7 +117,7 @@ class Classification(Task):
 
     def load(self) -> None:
         cfg = self.cfg
-        self.samples = samples = load_samples(cfg.data, cfg.size)
+        self.samples = samples = load_samples(cfg.data, cfg.size, cfg.spatial_dims, cfg.num_classes)
         self.splits = make_splits(cfg, samples.labels)
         self.bounds = intensity_bounds(samples.images, cfg.constants.scaling)
         self.data_record = {
