@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from crossd.convert.inits import init_names
 from crossd.convert.kernels import center_kernel, crossd_kernel_from_2d, inflate_kernel
 from crossd.convert.published import published_to_crossd_keys, read_state_dict, unwrap_state
 from crossd.nn.crossd_conv import CrossDConv
 
-CHECKPOINT_INITS = ("center", "i3d", "inflate")
+CHECKPOINT_INITS = init_names("checkpoint")
 _SHOWN = 8
 
 

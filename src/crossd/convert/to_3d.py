@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import nn
 
+from crossd.convert.inits import init_names
 from crossd.convert.kernels import center_kernel, inflate_kernel, planar_kernel, shift_align
 from crossd.convert.layers_3d import layer_to_3d
 from crossd.convert.report import ConversionReport, check_forward, scan_2d_layers
@@ -14,7 +15,7 @@ from crossd.convert.walk import replace_modules, triple
 from crossd.nn.acs_conv import ACSConv3d
 from crossd.nn.crossd_conv import CrossDConv
 
-INITS_3D = ("crossd", "i3d", "center", "acs", "random")
+INITS_3D = init_names("to_3d")
 
 
 def _planar(conv: nn.Module) -> torch.Tensor:

@@ -7,12 +7,13 @@ import copy
 import torch
 from torch import nn
 
+from crossd.convert.inits import init_names
 from crossd.convert.kernels import crossd_kernel_from_2d
 from crossd.convert.report import ConversionReport, check_forward
 from crossd.convert.walk import replace_modules
 from crossd.nn.crossd_conv import CrossDConv
 
-CROSSD_INITS = ("random", "center", "inflate")
+CROSSD_INITS = init_names("to_crossd")
 
 
 def conv2d_to_crossd(conv: nn.Conv2d, mode: str = "rotate", init: str = "random", name: str = "conv") -> CrossDConv:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from crossd.convert.inits import init_names
+
 PROTOCOLS = ("bn", "linear", "finetune", "paper")
 MethodEntry = tuple[str, str | Path | None] | tuple[str, str | Path | None, str]
 """A compared method: ``(init, checkpoint or None)``, or ``(init, checkpoint, label)`` to name it in the results."""
-INITS = ("crossd", "acs", "i3d", "center", "random", "regular2d")
+INITS = (*init_names("to_3d"), "regular2d")  # regular2d: the plain 2D network, on 2D data
 INITS_2D = ("crossd", "regular2d", "random")
 
 # Normalisation constants per channel (grey inputs are repeated to 3 channels). For volumes the authors use the

@@ -10,8 +10,8 @@ from torch import nn
 from crossd.convert.kernels import planar_kernel
 from crossd.evaluate.config import INITS_2D, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
+from crossd.models.from_2d import build_3d_model, source_spec
 from crossd.nn.crossd_conv import CrossDConv
-from crossd.transfer import build_3d_model, source_spec
 
 
 @dataclass
@@ -67,7 +67,7 @@ def build_network(
 
     2D data: ``crossd`` is the Cross-D 2D network itself, ``regular2d`` the plain 2D network (of a Cross-D
     checkpoint: its angle-0 kernels), ``random`` a fresh
-    regular one (of the checkpoint's architecture when given). 3D data: :func:`crossd.transfer.build_3d_model`;
+    regular one (of the checkpoint's architecture when given). 3D data: :func:`crossd.models.from_2d.build_3d_model`;
     ``drop_bn_stats`` applies to ``crossd`` only.
     """
     if spatial_dims == 3:

@@ -16,8 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from crossd.data.images import ImageSplits, load_image_splits
-from crossd.metrics import classification_metrics
 from crossd.io import save_json
+from crossd.metrics import classification_metrics
 from crossd.models import ModelSpec
 from crossd.train.checkpoint import (
     check_same_model,
