@@ -153,6 +153,7 @@ def test_rerun_with_fewer_methods_keeps_and_names_the_others(data_dir, small_che
     results = json.loads((out / "results.json").read_text())
     assert [m["method"] for m in results["results"]] == ["random"] and results["not_reported"] == {"i3d": 2}
     assert sorted(p.name for p in (out / "jobs" / "i3d").iterdir()) == ["r0f0.json", "r0f1.json"]
+    assert "not reported here (not asked for in this run): i3d (2 jobs)" in (out / "results.md").read_text()
 
 
 def test_a_second_run_on_the_same_directory_refuses_and_a_stale_lock_is_taken_over(data_dir, tmp_path, capsys):

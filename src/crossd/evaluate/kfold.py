@@ -285,7 +285,11 @@ def merge(task: Task, store: Store, methods: list[Method], loadings: dict, setti
 
 def write_results(task: Task, store: Store, results: dict) -> None:
     save_json(results, store.out / RESULTS_JSON)
-    save_text(task.render(results), store.out / RESULTS_MD)
+    text = task.render(results)
+    if results["not_reported"]:
+        kept = ", ".join(f"{name} ({n} jobs)" for name, n in results["not_reported"].items())
+        text += f"\nKept in `{JOBS_DIR}/`, not reported here (not asked for in this run): {kept}.\n"
+    save_text(text, store.out / RESULTS_MD)
     if any(e["folds"] for e in results["results"]):
         task.plot(results, store.out)
 
