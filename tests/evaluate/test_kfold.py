@@ -204,3 +204,14 @@ def test_folds_when_a_class_has_fewer_samples_than_folds(tmp_path):
 def test_bad_shard_is_one_line(text):
     with pytest.raises(ValueError, match="--shard"):
         parse_shard(text)
+
+
+def test_a_label_reused_for_another_checkpoint_is_refused(data_dir, small_checkpoints, tmp_path):
+    def run(methods):
+        cfg = EvaluateConfig(data_dir / "vol.npz", methods, tmp_path, folds=2, repeats=1, epochs=1, resume=True)
+        cfg.arch, cfg.progress = "small_cnn", False
+        return evaluate(cfg)
+
+    run([("i3d", small_checkpoints / "regular.safetensors")])
+    with pytest.raises(ValueError, match="holds method 'i3d' with init 'i3d' and checkpoint .*regular.safetensors"):
+        run([("i3d", small_checkpoints / "crossd.safetensors")])

@@ -180,7 +180,7 @@ class Store:
         if (stored.get("init"), stored.get("checkpoint")) != (method.init, method.checkpoint):
             raise ValueError(
                 f"{path} holds method {method.name!r} with init {stored.get('init')!r} and checkpoint "
-                f"{stored.get('checkpoint')!r}; give this one another label (--init NAME=CKPT:LABEL) or --output-dir"
+                f"{stored.get('checkpoint')!r}; use another --output-dir, or move {path.parent} away"
             )
         return stored["record"]
 
@@ -307,20 +307,19 @@ def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
     lock = DirectoryLock(store.out / (".lock" if shard is None else f".lock.shard-{shard[0]}-of-{shard[1]}"))
     try:
         error = None
-        if info.is_main:
+        if info.is_main:  # one lock per run (torchrun: rank 0 takes it for all ranks)
             try:
-                store.out.mkdir(parents=True, exist_ok=True)
-                lock.__enter__()
+                lock.acquire()
             except (ValueError, OSError) as exc:
                 error = str(exc)
-        errors = all_gather_objects(error, info)
-        if errors[0] is not None:
-            raise ValueError(errors[0])
+        refused = all_gather_objects(error, info)[0]
+        if refused is not None:
+            raise ValueError(refused)
         try:
             return _run_locked(task, store, info, index, count, merging, shard)
         finally:
-            if info.is_main and errors[0] is None:
-                lock.__exit__(None, None, None)
+            if info.is_main:
+                lock.release()
     finally:
         if info.distributed:
             close_distributed()

@@ -20,15 +20,16 @@ def _alive(pid: int) -> bool:
 
 
 class DirectoryLock:
-    """``with DirectoryLock(path):`` creates ``path`` (``{"pid", "host", "since"}``) exclusively and removes it on
-    exit. A lock held by a live process raises a one-line ``ValueError`` naming it; a lock left by a dead process
-    of this host (SIGKILL) is taken over; a lock from another host is refused (its process cannot be checked)."""
+    """:meth:`acquire` creates ``path`` (``{"pid", "host", "since"}``) exclusively; :meth:`release` removes it. A
+    lock held by a live process raises a one-line ``ValueError`` naming it; a lock left by a dead process of this
+    host (SIGKILL) is taken over; a lock from another host is refused (its process cannot be checked)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.owner = {"pid": os.getpid(), "host": socket.gethostname()}
 
-    def __enter__(self) -> DirectoryLock:
+    def acquire(self) -> DirectoryLock:
+        """Take the lock (creating the folder), or raise the one-line ``ValueError`` naming its holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # a stale lock is removed once; a race with another taker is retried
             try:
@@ -57,7 +58,8 @@ class DirectoryLock:
             f"remove {self.path} if that process is gone"
         )
 
-    def __exit__(self, *exc) -> None:
+    def release(self) -> None:
+        """Remove the lock if this process holds it."""
         try:
             holder = json.loads(self.path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
