@@ -33,11 +33,10 @@ import argparse
 import os
 from pathlib import Path
 
-from crossd.cli import UserError
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
 from crossd.evaluate.config import INITS, NORMALIZATION
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
-from crossd.train.engine import NonFiniteLossError
+from crossd.io import ensure_writable_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,20 +130,14 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
 
 def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
-    try:
-        if args.task == "segmentation":
-            from crossd.evaluate.segmentation import (
-                evaluate_segmentation,
-                segmentation_config_from_args,
-                summary_lines,
-            )
+    ensure_writable_dir(args.output_dir, "--output-dir")
+    if args.task == "segmentation":
+        from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines
 
-            methods = parse_methods(args.init, args.checkpoint)
-            results = evaluate_segmentation(segmentation_config_from_args(args, methods), shard=shard)
-        else:
-            results = evaluate(config_from_args(args), shard)
-    except NonFiniteLossError as exc:
-        raise UserError(str(exc)) from None
+        methods = parse_methods(args.init, args.checkpoint)
+        results = evaluate_segmentation(segmentation_config_from_args(args, methods), shard=shard)
+    else:
+        results = evaluate(config_from_args(args), shard)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun rank 0 reports
     if shard is not None:

@@ -111,16 +111,21 @@ def _layout_4d(shape: tuple[int, ...], spatial_dims: int | None, source: str) ->
     return Layout(3, None)
 
 
-def check_finite(array: np.ndarray, source: str, names: Sequence[str] | None = None) -> None:
-    """Raise :class:`DataError` naming ``source`` and the first sample (index along axis 0 of ``array``
-    ``(N, ...)``; with ``names``, also that sample's file) holding NaN or Inf."""
-    array = np.asarray(array)
-    if not np.issubdtype(array.dtype, np.inexact) or array.size == 0:
-        return
-    bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+def check_finite(samples: np.ndarray | Sequence[np.ndarray], source: str, names: Sequence[str] | None = None) -> None:
+    """Raise :class:`DataError` naming ``source`` and the first sample holding NaN or Inf.
+
+    ``samples``: an array ``(N, ...)`` (samples along axis 0) or a list of ``N`` arrays (e.g. volumes of different
+    shapes); ``names``: the samples' files, named in the message.
+    """
+    if isinstance(samples, np.ndarray):
+        if not np.issubdtype(samples.dtype, np.inexact) or samples.size == 0:
+            return
+        bad = np.flatnonzero(~np.isfinite(samples.reshape(len(samples), -1)).all(axis=1))
+    else:
+        bad = [i for i, s in enumerate(samples) if np.issubdtype(s.dtype, np.inexact) and not np.isfinite(s).all()]
     if len(bad):
         first = bad[0]
-        kind = "NaN" if np.isnan(array[first]).any() else "Inf"
+        kind = "NaN" if np.isnan(samples[first]).any() else "Inf"
         name = f" ({names[first]})" if names is not None else ""
         raise DataError(f"{source}: sample {first}{name} holds {kind} values ({len(bad)} non-finite sample(s) in all)")
 

@@ -101,7 +101,7 @@ def read_rgb(path: str | Path) -> Image.Image:
             image.load()
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 pixels = np.asarray(image, dtype=np.float32)
-                check_finite(pixels[None], str(path))
+                check_finite([pixels], str(path))
                 image = Image.fromarray(_as_uint8(pixels))
             return image.convert("RGB")
     except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors

@@ -226,8 +226,7 @@ def load_class_folders(root: Path, size: int | None = None, num_classes: int | N
 
 def _checked_stack(samples: list[np.ndarray], size: int | None, where: Path, names: list[str]) -> np.ndarray:
     """:func:`_stack` after refusing NaN/Inf (the message names the sample's file)."""
-    for index, sample in enumerate(samples):
-        check_finite(sample[None], f"{where}: sample {index}", [names[index]])
+    check_finite(samples, str(where), names)
     return _stack(samples, size, where)
 
 

@@ -26,14 +26,19 @@ from crossd.train.progress import ProgressPrinter
 
 
 class NonFiniteLossError(RuntimeError):
-    """A training or validation loss became NaN or infinite (bad input values, or a learning rate too high)."""
+    """A loss (or weights) became NaN or infinite: bad input values, or a learning rate too high. ``loss`` is the
+    value seen (NaN when unknown)."""
+
+    def __init__(self, message: str, loss: float = math.nan):
+        super().__init__(message)
+        self.loss = loss
 
 
 def check_finite(loss: float, where: str) -> None:
     """Raise :class:`NonFiniteLossError` naming ``where`` when ``loss`` is NaN or infinite."""
     if not math.isfinite(loss):
         raise NonFiniteLossError(
-            f"{where}: loss is {loss}; check the data for NaN/Inf values or lower --lr (nothing was reported)"
+            f"{where}: loss is {loss}; check the data for NaN/Inf values or lower --lr (nothing was reported)", loss
         )
 
 
@@ -132,7 +137,8 @@ def train_one_epoch(
     ``loss_fn(outputs, targets)``: e.g. a segmentation loss on ``(N, C, *spatial)`` outputs; top-1/top-5 are
     counted for classification batches only (outputs ``(N, classes)``, targets ``(N,)``), else reported as 0.
     ``train_mode(model)`` puts the model in training mode (a protocol may keep some BatchNorms in eval mode).
-    Raises :class:`NonFiniteLossError` at the first NaN/Inf loss, before its step.
+    A single process raises :class:`NonFiniteLossError` at the first NaN/Inf loss, before its step; under DDP the
+    caller checks the returned (all-reduced) loss instead, so that no process stops alone.
     """
     train_mode(model)
     lr = optimizer.param_groups[0]["lr"]
@@ -149,7 +155,8 @@ def train_one_epoch(
                 other = model(images)
                 loss = (loss + loss_fn(other, targets)) / 2 + consistency * symmetric_kl(logits, other)
         loss_value = float(loss.detach())
-        check_finite(loss_value, f"{header} step {step}")
+        if not info.distributed:  # under DDP the caller checks the all-reduced epoch loss (no rank may stop alone)
+            check_finite(loss_value, f"{header} step {step}")
         optimizer.zero_grad(set_to_none=True)
         if precision.scaler is not None:
             precision.scaler.scale(loss).backward()
