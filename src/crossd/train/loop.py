@@ -18,8 +18,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from crossd.data.images import ImageSplits, load_image_splits
-from crossd.evaluate.metrics import classification_metrics
 from crossd.io import ensure_writable_dir, remove_stale_temps, save_json
+from crossd.metrics import classification_metrics
 from crossd.models import ModelSpec
 from crossd.train.checkpoint import (
     check_same_model,
@@ -201,17 +201,20 @@ class _Run:
             header = f"Epoch [{epoch + 1}/{cfg.epochs}]"
             if self.hybrid is not None:
                 self.hybrid.start_epoch(epoch)
-            stats = train_one_epoch(
-                self.model,
-                self.optimizer,
-                train_loader.epoch(epoch),
-                info,
-                self.precision,
-                header,
-                None if cfg.quiet else cfg.print_freq,
-                self.hybrid,
-                cfg.consistency,
-            )
+            try:
+                stats = train_one_epoch(
+                    self.model,
+                    self.optimizer,
+                    train_loader.epoch(epoch),
+                    info,
+                    self.precision,
+                    header,
+                    None if cfg.quiet else cfg.print_freq,
+                    self.hybrid,
+                    cfg.consistency,
+                )
+            except NonFiniteLossError as exc:  # a single process stops at the step: report it as the epoch's loss
+                stats = EpochStats(exc.loss, 0.0, 0.0, 0.0, 0.0)
             self._check_finite(epoch + 1, stats)
             self.scheduler.step()
             val = self._predict(self.splits.val)
