@@ -132,12 +132,11 @@ class _Run:
         start_epoch = int(checkpoint["epoch"]) if checkpoint is not None else 0
         hybrid = None
         if cfg.volumes is not None:
-            if info.distributed:
-                raise ValueError("hybrid 2D+3D training (--volumes) runs in one process; drop torchrun or --volumes")
             volumes = VolumeBatches(
-                cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device, cfg.volume_size
-            )
-            hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init)
+                cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device, cfg.volume_size,
+                info.rank, info.world_size,
+            )  # fmt: skip
+            hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info)
         return cls(
             cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch, hybrid
         )
@@ -169,6 +168,7 @@ class _Run:
             self.scheduler.step()
             val = self._predict(self.splits.val)
             states = all_gather_objects(rng_state(info.device), info)
+            volume_loss = self.hybrid.mean_loss() if self.hybrid is not None else None
             if info.is_main and not cfg.quiet:
                 left = (time.perf_counter() - run_start) / (epoch + 1 - self.start_epoch) * (cfg.epochs - epoch - 1)
                 print(
@@ -180,8 +180,8 @@ class _Run:
             if info.is_main:
                 self._save(epoch + 1, states)
                 row = _log_row(epoch + 1, lr, stats, val)
-                if self.hybrid is not None:
-                    row["volume_loss"] = self.hybrid.mean_loss
+                if volume_loss is not None:
+                    row["volume_loss"] = volume_loss
                 log.write(row)
             barrier(info)
         if log is not None:
