@@ -174,6 +174,7 @@ class _Run:
                 print(
                     f"{header} train loss {stats.loss:.4f} acc1 {stats.acc1:.2f} | val loss {val.loss:.4f} "
                     f"acc1 {val.acc1:.2f} acc5 {val.acc5:.2f} | {stats.seconds:.1f} s, "
+                    f"{stats.images_per_second:.1f} img/s, data wait {100 * stats.data_wait:.0f}%, "
                     f"run eta {datetime.timedelta(seconds=round(left))}",
                     flush=True,
                 )
@@ -263,6 +264,7 @@ def _log_row(epoch: int, lr: float, stats: EpochStats, val: Predictions) -> dict
         "val_acc1": val.acc1,
         "val_acc5": val.acc5,
         "img/s": stats.images_per_second,
+        "data_wait": stats.data_wait,
         "seconds": stats.seconds,
     }
 
