@@ -64,3 +64,20 @@ def test_a_replaced_child_runs_the_children_in_turn():
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
     r = head[3](torch.relu(head[0](x))).flatten(2)
     torch.testing.assert_close(head(x), (r * torch.softmax(r, -1)).sum(-1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fused_head_on_cuda_matches_the_cpu_modules():
+    head = _head(3).float()
+    reference = copy.deepcopy(head)
+    x = torch.randn(4, 3, 32, 32)
+    expected = _modules_in_turn(reference, x)
+    expected.sum().backward()
+    head.cuda()
+    v = head(x.cuda().contiguous(memory_format=torch.channels_last))
+    v.sum().backward()
+    torch.testing.assert_close(v.cpu(), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(head[0].weight.grad.cpu(), reference[0].weight.grad, rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(head[1].running_var.cpu(), reference[1].running_var, rtol=1e-5, atol=1e-6)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        assert head(x.cuda()).dtype == torch.float32  # the head computes in float32 under autocast
