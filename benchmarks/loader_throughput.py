@@ -101,7 +101,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batches", type=int, default=300, help="batches to time the loader alone over")
-    parser.add_argument("--steps", type=int, default=30, help="training steps fed by the loader")
+    parser.add_argument("--steps", type=int, default=20, help="training steps fed by the loader")
+    parser.add_argument("--model-repeats", type=int, default=3, help="interleaved repeats timing the model alone")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
     result: dict = {"config": vars(args) | {"threads": torch.get_num_threads(), "torch": torch.__version__}}
@@ -120,7 +121,7 @@ def main() -> None:
             f"{result['loader']['first_batch_s']:.2f} s",
             flush=True,
         )
-        model = step_ratios(["rotate"], args.batch_size, args.crop, repeats=3)
+        model = step_ratios(["rotate"], args.batch_size, args.crop, args.model_repeats)
         result["model_images_per_s"] = model["images_per_s"]
         print(
             "model alone (ResNet-18 SGD step): "
