@@ -12,9 +12,9 @@ folder (deleted afterwards), then measures, with the pretraining code itself:
    time spent waiting for data (``crossd.train.progress.DataWait``, what ``crossd pretrain`` logs as
    ``data_wait``). The workers share the machine's cores with the model, as in a real run.
 
-Usage (about 5 minutes on 2 cores)::
+Usage (11 minutes on the loaded 2-core machine, about 5 of them deleting the files)::
 
-    PYTHONPATH=src python benchmarks/loader_throughput.py --json benchmarks/results_loader.json
+    PYTHONPATH=src python benchmarks/loader_throughput.py --steps 8 --model-repeats 2 --json benchmarks/results_loader.json
 """
 
 from __future__ import annotations
