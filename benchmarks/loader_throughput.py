@@ -14,7 +14,8 @@ folder (deleted afterwards), then measures, with the pretraining code itself:
 
 Usage (11 minutes on the loaded 2-core machine, about 5 of them deleting the files)::
 
-    PYTHONPATH=src python benchmarks/loader_throughput.py --steps 8 --model-repeats 2 --json benchmarks/results_loader.json
+    PYTHONPATH=src python benchmarks/loader_throughput.py --steps 8 --model-repeats 2 \
+        --json benchmarks/results_loader.json
 """
 
 from __future__ import annotations

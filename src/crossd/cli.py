@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 COMMANDS = {
@@ -39,19 +40,38 @@ def _one_line(exc: BaseException) -> str:
     return last.split(": ", 1)[1] if last.startswith(type(exc).__name__ + ": ") else last
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``kill`` and torchrun send), raised like Ctrl-C so the same clean-up runs."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``crossd COMMAND ...``; user errors print ``crossd COMMAND: error: ...`` and return 2."""
+    """Run ``crossd COMMAND ...``; user errors print ``crossd COMMAND: error: ...`` and return 2, a NaN/Inf
+    training loss returns 1, Ctrl-C returns 130 and SIGTERM 143 (128 + the signal), each with one line."""
+    from crossd.train.engine import NonFiniteLossError
+
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     module = importlib.import_module(f"crossd.commands.{args.command}")
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(module.run(args) or 0)
     except (UserError, FileNotFoundError, ValueError) as exc:
         print(f"crossd {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"crossd {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except NonFiniteLossError as exc:
+        print(f"crossd {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        detail = f" {exc}" if str(exc) else ""
+        print(f"crossd {args.command}: interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}){detail}", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -181,7 +181,8 @@ def _pretrain_config(cfg: DemoConfig, data: DemoData, run: DemoRun) -> PretrainC
 def _same_run(saved: dict, pcfg: PretrainConfig) -> bool:
     """Same training settings (paths may differ: a moved demo folder stays reusable; its data is checked by
     :func:`check_output_dir`)."""
-    ignore = ("resume", "print_freq", "quiet", "workers", "device", "data_path", "output_dir", "volumes")
+    runs_only = ("resume", "allow_changed", "print_freq", "quiet", "workers", "device")
+    ignore = (*runs_only, "data_path", "output_dir", "volumes")
     mine = {k: v for k, v in asdict(pcfg).items() if k not in ignore}
     return all(saved.get(k) == v for k, v in mine.items())
 
@@ -199,7 +200,7 @@ def pretrain_stage(pcfg: PretrainConfig) -> tuple[dict, bool]:
             raise ValueError(f"{out} holds a pretraining run with other settings; choose another --output-dir")
         if int(checkpoint["epoch"]) >= pcfg.epochs and metrics_path.is_file():
             return json.loads(metrics_path.read_text()), True
-        pcfg = replace(pcfg, resume=str(checkpoint_path))
+        pcfg = replace(pcfg, resume=str(checkpoint_path), allow_changed=True)  # settings checked above; paths may move
     return pretrain(pcfg), False
 
 

@@ -1,7 +1,14 @@
-"""Atomic file writes: a file is either its old complete self or its new complete self, never half-written."""
+"""Output files: checked up front, written atomically (old complete file or new complete file, never half of one).
+
+Temporary files are named ``.crossd-tmp-<name>.<random>`` beside their target, so a run killed mid-write leaves
+something recognisable that :func:`remove_stale_temps` deletes at the start of the next run. A failed write (a full
+disk, a read-only mount) raises :class:`OutputError`, a one-line ``ValueError``, and leaves the previous file as it
+was.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -11,21 +18,99 @@ from typing import Any
 
 import torch
 
+TEMP_PREFIX = ".crossd-tmp-"
+
+
+class OutputError(ValueError):
+    """An output location that cannot be written (one line: the flag or file, the path and the reason)."""
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def ensure_writable_dir(path: str | Path, flag: str) -> Path:
+    """Create folder ``path`` if needed and prove it writable by creating and removing a probe file.
+
+    Raises :class:`OutputError` naming ``flag`` (e.g. ``"--output-dir"``) and ``path`` when it is a file, its
+    parent is a file, or it is read-only, missing permissions or full — before any compute is spent.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}probe.", dir=path)
+        try:
+            os.write(fd, b"crossd")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{flag} {path}: cannot write there ({_reason(exc)})") from None
+    return path
+
+
+def ensure_writable_file(path: str | Path, flag: str) -> Path:
+    """Check that file ``path`` can be written: not a folder, and its folder writable (created if missing).
+
+    Raises :class:`OutputError` naming ``flag`` and ``path``; an existing file is left untouched.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{flag} {path}: is a folder, not a file")
+    ensure_writable_dir(path.parent, flag)
+    return path
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the ``.crossd-tmp-*`` files a killed run left in ``folder``; returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(p for p in folder.glob(f"{TEMP_PREFIX}*") if p.is_file())
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it over ``path``."""
+    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it over ``path``.
+
+    An ``OSError`` (full disk, read-only location) becomes an :class:`OutputError`; the temporary file is removed
+    and any previous ``path`` is kept whatever goes wrong.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+        os.close(fd)
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the mode a plain open() would
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_reason(exc)}; the previous file (if any) is kept") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def save_bytes(data: bytes | memoryview, path: str | Path) -> Path:
+    """Write ``data`` atomically (every byte written and flushed to disk before the rename)."""
+
+    def write(tmp: Path) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    return atomic_write(path, write)
 
 
 def _umask() -> int:
@@ -36,23 +121,31 @@ def _umask() -> int:
 
 def save_json(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
-    return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
+    return save_text(json.dumps(obj, indent=2, default=str) + "\n", path)
 
 
 def save_text(text: str, path: str | Path) -> Path:
-    """Write ``text`` atomically."""
-    return atomic_write(path, lambda p: p.write_text(text))
+    """Write ``text`` (UTF-8) atomically."""
+    return save_bytes(text.encode(), path)
 
 
 def save_torch(obj: Any, path: str | Path) -> Path:
     """``torch.save`` atomically (keep ``obj`` to tensors and plain containers so it loads with
     ``weights_only=True``)."""
-    return atomic_write(path, lambda p: torch.save(obj, p))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return save_bytes(buffer.getbuffer(), path)
+
+
+def safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """A state dict serialised as ``.safetensors`` (tensors made contiguous and unshared)."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    return save(tensors, metadata=metadata)
 
 
 def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write a state dict as ``.safetensors`` atomically (tensors made contiguous and unshared)."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=metadata))
+    """Write a state dict as ``.safetensors`` atomically (through :func:`save_bytes`: no foreign temporary
+    files)."""
+    return save_bytes(safetensors_bytes(state, metadata), path)

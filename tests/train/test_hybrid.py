@@ -119,7 +119,7 @@ def test_volume_batches_are_deterministic_and_check_classes(tmp_path):
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     with pytest.raises(ValueError, match="class-count mismatch"):
         VolumeBatches(path, 4, seed=0, num_classes=2, device=torch.device("cpu"))
-    with pytest.raises(ValueError, match="needs 3D volumes"):
+    with pytest.raises(ValueError, match="holds 2D images, not 3D volumes"):
         VolumeBatches(write_medmnist_npz(tmp_path / "flat.npz"), 4, 0, 3, torch.device("cpu"))
 
 

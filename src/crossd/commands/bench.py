@@ -12,7 +12,7 @@ import argparse
 import torch
 
 from crossd.bench import format_report, run_benchmarks
-from crossd.io import save_json
+from crossd.io import ensure_writable_file, save_json
 from crossd.ops.slicing import MODES
 
 
@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.json:
+        ensure_writable_file(args.json, "--json")
     result = run_benchmarks(args.modes, batch_size, size, repeats, args.memory, args.reference)
     print(format_report(result))
     if args.json:

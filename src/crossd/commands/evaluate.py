@@ -31,6 +31,7 @@ from pathlib import Path
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
 from crossd.evaluate.config import INITS, NORMALIZATION
 from crossd.evaluate.runner import RESULTS_MD
+from crossd.io import ensure_writable_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,6 +115,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    ensure_writable_dir(args.output_dir, "--output-dir")
     if args.task == "segmentation":
         from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines
 

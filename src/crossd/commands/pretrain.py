@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--dataset", choices=("imagefolder", "medmnist"), default=None, help="default: medmnist for .npz paths"
     )
+    data.add_argument(
+        "--num-classes", type=int, default=None, help="class count (default: the .npz's labels, numbered 0..C-1)"
+    )
     data.add_argument("--train-crop-size", type=int, default=d.train_crop_size, help="random-resized crop size")
     data.add_argument("--val-resize-size", type=int, default=d.val_resize_size, help="evaluation resize")
     data.add_argument("--val-crop-size", type=int, default=d.val_crop_size, help="evaluation centre crop")
@@ -107,7 +110,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     run = parser.add_argument_group("run")
     run.add_argument("--output-dir", default=d.output_dir)
-    run.add_argument("--resume", default=None, help="checkpoint.pt to continue from")
+    run.add_argument("--resume", default=None, help="checkpoint.pt to continue from (with the same flags)")
+    run.add_argument(
+        "--allow-changed",
+        action="store_true",
+        help="let --resume continue with other settings (lr, batch size, optimizer, ...); the checkpoint records them",
+    )
     run.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     run.add_argument("--print-freq", type=int, default=d.print_freq, help="progress line every N steps")
     run.add_argument("--quiet", action="store_true", help="no console lines (logs and checkpoints are still written)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossd.io import ensure_writable_file
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the usage lines of the docstring
@@ -90,6 +92,7 @@ def _kernel3d(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    ensure_writable_file(args.output, "--output")
     path = _filters(args) if args.what == "filters" else _kernel3d(args)
     print(f"wrote {path}")
     return 0

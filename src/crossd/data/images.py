@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
+from crossd.data.checks import check_finite
 from crossd.data.npz import ArraySplit, load_npz
 
 DATASET_KINDS = ("imagefolder", "medmnist")
@@ -99,7 +100,9 @@ def read_rgb(path: str | Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                image = Image.fromarray(_as_uint8(np.asarray(image, dtype=np.float32)))
+                pixels = np.asarray(image, dtype=np.float32)
+                check_finite([pixels], str(path))
+                image = Image.fromarray(_as_uint8(pixels))
             return image.convert("RGB")
     except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
         raise ValueError(f"{path}: not a readable image ({exc}); remove or replace the file") from None
@@ -137,11 +140,12 @@ def load_image_folders(root: str | Path, train_transform: Callable, eval_transfo
     return ImageSplits(train, splits["val"], splits.get("test"), list(train.classes))
 
 
-def load_medmnist(path: str | Path, train_transform: Callable, eval_transform: Callable) -> ImageSplits:
-    """A MedMNIST 2D ``.npz`` (``train_*``, ``val_*``, optional ``test_*``) as in-memory datasets."""
-    data = load_npz(path)
-    if data.spatial_dims != 2:
-        raise ValueError(f"{path}: holds 3D volumes; pretraining needs 2D images (N, H, W) or (N, H, W, 3)")
+def load_medmnist(
+    path: str | Path, train_transform: Callable, eval_transform: Callable, num_classes: int | None = None
+) -> ImageSplits:
+    """A MedMNIST 2D ``.npz`` (``train_*``, ``val_*``, optional ``test_*``) as in-memory datasets; images may be
+    stored ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` (read as 2D, :func:`crossd.data.load_npz`)."""
+    data = load_npz(path, spatial_dims=2, num_classes=num_classes)
     missing = [s for s in ("train", "val") if s not in data.splits]
     if missing:
         raise ValueError(
@@ -149,10 +153,11 @@ def load_medmnist(path: str | Path, train_transform: Callable, eval_transform: C
             f"missing {', '.join(missing)} (found splits: {', '.join(sorted(data.splits))})"
         )
     classes = [str(c) for c in range(data.num_classes)]
-    _check_classes(classes, path)
 
     def dataset(split: ArraySplit, transform: Callable) -> ArrayImageDataset:
-        return ArrayImageDataset(_as_uint8(split.images), split.labels, transform)
+        images = np.moveaxis(data.layout.channels_first(split.images), 1, -1)  # (N, H, W, C) for PIL
+        images = images[..., 0] if images.shape[-1] == 1 else images
+        return ArrayImageDataset(_as_uint8(images), split.labels, transform)
 
     test = data.splits.get("test")
     return ImageSplits(
@@ -179,15 +184,25 @@ def load_image_splits(
     val_resize_size: int = 256,
     val_crop_size: int = 224,
     train_crop_scale: tuple[float, float] = (0.08, 1.0),
+    num_classes: int | None = None,
 ) -> ImageSplits:
     """Train/val(/test) datasets of an image folder or a MedMNIST 2D ``.npz`` with the reference transforms.
 
+    ``num_classes`` (``--num-classes``): the class count of an ``.npz`` (default: its distinct labels, which must
+    be ``0..C-1``) or the number of class folders an image folder must have.
+
     Raises one-line ``FileNotFoundError``/``ValueError`` for a missing or empty path, fewer than two classes,
-    or an ``.npz`` without the expected keys.
+    an ``.npz`` without the expected keys, or with NaN/Inf values, labels out of range or a layout not 2D.
     """
     if not str(data_path):
         raise ValueError("no data path given")
     train_tf, eval_tf = classification_transforms(train_crop_size, val_resize_size, val_crop_size, train_crop_scale)
     if detect_dataset_kind(data_path, dataset) == "medmnist":
-        return load_medmnist(data_path, train_tf, eval_tf)
-    return load_image_folders(data_path, train_tf, eval_tf)
+        return load_medmnist(data_path, train_tf, eval_tf, num_classes)
+    splits = load_image_folders(data_path, train_tf, eval_tf)
+    if num_classes is not None and num_classes != len(splits.classes):
+        raise ValueError(
+            f"{data_path}: --num-classes {num_classes}, but the image folders hold {len(splits.classes)} classes "
+            f"{splits.classes}"
+        )
+    return splits

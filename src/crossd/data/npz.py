@@ -3,6 +3,9 @@
 - MedMNIST: ``train_images``, ``train_labels``, ``val_*``, ``test_*``; images ``(N, H, W)``, ``(N, H, W, 3)``
   (2D) or ``(N, D, H, W)`` (3D) uint8; labels ``(N, 1)`` or ``(N,)``.
 - Pooled (the Enhanced-MedMNIST scripts): ``images`` and ``labels``, no splits.
+
+Every array is checked on reading (:mod:`crossd.data.checks`): its layout by rule (channels first or last,
+``spatial_dims`` settles ambiguous shapes), finite values, and labels in ``0..C-1``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from crossd.data.checks import DataError, Layout, check_finite, count_classes, infer_layout
 
 SPLITS = ("train", "val", "test")
 
@@ -25,21 +30,22 @@ class ArraySplit:
 
 @dataclass
 class NpzData:
-    """The splits of an ``.npz`` file (``{"all": ...}`` for the pooled layout) and its inferred geometry."""
+    """The splits of an ``.npz`` file (``{"all": ...}`` for the pooled layout), their layout and class count."""
 
     path: Path
     splits: dict[str, ArraySplit]
-    spatial_dims: int
+    layout: Layout
     channels: int
+    num_classes: int
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.layout.spatial_dims
 
     def pooled(self) -> ArraySplit:
         """All splits concatenated in ``train, val, test`` order (how the paper pools MedMNIST)."""
         parts = [self.splits[name] for name in (*SPLITS, "all") if name in self.splits]
         return ArraySplit(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]))
-
-    @property
-    def num_classes(self) -> int:
-        return int(max(int(s.labels.max()) for s in self.splits.values() if len(s.labels)) + 1)
 
 
 def _labels(array: np.ndarray, path: Path, key: str) -> np.ndarray:
@@ -47,31 +53,20 @@ def _labels(array: np.ndarray, path: Path, key: str) -> np.ndarray:
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1:
-        raise ValueError(
+        raise DataError(
             f"{path}: '{key}' must have shape (N,) or (N, 1) for single-label classification, got {array.shape}"
         )
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.equal(np.mod(array, 1), 0)):
-            raise ValueError(f"{path}: '{key}' must hold integer class labels")
-        array = array.astype(np.int64)
-    if len(array) and array.min() < 0:
-        raise ValueError(f"{path}: '{key}' has negative labels")
-    return array.astype(np.int64)
+    return array
 
 
-def _geometry(images: np.ndarray, path: Path) -> tuple[int, int]:
-    """``(spatial_dims, channels)``: ``(N,H,W)`` -> (2, 1), ``(N,H,W,3)`` -> (2, 3), ``(N,D,H,W)`` -> (3, 1)."""
-    if images.ndim == 3:
-        return 2, 1
-    if images.ndim == 4 and images.shape[-1] in (3, 4) and images.shape[1] > 4:
-        return 2, images.shape[-1]
-    if images.ndim == 4:
-        return 3, 1
-    raise ValueError(f"{path}: images must be (N, H, W), (N, H, W, 3) or (N, D, H, W), got shape {images.shape}")
+def load_npz(path: str | Path, spatial_dims: int | None = None, num_classes: int | None = None) -> NpzData:
+    """Read and check an ``.npz`` in either layout.
 
-
-def load_npz(path: str | Path) -> NpzData:
-    """Read and validate an ``.npz`` in either layout; raises one-line ``ValueError``/``FileNotFoundError``."""
+    ``spatial_dims`` (``--spatial-dims``) settles ambiguous shapes; ``num_classes`` (``--num-classes``) fixes
+    ``C`` (else the number of distinct labels over all splits, which must be ``0..C-1``). Raises one-line
+    :class:`~crossd.data.checks.DataError`/``FileNotFoundError`` for missing keys, unknown or ambiguous layouts,
+    NaN/Inf values and labels out of range.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
@@ -79,26 +74,32 @@ def load_npz(path: str | Path) -> NpzData:
         archive = np.load(path, allow_pickle=False)
         keys = set(archive.files)
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     if {"images", "labels"} <= keys:
         names = {"all": ("images", "labels")}
     else:
         names = {s: (f"{s}_images", f"{s}_labels") for s in SPLITS if f"{s}_images" in keys}
         if not names:
-            raise ValueError(
+            raise DataError(
                 f"{path}: expected keys 'images'/'labels' or 'train_images'/'train_labels' "
                 f"(MedMNIST), found {sorted(keys)}"
             )
-    splits = {}
+    splits, layouts = {}, set()
     for split, (ikey, lkey) in names.items():
         if lkey not in keys:
-            raise ValueError(f"{path}: '{ikey}' has no matching '{lkey}'")
+            raise DataError(f"{path}: '{ikey}' has no matching '{lkey}'")
         images, labels = archive[ikey], _labels(archive[lkey], path, lkey)
         if len(images) != len(labels):
-            raise ValueError(f"{path}: {len(images)} images in '{ikey}' but {len(labels)} labels in '{lkey}'")
+            raise DataError(f"{path}: {len(images)} images in '{ikey}' but {len(labels)} labels in '{lkey}'")
+        layout = infer_layout(images.shape, spatial_dims, f"{path}: '{ikey}'")
+        layouts.add((layout, layout.channels(images.shape)))
+        check_finite(images, f"{path}: '{ikey}'")
         splits[split] = ArraySplit(images, labels)
-    geometries = {_geometry(s.images, path) for s in splits.values()}
-    if len(geometries) != 1:
-        raise ValueError(f"{path}: splits disagree in image geometry: {sorted(geometries)}")
-    spatial_dims, channels = geometries.pop()
-    return NpzData(path, splits, spatial_dims, channels)
+    if len(layouts) != 1:
+        raise DataError(f"{path}: splits disagree in image layout: {sorted(layouts, key=str)}")
+    layout, channels = layouts.pop()
+    labels = {f"{path}: '{names[s][1]}'": split.labels for s, split in splits.items()}
+    classes = count_classes(labels, str(path), num_classes)
+    for split in splits.values():
+        split.labels = split.labels.astype(np.int64)
+    return NpzData(path, splits, layout, channels, classes)

@@ -9,7 +9,8 @@
   sub-folders).
 
 Every sample becomes ``(C, *spatial)``; samples of different shapes need ``size`` (resized to ``size`` per axis).
-Intensities are left as read: scaling belongs to the evaluation protocol.
+Intensities are left as read: scaling belongs to the evaluation protocol. Every source is checked as it is read
+(:mod:`crossd.data.checks`): NaN/Inf values and labels outside ``0..C-1`` are one-line errors naming the file.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from crossd.data.checks import DataError, check_finite, count_classes
 from crossd.data.npz import load_npz
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -151,18 +153,23 @@ def _read_volume(path: Path) -> np.ndarray:
     )
 
 
-def _class_indices(names: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Integer labels stay themselves (classes ``0..max``); other labels are numbered in sorted order."""
+def _class_indices(names: list[str], source: str, num_classes: int | None) -> tuple[np.ndarray, list[str]]:
+    """Integer labels stay themselves and must be ``0..C-1`` (:func:`crossd.data.checks.count_classes`); other
+    labels are class names, numbered in sorted order."""
     if all(n.lstrip("-").isdigit() for n in names):
         labels = np.array([int(n) for n in names], dtype=np.int64)
-        if labels.min() < 0:
-            raise ValueError(f"negative class label {labels.min()}")
-        return labels, [str(c) for c in range(int(labels.max()) + 1)]
+        return labels, [str(c) for c in range(count_classes(labels, source, num_classes))]
     classes = sorted(set(names))
+    _check_class_count(classes, source, num_classes)
     return np.array([classes.index(n) for n in names], dtype=np.int64), classes
 
 
-def load_csv(path: Path, size: int | None = None) -> SampleSet:
+def _check_class_count(classes: list[str], source: str | Path, num_classes: int | None) -> None:
+    if num_classes is not None and num_classes != len(classes):
+        raise DataError(f"{source}: --num-classes {num_classes}, but the data names {len(classes)} classes {classes}")
+
+
+def load_csv(path: Path, size: int | None = None, num_classes: int | None = None) -> SampleSet:
     """Volumes listed in a ``path,label`` CSV (paths relative to the CSV's folder)."""
     with open(path, newline="") as f:
         rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
@@ -174,8 +181,8 @@ def load_csv(path: Path, size: int | None = None) -> SampleSet:
     if bad:
         raise ValueError(f"{path}: row {bad[0] + 1} has no label; expected 'path,label'")
     volumes = [_read_volume(path.parent / r[0].strip()) for r in rows]
-    labels, classes = _class_indices([r[1].strip() for r in rows])
-    return SampleSet(_stack(volumes, size, path), labels, classes)
+    labels, classes = _class_indices([r[1].strip() for r in rows], f"{path}: labels", num_classes)
+    return SampleSet(_checked_stack(volumes, size, path, [r[0].strip() for r in rows]), labels, classes)
 
 
 def _read_image(file: Path) -> np.ndarray:
@@ -192,7 +199,7 @@ def _is_volume(entry: Path) -> bool:
     return entry.is_dir() or entry.name.lower().endswith(NIFTI_SUFFIXES + VIDEO_SUFFIXES)
 
 
-def load_class_folders(root: Path, size: int | None = None) -> SampleSet:
+def load_class_folders(root: Path, size: int | None = None, num_classes: int | None = None) -> SampleSet:
     """Samples in class sub-folders ``root/<class>/*``: 2D images (``(N, 3, H, W)``), or volumes (NIfTI files,
     videos, DICOM series sub-folders: ``(N, 1, D, H, W)``); one kind per dataset."""
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
@@ -210,28 +217,46 @@ def load_class_folders(root: Path, size: int | None = None) -> SampleSet:
     kinds = {_is_volume(entry) for _, entry in entries}
     if len(kinds) > 1:
         raise ValueError(f"{root}: class folders mix 2D images and volumes; keep one kind")
+    _check_class_count(classes, root, num_classes)
     read = _read_volume if kinds.pop() else _read_image
     samples = [read(entry) for _, entry in entries]
-    return SampleSet(_stack(samples, size, root), np.array([i for i, _ in entries], dtype=np.int64), classes)
+    images = _checked_stack(samples, size, root, [str(entry.relative_to(root)) for _, entry in entries])
+    return SampleSet(images, np.array([i for i, _ in entries], dtype=np.int64), classes)
 
 
-def load_npz_samples(path: Path, size: int | None = None) -> SampleSet:
-    """All splits of an ``.npz`` pooled, channels first: ``(N,H,W)`` -> ``(N,1,H,W)``, ``(N,H,W,3)`` ->
-    ``(N,3,H,W)`` (alpha dropped), ``(N,D,H,W)`` -> ``(N,1,D,H,W)``."""
-    data = load_npz(path)
+def _checked_stack(samples: list[np.ndarray], size: int | None, where: Path, names: list[str]) -> np.ndarray:
+    """:func:`_stack` after refusing NaN/Inf (the message names the sample's file)."""
+    check_finite(samples, str(where), names)
+    return _stack(samples, size, where)
+
+
+def load_npz_samples(
+    path: Path, size: int | None = None, spatial_dims: int | None = None, num_classes: int | None = None
+) -> SampleSet:
+    """All splits of an ``.npz`` pooled, channels first (:func:`crossd.data.load_npz` reads the layout):
+    ``(N,H,W)`` -> ``(N,1,H,W)``, ``(N,H,W,3)`` -> ``(N,3,H,W)`` (2D RGBA: alpha dropped), ``(N,D,H,W)`` ->
+    ``(N,1,D,H,W)``."""
+    data = load_npz(path, spatial_dims, num_classes)
     pooled = data.pooled()
-    images = pooled.images
-    images = np.moveaxis(images[..., :3], -1, 1) if data.channels > 1 else images[:, None]  # RGBA: drop alpha
+    images = data.layout.channels_first(pooled.images)
+    if data.spatial_dims == 2 and images.shape[1] == 4:
+        images = images[:, :3]
     if size is not None:
         images = _stack(list(images), size, path)
     return SampleSet(images, pooled.labels, [str(c) for c in range(data.num_classes)])
 
 
-def load_samples(path: str | Path, size: int | None = None) -> SampleSet:
+def load_samples(
+    path: str | Path, size: int | None = None, spatial_dims: int | None = None, num_classes: int | None = None
+) -> SampleSet:
     """Every labelled sample under ``path`` (see the module docstring for the accepted layouts).
 
-    Raises one-line ``FileNotFoundError``/``ValueError`` for missing paths, unreadable files, unknown layouts,
-    label/image count mismatches and fewer than two classes.
+    ``spatial_dims`` (``--spatial-dims``, 2 or 3) settles ambiguous ``.npz`` shapes and must agree with other
+    sources; ``num_classes`` (``--num-classes``) fixes the class count (see :mod:`crossd.data.checks`).
+
+    Raises one-line ``FileNotFoundError``/``ValueError`` (:class:`~crossd.data.checks.DataError`) for missing
+    paths, unreadable files, unknown or ambiguous layouts, NaN/Inf values, labels out of range, label/image
+    count mismatches and fewer than two classes.
     """
     path = Path(path)
     if not path.exists():
@@ -240,13 +265,16 @@ def load_samples(path: str | Path, size: int | None = None) -> SampleSet:
         csvs = sorted(path.glob("*.csv"))
         if len(csvs) > 1:
             raise ValueError(f"{path}: several .csv files ({', '.join(c.name for c in csvs)}); pass one of them")
-        samples = load_csv(csvs[0], size) if csvs else load_class_folders(path, size)
+        samples = load_csv(csvs[0], size, num_classes) if csvs else load_class_folders(path, size, num_classes)
     elif path.suffix == ".npz":
-        samples = load_npz_samples(path, size)
+        samples = load_npz_samples(path, size, spatial_dims, num_classes)
     elif path.suffix == ".csv":
-        samples = load_csv(path, size)
+        samples = load_csv(path, size, num_classes)
     else:
         raise ValueError(f"{path}: expected a .npz file, a path,label .csv, or a folder (of class folders or one .csv)")
+    kinds = {2: "2D images", 3: "3D volumes"}
+    if spatial_dims is not None and samples.spatial_dims != spatial_dims:
+        raise DataError(f"{path}: holds {kinds[samples.spatial_dims]}, not {kinds[spatial_dims]} (--spatial-dims)")
     if len(np.unique(samples.labels)) < 2:
         raise ValueError(f"{path}: all samples have the same label; classification needs at least 2 classes")
     return samples

@@ -3,11 +3,17 @@
 ``checkpoint.pt`` is a dict of tensors and plain containers (it loads with ``torch.load(weights_only=True)``):
 ``model``, ``optimizer``, ``lr_scheduler``, ``scaler`` (fp16 AMP only), ``epoch`` (epochs completed), ``args``
 (the :class:`~crossd.train.PretrainConfig` as a dict), ``arch`` (the :class:`~crossd.models.ModelSpec` as a dict,
-so :func:`crossd.models.load_2d_model` rebuilds the model), ``classes`` and ``rng`` (one RNG state per process).
+so :func:`crossd.models.load_2d_model` rebuilds the model), ``classes``, ``rng`` (one RNG state per process) and
+``log`` (the ``log.csv`` rows of every epoch done).
+
+It is the single source of truth of a run: ``model.safetensors`` and ``log.csv`` are derived from it
+(:func:`export_run_files`) right after it is written, and again when a run resumes from it, so a kill between
+two writes never leaves them describing another epoch.
 """
 
 from __future__ import annotations
 
+import csv
 import random
 import warnings
 from dataclasses import asdict
@@ -19,6 +25,7 @@ import torch
 
 from crossd.io import save_safetensors, save_torch
 from crossd.models import ModelSpec
+from crossd.train.progress import write_log_csv
 
 REQUIRED_KEYS = ("model", "optimizer", "lr_scheduler", "epoch", "arch", "rng")
 
@@ -47,12 +54,23 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_checkpoint(
-    output_dir: Path, checkpoint: dict[str, Any], spec: ModelSpec, state_dict: dict[str, torch.Tensor]
-) -> None:
-    """Write ``checkpoint.pt`` and ``model.safetensors`` (with ``spec`` metadata) atomically."""
+def save_checkpoint(output_dir: Path, checkpoint: dict[str, Any]) -> None:
+    """Write ``checkpoint.pt`` atomically; then call :func:`export_run_files` for the files derived from it.
+
+    Raises ``ValueError`` (and writes nothing) when a weight holds NaN/Inf: a non-finite model never replaces the
+    last good checkpoint.
+    """
+    bad = [k for k, v in checkpoint["model"].items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise ValueError(f"{len(bad)} tensor(s) of the model hold NaN/Inf (first: {bad[0]}); checkpoint not written")
     save_torch(checkpoint, output_dir / "checkpoint.pt")
-    save_safetensors(state_dict, output_dir / "model.safetensors", metadata=spec.metadata())
+
+
+def export_run_files(output_dir: Path, checkpoint: dict[str, Any], spec: ModelSpec) -> None:
+    """``model.safetensors`` (the checkpoint's weights, ``spec`` as metadata) and ``log.csv`` (its ``log`` rows),
+    both rewritten atomically from ``checkpoint``."""
+    save_safetensors(checkpoint["model"], output_dir / "model.safetensors", metadata=spec.metadata())
+    write_log_csv(checkpoint.get("log", []), output_dir / "log.csv")
 
 
 def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -74,6 +92,29 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path}: not a crossd pretrain checkpoint (expected keys {REQUIRED_KEYS}, found {found})")
     return checkpoint
+
+
+def saved_epoch(path: Path) -> int | None:
+    """The ``epoch`` of the checkpoint at ``path`` (memory-mapped, so cheap for large files); ``None`` when there
+    is no readable checkpoint."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # missing, truncated or foreign: nothing to resume from
+        return None
+
+
+def log_rows(checkpoint: dict[str, Any], output_dir: Path) -> list[dict[str, str]]:
+    """The ``log.csv`` rows of the epochs ``checkpoint`` has done: its ``log``, or for a checkpoint written before
+    logs were kept in it, the rows of ``output_dir/log.csv`` up to its epoch."""
+    if "log" in checkpoint:
+        return list(checkpoint["log"])
+    path, epochs = output_dir / "log.csv", int(checkpoint["epoch"])
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if r.get("epoch", "").isdigit() and int(r["epoch"]) <= epochs]
 
 
 def check_same_model(checkpoint: dict[str, Any], spec: ModelSpec, path: str | Path) -> None:

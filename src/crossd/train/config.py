@@ -3,11 +3,48 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from crossd.convert.to_crossd import CROSSD_INITS
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
+
+RESUME_FIXED = (
+    "data_path",
+    "dataset",
+    "batch_size",
+    "opt",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "lr_scheduler",
+    "lr_step_size",
+    "lr_gamma",
+    "lr_min",
+    "lr_warmup_epochs",
+    "lr_warmup_decay",
+    "seed",
+    "amp",
+    "train_crop_size",
+    "val_resize_size",
+    "val_crop_size",
+    "train_crop_scale",
+    "crossd_init",
+    "plane_sampling",
+    "volumes",
+    "volume_every",
+    "volume_batch_size",
+    "volume_init",
+    "volume_size",
+    "consistency",
+)
+"""Settings a ``--resume`` must repeat (unless ``--allow-changed``): everything that shapes the data, the
+optimisation or the schedule (the model, its mode and class count must always match: ``check_same_model``).
+``epochs`` may grow (with a cosine schedule that changes the schedule, so it counts as a change there);
+``workers``, ``device``, ``output_dir``, printing, ``weights`` and ``sync_bn`` may change."""
+
+FLAG_NAMES = {"batch_size": "--batch-size", "weight_decay": "--wd"}
 
 
 @dataclass
@@ -28,8 +65,14 @@ class PretrainConfig:
         batch_size: per process. workers: data-loading processes per training process.
         lr_warmup_epochs: linear warm-up from ``lr_warmup_decay * lr`` before the main scheduler.
         sync_bn: SyncBatchNorm across processes (CUDA only; CPU runs warn and keep per-process BatchNorm).
+        num_classes: the class count of an ``.npz`` (default: its distinct labels, which must be ``0..C-1``) or the
+            number of class folders the data must have.
         output_dir: where ``checkpoint.pt``, ``model.safetensors``, ``log.csv`` and ``metrics.json`` go.
         resume: a ``checkpoint.pt`` to continue from (same model and data).
+        allow_changed: let ``resume`` continue with settings of :data:`RESUME_FIXED` that differ from the
+            checkpoint's: the optimiser takes the new hyper-parameters (its state is kept when ``opt`` is the same,
+            dropped otherwise), the schedule is the new one at the resumed epoch, and the checkpoint's ``args``
+            record the new settings.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
         amp: mixed precision on CUDA (bf16 where supported, else fp16 with gradient scaling).
         train_crop_scale: area range of the random-resized crop (torchvision's default ``(0.08, 1.0)``; use
@@ -41,7 +84,7 @@ class PretrainConfig:
         volumes: a MedMNIST-style 3D ``.npz``, a ``path,label`` CSV of NIfTI volumes or a folder of class folders,
             with the same classes: hybrid 2D+3D training, where the same weights
             also take a 3D batch through a parameter-sharing 3D twin after every ``volume_every`` 2D batches
-            (one process only).
+            (also under ``torchrun``: see :mod:`crossd.train.hybrid`).
         volume_init: how the 3D twin of a *regular* model convolves: ``"acs"`` (ACS convolution of the 2D kernels,
             default: it transferred 12 points better than ``"i3d"``, study 4 of ``docs/experiments.md``) or
             ``"i3d"`` (inflated 2D kernels); a Cross-D model's twin always uses its stored 3D kernels (``"crossd"``).
@@ -56,6 +99,7 @@ class PretrainConfig:
 
     data_path: str = ""
     dataset: str | None = None
+    num_classes: int | None = None
     model: str = "resnet18"
     conv: str = "regular"
     mode: str = "rotate"
@@ -76,6 +120,7 @@ class PretrainConfig:
     sync_bn: bool = False
     output_dir: str = "runs/pretrain"
     resume: str | None = None
+    allow_changed: bool = False
     device: str = "auto"
     print_freq: int = 10
     seed: int = 0
@@ -134,3 +179,30 @@ class PretrainConfig:
             raise ValueError("volume_every must be at least 1 and volume_batch_size at least 2")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError(f"--num-classes must be at least 2, got {self.num_classes}")
+
+    def resume_differences(self, saved: dict[str, Any], epochs_done: int) -> list[str]:
+        """What this run changes against a checkpoint's ``args`` (``saved``) after ``epochs_done`` epochs, as
+        ``"--lr 0.001 -> 0.01"`` items (empty: a faithful resume). Raises a one-line ``ValueError`` when
+        ``epochs`` is below ``epochs_done``."""
+        if self.epochs < epochs_done:
+            raise ValueError(f"--epochs {self.epochs} is fewer than the {epochs_done} the --resume checkpoint did")
+        names = list(RESUME_FIXED)
+        if self.lr_scheduler == "cosineannealinglr":
+            names.append("epochs")  # the cosine period
+        changes = []
+        for name in names:
+            old, new = _plain(saved.get(name, getattr(PretrainConfig, name))), _plain(getattr(self, name))
+            if old != new:
+                flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+                changes.append(f"{flag} {_show(old)} -> {_show(new)}")
+        return changes
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def _show(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)

@@ -22,6 +22,10 @@ from crossd.train.distributed import DistInfo, all_gather_objects, all_reduce_su
 from crossd.train.progress import DataWait, ProgressPrinter
 
 
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/Inf loss (or weights); the run stops, nothing non-finite is saved."""
+
+
 @dataclass
 class Precision:
     """Autocast settings: ``dtype`` ``None`` means full precision; ``scaler`` is set for fp16 only."""

@@ -90,14 +90,10 @@ class VolumeBatches:
 def _load_volumes(path: Path, size: int | None) -> tuple[np.ndarray, np.ndarray, int]:
     """Grey volumes ``(N, D, H, W)``, labels ``(N,)`` and the class count of a 3D ``.npz``, CSV or folder."""
     if path.suffix == ".npz":
-        data = load_npz(path)
-        if data.spatial_dims != 3:
-            raise ValueError(f"{path}: --volumes needs 3D volumes (N, D, H, W), found 2D images")
+        data = load_npz(path, spatial_dims=3)
         split = data.splits.get("train") or data.pooled()
         return split.images, split.labels, data.num_classes
-    samples = load_samples(path, size)
-    if samples.spatial_dims != 3:
-        raise ValueError(f"{path}: --volumes needs 3D volumes, found {samples.spatial_dims}D images")
+    samples = load_samples(path, size, spatial_dims=3)
     return samples.images.astype(np.float32).mean(1), samples.labels, samples.num_classes
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,16 @@ from torch.utils.data import Dataset
 
 from crossd.data.images import ImageSplits, load_image_splits
 from crossd.evaluate.metrics import classification_metrics
-from crossd.io import save_json
+from crossd.io import ensure_writable_dir, remove_stale_temps, save_json
 from crossd.models import ModelSpec
 from crossd.train.checkpoint import (
     check_same_model,
+    export_run_files,
     load_training_checkpoint,
+    log_rows,
     rng_state,
     save_checkpoint,
+    saved_epoch,
     set_rng_state,
 )
 from crossd.train.config import PretrainConfig
@@ -36,7 +41,7 @@ from crossd.train.distributed import (
     convert_sync_batchnorm,
     init_distributed,
 )
-from crossd.train.engine import EpochStats, Precision, Predictions, predict, train_one_epoch
+from crossd.train.engine import EpochStats, NonFiniteLossError, Precision, Predictions, predict, train_one_epoch
 from crossd.train.hybrid import HybridSteps, VolumeBatches
 from crossd.train.loaders import TrainLoader, eval_loader
 from crossd.train.model import build_model
@@ -48,8 +53,10 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.data_path``, evaluate every epoch on ``val``, and at the end on ``test``.
 
     Runs as one process, or as one of ``torchrun``'s processes (``DistributedDataParallel``; only rank 0
-    writes). Writes into ``cfg.output_dir``: ``checkpoint.pt`` and ``model.safetensors`` after every epoch
-    (atomically), ``log.csv`` (one row per epoch) and ``metrics.json``.
+    writes). ``cfg.output_dir`` is checked writable (and cleared of a killed run's temporary files) before
+    anything else. After every epoch it writes ``checkpoint.pt`` (which holds the epoch's log row), then
+    derives ``model.safetensors`` and ``log.csv`` from it (all atomically); a resumed run derives them again
+    first, so they never lag behind the checkpoint. ``metrics.json`` comes at the end.
 
     Returns:
         ``{"val": {...}, "test": {...}}`` (``test`` only when the data has a test split): accuracy,
@@ -57,8 +64,11 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         of the final model; also ``"epochs"``, the number of epochs trained in total.
 
     Raises:
-        FileNotFoundError, ValueError: one-line messages for bad data, models, checkpoints or settings; nothing
-        already written is removed.
+        FileNotFoundError, ValueError: one-line messages for bad data, models, checkpoints, settings or output
+            locations; nothing already written is removed.
+        NonFiniteLossError: the training loss (or a weight) became NaN/Inf; the last good checkpoint is kept.
+        KeyboardInterrupt: on Ctrl-C (or SIGTERM, where the CLI turns it into one), with a message that says how
+            to resume.
     """
     cfg.validate()
     created_group = not torch.distributed.is_initialized()
@@ -67,9 +77,25 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         run = _Run.start(cfg, info)
         val = run.train()
         return run.finish(val)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the CLI raises it (the same type is kept)
+        raise type(exc)(_how_to_resume(cfg)) from None
     finally:
         if created_group:
             close_distributed()
+
+
+def _how_to_resume(cfg: PretrainConfig) -> str:
+    """The end of the "interrupted" line: the epoch saved (read from the checkpoint itself: a signal may land
+    between its rename and the lines after it) and the command that continues it."""
+    checkpoint = Path(cfg.output_dir) / "checkpoint.pt"
+    epoch = saved_epoch(checkpoint)
+    if epoch is None:
+        return "before any epoch was saved; run the same command again"
+    if cfg.resume is not None and Path(cfg.resume).resolve() == checkpoint.resolve():
+        how = "run the same command again"
+    else:
+        how = f"resume with the same flags and --resume {checkpoint}"
+    return f"after epoch {epoch} of {cfg.epochs} (saved in {checkpoint}); {how}"
 
 
 @dataclass
@@ -87,7 +113,13 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     precision: Precision
     start_epoch: int
+    log_rows: list[dict[str, str]]
     hybrid: HybridSteps | None = None
+    epochs_done: int = 0
+    """Epochs of the last checkpoint written (or resumed from)."""
+
+    def __post_init__(self) -> None:
+        self.epochs_done = self.start_epoch
 
     @classmethod
     def start(cls, cfg: PretrainConfig, info: DistInfo) -> _Run:
@@ -98,7 +130,13 @@ class _Run:
                 f"{output_dir / 'checkpoint.pt'} exists; pass --resume {output_dir / 'checkpoint.pt'} to continue "
                 "it or choose another --output-dir"
             )
+        if info.is_main:
+            ensure_writable_dir(output_dir, "--output-dir")
+            remove_stale_temps(output_dir)
         checkpoint = load_training_checkpoint(cfg.resume) if cfg.resume else None
+        changes = _check_resume_settings(cfg, checkpoint)
+        if changes and info.is_main and not cfg.quiet:
+            print(f"note: resuming with changed settings ({'; '.join(changes)}); recorded in the checkpoint")
         _seed_everything(cfg.seed + info.rank)
         splits = load_image_splits(
             cfg.data_path,
@@ -107,6 +145,7 @@ class _Run:
             cfg.val_resize_size,
             cfg.val_crop_size,
             cfg.train_crop_scale,
+            cfg.num_classes,
         )
         spec = ModelSpec(cfg.model, cfg.conv, cfg.mode, len(splits.classes))
         if checkpoint is not None:
@@ -123,12 +162,19 @@ class _Run:
         optimizer = build_optimizer(bare, cfg)
         scheduler = build_scheduler(optimizer, cfg)
         precision = Precision.choose(cfg.amp, info)
+        rows: list[dict[str, str]] = []
         if checkpoint is not None:
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["lr_scheduler"])
+            if changes:
+                _continue_with_new_settings(optimizer, scheduler, checkpoint, cfg)
+            else:
+                optimizer.load_state_dict(checkpoint["optimizer"])
+                scheduler.load_state_dict(checkpoint["lr_scheduler"])
             if precision.scaler is not None and "scaler" in checkpoint:
                 precision.scaler.load_state_dict(checkpoint["scaler"])
             _restore_rng(checkpoint["rng"], info)
+            rows = log_rows(checkpoint, output_dir)
+            if info.is_main:  # the derived files may lag behind the checkpoint (a kill between writes)
+                export_run_files(output_dir, {**checkpoint, "log": rows}, spec)
         start_epoch = int(checkpoint["epoch"]) if checkpoint is not None else 0
         hybrid = None
         if cfg.volumes is not None:
@@ -138,7 +184,7 @@ class _Run:
             )  # fmt: skip
             hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info)
         return cls(
-            cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch, hybrid
+            cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch, rows, hybrid
         )
 
     def train(self) -> Predictions | None:
@@ -146,7 +192,7 @@ class _Run:
         cfg, info = self.cfg, self.info
         self._announce()
         train_loader = TrainLoader(self.splits.train, cfg.batch_size, cfg.workers, cfg.seed, info)
-        log = EpochLog(self.output_dir, self.start_epoch) if info.is_main else None
+        log = EpochLog(self.output_dir, self.log_rows) if info.is_main else None
         val = None
         run_start = time.perf_counter()
         for epoch in range(self.start_epoch, cfg.epochs):
@@ -165,6 +211,7 @@ class _Run:
                 self.hybrid,
                 cfg.consistency,
             )
+            self._check_finite(epoch + 1, stats)
             self.scheduler.step()
             val = self._predict(self.splits.val)
             states = all_gather_objects(rng_state(info.device), info)
@@ -179,12 +226,13 @@ class _Run:
                     flush=True,
                 )
             if info.is_main:
-                self._save(epoch + 1, states)
                 row = _log_row(epoch + 1, lr, stats, val)
                 if volume_loss is not None:
                     row["volume_loss"] = volume_loss
-                log.write(row)
+                log.add(row)
+                self._save(epoch + 1, states, log.rows)
             barrier(info)
+            self.epochs_done = epoch + 1  # every process: the checkpoint of this epoch is now written
         if log is not None:
             log.close()
         return val
@@ -220,7 +268,26 @@ class _Run:
             flush=True,
         )
 
-    def _save(self, epochs_done: int, rng_states: list[dict[str, Any]]) -> None:
+    def _check_finite(self, epoch: int, stats: EpochStats) -> None:
+        """Stop with :class:`NonFiniteLossError` before a NaN/Inf loss or weight can reach a checkpoint."""
+        losses = {"training loss": stats.loss}
+        if self.hybrid is not None and self.hybrid.count:
+            losses["volume (--volumes) loss"] = self.hybrid.mean_loss()  # every process calls it (a collective)
+        bad = [f"{name} {value}" for name, value in losses.items() if not math.isfinite(value)]
+        if not bad and not all(bool(p.isfinite().all()) for p in self.bare.parameters()):
+            bad = ["weights"]
+        if bad:
+            kept = (
+                f"the last good checkpoint {self.output_dir / 'checkpoint.pt'} (epoch {self.epochs_done}) is kept"
+                if self.epochs_done
+                else "no checkpoint was written"
+            )
+            raise NonFiniteLossError(
+                f"non-finite {', '.join(bad)} in epoch {epoch}; training stopped and {kept}; "
+                "lower --lr or check the data"
+            )
+
+    def _save(self, epochs_done: int, rng_states: list[dict[str, Any]], rows: list[dict[str, str]]) -> None:
         state = {
             "model": self.bare.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -230,10 +297,46 @@ class _Run:
             "arch": asdict(self.spec),
             "classes": self.splits.classes,
             "rng": rng_states,
+            "log": rows,
         }
         if self.precision.scaler is not None:
             state["scaler"] = self.precision.scaler.state_dict()
-        save_checkpoint(self.output_dir, state, self.spec, state["model"])
+        save_checkpoint(self.output_dir, state)
+        self.epochs_done = epochs_done
+        export_run_files(self.output_dir, state, self.spec)
+
+
+def _check_resume_settings(cfg: PretrainConfig, checkpoint: dict[str, Any] | None) -> list[str]:
+    """The settings ``cfg`` changes against the checkpoint's ``args``; a one-line ``ValueError`` listing them unless
+    ``cfg.allow_changed``."""
+    if checkpoint is None or "args" not in checkpoint:
+        return []
+    changes = cfg.resume_differences(checkpoint["args"], int(checkpoint["epoch"]))
+    if changes and not cfg.allow_changed:
+        raise ValueError(
+            f"--resume {cfg.resume} was trained with other settings ({'; '.join(changes)}); repeat its flags, "
+            "or pass --allow-changed to continue with the new ones"
+        )
+    return changes
+
+
+def _continue_with_new_settings(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    checkpoint: dict[str, Any],
+    cfg: PretrainConfig,
+) -> None:
+    """``--allow-changed``: ``optimizer`` (built from ``cfg``) keeps its new hyper-parameters and takes the saved
+    per-parameter state (moments) when the optimiser kind is unchanged; ``scheduler`` (built from ``cfg``) is
+    stepped to the checkpoint's epoch, so the learning rate is the new schedule's."""
+    if checkpoint["args"].get("opt") == cfg.opt:
+        state = optimizer.state_dict()
+        state["state"] = checkpoint["optimizer"]["state"]
+        optimizer.load_state_dict(state)
+    with warnings.catch_warnings():  # stepping a scheduler before any optimizer.step() warns
+        warnings.simplefilter("ignore")
+        for _ in range(int(checkpoint["epoch"])):
+            scheduler.step()
 
 
 def _seed_everything(seed: int) -> None:

@@ -69,38 +69,45 @@ class ProgressPrinter:
 
 
 class EpochLog:
-    """``log.csv`` in ``output_dir`` (rewritten atomically each epoch) and TensorBoard scalars if it is installed.
+    """The per-epoch rows of a run: kept in memory (and by the caller in each checkpoint), written to ``log.csv``
+    in ``output_dir`` (atomically) and to TensorBoard if it is installed.
 
-    On resume, rows of epochs after ``start_epoch`` (which will be run again) are dropped.
+    ``rows``: the rows of the epochs already done (a resumed run takes them from its checkpoint).
     """
 
-    def __init__(self, output_dir: Path, start_epoch: int = 0):
+    def __init__(self, output_dir: Path, rows: list[dict[str, str]] | None = None):
         self.path = output_dir / "log.csv"
-        self.rows: list[dict[str, str]] = []
-        if start_epoch and self.path.is_file():
-            with open(self.path, newline="") as f:
-                self.rows = [
-                    r for r in csv.DictReader(f) if r.get("epoch", "").isdigit() and int(r["epoch"]) <= start_epoch
-                ]
+        self.rows: list[dict[str, str]] = [dict(r) for r in rows or []]
         self.tensorboard = _tensorboard_writer(output_dir / "tensorboard")
 
-    def write(self, row: dict[str, float]) -> None:
-        """Append an epoch's row: :data:`LOG_COLUMNS`, then any extra keys (e.g. hybrid training's ``volume_loss``)."""
-        columns = [*LOG_COLUMNS, *(k for k in row if k not in LOG_COLUMNS)]
-        self.rows.append({k: _format(row[k]) for k in columns})
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", restval="")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        save_text(out.getvalue(), self.path)
+    def add(self, row: dict[str, float]) -> None:
+        """Append an epoch's row (:data:`LOG_COLUMNS`, then extra keys such as hybrid training's
+        ``volume_loss``) and send it to TensorBoard; :meth:`write` puts the rows into ``log.csv``."""
+        self.rows.append({k: _format(v) for k, v in row.items()})
         if self.tensorboard is not None:
-            for key in columns[1:]:
-                self.tensorboard.add_scalar(key, row[key], int(row["epoch"]))
+            for key, value in row.items():
+                if key != "epoch":
+                    self.tensorboard.add_scalar(key, value, int(row["epoch"]))
             self.tensorboard.flush()
+
+    def write(self) -> None:
+        write_log_csv(self.rows, self.path)
 
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+def write_log_csv(rows: list[dict[str, str]], path: Path) -> None:
+    """``rows`` as a CSV (columns: :data:`LOG_COLUMNS`, then any extra keys in order of appearance), atomically."""
+    columns = list(LOG_COLUMNS)
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    save_text(out.getvalue(), path)
 
 
 def _format(value: float) -> str:
