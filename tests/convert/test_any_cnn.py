@@ -16,8 +16,8 @@ from crossd.convert.kernels import planar_kernel
 MODELS = {
     "resnet18": ("rotate", 32, {}),
     "resnet50": ("rotate", 32, {}),
-    "densenet121": ("rotate", 32, {"": "adaptive_avg_pool2d"}),  # DenseNet.forward calls F.adaptive_avg_pool2d
-    "vgg11_bn": ("rotate", 32, {"classifier.0": "mat1 and mat2"}),  # (7, 7, 7) pooled features != 512 * 7 * 7
+    "densenet121": ("rotate", 32, {}),  # DenseNet.forward's F.adaptive_avg_pool2d: a 3D forward twin
+    "vgg11_bn": ("rotate", 32, {}),  # avgpool -> (1, 7, 7): the classifier keeps its 512 * 7 * 7 inputs
     "convnext_tiny": ("shift", 32, {}),  # 4x4 and 2x2 kernels: even, so 'shift'
     "efficientnet_b0": ("rotate", 32, {}),
     "mobilenet_v3_small": ("rotate", 32, {}),
@@ -197,6 +197,6 @@ def test_failing_forward_names_the_module():
     assert list(report.unconverted) == ["3"] and "forward failed" in report.unconverted["3"]
 
 
-def test_rotate_mode_rejects_even_kernels_by_name():
-    with pytest.raises(ValueError, match=r"features\.0\.0: mode 'rotate' needs odd kernels"):
-        to_crossd(torchvision.models.convnext_tiny(), mode="rotate")
+def test_rotate_mode_rejects_even_kernels_by_name_when_asked():
+    with pytest.raises(ValueError, match=r"features\.0\.0: mode 'rotate' needs an odd kernel size.*even_kernels"):
+        to_crossd(torchvision.models.convnext_tiny(), mode="rotate", even_kernels="error")

@@ -6,6 +6,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from crossd import ACSConv3d, CrossDConv, to_3d, to_crossd
+from crossd.convert import acs_kernel
 
 
 def test_crossd_resnet18_runs_on_volumes_with_stored_kernels():
@@ -69,3 +70,17 @@ def test_crossd_init_needs_crossd_layers():
         to_3d(resnet18(), init="crossd")
     with pytest.raises(ValueError, match="unknown init"):
         to_3d(resnet18(), init="nope")
+
+
+@pytest.mark.parametrize(("stride", "dilation"), [(1, 1), (2, 1), (1, 2)])
+def test_acs_kernel_in_one_conv3d_equals_acs_conv(stride, dilation):
+    """What grouped and SAME-padded layers get for init='acs' is the ACS convolution itself (padding d(K-1)/2)."""
+    conv = nn.Conv2d(3, 5, 3, stride=stride, padding=dilation, dilation=dilation)
+    acs = to_3d(nn.Sequential(conv), init="acs")[0]
+    x = torch.randn(2, 3, 5, 6, 7)
+    expected = nn.functional.conv3d(x, acs_kernel(conv.weight.detach()), conv.bias, stride, dilation, dilation)
+    torch.testing.assert_close(acs(x), expected)
+    grouped = nn.Conv2d(4, 6, 3, padding=1, groups=2)
+    model3d, report = to_3d(nn.Sequential(grouped), init="acs", return_report=True)
+    assert type(model3d[0]) is nn.Conv3d and "ACS views as one Conv3d" in report.notes["0"]
+    assert torch.equal(model3d[0].weight, acs_kernel(grouped.weight.detach()))

@@ -64,3 +64,43 @@ def test_bad_arguments():
         to_crossd(nn.Sequential(nn.Conv2d(1, 1, 3)), init="magic")
     with pytest.raises(ValueError, match="square kernels"):
         to_crossd(nn.Sequential(nn.Conv2d(1, 1, (1, 3))))
+
+
+def _even_and_odd():
+    """A 4x4 stride-4 stem (ConvNeXt style), a 3x3 convolution and a 2x2 stride-2 downsampling."""
+    return nn.Sequential(nn.Conv2d(3, 4, 4, stride=4), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 6, 2, stride=2))
+
+
+def test_even_kernels_default_to_shift_and_say_so():
+    model = _even_and_odd()
+    converted, report = to_crossd(model, init="center", return_report=True)
+    assert [layer.mode for layer in converted] == ["shift", "rotate", "shift"]
+    assert set(report.notes) == {"0", "2"} and all("shift mode (even_kernels)" in n for n in report.notes.values())
+    _zero_heads(converted)
+    image = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():  # angle 0 of a centre-initialised shift layer is still the 2D kernel
+        torch.testing.assert_close(converted.eval()(image), model(image), rtol=1e-4, atol=1e-5)
+
+
+def test_even_kernels_plain_stay_conv2d_and_inflate_in_3d():
+    from crossd import to_3d
+
+    model = _even_and_odd()
+    converted, report = to_crossd(model, even_kernels="plain", return_report=True)
+    assert [type(m).__name__ for m in converted] == ["Conv2d", "CrossDConv", "Conv2d"]
+    assert "a plain Conv2d" in report.notes["0"] and set(report.converted) == {"1"}
+    model3d, report3d = to_3d(converted, init="crossd", return_report=True)
+    assert "built with init='i3d'" in report3d.notes["0"] and set(report3d.notes) == {"0", "2"}
+    torch.testing.assert_close(model3d[0].weight, model[0].weight[:, :, None].repeat(1, 1, 4, 1, 1) / 4)
+    assert torch.equal(model3d[1].weight, converted[1].weight.detach())
+    with pytest.raises(ValueError, match="init='crossd' needs a Cross-D layer"):  # no Cross-D layer at all
+        to_3d(model, init="crossd")
+
+
+def test_even_kernels_error_and_bad_policies():
+    with pytest.raises(ValueError, match=r"^0: mode 'rotate' needs an odd kernel size.*even_kernels='shift'"):
+        to_crossd(_even_and_odd(), even_kernels="error")
+    with pytest.raises(ValueError, match=r"unknown even_kernels 'odd'; expected one of \('shift', 'plain', 'error'\)"):
+        to_crossd(_even_and_odd(), even_kernels="odd")
+    with pytest.raises(ValueError, match="unknown Cross-D mode 'rotated'"):
+        to_crossd(_even_and_odd(), mode="rotated")

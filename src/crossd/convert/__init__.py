@@ -1,23 +1,29 @@
 """Converters between 2D, Cross-D and 3D models, kernel initialisers and checkpoint readers."""
 
 from crossd.convert.checkpoints import CHECKPOINT_INITS, LoadReport, load_checkpoint
-from crossd.convert.kernels import center_kernel, inflate_kernel, planar_kernel, shift_align
+from crossd.convert.kernels import acs_kernel, center_kernel, inflate_kernel, planar_kernel, shift_align
 from crossd.convert.layers_3d import LayerNorm3d, layer_to_3d
 from crossd.convert.published import load_published, read_state_dict
+from crossd.convert.really_3d import check_really_3d
 from crossd.convert.report import ConversionReport, ConversionWarning, check_forward, scan_2d_layers
+from crossd.convert.same_padding import PadSame
 from crossd.convert.to_3d import INITS_3D, to_3d
-from crossd.convert.to_crossd import CROSSD_INITS, to_crossd
+from crossd.convert.to_crossd import CROSSD_INITS, EVEN_KERNEL_POLICIES, to_crossd
 
 __all__ = [
     "CHECKPOINT_INITS",
     "CROSSD_INITS",
+    "EVEN_KERNEL_POLICIES",
     "ConversionReport",
     "ConversionWarning",
     "INITS_3D",
     "LayerNorm3d",
     "LoadReport",
+    "PadSame",
+    "acs_kernel",
     "center_kernel",
     "check_forward",
+    "check_really_3d",
     "inflate_kernel",
     "layer_to_3d",
     "load_checkpoint",

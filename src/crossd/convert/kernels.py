@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from crossd.nn.acs_conv import acs_split
 from crossd.nn.crossd_conv import CrossDConv
 
 
@@ -24,6 +25,22 @@ def inflate_kernel(kernel2d: Tensor, depth: int | None = None) -> Tensor:
     give the 2D response: ``(Co, Ci, K, K) -> (Co, Ci, Kd, K, K)``."""
     depth = kernel2d.shape[-2] if depth is None else depth
     return kernel2d.unsqueeze(2).repeat(1, 1, depth, 1, 1) / depth
+
+
+def acs_kernel(kernel2d: Tensor) -> Tensor:
+    """ACS as one 3D kernel: output channels split over the three views as :func:`crossd.nn.acs_conv.acs_split`
+    (axial, coronal, sagittal), each channel's 2D kernel in the central plane of its view, zeros elsewhere:
+    ``(Co, Ci, K, K) -> (Co, Ci, K, K, K)``. With padding ``dilation * (K - 1) / 2`` a ``Conv3d`` with it equals
+    ``ACSConv3d``; unlike it, it serves grouped convolutions too."""
+    k = kernel2d.shape[-1]
+    out = kernel2d.new_zeros(*kernel2d.shape[:2], k, k, k)
+    start = 0
+    for view, n in enumerate(acs_split(kernel2d.shape[0])):
+        index = [slice(start, start + n), slice(None), slice(None), slice(None), slice(None)]
+        index[2 + view] = k // 2
+        out[tuple(index)] = kernel2d[start : start + n]
+        start += n
+    return out
 
 
 def shift_align(kernel3d: Tensor) -> Tensor:

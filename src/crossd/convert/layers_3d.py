@@ -6,8 +6,11 @@ Every twin is built from the 2D layer's attributes (never from its constructor's
 
 from __future__ import annotations
 
+import sys
+
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models.convnext import LayerNorm2d
 from torchvision.ops.misc import Permute
 
 from crossd.convert.walk import triple
@@ -31,7 +34,8 @@ class LayerNorm3d(nn.LayerNorm):
         return x.permute(0, 4, 1, 2, 3)
 
 
-def _copy_state(old: nn.Module, new: nn.Module) -> nn.Module:
+def copy_state(old: nn.Module, new: nn.Module) -> nn.Module:
+    """Load ``old``'s parameters and buffers into ``new`` (same keys and shapes) and move it to their device."""
     new.load_state_dict(old.state_dict())
     tensors = [*old.parameters(), *old.buffers()]
     return new.to(tensors[0].device) if tensors else new
@@ -39,12 +43,13 @@ def _copy_state(old: nn.Module, new: nn.Module) -> nn.Module:
 
 def _norm(norm: nn.Module, cls: type[nn.Module]) -> nn.Module:
     """A 3D BatchNorm/InstanceNorm with the same settings, statistics and affine parameters."""
-    return _copy_state(norm, cls(norm.num_features, norm.eps, norm.momentum, norm.affine, norm.track_running_stats))
+    return copy_state(norm, cls(norm.num_features, norm.eps, norm.momentum, norm.affine, norm.track_running_stats))
 
 
-def _layer_norm_2d(norm: nn.LayerNorm) -> nn.Module:
+def layer_norm_to_3d(norm: nn.LayerNorm) -> LayerNorm3d:
+    """A :class:`LayerNorm3d` with the settings and affine parameters of a channels-first ``LayerNorm2d``."""
     new = LayerNorm3d(norm.normalized_shape, norm.eps, norm.elementwise_affine, bias=norm.bias is not None)
-    return _copy_state(norm, new)
+    return copy_state(norm, new)
 
 
 def _upsample(up: nn.Upsample) -> nn.Module | None:
@@ -75,13 +80,19 @@ def layer_to_3d(module: nn.Module) -> nn.Module | None:
     replication/circular padding, ``Upsample``/``UpsamplingBilinear2d``/``UpsamplingNearest2d`` (bilinear and
     bicubic -> trilinear, nearest stays), ``Dropout2d``, and channels-last ``Permute`` modules. Dimension-agnostic
     layers (``GroupNorm``, ``LayerNorm``, activations, ``Dropout``, ``Linear``, ``Flatten``, ...) need no twin.
+    When timm has been imported, its layers are tried first (:func:`crossd.convert.timm_layers.timm_layer_to_3d`).
     """
+    if "timm" in sys.modules:  # timm's layers (most subclass torch's) first; timm stays optional
+        from crossd.convert.timm_layers import timm_layer_to_3d
+
+        if (twin := timm_layer_to_3d(module)) is not None:
+            return twin
     if isinstance(module, nn.BatchNorm2d):
         return _norm(module, nn.BatchNorm3d)
     if isinstance(module, nn.InstanceNorm2d):
         return _norm(module, nn.InstanceNorm3d)
-    if isinstance(module, nn.LayerNorm) and type(module).__name__ == "LayerNorm2d":
-        return _layer_norm_2d(module)
+    if isinstance(module, LayerNorm2d):
+        return layer_norm_to_3d(module)
     if isinstance(module, nn.MaxPool2d):
         k, s, p, d = (triple(v) for v in (module.kernel_size, module.stride, module.padding, module.dilation))
         return nn.MaxPool3d(k, s, p, d, module.return_indices, module.ceil_mode)

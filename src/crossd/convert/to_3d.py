@@ -7,9 +7,12 @@ import copy
 import torch
 from torch import nn
 
-from crossd.convert.kernels import center_kernel, inflate_kernel, planar_kernel, shift_align
+from crossd.convert.forward_twins import swap_forwards
+from crossd.convert.kernels import acs_kernel, center_kernel, inflate_kernel, planar_kernel, shift_align
 from crossd.convert.layers_3d import layer_to_3d
-from crossd.convert.report import ConversionReport, check_forward, scan_2d_layers
+from crossd.convert.really_3d import check_really_3d
+from crossd.convert.report import ConversionReport, own_forward, scan_2d_layers
+from crossd.convert.same_padding import PadSame, same_padded_types, wrap_same
 from crossd.convert.walk import replace_modules, triple
 from crossd.nn.acs_conv import ACSConv3d
 from crossd.nn.crossd_conv import CrossDConv
@@ -21,7 +24,8 @@ def _planar(conv: nn.Module) -> torch.Tensor:
     return planar_kernel(conv) if isinstance(conv, CrossDConv) else conv.weight.detach()
 
 
-def _conv_to_3d(conv: nn.Module, name: str, init: str, align: bool) -> nn.Module:
+def _conv_to_3d(conv: nn.Module, name: str, init: str, align: bool, acs_conv3d: bool = False) -> nn.Module:
+    """The 3D layer for one ``Conv2d``/``CrossDConv``; ``acs_conv3d``: ACS as a ``Conv3d`` (see ``to_3d``)."""
     if isinstance(conv, CrossDConv):
         kernel_size, stride, padding, dilation = conv.kernel_size, conv.stride, conv.padding, conv.dilation
         padding_mode = "zeros"
@@ -31,7 +35,7 @@ def _conv_to_3d(conv: nn.Module, name: str, init: str, align: bool) -> nn.Module
         padding_mode = conv.padding_mode
     bias = conv.bias is not None
     device, dtype = conv.weight.device, conv.weight.dtype
-    if init == "acs":
+    if init == "acs" and not acs_conv3d:
         if len(set(kernel_size)) != 1 or isinstance(padding, str) or len(set(padding)) != 1:
             raise ValueError(f"{name}: ACS needs square kernels and equal padding, got {kernel_size}, {padding}")
         new = ACSConv3d(
@@ -70,6 +74,8 @@ def _conv_to_3d(conv: nn.Module, name: str, init: str, align: bool) -> nn.Module
             )
         weight = conv.weight.detach()
         kernel = shift_align(weight) if align and conv.mode == "shift" else weight
+    elif init == "acs":
+        kernel = acs_kernel(_planar(conv))
     else:
         build = inflate_kernel if init == "i3d" else center_kernel
         kernel = build(_planar(conv), kernel_size[0])
@@ -136,22 +142,33 @@ def to_3d(
     padding, up-sampling, dropout and channels-last permutes become their 3D twins
     (:func:`crossd.convert.layers_3d.layer_to_3d`); channel-broadcast parameters ``(C, 1, 1)`` get a depth axis.
     ``GroupNorm``, ``LayerNorm`` and activations are dimension-agnostic and stay. Rotation heads are dropped.
+    Known models whose own ``forward`` is 2D-only get a 3D forward twin, by exact type
+    (:mod:`crossd.convert.forward_twins`: torchvision DenseNet, MobileNetV2, VGG/AlexNet classifiers; timm's
+    ConvNeXt blocks, squeeze-excite and pools); timm's ``"SAME"``-padded layers keep their padding
+    (:class:`~crossd.convert.same_padding.PadSame`). Each is listed in the report.
 
     What cannot be converted -- a 2D-only layer it does not know, a ``forward`` that calls ``F.*2d`` or
-    ``interpolate(mode="bilinear")``, or, with ``example_input``, a forward pass that fails -- is named in a
-    :class:`~crossd.convert.report.ConversionWarning` and in the report, never skipped silently.
+    ``interpolate(mode="bilinear")`` -- is named (by a static scan, before any forward pass) in a
+    :class:`~crossd.convert.report.ConversionWarning` and in the report, never skipped silently. With
+    ``example_input`` the model is also run once under :func:`~crossd.convert.really_3d.check_really_3d`: every
+    module that calls an image operation (``conv2d``, a 2D pool, a two-axis mean, ...) or whose forward fails is
+    named, and ``report.really_3d`` holds the verdict (``None`` without ``example_input``: the converter cannot
+    guess a valid input size).
 
     Args:
         model: a 2D model, or a Cross-D model from :func:`crossd.to_crossd`.
-        init: where the 3D kernels come from: ``"crossd"`` (the stored 3D kernel; Cross-D layers only),
+        init: where the 3D kernels come from: ``"crossd"`` (the stored 3D kernel; Cross-D layers only -- plain
+            ``Conv2d`` layers a Cross-D model kept, e.g. with ``even_kernels="plain"``, use ``"i3d"``, noted),
             ``"i3d"`` (2D kernel repeated over depth / K), ``"center"`` (2D kernel in the central slice),
-            ``"acs"`` (ACS convolution of the 2D kernel), ``"random"`` (fresh ``Conv3d`` init). For Cross-D
+            ``"acs"`` (ACS convolution of the 2D kernel; for grouped and ``"SAME"``-padded layers a ``Conv3d`` holding
+            :func:`~crossd.convert.kernels.acs_kernel`), ``"random"`` (fresh ``Conv3d`` init). For Cross-D
             layers the 2D kernel is the one they use at angle 0.
         align: with ``init="crossd"`` on ``shift`` layers, use ``roll(W, (1, 1, 1))`` so the 3D centre slice is
             the kernel trained at angle 0.
         inplace: change ``model`` itself instead of a deep copy.
-        example_input: a small volume ``(N, C, D, H, W)``; when given, the converted model is run on it (eval
-            mode, no gradients) and the module whose forward fails is reported.
+        example_input: a small volume ``(N, C, D, H, W)``, best with ``D > 1`` and ``D != H``; when given, the
+            converted model is run on it once (eval mode, no gradients) for the really-3D verdict, and the module
+            whose forward fails is reported.
         return_report: also return the :class:`~crossd.convert.report.ConversionReport`.
 
     Returns:
@@ -161,11 +178,36 @@ def to_3d(
         raise ValueError(f"unknown init {init!r}; expected one of {INITS_3D}")
     model = model if inplace else copy.deepcopy(model)
     report = ConversionReport()
+    swap_forwards(model, report)
+    same_padded = same_padded_types()
+    planar_fallback = init == "crossd" and any(isinstance(m, CrossDConv) for m in model.modules())
+    padded_inside = {f"{n}.layer" for n, m in model.named_modules() if isinstance(m, PadSame)}
+
+    def acs_conv3d(name: str, module: nn.Module) -> bool:
+        """ACS as one ``Conv3d`` holding ``acs_kernel``: for grouped layers (``ACSConv3d`` would mix their groups
+        up) and ``"SAME"``-padded ones (padded on all three axes, a 1-wide view axis would not fit)."""
+        found = init == "acs" and (module.groups > 1 or name in padded_inside or isinstance(module, same_padded))
+        if found:
+            report.notes[name] = "grouped or SAME-padded: ACS views as one Conv3d (kernels in central planes)"
+        return found
+
+    def conv_init(name: str, module: nn.Module) -> str:
+        if planar_fallback and not isinstance(module, CrossDConv):
+            report.notes[name] = f"{type(module).__name__} is not a Cross-D layer (no 3D kernel); built with init='i3d'"
+            return "i3d"
+        return init
 
     def rule(name: str, module: nn.Module) -> nn.Module | None:
         new = None
-        if isinstance(module, (nn.Conv2d, CrossDConv)):
-            new = _conv_to_3d(module, name or "model", init, align)
+        if isinstance(module, same_padded):
+            inner = None
+            if isinstance(module, nn.Conv2d):
+                inner = _conv_to_3d(module, name, conv_init(name, module), align, acs_conv3d(name, module))
+            new = wrap_same(module, inner if inner is not None else layer_to_3d(module))
+        elif isinstance(module, (nn.Conv2d, CrossDConv)):
+            new = _conv_to_3d(module, name or "model", conv_init(name, module), align, acs_conv3d(name, module))
+            if isinstance(module, nn.Conv2d) and (dropped := own_forward(module, nn.Conv2d)) is not None:
+                report.add_unconverted({name: dropped})
         elif isinstance(module, nn.ConvTranspose2d):
             new, used = _transposed_to_3d(module, init)
             if used != init:
@@ -174,12 +216,15 @@ def to_3d(
             new = layer_to_3d(module)
         if new is not None:
             report.converted[name] = f"{type(module).__name__} -> {type(new).__name__}"
+            new.train(module.training)
         return new
 
     model = replace_modules(model, rule)
     _broadcast_parameters_to_3d(model, report)
     report.add_unconverted(scan_2d_layers(model))
     if example_input is not None:
-        report.add_unconverted(check_forward(model, example_input))
+        found = check_really_3d(model, example_input)
+        report.really_3d = not found
+        report.add_unconverted(found)
     report.warn("to_3d")
     return (model, report) if return_report else model

@@ -1,0 +1,67 @@
+"""TensorFlow-style ``"SAME"`` padding computed from the input size, for images and volumes alike.
+
+timm's ``Conv2dSame``/``MaxPool2dSame``/``AvgPool2dSame`` (the ``tf_*`` models) pad in ``forward``, for two
+axes; :class:`PadSame` pads every spatial axis of whatever it is given, so one wrapper serves the Cross-D
+model (images) and the 3D model (volumes).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from crossd.convert.walk import triple
+
+
+def same_padding(size: int, kernel_size: int, stride: int, dilation: int) -> tuple[int, int]:
+    """``(before, after)`` padding so that a window slides to ``ceil(size / stride)`` outputs (extra one after)."""
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class PadSame(nn.Module):
+    """``layer`` after ``"SAME"`` padding of every spatial axis of its input ``(N, C, *spatial)``.
+
+    Args:
+        layer: a convolution or pool with ``padding=0`` (``CrossDConv``, ``Conv3d``, ``MaxPool3d``, ...).
+        kernel_size, stride, dilation: per-axis ``(d, h, w)`` values; an image uses the last two.
+        value: the padding value (``-inf`` for max pooling).
+    """
+
+    def __init__(self, layer: nn.Module, kernel_size, stride, dilation, value: float = 0.0):
+        super().__init__()
+        self.layer = layer
+        self.kernel_size, self.stride, self.dilation = triple(kernel_size), triple(stride), triple(dilation)
+        self.value = value
+
+    def forward(self, x: Tensor) -> Tensor:
+        spatial = x.dim() - 2
+        sizes = (x.shape[2:], self.kernel_size[-spatial:], self.stride[-spatial:], self.dilation[-spatial:])
+        axes = zip(*sizes, strict=True)
+        pads = [same_padding(*axis) for axis in axes]
+        flat = [p for before_after in reversed(pads) for p in before_after]  # F.pad wants the last axis first
+        return self.layer(F.pad(x, flat, value=self.value))
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}, value={self.value}"
+
+
+def same_padded_types() -> tuple[type, ...]:
+    """timm's dynamically ``"SAME"``-padded conv and pool classes; ``()`` when timm has not been imported (a
+    model cannot hold them then)."""
+    if "timm" not in sys.modules:
+        return ()
+    from timm.layers import AvgPool2dSame, Conv2dSame
+    from timm.layers.pool2d_same import MaxPool2dSame
+
+    return (Conv2dSame, MaxPool2dSame, AvgPool2dSame)
+
+
+def wrap_same(old: nn.Module, new: nn.Module) -> PadSame:
+    """``new`` (the converted ``old``, with ``padding=0``) behind the ``"SAME"`` padding ``old`` computed."""
+    value = -math.inf if isinstance(old, nn.MaxPool2d) else 0.0
+    dilation = getattr(old, "dilation", 1)
+    return PadSame(new, old.kernel_size, old.stride, dilation, value)
