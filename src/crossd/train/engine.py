@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from crossd.train.distributed import DistInfo, all_gather_objects, all_reduce_sum
-from crossd.train.progress import ProgressPrinter
+from crossd.train.progress import DataWait, ProgressPrinter
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,13 +71,15 @@ class Precision:
 
 @dataclass
 class EpochStats:
-    """Mean loss, top-1/top-5 accuracy (%) and throughput of a training epoch over all processes."""
+    """Mean loss, top-1/top-5 accuracy (%), throughput and data-wait share of a training epoch, all processes."""
 
     loss: float
     acc1: float
     acc5: float
     images_per_second: float
     seconds: float
+    data_wait: float = 0.0
+    """Share of the epoch's time spent waiting for data (:class:`crossd.train.progress.DataWait`), over processes."""
 
 
 @dataclass
@@ -145,7 +147,8 @@ def train_one_epoch(
     progress = ProgressPrinter(header, len(loader), print_freq or 1, enabled=info.is_main and print_freq is not None)
     totals = np.zeros(4)  # loss sum, top-1 hits, top-5 hits, samples (this process)
     start = time.perf_counter()
-    for step, (images, targets) in enumerate(loader, start=1):
+    batches = DataWait(loader)
+    for step, (images, targets) in enumerate(batches, start=1):
         images = images.to(info.device, non_blocking=True)
         targets = targets.to(info.device, non_blocking=True)
         with precision.autocast(info.device):
@@ -174,9 +177,12 @@ def train_one_epoch(
             step, totals[0] / totals[3], 100 * totals[1] / totals[3], 100 * totals[2] / totals[3], lr, n * step
         )
     seconds = time.perf_counter() - start
-    loss_sum, top1, top5, count = all_reduce_sum(totals.tolist(), info)
+    loss_sum, top1, top5, count, waited, spent = all_reduce_sum([*totals.tolist(), batches.seconds, seconds], info)
     count = max(count, 1)
-    return EpochStats(loss_sum / count, 100 * top1 / count, 100 * top5 / count, count / max(seconds, 1e-9), seconds)
+    rate = count / max(seconds, 1e-9)
+    return EpochStats(
+        loss_sum / count, 100 * top1 / count, 100 * top5 / count, rate, seconds, waited / max(spent, 1e-9)
+    )
 
 
 @torch.no_grad()
