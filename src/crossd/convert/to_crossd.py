@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import nn
 
+from crossd.convert.inits import init_names
 from crossd.convert.kernels import crossd_kernel_from_2d
 from crossd.convert.report import ConversionReport, check_forward, own_forward
 from crossd.convert.same_padding import same_padded_types, wrap_same
@@ -14,7 +15,7 @@ from crossd.convert.walk import replace_modules
 from crossd.nn.crossd_conv import CrossDConv
 from crossd.ops.slicing import MODES, check_mode
 
-CROSSD_INITS = ("random", "center", "inflate")
+CROSSD_INITS = init_names("to_crossd")
 EVEN_KERNEL_POLICIES = ("shift", "plain", "error")
 
 

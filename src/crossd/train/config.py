@@ -85,11 +85,11 @@ class PretrainConfig:
         volumes: a MedMNIST-style 3D ``.npz``, a ``path,label`` CSV of NIfTI volumes or a folder of class folders,
             with the same classes: hybrid 2D+3D training, where the same weights
             also take a 3D batch through a parameter-sharing 3D twin after every ``volume_every`` 2D batches
-            (one process only).
+            (also under ``torchrun``: see :mod:`crossd.train.hybrid`).
         volume_init: how the 3D twin of a *regular* model convolves: ``"acs"`` (ACS convolution of the 2D kernels,
             default: it transferred 12 points better than ``"i3d"``, study 4 of ``docs/experiments.md``) or
             ``"i3d"`` (inflated 2D kernels); a Cross-D model's twin always uses its stored 3D kernels (``"crossd"``).
-        volume_batch_size: 3D batch size.
+        volume_batch_size: 3D batch size per process (like ``batch_size``).
         volume_size: resize CSV/folder volumes to this cube side (needed when their shapes differ).
         consistency: weight of a slice-consistency term (``rotate`` with ``plane_sampling="random"`` only): each
             batch also goes through the model with independently drawn planes, and the symmetric KL divergence
