@@ -77,7 +77,7 @@ def to_crossd(
 
     Args:
         model: any 2D model (torchvision ResNet, DenseNet, VGG, ConvNeXt, EfficientNet, MONAI 2D U-Net, ...).
-        mode: ``"rotate"`` (odd kernels only) or ``"shift"``.
+        mode: ``"rotate"``, ``"project"`` (both odd kernels only) or ``"shift"``.
         init: ``"random"`` (fresh 3D kernels), ``"center"`` (each 2D kernel in the slice used at angle 0, zeros
             elsewhere: the model equals itself when every head outputs angle 0), ``"inflate"`` (I3D style).
         even_kernels: what happens to a layer whose kernel ``mode`` cannot hold (an even kernel in ``rotate``
