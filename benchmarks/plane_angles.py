@@ -6,7 +6,7 @@ weights of ``M (K², K³)`` (``W2 = W.flatten(2) @ Mᵀ``) that falls on the two
 The gradient a 2D loss sends to the 3D kernel is ``Mᵀ`` times the gradient of the 2D kernel, so this share bounds
 how much of the training signal reaches the voxels a 3D network uses besides the trained plane. ``shift`` kernels
 are measured after ``roll(W, (1, 1, 1))`` (their angle-0 plane in the centre). ``--random-planes`` adds the share
-under uniformly random SO(3) planes (``crossd pretrain --plane-sampling random``).
+under uniformly random SO(3) planes (``crossd pretrain --plane-sampling random``; ``rotate`` and ``project``).
 
     python benchmarks/plane_angles.py runs/study4/seed0/checkpoints/{rotate,shift,rotate_hybrid}.safetensors \\
         --data runs/study4/data/mni152_tissue_2d_32.npz --random-planes
@@ -26,7 +26,7 @@ from crossd.data.images import load_image_splits
 from crossd.models import load_2d_model
 from crossd.nn.crossd_conv import CrossDConv
 from crossd.ops.rotation import random_rotation
-from crossd.ops.slicing import slice_operator
+from crossd.ops.slicing import ROTATING_MODES, slice_operator
 
 
 def off_plane_share(op: torch.Tensor, kernel_size: int, mode: str) -> torch.Tensor:
@@ -50,7 +50,7 @@ def measure(checkpoint: Path, images: DataLoader, random_planes: bool) -> dict[s
             return
         angles.append(angle.abs().flatten())
         shares.append(off_plane_share(slice_operator(axis, angle, k, layer.mode), k, layer.mode))
-        if random_planes and layer.mode == "rotate":
+        if random_planes and layer.mode in ROTATING_MODES:
             base = random_rotation(axis.shape[0], axis.dtype, axis.device)
             random_shares.append(off_plane_share(slice_operator(axis, angle, k, layer.mode, base), k, layer.mode))
 

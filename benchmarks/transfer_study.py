@@ -1,13 +1,15 @@
 """Does 2D-pretrained Cross-D transfer to 3D better than inflating 2D kernels? A multi-seed study on the demo data.
 
 For every seed: pretrain each variant on the demo's 2D MRI set (``crossd.train.pretrain``), then evaluate all 3D
-inits on the demo's 3D set with shared folds (``crossd.evaluate.evaluate``, protocol ``bn``: convolutions frozen,
-BatchNorm + head trained). The summary pools every (seed, fold) pair: mean ± population std of test accuracy, the
-mean of per-seed means ± their std, and a paired Wilcoxon signed-rank test of each method against I3D and against
-the published Cross-D (``shift``). Results go to ``<output-dir>/study.json`` and a Markdown table to
-``--markdown`` (``docs/experiments.md`` keeps the runs we report).
+inits on the demo's 3D set with shared folds (``crossd.evaluate.evaluate``) under each protocol of ``--protocol``
+(``bn``: convolutions frozen, BatchNorm + head trained; ``finetune``: everything trained, at ``--finetune-lr``).
+The summary pools every (seed, fold) pair: mean ± population std of test accuracy, the mean of per-seed means ±
+their std, and a paired Wilcoxon signed-rank test of each method against I3D, ACS, the fair hybrid baselines and
+the published Cross-D (``shift``), per protocol and side by side. Results go to ``<output-dir>/study.json`` and
+the Markdown tables to ``--markdown`` (``docs/experiments.md`` keeps the runs we report).
 
     python benchmarks/transfer_study.py --seeds 0 1 2 3 4 --output-dir runs/study --markdown runs/study/study.md
+    python benchmarks/transfer_study.py --protocol bn finetune --variants regular project project_grid ...
 
 Finished pretraining runs and evaluation folds are reused, so an interrupted study continues where it stopped.
 """
@@ -123,6 +125,32 @@ VARIANTS = {
             "acs",
             description="fair baseline: regular 2D CNN + the same volumes through its ACS twin, as acs",
         ),
+        Variant("project", {"conv": "crossd", "mode": "project"}, description="Cross-D project (head planes)"),
+        Variant(
+            "project_random",
+            {"conv": "crossd", "mode": "project", "plane_sampling": "random"},
+            description="project + uniformly random SO(3) planes in pretraining",
+        ),
+        Variant(
+            "project_grid",
+            {"conv": "crossd", "mode": "project", "plane_sampling": "grid"},
+            description="project + the 24 grid rotations (axial/coronal/sagittal views, in-plane quarter turns)",
+        ),
+        Variant(
+            "project_random_inflate",
+            {"conv": "crossd", "mode": "project", "plane_sampling": "random", "crossd_init": "inflate"},
+            description="project + random SO(3) planes + depth-constant (I3D-inflated) initial kernels",
+        ),
+        Variant(
+            "project_hybrid",
+            {"conv": "crossd", "mode": "project", "volumes": "hybrid"},
+            description="project + hybrid 2D+3D pretraining",
+        ),
+        Variant(
+            "project_grid_hybrid",
+            {"conv": "crossd", "mode": "project", "plane_sampling": "grid", "volumes": "hybrid"},
+            description="project + grid rotations + hybrid 2D+3D pretraining",
+        ),
         Variant(
             "volumes_only",
             {"conv": "crossd"},
@@ -224,15 +252,27 @@ def evaluation_folders(variants) -> dict[str, str | None]:
     return {"eval": None, "eval_aligned": None, **{f"eval_{n}": n for n in own}}
 
 
-def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> None:
+def protocol_tag(args, protocol: str) -> str:
+    """Suffix of a protocol's evaluation folders: ``--eval-tag`` for the first protocol asked for (so one-protocol
+    studies keep their folders), ``--eval-tag`` + ``_<protocol>`` for the others."""
+    return args.eval_tag if protocol == args.protocol[0] else f"{args.eval_tag}_{protocol}"
+
+
+def protocol_lr(args, protocol: str) -> float | None:
+    """The evaluation learning rate of a protocol: ``--finetune-lr`` for ``finetune``, else ``--eval-lr``."""
+    return args.finetune_lr if protocol == "finetune" else args.eval_lr
+
+
+def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path, protocol: str) -> None:
     """Evaluate every method of one seed on the same folds (results in ``seed<S>/eval*/results.json``)."""
+    tag = protocol_tag(args, protocol)
     crossd = [n for n in runs if VARIANTS[n].init == "crossd"]
     calls = [
-        (f"eval{args.eval_tag}", False, [*BASELINES, *(n for n in crossd if not VARIANTS[n].align)]),
-        (f"eval_aligned{args.eval_tag}", True, [n for n in crossd if VARIANTS[n].align]),
+        (f"eval{tag}", False, [*BASELINES, *(n for n in crossd if not VARIANTS[n].align)]),
+        (f"eval_aligned{tag}", True, [n for n in crossd if VARIANTS[n].align]),
     ]
     own = evaluation_folders(runs)
-    calls += [(f"{folder}{args.eval_tag}", False, [label]) for folder, label in own.items() if label]
+    calls += [(f"{folder}{tag}", False, [label]) for folder, label in own.items() if label]
     for name, align, labels in calls:
         if not labels:
             continue
@@ -248,8 +288,8 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path) -> N
                 data=str(downstream),
                 methods=methods,
                 output_dir=str(args.output_dir / f"seed{seed}" / name),
-                protocol=args.protocol,
-                lr=args.eval_lr,
+                protocol=protocol,
+                lr=protocol_lr(args, protocol),
                 folds=args.folds,
                 repeats=1,
                 epochs=args.epochs,
@@ -337,7 +377,7 @@ def kernel_energy(output_dir: Path, seeds: list[int], variants: list[str]) -> di
     return {k: float(np.mean(v)) for k, v in ratios.items()}
 
 
-def markdown(rows: list[dict], args) -> str:
+def markdown(rows: list[dict], args, protocol: str) -> str:
     def cmp(test):
         if not test:
             return "—"
@@ -352,10 +392,10 @@ def markdown(rows: list[dict], args) -> str:
     refs = [ref for ref in REFERENCES if any(r["method"] == ref for r in rows)]
     recalibrated = " + BatchNorm recalibration (AdaBN)" if args.recalibrate_bn else ""
     lines = [
-        f"Arch `{args.arch}`, protocol `{args.protocol}`{recalibrated}, seeds {args.finished_seeds} x "
+        f"Arch `{args.arch}`, protocol `{protocol}`{recalibrated}, seeds {args.finished_seeds} x "
         f"{args.folds} folds, "
         f"pretraining {args.pretrain_epochs} epochs, evaluation {args.epochs} epochs at lr "
-        f"{args.eval_lr or 'of the protocol'}.",
+        f"{protocol_lr(args, protocol) or 'of the protocol'}.",
         "",
         "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | "
         + " | ".join(f"vs {REFERENCES[ref]}" for ref in refs)
@@ -367,9 +407,42 @@ def markdown(rows: list[dict], args) -> str:
             f"| `{r['method']}`: {describe.get(r['method'], '')} | {r['mean']:.3f} ± {r['std']:.3f} | "
             f"{r['seed_mean_std']:.3f} | " + " | ".join(cmp(r.get(f"vs_{ref}")) for ref in refs) + " |"
         )
+    return "\n".join(lines)
+
+
+def protocol_comparison(by_protocol: dict[str, list[dict]]) -> str:
+    """One row per method: its accuracy under each protocol and its paired difference with I3D and ACS."""
+
+    def cell(row, ref):
+        test = row.get(f"vs_{ref}") if row else None
+        if not test:
+            return "—"
+        p = "n/a" if test["p_value"] is None else f"{test['p_value']:.2g}"
+        return f"{100 * test['mean_difference']:+.1f} (p={p})"
+
+    protocols = list(by_protocol)
+    by_name = {p: {r["method"]: r for r in rows} for p, rows in by_protocol.items()}
+    header = "| 3D init | " + " | ".join(f"`{p}` accuracy | `{p}` vs I3D | `{p}` vs ACS" for p in protocols) + " |"
+    lines = [header, "|---|" + "---|---|---|" * len(protocols)]
+    for method in [r["method"] for r in by_protocol[protocols[0]]]:
+        cells = []
+        for p in protocols:
+            row = by_name[p].get(method)
+            cells += [f"{row['mean']:.3f}" if row else "—", cell(row, "i3d"), cell(row, "acs")]
+        lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(by_protocol: dict[str, list[dict]], args) -> str:
+    """The Markdown of a study: one table per protocol, the protocols side by side, kernel energies, command."""
+    parts = [f"### Protocol `{p}`\n\n{markdown(rows, args, p)}" for p, rows in by_protocol.items()]
+    if len(by_protocol) > 1:
+        parts.append(
+            f"### Protocols side by side (differences in points, paired over seed x fold)\n\n"
+            f"{protocol_comparison(by_protocol)}"
+        )
     energy = kernel_energy(args.output_dir, args.finished_seeds, args.variants)
-    lines += [
-        "",
+    lines = [
         "Off-centre / centre slice energy of the pretrained 3x3x3 kernels (a fresh 3D Kaiming init gives 2.0):",
         "",
         "| variant | off / centre |",
@@ -378,7 +451,7 @@ def markdown(rows: list[dict], args) -> str:
     lines += [f"| `{name}` | {ratio:.2f} |" for name, ratio in sorted(energy.items())]
     command = " ".join(["python", "benchmarks/transfer_study.py", *sys.argv[1:]])
     lines += ["", f"Command: `{command}`", ""]
-    return "\n".join(lines)
+    return "\n\n".join(parts) + "\n\n" + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,10 +467,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-2d", type=int, default=32)
     parser.add_argument("--samples-2d", type=int, default=3000)
     parser.add_argument("--hybrid-volumes", type=int, default=120, help="left-hemisphere cubes for hybrid runs")
-    parser.add_argument("--protocol", default="bn", choices=("bn", "linear", "finetune"))
+    parser.add_argument(
+        "--protocol",
+        nargs="+",
+        default=["bn"],
+        choices=("bn", "linear", "finetune"),
+        help="evaluation protocols, each on the same checkpoints and folds (e.g. bn finetune)",
+    )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20, help="evaluation epochs per fold")
     parser.add_argument("--eval-lr", type=float, default=None, help="evaluation learning rate (protocol default)")
+    parser.add_argument("--finetune-lr", type=float, default=1e-3, help="learning rate of protocol finetune (Adam)")
     parser.add_argument("--recalibrate-bn", action="store_true", help="AdaBN before each fold (crossd evaluate's)")
     parser.add_argument(
         "--eval-tag",
@@ -416,14 +496,17 @@ def main(argv: list[str] | None = None) -> int:
     volumes = data.volumes_path
     for seed in args.seeds:
         runs = {n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes) for n in args.variants}
-        evaluate_seed(args, seed, runs, data.downstream_path)
-        per_method, seeds = gather(args.output_dir, args.eval_tag)
-        args.finished_seeds = seeds
-        rows = summarise(per_method, seeds)
+        by_protocol = {}
+        for protocol in args.protocol:
+            evaluate_seed(args, seed, runs, data.downstream_path, protocol)
+            per_method, seeds = gather(args.output_dir, protocol_tag(args, protocol))
+            by_protocol[protocol] = summarise(per_method, seeds)
+        args.finished_seeds = seeds  # the seeds of the last protocol (every protocol runs for every seed)
         if not seeds:
             continue
-        save_json({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, args.output_dir / "study.json")
-        text = markdown(rows, args)
+        record = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": by_protocol[args.protocol[0]]}
+        save_json({**record, "by_protocol": by_protocol}, args.output_dir / "study.json")
+        text = report(by_protocol, args)
         if args.markdown:
             save_text(text, args.markdown)
         print(f"after seed {seed}:\n{text}", flush=True)

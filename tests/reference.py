@@ -3,7 +3,9 @@
 ``fft_slice_shift`` is the published formula written literally: the complex spectrum ``(B, Co, Ci, K, K, K)``
 multiplied by ``exp(-2 pi i sum(R f))``, inverse FFT, real part, middle depth slice.
 ``fft_slice_rotate`` evaluates the kernel's trigonometric (FFT) interpolant at the rotated plane's points, one
-point at a time. ``PublishedCrossDConv`` is the authors' layer as described in ``shared/design/operator.md``.
+point at a time. ``fft_slice_project`` is the Fourier slice theorem written literally: the kernel's spectrum
+evaluated by an explicit DFT sum at the ``K x K`` frequencies of the rotated central plane, then an inverse 2D FFT.
+``PublishedCrossDConv`` is the authors' layer as described in ``shared/design/operator.md``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ def fft_slice_shift(weight, axis, angle):
     return torch.stack(out)
 
 
+def _rodrigues(axis, angle):
+    kk = _skew(axis / axis.norm())
+    return torch.eye(3, dtype=axis.dtype) + torch.sin(angle) * kk + (1 - torch.cos(angle)) * kk @ kk
+
+
 def fft_slice_rotate(weight, axis, angle):
     k = weight.shape[-1]
     c = k // 2
@@ -48,8 +55,7 @@ def fft_slice_rotate(weight, axis, angle):
     spectrum = torch.fft.fftn(weight.to(torch.complex128), dim=(-3, -2, -1))
     out = torch.zeros(axis.shape[0], *weight.shape[:2], k, k, dtype=weight.dtype)
     for b in range(axis.shape[0]):
-        kk = _skew(axis[b] / axis[b].norm())
-        rot = torch.eye(3, dtype=weight.dtype) + torch.sin(angle[b]) * kk + (1 - torch.cos(angle[b])) * kk @ kk
+        rot = _rodrigues(axis[b], angle[b])
         for y in range(k):
             for x in range(k):
                 p = rot @ torch.tensor([0.0, y - c, x - c], dtype=weight.dtype) + c
@@ -58,8 +64,32 @@ def fft_slice_rotate(weight, axis, angle):
     return out
 
 
+def fft_slice_project(weight, axis, angle):
+    """Projection along ``R[:, 0]``: spectrum on the plane ``u R[:, 1] + v R[:, 2]``, inverse 2D DFT (odd K)."""
+    k = weight.shape[-1]
+    c = k // 2
+    centred = torch.arange(k, dtype=weight.dtype) - c
+    nd, nh, nw = torch.meshgrid(centred, centred, centred, indexing="ij")
+    freqs = torch.fft.fftfreq(k, dtype=weight.dtype) * k  # integer frequencies in FFT order
+    out = torch.zeros(axis.shape[0], *weight.shape[:2], k, k, dtype=weight.dtype)
+    for b in range(axis.shape[0]):
+        rot = _rodrigues(axis[b], angle[b])
+        plane = torch.zeros(*weight.shape[:2], k, k, dtype=torch.complex128)
+        for i, u in enumerate(freqs):
+            for j, v in enumerate(freqs):
+                xi = u * rot[:, 1] + v * rot[:, 2]  # a point of the rotated central plane of the spectrum
+                phase = torch.exp(-2j * math.pi * (xi[0] * nd + xi[1] * nh + xi[2] * nw) / k)
+                plane[:, :, i, j] = (weight * phase).sum((-3, -2, -1))
+        # inverse 2D DFT gives taps at centred positions (0 = centre); roll them back to 0..K-1
+        out[b] = torch.fft.ifft2(plane).real.roll((c, c), (-2, -1))
+    return out
+
+
+ORACLES = {"shift": fft_slice_shift, "rotate": fft_slice_rotate, "project": fft_slice_project}
+
+
 def fft_slice(weight, axis, angle, mode):
-    return fft_slice_shift(weight, axis, angle) if mode == "shift" else fft_slice_rotate(weight, axis, angle)
+    return ORACLES[mode](weight, axis, angle)
 
 
 def reference_conv2d(x, weight, axis, angle, mode, stride=1, padding=0, dilation=1, groups=1, bias=None):

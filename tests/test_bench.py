@@ -69,3 +69,19 @@ def test_cli_quick_smoke(tmp_path, capsys):
 def test_cli_rejects_bad_sizes(capsys):
     assert main(["bench", "--size", "8"]) == 2
     assert "--size" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kind", ["plain", "rotate", "shift"])
+def test_a_resnet18_training_step_on_cuda_channels_last_bf16(kind):
+    from crossd.bench import build_model
+
+    model = build_model(kind).cuda().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    images = torch.randn(4, 3, 64, 64, device="cuda").contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (4,), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = nn.functional.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and all(torch.isfinite(p).all() for p in model.parameters())

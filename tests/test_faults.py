@@ -142,7 +142,7 @@ def _temps(out: Path) -> list[str]:
 def _log(path: Path) -> list[list[str]]:
     """``log.csv`` rows without the timing columns."""
     lines = [line.split(",") for line in path.read_text().splitlines()]
-    keep = [i for i, name in enumerate(lines[0]) if name not in ("img/s", "seconds")]
+    keep = [i for i, name in enumerate(lines[0]) if name not in ("img/s", "data_wait", "seconds")]
     return [[row[i] for i in keep] for row in lines]
 
 

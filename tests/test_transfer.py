@@ -12,8 +12,9 @@ from torch import nn
 from crossd.cli import main
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
+from crossd.models.from_2d import build_3d_model
 from crossd.nn import ACSConv3d
-from crossd.transfer import build_3d_model, transfer_checkpoint
+from crossd.transfer import transfer_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

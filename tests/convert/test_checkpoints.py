@@ -159,3 +159,43 @@ def test_channel_broadcast_parameters_gain_a_depth_axis():
     report = load_checkpoint(target, source.state_dict(), init="i3d", verbose=False)
     assert report.ok and set(report.adapted) == {"conv.weight", "layer_scale"}
     assert torch.equal(target.layer_scale, source.layer_scale.detach()[..., None])
+
+
+def test_a_one_channel_checkpoint_reaches_every_command_through_channel_adaptation(tmp_path, capsys):
+    """MRI/CT networks are often 1-channel: `crossd transfer` (and everything else built on load_2d_model:
+    `evaluate --init`, `pretrain --weights`) averages the kernel into 3 channels with a warning."""
+    from torchvision.models import resnet18
+
+    from crossd.cli import main
+    from crossd.models import load_2d_model
+
+    net = resnet18(num_classes=4)
+    net.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    torch.save(net.state_dict(), tmp_path / "mri.pt")
+    with pytest.warns(UserWarning, match="conv1.weight: 1 input channel averaged into 3"):
+        model, spec = load_2d_model(tmp_path / "mri.pt")
+    assert spec.num_classes == 4 and torch.equal(model.conv1.weight, net.conv1.weight.repeat(1, 3, 1, 1) / 3)
+    grey = torch.rand(1, 1, 32, 32)
+    net.eval(), model.eval()
+    assert torch.allclose(model(grey.repeat(1, 3, 1, 1)), net(grey), atol=1e-5)  # same response to a grey image
+    with pytest.warns(UserWarning):
+        code = main(
+            ["transfer", str(tmp_path / "mri.pt"), "--init", "i3d", "--output", str(tmp_path / "a.safetensors")]
+        )
+    assert code == 0 and (tmp_path / "a.safetensors").is_file()
+
+
+def test_regular2d_from_a_crossd_checkpoint_uses_its_angle_0_kernels(tmp_path):
+    from crossd.evaluate.methods import Method, build_network
+    from crossd.io import save_safetensors
+    from crossd.models import ModelSpec, create_model
+
+    spec = ModelSpec("small_cnn", "crossd", "shift", 10)
+    crossd_model = create_model(spec.arch, spec.num_classes, "crossd", "shift")
+    save_safetensors(crossd_model.state_dict(), tmp_path / "c.safetensors", spec.metadata())
+    model, loading = build_network(Method("regular2d", "regular2d", str(tmp_path / "c.safetensors")), 2)
+    assert loading["source_conv"] == "crossd" and not any(isinstance(m, CrossDConv) for m in model.modules())
+    for i, stage in enumerate(crossd_model.features):
+        assert torch.equal(model.features[i][0].weight, planar_kernel(stage[0]))
+        assert torch.equal(model.features[i][1].weight, stage[1].weight)
+    assert torch.equal(model.fc.weight, crossd_model.fc.weight)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from crossd import CrossDConv, to_crossd
+from crossd import CrossDConv, to_3d, to_crossd
 from crossd.convert.kernels import planar_kernel, shift_align
 
 
@@ -35,7 +35,7 @@ def test_replaces_every_conv_keeping_hyper_parameters():
     assert any(isinstance(m, nn.Conv2d) for m in model.modules()), "the original model is left alone"
 
 
-@pytest.mark.parametrize("mode", ["rotate", "shift"])
+@pytest.mark.parametrize("mode", ["rotate", "shift", "project"])
 def test_center_init_equals_the_2d_model_at_angle_zero(mode):
     model = resnet18(num_classes=4).eval()
     converted = to_crossd(model, mode=mode, init="center").eval()
@@ -57,6 +57,18 @@ def test_kernel_inits(mode):
     torch.testing.assert_close(stored.sum(2), conv.weight.detach())
     random = to_crossd(nn.Sequential(conv), mode=mode)[0]
     assert not torch.allclose(planar_kernel(random), conv.weight.detach())
+
+
+def test_project_inits_give_the_2d_kernel_and_transfer_as_i3d():
+    """The ``project`` scale convention (docs/conventions.md): both inits project back to the 2D kernel at angle 0,
+    and an inflated Cross-D kernel used as stored is exactly the I3D transfer of the 2D model."""
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, bias=True))
+    for init in ("center", "inflate"):
+        torch.testing.assert_close(planar_kernel(to_crossd(model, "project", init)[0]), model[0].weight.detach())
+    inflated = to_crossd(model, mode="project", init="inflate")
+    torch.testing.assert_close(to_3d(inflated, init="crossd")[0].weight, to_3d(model, init="i3d")[0].weight)
+    with pytest.raises(ValueError, match="mode 'project' needs an odd kernel size"):
+        to_crossd(nn.Sequential(nn.Conv2d(1, 1, 2)), mode="project", even_kernels="error")
 
 
 def test_bad_arguments():

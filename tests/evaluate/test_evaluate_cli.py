@@ -1,5 +1,7 @@
 """`crossd evaluate` from the command line: a full run, and one-line errors for bad input."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,20 @@ def test_task_segmentation_dispatches_to_the_segmentation_evaluation(tmp_path, c
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "random: Dice" in out and (tmp_path / "out" / "results.md").is_file()
+
+
+def test_bad_data_is_refused_before_any_fold_and_spatial_dims_settles_a_layout(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    labels = np.arange(24) % 2
+    np.savez(tmp_path / "amb.npz", images=(rng.random((24, 16, 16, 1)) * 255).astype(np.uint8), labels=labels)
+    volumes = rng.random((24, 8, 8, 8)).astype(np.float32)
+    volumes[3, 1, 1, 1] = np.inf
+    np.savez(tmp_path / "inf.npz", images=volumes, labels=labels)
+    for name, message in [("amb", "pass --spatial-dims 2 or 3"), ("inf", "sample 3 holds")]:
+        assert _evaluate(tmp_path, "--data", tmp_path / f"{name}.npz", "--init", "random") == 2
+        assert message in _error(capsys)
+        assert not (tmp_path / "out" / "jobs").exists()
+    argv = ["--data", tmp_path / "amb.npz", "--init", "random", "--arch", "small_cnn", "--spatial-dims", "2"]
+    assert _evaluate(tmp_path, *argv) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["data"]["spatial_dims"] == 2 and results["args"]["spatial_dims"] == 2

@@ -146,9 +146,9 @@ def test_cli_flags_map_to_a_segmentation_config(tmp_path):
     cfg = segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint))
     assert cfg.methods == [("crossd", "a.pt"), ("random", None)]
     assert (cfg.protocol, cfg.epochs, cfg.folds, cfg.progress) == ("linear", 3, 5, False)
-    args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--resume"])
-    with pytest.raises(ValueError, match="--resume is not supported"):
-        segmentation_config_from_args(args, [])
+    args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--resume", "-j", "2"])
+    cfg = segmentation_config_from_args(args, [])
+    assert cfg.resume and cfg.num_workers == 2  # from the shared k-fold runner
 
 
 def test_crossd_evaluate_task_segmentation_on_a_nifti_csv(tmp_path, blocks, capsys):
@@ -165,3 +165,19 @@ def test_crossd_evaluate_task_segmentation_on_a_nifti_csv(tmp_path, blocks, caps
     assert (out_dir / "results.md").is_file()
     assert main([*common, "--protocol", "paper", "--output-dir", str(out_dir)]) == 2
     assert "unknown segmentation protocol" in capsys.readouterr().err
+
+
+def test_segmentation_resumes_through_the_shared_runner(tmp_path, blocks, monkeypatch):
+    from crossd.evaluate.segmentation import Segmentation
+
+    data = SegmentationSet(blocks.images[:12], blocks.labels[:12], blocks.classes)
+    kw = dict(folds=2, epochs=1, batch_size=4, arch="small_cnn", decoder_channels=(8, 4, 4, 4), progress=False)
+    first = evaluate_segmentation(SegmentationConfig("mni152", [("random", None)], tmp_path, **kw), data)
+    (tmp_path / "jobs" / "random" / "r0f0.json").unlink()
+    calls = []
+    original = Segmentation.run_job
+    monkeypatch.setattr(
+        Segmentation, "run_job", lambda self, job, *a: calls.append(job.split.fold) or original(self, job, *a)
+    )
+    again = evaluate_segmentation(SegmentationConfig("mni152", [("random", None)], tmp_path, resume=True, **kw), data)
+    assert calls == [0] and again["results"][0]["folds"] == first["results"][0]["folds"]

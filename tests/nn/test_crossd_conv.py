@@ -5,6 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from crossd import CrossDConv
+from crossd.nn.crossd_conv import set_plane_sampling
+from crossd.ops import kernel_slice
+from crossd.ops.rotation import grid_rotations, random_rotation
+from crossd.ops.slicing import apply_slice_operator, slice_operator
 from reference import reference_conv2d
 
 
@@ -24,7 +28,7 @@ def _oracle(layer, x):
     )
 
 
-@pytest.mark.parametrize("mode", ["rotate", "shift"])
+@pytest.mark.parametrize("mode", ["rotate", "shift", "project"])
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -122,3 +126,80 @@ def test_random_plane_sampling_trains_every_voxel_and_leaves_eval_alone():
     assert grad[:, :, [0, 2]].max() < 1e-4 * grad[:, :, 1].max()
     with pytest.raises(ValueError, match="plane_sampling"):
         CrossDConv(2, 2, 3, mode="shift", plane_sampling="random")
+
+
+def _angle_zero_heads(layer):
+    with torch.no_grad():
+        layer.rotation_head[3].weight.zero_()
+        layer.rotation_head[3].bias.zero_()
+    return layer
+
+
+def _grid_kernels(layer):
+    """The 2D kernels ``(24, Co, Ci, K, K)`` of the 24 grid rotations (heads at angle 0)."""
+    zero = torch.zeros(24, dtype=layer.weight.dtype)
+    ones = torch.ones(24, 3, dtype=layer.weight.dtype)
+    op = slice_operator(ones, zero, layer.kernel_size[0], layer.mode, grid_rotations(layer.weight.dtype))
+    return apply_slice_operator(layer.weight, op)
+
+
+@pytest.mark.parametrize("mode", ["rotate", "project"])
+def test_grid_plane_sampling_per_sample_uses_one_of_the_24_rotations_each(mode):
+    layer = _angle_zero_heads(CrossDConv(2, 3, 3, padding=1, mode=mode, plane_sampling="grid")).double()
+    x = torch.randn(12, 2, 6, 6, dtype=torch.float64)
+    out = layer(x)
+    kernels = _grid_kernels(layer)
+    candidates = torch.stack([F.conv2d(x, k, padding=1) for k in kernels], dim=1)  # (B, 24, Co, H, W)
+    err = (candidates - out[:, None]).abs().flatten(2).amax(-1)  # (B, 24)
+    assert (err.min(1).values < 1e-10).all(), "every sample used one of the grid rotations"
+    assert len(set(err.argmin(1).tolist())) > 1, "samples draw their rotations independently"
+
+
+@pytest.mark.parametrize("sampling", ["grid", "random"])
+def test_plane_sampling_per_batch_uses_one_rotation_for_the_whole_batch(sampling):
+    layer = CrossDConv(2, 3, 3, padding=1, mode="project", plane_sampling=sampling, granularity="batch").double()
+    x = torch.randn(8, 2, 6, 6, dtype=torch.float64)
+    torch.manual_seed(3)
+    out = layer(x)
+    axis, angle = layer.rotation(x)
+    assert axis.shape == (1, 3)
+    torch.manual_seed(3)
+    if sampling == "random":
+        base = random_rotation(1, torch.float64)
+        op = slice_operator(axis, angle, 3, "project", base)
+        torch.testing.assert_close(out, F.conv2d(x, apply_slice_operator(layer.weight, op)[0], padding=1))
+    else:
+        _angle_zero_heads(layer)
+        out = layer(x)
+        err = torch.stack([(F.conv2d(x, k, padding=1) - out).abs().max() for k in _grid_kernels(layer)])
+        assert err.min() < 1e-10
+
+
+def test_project_trains_every_voxel_at_angle_zero_and_eval_uses_the_head():
+    """Unlike the central-plane slice, the projection sends gradient to every voxel even at angle 0."""
+    layer = _angle_zero_heads(CrossDConv(2, 2, 3, padding=1, mode="project"))
+    x = torch.randn(4, 2, 8, 8)
+    layer(x).square().sum().backward()
+    assert (layer.weight.grad.abs() > 0).all()
+    sampled = set_plane_sampling(CrossDConv(2, 2, 3, padding=1, mode="project"), "grid", "batch").eval()
+    assert sampled.granularity == "batch"
+    axis, angle = sampled.rotation(x)  # evaluation: the batch's head plane, no sampled turn
+    expected = reference_conv2d(x, sampled.weight, axis.expand(4, 3), angle.expand(4), "project", padding=1)
+    torch.testing.assert_close(sampled(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_project_layer_at_angle_zero_is_conv2d_with_the_depth_sum():
+    layer = _angle_zero_heads(CrossDConv(3, 4, 5, padding=2, mode="project")).double().eval()
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), F.conv2d(x, layer.weight.sum(2), padding=2), rtol=0, atol=1e-10)
+    expected = kernel_slice(layer.weight, 0, 0.0, "project")[0]
+    torch.testing.assert_close(layer.weight.sum(2), expected, rtol=0, atol=1e-12)
+
+
+def test_plane_sampling_errors():
+    with pytest.raises(ValueError, match="plane_sampling='grid' needs mode 'rotate' or 'project'"):
+        CrossDConv(2, 2, 3, mode="shift", plane_sampling="grid")
+    with pytest.raises(ValueError, match="plane_sampling must be one of"):
+        CrossDConv(2, 2, 3, plane_sampling="cube")
+    with pytest.raises(ValueError, match="granularity must be"):
+        set_plane_sampling(CrossDConv(2, 2, 3), "grid", "pixel")

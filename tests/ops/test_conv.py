@@ -151,3 +151,45 @@ def test_bad_shapes_and_paths_are_rejected():
         crossd_conv2d(x[:, :3], weight, op)
     with pytest.raises(ValueError, match="unknown path"):
         crossd_conv2d(x, weight, op, path="fft")
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _oracle_and_grads(x, weight, axis, angle, bias, mode, grad):
+    """The FFT oracle's output and its gradients for ``x`` and ``weight`` (float64, CPU)."""
+    x, weight = x.double().requires_grad_(), weight.double().requires_grad_()
+    ref = reference_conv2d(x, weight, axis.double(), angle.double(), mode, 1, 1, bias=bias.double())
+    return (ref.detach(), *torch.autograd.grad(ref, (x, weight), grad.double()))
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("path", ["weight", "input"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_float32_paths_on_each_device_and_layout_match_the_oracle(device, path, channels_last):
+    x, weight, axis, angle, bias = _problem(3, 1, 3, torch.float32, ci=6, co=5, size=12)
+    grad = torch.randn(3, 5, 12, 11)
+    ref, ref_gx, ref_gw = _oracle_and_grads(x, weight, axis, angle, bias, "rotate", grad)
+    xd = x.to(device).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    xd, wd = xd.requires_grad_(), weight.to(device).requires_grad_()
+    op = slice_operator(axis.to(device), angle.to(device), 3, "rotate")
+    out = crossd_conv2d(xd, wd, op, bias.to(device), 1, 1, path=path)
+    out.backward(grad.to(device))
+    assert out.device.type == device and out.dtype == torch.float32
+    for mine, theirs in ((out, ref), (xd.grad, ref_gx), (wd.grad, ref_gw)):
+        assert _rel_err(mine.detach().cpu().double(), theirs) <= 1e-3  # float32; on CUDA cuDNN may use TF32
+
+
+@CUDA
+@pytest.mark.parametrize("path", ["weight", "input"])
+def test_bf16_autocast_on_cuda_is_close_to_fp32(path):
+    x, weight, axis, angle, bias = (t.cuda() for t in _problem(3, 1, 2, torch.float32, ci=8, co=8, size=10))
+    op = slice_operator(axis, angle, 3, "rotate")
+    weight.requires_grad_()
+    ref = crossd_conv2d(x, weight, op, bias, 1, 1, path=path)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = crossd_conv2d(x.contiguous(memory_format=torch.channels_last), weight, op, bias, 1, 1, path=path)
+    assert out.dtype == torch.bfloat16
+    assert _rel_err(out.float(), ref) <= 5e-2
+    out.float().sum().backward()
+    assert weight.grad.dtype == torch.float32 and torch.isfinite(weight.grad).all()

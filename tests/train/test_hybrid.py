@@ -153,3 +153,38 @@ def test_the_twin_of_a_regular_model_is_acs_unless_asked():
 def test_bad_study_settings(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         _config(tmp_path, **kwargs).validate()
+
+
+def test_two_process_hybrid_steps_equal_one_process_with_the_same_global_batches(tmp_path):
+    """2D and 3D batches sharded over 2 gloo processes (DDP for 2D, one all-reduce per 3D step) give the
+    parameters and losses of one process that sees the same global batches, to float32 rounding."""
+    import torch.multiprocessing as mp
+    from hybrid_ranks import hybrid_steps, tiny_crossd_net
+
+    volumes = str(_volumes(tmp_path / "volumes.npz", n=8))
+    mp.spawn(hybrid_steps, args=(2, str(tmp_path / "store"), volumes, str(tmp_path / "two.pt")), nprocs=2)
+    hybrid_steps(0, 1, "", volumes, str(tmp_path / "one.pt"))
+    two, one = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("two", "one"))
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    assert two["volume_loss"] == pytest.approx(one["volume_loss"], rel=1e-5)
+    start = tiny_crossd_net().state_dict()
+    for key, value in one["state"].items():
+        assert not torch.equal(value, start[key]), f"{key} was not trained"
+        torch.testing.assert_close(two["state"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_hybrid_pretraining_runs_under_two_processes_and_resumes(tmp_path):
+    """``pretrain`` with ``--volumes`` as two DDP processes (gloo), then resumed for a second epoch."""
+    import torch.multiprocessing as mp
+    from hybrid_ranks import free_port, pretrain_rank
+
+    config = vars(_config(tmp_path, volumes=str(_volumes(tmp_path / "volumes.npz")), volume_every=1))
+    config |= {"volume_batch_size": 2, "quiet": True}
+    mp.spawn(pretrain_rank, args=(2, free_port(), config), nprocs=2)
+    config |= {"epochs": 2, "resume": str(tmp_path / "run" / "checkpoint.pt")}
+    mp.spawn(pretrain_rank, args=(2, free_port(), config), nprocs=2)
+    with open(tmp_path / "run" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(np.isfinite(float(r["volume_loss"])) for r in rows)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 2

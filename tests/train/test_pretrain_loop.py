@@ -9,7 +9,7 @@ import torch
 from image_data import write_medmnist_npz
 
 from crossd.convert import planar_kernel
-from crossd.evaluate.metrics import METRIC_NAMES
+from crossd.metrics import METRIC_NAMES
 from crossd.models import ModelSpec, create_model, load_2d_model
 from crossd.nn import CrossDConv
 from crossd.train import load_training_checkpoint, pretrain

@@ -24,8 +24,12 @@ KFold random_state 42 + --seed + t, t = 1..3). --epochs/--batch-size/--lr/--fold
 defaults. The published Table 3 comparison: --protocol paper --drop-bn-stats --init crossd=CROSSD acs=REGULAR
 (the Cross-D rows lose their bn1/bn2 BatchNorms as in the authors' loading); without --drop-bn-stats every
 network keeps all its BatchNorms, the fair comparison. results.md says which was run.
-Writes results.json (after every fold; Ctrl-C keeps finished folds, --resume skips them), results.md and
-fold_accuracy.png in --output-dir.
+Every (method, repeat, fold) is a job whose result is written to --output-dir/jobs/ the moment it ends;
+results.json, results.md and fold_accuracy.png are rebuilt from those files (Ctrl-C or a kill keeps finished jobs;
+--resume runs only what is missing, and reports methods left out of the call as kept on disk).
+Scale-out: torchrun --nproc_per_node=N -m crossd.evaluate <these flags> (each rank runs its share of the jobs,
+rank 0 merges), or --shard K/N in N separate jobs (e.g. a SLURM array) followed by the same command without
+--shard to merge. A job's numbers do not depend on how many processes ran.
 --task segmentation: Dice of a UNet3D per init on image/label NIfTI pairs (a CSV with image,label columns, or
 "mni152"); see crossd.evaluate.segmentation.
 """
@@ -33,12 +37,13 @@ fold_accuracy.png in --output-dir.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from crossd.commands import add_device_flag, add_quiet_flag
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
 from crossd.evaluate.config import INITS, NORMALIZATION
-from crossd.evaluate.runner import RESULTS_MD
+from crossd.evaluate.kfold import RESULTS_MD, parse_shard
 from crossd.io import ensure_writable_dir
 
 
@@ -48,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--task", choices=("classification", "segmentation"), default="classification", help="what to evaluate"
     )
     parser.add_argument("--size", type=int, default=None, help="resize every sample to SIZE per axis")
+    parser.add_argument(
+        "--spatial-dims", type=int, choices=(2, 3), default=None, help="2 or 3, where the array shape is ambiguous"
+    )
+    parser.add_argument("--num-classes", type=int, default=None, help="class count (labels must be 0..C-1)")
     parser.add_argument("--image-size", type=int, default=None, help="2D crop size of protocol paper (default: 224)")
     parser.add_argument("--checkpoint", default=None, help="2D checkpoint for --init names without =CKPT")
     parser.add_argument(
@@ -89,7 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue results.json, skipping finished folds of methods with the same label, init and checkpoint",
+        help="continue --output-dir, skipping finished jobs of methods with the same label, init and checkpoint",
+    )
+    parser.add_argument(
+        "--shard", default=None, metavar="K/N", help="run only shard K of N of the jobs (1 <= K <= N); no merge"
     )
     add_quiet_flag(parser, "no progress bar")
 
@@ -130,6 +142,8 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         normalize=args.normalize,
         seed=args.seed,
         size=args.size,
+        spatial_dims=args.spatial_dims,
+        num_classes=args.num_classes,
         image_size=args.image_size,
         align=args.align,
         arch=args.arch,
@@ -143,20 +157,39 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    shard = parse_shard(args.shard)
     ensure_writable_dir(args.output_dir, "--output-dir")
     if args.task == "segmentation":
         args.device = None if args.device == "auto" else args.device
         from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines
 
-        results = evaluate_segmentation(segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint)))
-        lines = summary_lines(results)
+        methods = parse_methods(args.init, args.checkpoint)
+        results = evaluate_segmentation(segmentation_config_from_args(args, methods), shard=shard)
     else:
-        results = evaluate(config_from_args(args))
-        lines = [
-            f"{m['method']:>12}: accuracy {100 * m['accuracy_mean']:.2f} ± {100 * m['accuracy_std']:.2f} "
-            f"over {len(m['folds'])} folds"
-            for m in results["results"]
-        ]
+        results = evaluate(config_from_args(args), shard)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun rank 0 reports
+    if shard is not None:
+        done = sum(len(m["folds"]) for m in results["results"])
+        print(
+            f"shard {args.shard}: ran {results['ran']} job(s); {done} of {results['jobs']} jobs of this evaluation "
+            "are finished; run the same command without --shard to merge them"
+        )
+        return 0
+    lines = summary_lines(results) if args.task == "segmentation" else accuracy_lines(results)
+    if results["not_reported"]:
+        kept = ", ".join(f"{name} ({n} jobs)" for name, n in results["not_reported"].items())
+        lines.append(f"kept on disk, not reported (not asked for): {kept}")
     print("\n".join(lines))
     print(f"table: {Path(args.output_dir) / RESULTS_MD}")
     return 0
+
+
+def accuracy_lines(results: dict) -> list[str]:
+    """One line per method: accuracy mean ± std over its folds."""
+    return [
+        f"{m['method']:>12}: accuracy {100 * m['accuracy_mean']:.2f} ± {100 * m['accuracy_std']:.2f} "
+        f"over {len(m['folds'])} folds"
+        for m in results["results"]
+        if m["folds"]
+    ]

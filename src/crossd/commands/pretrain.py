@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model", default=d.model, help="torchvision classification model name")
     model.add_argument("--conv", choices=("regular", "crossd"), default=d.conv, help="convolution type")
     model.add_argument("--rot", action="store_true", help="Cross-D convolutions (same as --conv crossd)")
-    model.add_argument("--mode", choices=("rotate", "shift"), default=d.mode, help="Cross-D slicing mode")
+    model.add_argument("--mode", choices=("rotate", "project", "shift"), default=d.mode, help="Cross-D slicing mode")
     model.add_argument("--weights", default=None, help="local 2D checkpoint to warm-start from")
     model.add_argument(
         "--crossd-init",
@@ -76,9 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--plane-sampling",
-        choices=("head", "random"),
+        choices=("head", "random", "grid"),
         default=d.plane_sampling,
-        help="random: turn each training sample's plane by a uniformly random rotation (rotate mode)",
+        help="random/grid: turn each training sample's plane by a random rotation from SO(3) / the cube's 24 "
+        "(rotate, project modes)",
     )
     model.add_argument(
         "--consistency",

@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from crossd.convert.inits import init_names
 from crossd.convert.kernels import center_kernel, crossd_kernel_from_2d, inflate_kernel
-from crossd.convert.published import published_to_crossd_keys, read_state_dict, strip_prefixes
+from crossd.convert.published import published_to_crossd_keys, read_state_dict, unwrap_state
 from crossd.nn.crossd_conv import CrossDConv
 
-CHECKPOINT_INITS = ("center", "i3d", "inflate")
+CHECKPOINT_INITS = init_names("checkpoint")
 _SHOWN = 8
 
 
@@ -124,15 +125,6 @@ def _adapt(key: str, src: Tensor, dst: Tensor, module: nn.Module | None, init: s
     return None
 
 
-def _state_from_mapping(obj: Mapping) -> dict[str, Tensor]:
-    """An in-memory checkpoint unwrapped and stripped like :func:`crossd.convert.read_state_dict` does files."""
-    for key in ("model", "state_dict", "net"):
-        if isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    return {strip_prefixes(k): v for k, v in obj.items() if isinstance(v, Tensor)}
-
-
 def load_checkpoint(
     model: nn.Module,
     path: str | Path | Mapping[str, Tensor],
@@ -167,7 +159,9 @@ def load_checkpoint(
     """
     if init not in CHECKPOINT_INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {CHECKPOINT_INITS}")
-    source = published_to_crossd_keys(_state_from_mapping(path) if isinstance(path, Mapping) else read_state_dict(path))
+    source = published_to_crossd_keys(
+        unwrap_state(path, "state dict") if isinstance(path, Mapping) else read_state_dict(path)
+    )
     target = model.state_dict()
     modules = dict(model.named_modules())
     prefixes = tuple(exclude)

@@ -56,9 +56,12 @@ def shift_unalign(kernel3d: Tensor) -> Tensor:
 def planar_kernel(conv: CrossDConv) -> Tensor:
     """The 2D kernel ``(Co, Ci/groups, K, K)`` that a Cross-D layer convolves with at angle 0.
 
-    ``rotate``: the central depth slice ``W[:, :, c]``; ``shift``: ``roll(W, (1, 1, 1))[:, :, c]``.
+    ``rotate``: the central depth slice ``W[:, :, c]``; ``shift``: ``roll(W, (1, 1, 1))[:, :, c]``;
+    ``project``: the depth sum ``W.sum(2)``.
     """
     weight = conv.weight.detach()
+    if conv.mode == "project":
+        return weight.sum(2)
     if conv.mode == "shift":
         weight = shift_align(weight)
     return weight[:, :, weight.shape[2] // 2].clone()
@@ -67,7 +70,7 @@ def planar_kernel(conv: CrossDConv) -> Tensor:
 def crossd_kernel_from_2d(kernel2d: Tensor, init: str, mode: str) -> Tensor:
     """A Cross-D 3D kernel whose angle-0 slice relates to a given 2D kernel.
 
-    ``init="center"``: angle 0 reproduces ``kernel2d`` exactly, in either mode (zeros off the plane);
+    ``init="center"``: angle 0 reproduces ``kernel2d`` exactly, in every mode (zeros off the plane);
     ``init="inflate"``: ``kernel2d / K`` in every depth slice (I3D style), placed the same way.
     """
     builders = {"center": center_kernel, "inflate": inflate_kernel}

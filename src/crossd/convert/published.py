@@ -1,9 +1,14 @@
-"""Load checkpoints in the format of the authors' published Cross-D ResNet-18."""
+"""Reading checkpoint files, once, in one place (every command and loader goes through :func:`read_checkpoint`),
+and loading the authors' published Cross-D ResNet-18."""
 
 from __future__ import annotations
 
 import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,37 +19,65 @@ from crossd.convert.to_crossd import to_crossd
 _PREFIXES = ("_orig_mod.", "module.")
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.pt``/``.pth`` (``weights_only=True``) or ``.safetensors`` file, unwrapped from
-    ``{"model"|"state_dict"|"net": ...}`` and stripped of ``module.``/``_orig_mod.`` prefixes.
+@dataclass
+class CheckpointFile:
+    """One read of a checkpoint file: its tensors (unwrapped, prefixes stripped) and what describes them
+    (``.safetensors`` metadata strings, or a ``.pt`` dict's ``"arch"`` entry)."""
 
-    Raises ``FileNotFoundError`` or ``ValueError`` with a one-line reason for a missing, corrupt or foreign file.
-    """
+    state: dict[str, torch.Tensor]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def torch_load(path: Path, problem: str = "not a readable PyTorch checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a one-line ``ValueError`` ``"{path}: {problem} (why)"``
+    for a corrupt file or objects outside the safe list."""
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of some corrupt files
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors: corrupt file, or objects outside the safe list
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+        raise ValueError(f"{path}: {problem} ({reason})") from None
+
+
+def unwrap_state(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """The state dict inside ``obj`` (``{"model"|"state_dict"|"net": ...}`` unwrapped), keys stripped of
+    ``module.``/``_orig_mod.``; a one-line ``ValueError`` naming ``source`` when it is not a dict of tensors."""
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict", "net"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{source}: no state dict of tensors found (got {type(obj).__name__})")
+    return {strip_prefixes(k): v for k, v in obj.items()}
+
+
+def read_checkpoint(path: str | Path) -> CheckpointFile:
+    """Read a ``.pt``/``.pth`` (``weights_only=True``) or ``.safetensors`` checkpoint once: its state dict and
+    metadata. Raises ``FileNotFoundError`` or ``ValueError`` with a one-line reason for a missing, corrupt or
+    foreign file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors import safe_open
 
         try:
-            obj = load_file(str(path))
+            with safe_open(str(path), "pt") as f:
+                metadata, obj = dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         except Exception as exc:  # safetensors raises its own error types for corrupt files
             raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
     else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle/zip errors: corrupt file, or objects outside the safe list
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
-            raise ValueError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict", "net"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: no state dict of tensors found (got {type(obj).__name__})")
-    return {strip_prefixes(k): v for k, v in obj.items()}
+        obj = torch_load(path)
+        metadata = {"arch": obj["arch"]} if isinstance(obj, dict) and "arch" in obj else {}
+    return CheckpointFile(unwrap_state(obj, str(path)), metadata)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file (see :func:`read_checkpoint`)."""
+    return read_checkpoint(path).state
 
 
 def strip_prefixes(key: str) -> str:

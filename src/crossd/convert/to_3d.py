@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from crossd.convert.forward_twins import swap_forwards
+from crossd.convert.inits import init_names
 from crossd.convert.kernels import acs_kernel, center_kernel, inflate_kernel, planar_kernel, shift_align
 from crossd.convert.layers_3d import layer_to_3d
 from crossd.convert.really_3d import check_really_3d
@@ -17,7 +18,7 @@ from crossd.convert.walk import replace_modules, triple
 from crossd.nn.acs_conv import ACSConv3d
 from crossd.nn.crossd_conv import CrossDConv
 
-INITS_3D = ("crossd", "i3d", "center", "acs", "random")
+INITS_3D = init_names("to_3d")
 
 
 def _planar(conv: nn.Module) -> torch.Tensor:

@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import nn
 
+from crossd.convert.inits import init_names
 from crossd.convert.kernels import crossd_kernel_from_2d
 from crossd.convert.report import ConversionReport, check_forward, own_forward
 from crossd.convert.same_padding import same_padded_types, wrap_same
@@ -14,7 +15,7 @@ from crossd.convert.walk import replace_modules
 from crossd.nn.crossd_conv import CrossDConv
 from crossd.ops.slicing import MODES, check_mode
 
-CROSSD_INITS = ("random", "center", "inflate")
+CROSSD_INITS = init_names("to_crossd")
 EVEN_KERNEL_POLICIES = ("shift", "plain", "error")
 
 
@@ -76,7 +77,7 @@ def to_crossd(
 
     Args:
         model: any 2D model (torchvision ResNet, DenseNet, VGG, ConvNeXt, EfficientNet, MONAI 2D U-Net, ...).
-        mode: ``"rotate"`` (odd kernels only) or ``"shift"``.
+        mode: ``"rotate"``, ``"project"`` (both odd kernels only) or ``"shift"``.
         init: ``"random"`` (fresh 3D kernels), ``"center"`` (each 2D kernel in the slice used at angle 0, zeros
             elsewhere: the model equals itself when every head outputs angle 0), ``"inflate"`` (I3D style).
         even_kernels: what happens to a layer whose kernel ``mode`` cannot hold (an even kernel in ``rotate``

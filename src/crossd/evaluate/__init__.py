@@ -1,12 +1,13 @@
-"""Transfer evaluation: protocols, folds, metrics, statistics.
+"""Transfer evaluation: protocols, folds, metrics, statistics, on one k-fold engine (:mod:`crossd.evaluate.kfold`).
 
 ``evaluate(EvaluateConfig(data=..., methods=[("crossd", "ckpt.pt"), ("acs", "regular.pt")], output_dir=...))``
 runs every method on shared cross-validation folds and writes ``results.json``, ``results.md`` and a plot.
+``torchrun --nproc_per_node=N -m crossd.evaluate <crossd evaluate flags>`` spreads the jobs over N processes.
 """
 
+from crossd.evaluate.classification import evaluate, make_splits
 from crossd.evaluate.config import PROTOCOLS, BnConstants, EvaluateConfig, PaperConstants
-from crossd.evaluate.metrics import METRIC_NAMES, classification_metrics
-from crossd.evaluate.runner import evaluate, make_splits
+from crossd.metrics import METRIC_NAMES, classification_metrics
 
 __all__ = [
     "METRIC_NAMES",

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from crossd.convert.inits import init_names
+
 PROTOCOLS = ("bn", "linear", "finetune", "paper")
 MethodEntry = tuple[str, str | Path | None] | tuple[str, str | Path | None, str]
 """A compared method: ``(init, checkpoint or None)``, or ``(init, checkpoint, label)`` to name it in the results."""
-INITS = ("crossd", "acs", "i3d", "center", "random", "regular2d")
+INITS = (*init_names("to_3d"), "regular2d")  # regular2d: the plain 2D network, on 2D data
 INITS_2D = ("crossd", "regular2d", "random")
 
 # Normalisation constants per channel (grey inputs are repeated to 3 channels). For volumes the authors use the
@@ -83,7 +85,9 @@ class EvaluateConfig:
         drop_bn_stats: the authors' Cross-D 3D loading (BatchNorms named ``*bn*`` reset); default keeps them all.
         recalibrate_bn: before training a fold, re-estimate every BatchNorm's running statistics on that fold's
             training samples (AdaBN; no weight changes) -- matters for ``linear``, whose statistics stay frozen.
-        resume: continue ``output_dir/results.json``, skipping finished folds.
+        spatial_dims: 2 or 3 where the data's array shape is ambiguous (``--spatial-dims``).
+        num_classes: the class count when labels do not show it (``--num-classes``); labels must be ``0..C-1``.
+        resume: continue ``output_dir``, skipping finished jobs (see :mod:`crossd.evaluate.kfold`).
         progress: show the tqdm bar.
     """
 
@@ -99,6 +103,8 @@ class EvaluateConfig:
     normalize: str = "radimagenet"
     seed: int = 0
     size: int | None = None
+    spatial_dims: int | None = None
+    num_classes: int | None = None
     image_size: int | None = None
     align: bool = False
     arch: str | None = None

@@ -44,7 +44,11 @@ def stratified_splits(labels: np.ndarray, folds: int, repeats: int, seed: int, v
     splits = []
     for repeat in range(repeats):
         state = seed + repeat
-        outer = StratifiedKFold(folds, shuffle=True, random_state=state) if stratify else KFold(folds, True, state)
+        outer = (
+            StratifiedKFold(folds, shuffle=True, random_state=state)
+            if stratify
+            else KFold(folds, shuffle=True, random_state=state)
+        )
         for fold, (train, test) in enumerate(outer.split(np.zeros(len(labels)), labels)):
             try:
                 train_part, val_part = train_test_split(

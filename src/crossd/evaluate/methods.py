@@ -7,9 +7,11 @@ from pathlib import Path
 
 from torch import nn
 
+from crossd.convert.kernels import planar_kernel
 from crossd.evaluate.config import INITS_2D, MethodEntry
-from crossd.models.factory import create_model, load_2d_model
-from crossd.transfer import build_3d_model, source_spec
+from crossd.models.factory import ModelSpec, create_model, load_2d_model
+from crossd.models.from_2d import build_3d_model, source_spec
+from crossd.nn.crossd_conv import CrossDConv
 
 
 @dataclass
@@ -63,8 +65,9 @@ def build_network(
     """The network of ``method`` for ``spatial_dims``-D data (classifier not yet replaced) and a description of how
     it was loaded (recorded in ``results.json``).
 
-    2D data: ``crossd`` is the Cross-D 2D network itself, ``regular2d`` the plain 2D network, ``random`` a fresh
-    regular one (of the checkpoint's architecture when given). 3D data: :func:`crossd.transfer.build_3d_model`;
+    2D data: ``crossd`` is the Cross-D 2D network itself, ``regular2d`` the plain 2D network (of a Cross-D
+    checkpoint: its angle-0 kernels), ``random`` a fresh
+    regular one (of the checkpoint's architecture when given). 3D data: :func:`crossd.models.from_2d.build_3d_model`;
     ``drop_bn_stats`` applies to ``crossd`` only.
     """
     if spatial_dims == 3:
@@ -93,7 +96,22 @@ def build_network(
         if method.checkpoint is None:
             raise ValueError(f"init {method.init!r} needs a checkpoint (--checkpoint or --init {method.init}=CKPT)")
         model, spec = load_2d_model(method.checkpoint, arch=arch)
-        wanted = "crossd" if method.init == "crossd" else "regular"
-        if spec.conv != wanted:
-            raise ValueError(f"{method.checkpoint}: init {method.init!r} needs a {wanted} checkpoint, got {spec.conv}")
+        if method.init == "crossd" and spec.conv != "crossd":
+            raise ValueError(
+                f"{method.checkpoint}: init 'crossd' needs a Cross-D checkpoint, got a regular {spec.arch}"
+            )
+        if method.init == "regular2d" and spec.conv == "crossd":
+            model = planar_network(model, spec)
     return model, {"init": method.init, "checkpoint": method.checkpoint, "arch": spec.arch, "source_conv": spec.conv}
+
+
+def planar_network(model: nn.Module, spec: ModelSpec) -> nn.Module:
+    """The regular 2D network of a Cross-D one: every Cross-D layer's angle-0 kernel
+    (:func:`crossd.convert.planar_kernel`), every other weight as it is, rotation heads dropped."""
+    planar = create_model(spec.arch, spec.num_classes)
+    state = {k: v for k, v in model.state_dict().items() if ".rotation_head." not in k}
+    for name, module in model.named_modules():
+        if isinstance(module, CrossDConv):
+            state[f"{name}.weight"] = planar_kernel(module)
+    planar.load_state_dict(state)
+    return planar

@@ -101,9 +101,13 @@ class Schedule:
             params = _only_trainable(self.model, list(self.head.parameters()) + batchnorm_parameters(self.model))
             self.optimizer = torch.optim.Adam(params, lr=self.lr)
             self.scheduler = None
-        self.model.train()
+        self.train_mode(self.model)
+
+    def train_mode(self, model: nn.Module) -> None:
+        """Training mode, except every BatchNorm under ``linear`` (its statistics stay frozen)."""
+        model.train()
         if self.protocol == "linear":
-            for m in self.model.modules():
+            for m in model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
 

@@ -10,8 +10,8 @@ for repeat ``r``, the first ``val_fraction`` of each training fold for validatio
 - ``finetune``: everything trains.
 
 Loss: MONAI ``DiceCELoss``; best epoch: highest validation mean Dice; test: Dice per foreground class (MONAI
-``DiceMetric``, background excluded) of the best epoch. Writes ``results.json`` and ``results.md`` after every
-fold.
+``DiceMetric``, background excluded) of the best epoch. Jobs, resume, devices, data-loading workers, scale-out
+and the results files come from :mod:`crossd.evaluate.kfold`.
 """
 
 from __future__ import annotations
@@ -19,29 +19,31 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
 
 from crossd.data.segmentation import SegmentationSet, load_segmentation
 from crossd.evaluate.config import NORMALIZATION, MethodEntry, method_records
-from crossd.evaluate.folds import Split, paper_splits
-from crossd.evaluate.methods import Method, build_network, method_names
+from crossd.evaluate.folds import paper_splits
+from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
+from crossd.evaluate.methods import Method, build_network
 from crossd.evaluate.protocols import batchnorm_parameters
-from crossd.evaluate.stats import paired_wilcoxon
 from crossd.evaluate.transforms import scale_intensities
-from crossd.io import save_json, save_text
 from crossd.models.unet3d import DECODER_CHANNELS, UNet3D
 from crossd.report.tables import loading_note, mean_std
+from crossd.train.distributed import DistInfo
+from crossd.train.engine import Precision, train_one_epoch
 
 SEGMENTATION_PROTOCOLS = ("linear", "bn", "finetune")
 _ALIASES = {"frozen": "linear"}
-RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
+_RUN_ONLY = ("output_dir", "methods", "device", "progress", "resume", "num_workers")  # do not change the numbers
 
 
 @dataclass
@@ -76,6 +78,8 @@ class SegmentationConfig:
     decoder_channels: tuple[int, ...] = DECODER_CHANNELS
     device: str | None = None
     progress: bool = True
+    resume: bool = False
+    num_workers: int = 0
 
     def validate(self) -> None:
         """One-line ``ValueError`` for settings outside the known sets."""
@@ -121,10 +125,13 @@ def trainable_parameters(net: UNet3D, protocol: str) -> list[nn.Parameter]:
     return chosen
 
 
-def _train_mode(net: UNet3D, protocol: str) -> None:
-    net.train()
-    if protocol == "linear":  # a frozen encoder keeps its BatchNorm statistics too
-        net.encoder.eval()
+def _train_mode(protocol: str) -> Callable[[nn.Module], None]:
+    def train_mode(net: nn.Module) -> None:
+        net.train()
+        if protocol == "linear":  # a frozen encoder keeps its BatchNorm statistics too
+            net.encoder.eval()
+
+    return train_mode
 
 
 @torch.no_grad()
@@ -145,47 +152,6 @@ def dice_per_class(net: UNet3D, loader: DataLoader, num_classes: int, device: to
 def _mean(values: list[float | None]) -> float:
     present = [v for v in values if v is not None]
     return float(np.mean(present)) if present else 0.0
-
-
-def train_segmentation_fold(
-    net: UNet3D, cfg: SegmentationConfig, loaders: dict[str, DataLoader], num_classes: int, device: torch.device
-) -> dict:
-    """Train ``net`` on one fold under ``cfg.protocol``; keep the best validation epoch; score the test part."""
-    from monai.losses import DiceCELoss
-
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    optimizer = torch.optim.Adam(trainable_parameters(net, cfg.protocol), lr=cfg.lr)
-    history: dict[str, list[float]] = {"train_loss": [], "val_dice": []}
-    best, best_epoch, best_state = -1.0, 0, None
-    for epoch in range(cfg.epochs):
-        _train_mode(net, cfg.protocol)
-        total, count = 0.0, 0
-        for x, y in loaders["train"]:
-            x, y = x.to(device), y.to(device)
-            loss = loss_fn(net(x), y[:, None])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, count = total + loss.item() * len(y), count + len(y)
-        val_dice = _mean(dice_per_class(net, loaders["val"], num_classes, device))
-        history["train_loss"].append(total / max(count, 1))
-        history["val_dice"].append(val_dice)
-        if val_dice > best:
-            best, best_epoch = val_dice, epoch
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
-    net.load_state_dict(best_state)
-    dice = dice_per_class(net, loaders["test"], num_classes, device)
-    return {"dice_mean": _mean(dice), "dice": dice, "best_epoch": best_epoch, "history": history}
-
-
-def _summary(folds: list[dict], classes: list[str]) -> dict:
-    means = [f["dice_mean"] for f in folds]
-    out = {"dice_mean_mean": float(np.mean(means)), "dice_mean_std": float(np.std(means))}
-    for i, name in enumerate(classes[1:]):
-        values = [f["dice"][i] for f in folds if f["dice"][i] is not None]
-        out[f"dice_{name}_mean"] = float(np.mean(values)) if values else None
-        out[f"dice_{name}_std"] = float(np.std(values)) if values else None
-    return out
 
 
 def segmentation_markdown(results: dict) -> str:
@@ -219,109 +185,126 @@ def segmentation_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save(results: dict, out_dir: Path) -> None:
-    classes = results["data"]["classes"]
-    for method in results["results"]:
-        if method["folds"]:
-            method.update(_summary(method["folds"], classes))
-    reference = next((m for m in results["results"] if m["method"] == "crossd"), None)
-    results["comparisons"] = {
-        m["method"]: paired_wilcoxon(reference["folds"], m["folds"], metric="dice_mean")
-        for m in results["results"]
-        if reference is not None and m is not reference
-    }
-    save_json(results, out_dir / RESULTS_JSON)
-    save_text(segmentation_markdown(results), out_dir / RESULTS_MD)
+class Segmentation(Task):
+    """Every method's ``UNet3D`` on every fold of image/label volume pairs (see :class:`SegmentationConfig`)."""
+
+    name, metric = "segmentation", "dice_mean"
+
+    def __init__(self, cfg: SegmentationConfig, data: SegmentationSet | None = None):
+        cfg.validate()
+        super().__init__(cfg)
+        self.data = data
+
+    def settings(self) -> dict:
+        record = asdict(self.cfg)
+        record.update(data=str(self.cfg.data), output_dir=str(self.cfg.output_dir))
+        return {**record, "methods": method_records(self.cfg.methods)}
+
+    def resume_keys(self) -> tuple[str, ...]:
+        return tuple(k for k in self.settings() if k not in _RUN_ONLY)
+
+    def load(self) -> None:
+        cfg = self.cfg
+        data = load_segmentation(cfg.data, cfg.size) if self.data is None else self.data
+        if data.num_classes < 2:
+            raise ValueError(f"{cfg.data}: labels hold a single class; nothing to segment")
+        self.num_classes = data.num_classes
+        self.splits = paper_splits(len(data.labels), cfg.folds, cfg.repeats, cfg.seed - 1, cfg.val_fraction)
+        if any(len(s.train) < 2 or len(s.val) == 0 for s in self.splits):
+            raise ValueError(f"{len(data.labels)} volumes are too few for {cfg.folds} folds with a validation split")
+        self.images, self.labels = prepare_volumes(data.images, cfg.normalize), torch.from_numpy(data.labels)
+        self.data_record = {"samples": len(data.labels), "shape": list(data.labels.shape[1:]), "classes": data.classes}
+
+    def build(self, method: Method) -> tuple[nn.Module, dict]:
+        return build_segmenter(method, self.num_classes, self.cfg)
+
+    def run_job(self, job: Job, template: nn.Module, device: torch.device, on_epoch: Callable[[], None]) -> dict:
+        from monai.losses import DiceCELoss
+
+        cfg, split = self.cfg, job.split
+        net = copy.deepcopy(template).to(device)
+        loaders = {
+            part: fold_loader(
+                TensorDataset(self.images[torch.from_numpy(idx)], self.labels[torch.from_numpy(idx)]),
+                cfg.batch_size,
+                part == "train",
+                job.seed,
+                cfg.num_workers,
+            )
+            for part, idx in (("train", split.train), ("val", split.val), ("test", split.test))
+        }
+        dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+        optimizer = torch.optim.Adam(trainable_parameters(net, cfg.protocol), lr=cfg.lr)
+        info, precision = DistInfo(device=device), Precision()
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            stats = train_one_epoch(
+                net,
+                optimizer,
+                loaders["train"],
+                info,
+                precision,
+                f"{job.name} epoch {epoch}",
+                None,
+                loss_fn=lambda out, y: dice_ce(out, y[:, None]),
+                train_mode=_train_mode(cfg.protocol),
+            )
+            on_epoch()
+            return {
+                "train_loss": stats.loss,
+                "val_dice": _mean(dice_per_class(net, loaders["val"], self.num_classes, device)),
+            }
+
+        best_epoch, history = fit_best(net, cfg.epochs, train_epoch, itemgetter("val_dice"))
+        dice = dice_per_class(net, loaders["test"], self.num_classes, device)
+        return {
+            "dice_mean": _mean(dice),
+            "dice": dice,
+            "best_epoch": best_epoch,
+            "history": history,
+            "n_train": len(split.train),
+            "n_val": len(split.val),
+            "n_test": len(split.test),
+        }
+
+    def summarize(self, folds: list[dict]) -> dict:
+        means = [f["dice_mean"] for f in folds]
+        out = {"dice_mean_mean": float(np.mean(means)), "dice_mean_std": float(np.std(means))}
+        for i, name in enumerate(self.data_record["classes"][1:]):
+            values = [f["dice"][i] for f in folds if f["dice"][i] is not None]
+            out[f"dice_{name}_mean"] = float(np.mean(values)) if values else None
+            out[f"dice_{name}_std"] = float(np.std(values)) if values else None
+        return out
+
+    def render(self, results: dict) -> str:
+        return segmentation_markdown(results)
 
 
-def _loaders(images: Tensor, labels: Tensor, split: Split, batch_size: int, seed: int) -> dict[str, DataLoader]:
-    def loader(indices: np.ndarray, train: bool) -> DataLoader:
-        index = torch.from_numpy(indices)
-        dataset = TensorDataset(images[index], labels[index])
-        generator = torch.Generator().manual_seed(seed) if train else None
-        drop = train and len(indices) % batch_size == 1 and len(indices) > 1  # BatchNorm needs 2 samples
-        return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=drop, generator=generator)
-
-    return {"train": loader(split.train, True), "val": loader(split.val, False), "test": loader(split.test, False)}
-
-
-def evaluate_segmentation(cfg: SegmentationConfig, data: SegmentationSet | None = None) -> dict:
-    """Run every method of ``cfg`` on every fold and write ``results.json``/``results.md`` to ``cfg.output_dir``.
+def evaluate_segmentation(
+    cfg: SegmentationConfig, data: SegmentationSet | None = None, shard: tuple[int, int] | None = None
+) -> dict:
+    """Run every method of ``cfg`` on every fold and write ``results.json``/``results.md`` to ``cfg.output_dir``
+    (jobs, resume, devices, workers and scale-out as for classification: :func:`crossd.evaluate.kfold.run_kfold`).
 
     Args:
         cfg: the run's settings.
         data: volumes already in memory (default: ``load_segmentation(cfg.data, cfg.size)``).
+        shard: ``(K, N)``: run only shard K of N of the jobs.
 
     Returns:
         ``{"task": "segmentation", "args", "data", "results": [{"method", "init", "checkpoint", "loading",
         "dice_mean_mean", "dice_mean_std", "dice_<class>_mean", "dice_<class>_std", "folds": [{"repeat",
         "fold", "dice_mean", "dice" (per foreground class), "best_epoch", "n_train", "n_val", "n_test",
-        "history"}]}], "comparisons", "complete"}``.
+        "history"}]}], "comparisons", "complete", "not_reported"}``.
     """
-    cfg.validate()
-    data = load_segmentation(cfg.data, cfg.size) if data is None else data
-    if data.num_classes < 2:
-        raise ValueError(f"{cfg.data}: labels hold a single class; nothing to segment")
-    out_dir = Path(cfg.output_dir)
-    methods = method_names(cfg.methods)
-    templates, loadings = {}, {}
-    torch.manual_seed(cfg.seed)  # a random init draws from here: the same seed gives the same network
-    for method in methods:  # build everything first: bad checkpoints fail before any training
-        templates[method.name], loadings[method.name] = build_segmenter(method, data.num_classes, cfg)
-    splits = paper_splits(len(data.labels), cfg.folds, cfg.repeats, cfg.seed - 1, cfg.val_fraction)
-    if any(len(s.train) < 2 or len(s.val) == 0 for s in splits):
-        raise ValueError(f"{len(data.labels)} volumes are too few for {cfg.folds} folds with a validation split")
-    record = asdict(cfg)
-    record.update(data=str(cfg.data), output_dir=str(cfg.output_dir), methods=method_records(cfg.methods))
-    results = {
-        "task": "segmentation",
-        "args": record,
-        "data": {"samples": len(data.labels), "shape": list(data.labels.shape[1:]), "classes": data.classes},
-        "results": [
-            {"method": m.name, "init": m.init, "checkpoint": m.checkpoint, "loading": loadings[m.name], "folds": []}
-            for m in methods
-        ],
-        "complete": False,
-    }
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    images, labels = prepare_volumes(data.images, cfg.normalize), torch.from_numpy(data.labels)
-    bar = tqdm(total=len(splits) * len(methods), disable=not cfg.progress, desc="segmentation", unit="fold")
-    try:
-        for split in splits:
-            seed = cfg.seed * 100_003 + split.repeat * 1_000 + split.fold
-            for method, entry in zip(methods, results["results"], strict=True):
-                torch.manual_seed(seed)
-                net = copy.deepcopy(templates[method.name]).to(device)
-                outcome = train_segmentation_fold(
-                    net, cfg, _loaders(images, labels, split, cfg.batch_size, seed), data.num_classes, device
-                )
-                entry["folds"].append(
-                    {
-                        "repeat": split.repeat,
-                        "fold": split.fold,
-                        **outcome,
-                        "n_train": len(split.train),
-                        "n_val": len(split.val),
-                        "n_test": len(split.test),
-                    }
-                )
-                _save(results, out_dir)
-                bar.set_postfix(method=method.name, dice=f"{outcome['dice_mean']:.3f}")
-                bar.update(1)
-    finally:
-        bar.close()
-    results["complete"] = True
-    _save(results, out_dir)
-    return results
+    return run_kfold(Segmentation(cfg, data), shard)
 
 
 def segmentation_config_from_args(
     args: argparse.Namespace, methods: list[tuple[str, str | None]]
 ) -> SegmentationConfig:
     """The :class:`SegmentationConfig` of ``crossd evaluate --task segmentation`` flags (``None`` flags take the
-    segmentation defaults; ``--protocol paper``, ``--resume`` and ``--recalibrate-bn`` are refused)."""
-    if getattr(args, "resume", False):
-        raise ValueError("--resume is not supported with --task segmentation")
+    segmentation defaults; ``--protocol paper`` and ``--recalibrate-bn`` are refused)."""
     if getattr(args, "recalibrate_bn", False):
         raise ValueError("--recalibrate-bn is for classification; segmentation protocols train the BatchNorms")
     overrides = {
@@ -339,6 +322,8 @@ def segmentation_config_from_args(
         align=args.align,
         drop_bn_stats=args.drop_bn_stats,
         progress=not args.quiet,
+        resume=args.resume,
+        num_workers=args.workers,
         **overrides,
     )
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from crossd.evaluate.metrics import METRIC_NAMES
+from crossd.metrics import METRIC_NAMES
 
 
 def summarize(folds: list[dict]) -> dict[str, float | None]:

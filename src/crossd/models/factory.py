@@ -16,7 +16,8 @@ import torch
 import torchvision
 from torch import nn
 
-from crossd.convert.published import published_to_crossd_keys, read_state_dict
+from crossd.convert.checkpoints import load_checkpoint
+from crossd.convert.published import published_to_crossd_keys, read_checkpoint
 from crossd.convert.to_crossd import to_crossd
 from crossd.models.small_cnn import SmallCNN
 
@@ -95,53 +96,49 @@ def _classifier_classes(state: dict[str, torch.Tensor]) -> int:
     raise ValueError("cannot infer the number of classes from the checkpoint; no known classifier key found")
 
 
-def read_spec(path: str | Path) -> ModelSpec | None:
-    """The :class:`ModelSpec` stored with a crossd checkpoint, or ``None`` for a foreign file."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
+def spec_from_metadata(metadata: dict) -> ModelSpec | None:
+    """The :class:`ModelSpec` in a checkpoint's metadata (:class:`crossd.convert.published.CheckpointFile`):
+    a ``.pt`` ``"arch"`` dict (or its JSON), or ``.safetensors`` ``crossd.*`` strings; ``None`` for a foreign file."""
+    arch = metadata.get("arch")
+    if isinstance(arch, str):
+        arch = json.loads(arch)
+    if isinstance(arch, dict):
+        return ModelSpec(**arch)
+    return ModelSpec.from_metadata(metadata)
 
-        try:
-            with safe_open(str(path), "pt") as f:
-                return ModelSpec.from_metadata(f.metadata() or {})
-        except Exception as exc:
-            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None  # read_state_dict reports unreadable files with a precise message
-    if isinstance(obj, dict) and isinstance(obj.get("arch"), dict):
-        return ModelSpec(**obj["arch"])
-    if isinstance(obj, dict) and isinstance(obj.get("arch"), str):
-        return ModelSpec(**json.loads(obj["arch"]))
-    return None
+
+def read_spec(path: str | Path) -> ModelSpec | None:
+    """The :class:`ModelSpec` stored with a crossd checkpoint, or ``None`` for a foreign file; a missing or
+    unreadable file is a one-line ``FileNotFoundError``/``ValueError``."""
+    return spec_from_metadata(read_checkpoint(path).metadata)
 
 
 def load_2d_model(path: str | Path, arch: str | None = None) -> tuple[nn.Module, ModelSpec]:
     """Rebuild a 2D (regular or Cross-D) classifier from a checkpoint and load its weights strictly.
+
+    The file is read once (:func:`crossd.convert.published.read_checkpoint`) and loaded through
+    :func:`crossd.load_checkpoint`, so a first convolution with 1 input channel (MRI/CT networks) is averaged into
+    the 3 channels crossd models take, with a warning.
 
     Args:
         path: ``checkpoint.pt``/``model.safetensors`` from ``crossd pretrain``, a plain state dict, a
             published Cross-D checkpoint, or a torchvision state dict.
         arch: torchvision name for foreign files (default ``resnet18``); must agree with crossd metadata.
     """
-    raw = read_state_dict(path)
-    spec = read_spec(path)
+    checkpoint = read_checkpoint(path)  # read once: state and spec
+    spec, state = spec_from_metadata(checkpoint.metadata), checkpoint.state
     if spec is None:
-        published = any(k.endswith(".weights_3d") for k in raw)
-        state = published_to_crossd_keys(raw)
+        published = any(k.endswith(".weights_3d") for k in state)
+        state = published_to_crossd_keys(state)
         first = next((v for k, v in state.items() if k.endswith("weight") and v.dim() >= 4), None)
         conv = "crossd" if first is not None and first.dim() == 5 else "regular"
         spec = ModelSpec(arch or "resnet18", conv, "shift" if published else "rotate", _classifier_classes(state))
-    else:
-        state = raw
-        if arch is not None and arch != spec.arch:
-            raise ValueError(f"{path}: checkpoint holds a {spec.arch}, not a {arch}")
+    elif arch is not None and arch != spec.arch:
+        raise ValueError(f"{path}: checkpoint holds a {spec.arch}, not a {arch}")
     model = create_model(spec.arch, spec.num_classes, spec.conv, spec.mode)
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"{path}: weights do not fit a {spec.conv} {spec.arch} "
-            f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})"
-        )
+    report = load_checkpoint(model, state, strict=False, verbose=False)  # 1 <-> 3 input channels, with a warning
+    if not report.ok:
+        problems = {"missing": report.missing, "unexpected": report.unexpected, "mismatched": list(report.mismatched)}
+        found = ", ".join(f"{k} {v[:3]}" for k, v in problems.items() if v)
+        raise ValueError(f"{path}: weights do not fit a {spec.conv} {spec.arch} ({found}); pass the right --arch")
     return model, spec

@@ -10,11 +10,12 @@ from torch import Tensor, nn
 
 from crossd.nn.rotation_head import RotationHead
 from crossd.ops.conv import PATHS, Path, crossd_conv2d
-from crossd.ops.rotation import random_rotation
-from crossd.ops.slicing import check_mode, slice_operator
+from crossd.ops.rotation import PLANE_SAMPLERS
+from crossd.ops.slicing import ROTATING_MODES, check_mode, slice_operator
 
 Granularity = Literal["sample", "batch"]
-PlaneSampling = Literal["head", "random"]
+PlaneSampling = Literal["head", "random", "grid"]
+PLANE_SAMPLING = ("head", *PLANE_SAMPLERS)
 
 
 def _triple(value: int | tuple[int, ...], name: str) -> tuple[int, int, int]:
@@ -46,14 +47,18 @@ class CrossDConv(nn.Module):
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias: as ``nn.Conv3d``
             (``kernel_size`` must be cubic; 2D inputs use the ``(h, w)`` entries of per-axis values).
-        mode: ``"rotate"`` (default; exact rotation, central-plane slice) or ``"shift"`` (the published formula).
+        mode: ``"rotate"`` (default; exact rotation, central-plane slice), ``"project"`` (exact rotation, the
+            kernel's projection along the rotated normal by the Fourier slice theorem: ``W.sum(depth)`` at angle
+            0) or ``"shift"`` (the published formula).
         granularity: ``"sample"`` (default, the paper's method: one rotation per sample) or ``"batch"`` (one
-            rotation per batch from the batch-averaged head output: a single plain convolution, faster but
-            less adaptive).
+            rotation per batch from the batch-averaged head output, and one sampled plane per batch: a single
+            plain convolution, faster but less adaptive).
         path: how the 2D convolution is computed (``"auto"``, ``"weight"``, ``"input"``); same numbers.
-        plane_sampling: ``"head"`` (default: the plane is the head's rotation of the central plane) or
-            ``"random"`` (``rotate`` mode, training only: each sample's plane is first turned by a uniformly random
-            rotation, so every voxel of the 3D kernel is trained; evaluation uses the head alone).
+        plane_sampling: ``"head"`` (default: the plane is the head's rotation of the central plane),
+            ``"random"`` or ``"grid"`` (``rotate`` and ``project`` modes, training only: each sample's plane, or
+            the batch's with ``granularity="batch"``, is first turned by a uniformly random rotation from SO(3)
+            (``random``) or from the 24 rotations of the cube (``grid``: axial, coronal and sagittal views with
+            in-plane quarter turns), so every voxel of the 3D kernel is trained; evaluation uses the head alone).
 
     Attributes:
         weight: the 3D kernel ``(Co, Ci/groups, K, K, K)``.
@@ -87,8 +92,7 @@ class CrossDConv(nn.Module):
             raise ValueError(f"granularity must be 'sample' or 'batch', got {granularity!r}")
         if path not in PATHS:
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
-        if plane_sampling not in ("head", "random") or (plane_sampling == "random" and mode != "rotate"):
-            raise ValueError(f"plane_sampling must be 'head', or 'random' with mode 'rotate', got {plane_sampling!r}")
+        check_plane_sampling(plane_sampling, mode)
         if isinstance(padding, str) and padding not in ("same", "valid"):
             raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
@@ -132,8 +136,8 @@ class CrossDConv(nn.Module):
             return F.conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         axis, angle = self.rotation(x)
         base = None
-        if self.training and self.plane_sampling == "random":
-            base = random_rotation(axis.shape[0], axis.dtype, axis.device)
+        if self.training and self.plane_sampling != "head":
+            base = PLANE_SAMPLERS[self.plane_sampling](axis.shape[0], axis.dtype, axis.device)
         op = slice_operator(axis, angle, self.kernel_size[0], self.mode, base)
         return crossd_conv2d(
             x, self.weight, op, self.bias, self.stride, self.padding, self.dilation, self.groups, self.path
@@ -158,11 +162,24 @@ class CrossDConv(nn.Module):
         return s
 
 
-def set_plane_sampling(model: nn.Module, plane_sampling: PlaneSampling) -> nn.Module:
-    """Set ``plane_sampling`` on every :class:`CrossDConv` of ``model`` (in place); returns ``model``."""
+def check_plane_sampling(plane_sampling: str, mode: str) -> None:
+    """Raise ``ValueError`` unless ``plane_sampling`` is known and fits ``mode`` (sampled planes need a rotation)."""
+    if plane_sampling not in PLANE_SAMPLING:
+        raise ValueError(f"plane_sampling must be one of {PLANE_SAMPLING}, got {plane_sampling!r}")
+    if plane_sampling != "head" and mode not in ROTATING_MODES:
+        raise ValueError(f"plane_sampling={plane_sampling!r} needs mode 'rotate' or 'project', got mode {mode!r}")
+
+
+def set_plane_sampling(
+    model: nn.Module, plane_sampling: PlaneSampling, granularity: Granularity | None = None
+) -> nn.Module:
+    """Set ``plane_sampling`` (and ``granularity`` when given) on every :class:`CrossDConv` of ``model`` (in place);
+    returns ``model``."""
+    if granularity not in (None, "sample", "batch"):
+        raise ValueError(f"granularity must be 'sample' or 'batch', got {granularity!r}")
     for module in model.modules():
         if isinstance(module, CrossDConv):
-            if plane_sampling == "random" and module.mode != "rotate":
-                raise ValueError("plane_sampling='random' needs mode 'rotate'")
+            check_plane_sampling(plane_sampling, module.mode)
             module.plane_sampling = plane_sampling
+            module.granularity = granularity or module.granularity
     return model

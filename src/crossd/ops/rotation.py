@@ -1,10 +1,11 @@
-"""Axis-angle rotation maths shared by both Cross-D modes.
+"""Rotation maths of the Cross-D modes: axis-angle rotations and the plane samplers.
 
 Axes are ordered ``(d, h, w)``, the last three dimensions of a 3D kernel ``(Co, Ci, K, K, K)``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -66,3 +67,34 @@ def random_rotation(batch: int, dtype: torch.dtype = torch.float32, device=None,
         torch.stack((2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)), dim=-1),
     )
     return torch.stack(rows, dim=-2)
+
+
+def grid_rotations(dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+    """The 24 proper rotations of the cube ``(24, 3, 3)``: signed permutation matrices with determinant +1.
+
+    Column 0 of each (the plane's normal, where the plane is spanned by columns 1 and 2) is one of the six grid
+    directions ``+-d, +-h, +-w``: the three anatomical views (axial, coronal, sagittal; see docs/conventions.md),
+    each seen from both sides, and for each of the six the four in-plane quarter turns. Ordered by normal
+    ``+d, -d, +h, -h, +w, -w``.
+    """
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = torch.zeros(3, 3, dtype=torch.float64)
+            m[list(perm), [0, 1, 2]] = torch.tensor(signs, dtype=torch.float64)
+            if torch.linalg.det(m) > 0:
+                mats.append(m)
+    normal_order = [(0, 1.0), (0, -1.0), (1, 1.0), (1, -1.0), (2, 1.0), (2, -1.0)]
+    mats.sort(key=lambda m: normal_order.index((int(m[:, 0].abs().argmax()), float(m[:, 0].sum()))))
+    return torch.stack(mats).to(dtype=dtype, device=device)
+
+
+def random_grid_rotation(batch: int, dtype: torch.dtype = torch.float32, device=None, generator=None) -> Tensor:
+    """Rotations ``(B, 3, 3)`` drawn uniformly from the 24 of :func:`grid_rotations`."""
+    pick = torch.randint(24, (batch,), generator=generator)  # on the CPU, like the generator
+    return grid_rotations(dtype)[pick].to(device)
+
+
+PLANE_SAMPLERS = {"random": random_rotation, "grid": random_grid_rotation}
+"""Plane samplers by name (``plane_sampling`` of :class:`crossd.nn.CrossDConv`): ``sampler(batch, dtype, device)``
+returns rotations ``(B, 3, 3)`` that turn the plane before the head's axis-angle rotation."""

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from crossd.convert.published import torch_load
 from crossd.io import save_safetensors, save_torch
 from crossd.models import ModelSpec
 from crossd.train.progress import write_log_csv
@@ -81,13 +82,7 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        with warnings.catch_warnings():  # torch warns about the pickle protocol of some corrupt files
-            warnings.simplefilter("ignore")
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip/pickle errors of a truncated or corrupt file, or unsafe objects
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: corrupt or unreadable checkpoint ({reason})") from None
+    checkpoint = torch_load(path, "corrupt or unreadable checkpoint")
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path}: not a crossd pretrain checkpoint (expected keys {REQUIRED_KEYS}, found {found})")

@@ -60,7 +60,7 @@ class PretrainConfig:
         dataset: ``"imagefolder"`` or ``"medmnist"``; ``None`` detects it from the ``.npz`` suffix.
         model: torchvision classification model name.
         conv: ``"regular"`` (plain baseline) or ``"crossd"`` (every ``Conv2d`` becomes a ``CrossDConv``).
-        mode: Cross-D slicing mode, ``"rotate"`` or ``"shift"``.
+        mode: Cross-D slicing mode, ``"rotate"``, ``"project"`` or ``"shift"``.
         weights: local 2D checkpoint to warm-start from (regular weights enter Cross-D via ``init="center"``).
         batch_size: per process. workers: data-loading processes per training process.
         lr_warmup_epochs: linear warm-up from ``lr_warmup_decay * lr`` before the main scheduler.
@@ -79,16 +79,17 @@ class PretrainConfig:
             ``(1.0, 1.0)`` for patches labelled by their centre).
         crossd_init: how a fresh Cross-D model's 3D kernels start: ``"random"`` (3D Kaiming), ``"center"`` (a fresh
             2D init in the plane used at angle 0, zeros off it) or ``"inflate"`` (a fresh 2D init in every slice).
-        plane_sampling: ``"head"`` (the paper) or ``"random"`` (each training sample's plane is first turned by a
-            uniformly random rotation, so every voxel is trained; ``rotate`` mode only).
+        plane_sampling: ``"head"`` (the paper), ``"random"`` or ``"grid"`` (each training sample's plane is first
+            turned by a uniformly random rotation from SO(3), or from the cube's 24, so every voxel is trained;
+            ``rotate`` and ``project`` modes only).
         volumes: a MedMNIST-style 3D ``.npz``, a ``path,label`` CSV of NIfTI volumes or a folder of class folders,
             with the same classes: hybrid 2D+3D training, where the same weights
             also take a 3D batch through a parameter-sharing 3D twin after every ``volume_every`` 2D batches
-            (one process only).
+            (also under ``torchrun``: see :mod:`crossd.train.hybrid`).
         volume_init: how the 3D twin of a *regular* model convolves: ``"acs"`` (ACS convolution of the 2D kernels,
             default: it transferred 12 points better than ``"i3d"``, study 4 of ``docs/experiments.md``) or
             ``"i3d"`` (inflated 2D kernels); a Cross-D model's twin always uses its stored 3D kernels (``"crossd"``).
-        volume_batch_size: 3D batch size.
+        volume_batch_size: 3D batch size per process (like ``batch_size``).
         volume_size: resize CSV/folder volumes to this cube side (needed when their shapes differ).
         consistency: weight of a slice-consistency term (``rotate`` with ``plane_sampling="random"`` only): each
             batch also goes through the model with independently drawn planes, and the symmetric KL divergence
@@ -166,10 +167,10 @@ class PretrainConfig:
             raise ValueError(f"train_crop_scale must satisfy 0 < min <= max <= 1, got {self.train_crop_scale}")
         if self.crossd_init not in CROSSD_INITS:
             raise ValueError(f"crossd_init must be one of {CROSSD_INITS}, got {self.crossd_init!r}")
-        if self.plane_sampling not in ("head", "random"):
-            raise ValueError(f"plane_sampling must be 'head' or 'random', got {self.plane_sampling!r}")
-        if self.plane_sampling == "random" and (self.conv != "crossd" or self.mode != "rotate"):
-            raise ValueError("plane_sampling 'random' needs a Cross-D model in mode 'rotate' (--rot --mode rotate)")
+        if self.plane_sampling not in ("head", "random", "grid"):
+            raise ValueError(f"plane_sampling must be 'head', 'random' or 'grid', got {self.plane_sampling!r}")
+        if self.plane_sampling != "head" and (self.conv != "crossd" or self.mode not in ("rotate", "project")):
+            raise ValueError(f"plane_sampling {self.plane_sampling!r} needs a Cross-D model in mode rotate or project")
         if self.consistency < 0 or (self.consistency > 0 and self.plane_sampling != "random"):
             raise ValueError("consistency needs random planes (--plane-sampling random) and must not be negative")
         allowed = ("crossd",) if self.conv == "crossd" else ("i3d", "acs")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,23 @@ def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     if info.distributed:
         dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def average_gradients(parameters: Iterable[nn.Parameter], info: DistInfo) -> None:
+    """Replace each gradient by its mean over all processes, in one all-reduce of the flattened gradients.
+
+    Parameters without a gradient are skipped (they must be the same on every process).
+    """
+    if not info.distributed:
+        return
+    grads = [p.grad for p in dict.fromkeys(parameters) if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= info.world_size
+    for grad, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        grad.copy_(part.view_as(grad))
 
 
 def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:

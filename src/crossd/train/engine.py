@@ -1,12 +1,15 @@
-"""One training epoch and one evaluation pass, correct under ``DistributedDataParallel``.
+"""One training epoch and one evaluation pass, shared by pretraining and evaluation, correct under
+``DistributedDataParallel``.
 
 Evaluation gathers every sample's prediction from all processes (no padded duplicates), so losses, accuracies
-and the Table-1 metrics are exact for any number of processes.
+and the Table-1 metrics are exact for any number of processes. A loss that is NaN or infinite stops training with
+:class:`NonFiniteLossError` before the optimiser applies it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -19,11 +22,24 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from crossd.train.distributed import DistInfo, all_gather_objects, all_reduce_sum
-from crossd.train.progress import ProgressPrinter
+from crossd.train.progress import DataWait, ProgressPrinter
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/Inf loss (or weights); the run stops, nothing non-finite is saved."""
+    """A loss (or weights) became NaN or infinite: bad input values, or a learning rate too high. ``loss`` is the
+    value seen (NaN when unknown)."""
+
+    def __init__(self, message: str, loss: float = math.nan):
+        super().__init__(message)
+        self.loss = loss
+
+
+def check_finite(loss: float, where: str) -> None:
+    """Raise :class:`NonFiniteLossError` naming ``where`` when ``loss`` is NaN or infinite."""
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"{where}: loss is {loss}; check the data for NaN/Inf values or lower --lr (nothing was reported)", loss
+        )
 
 
 @dataclass
@@ -55,13 +71,15 @@ class Precision:
 
 @dataclass
 class EpochStats:
-    """Mean loss, top-1/top-5 accuracy (%) and throughput of a training epoch over all processes."""
+    """Mean loss, top-1/top-5 accuracy (%), throughput and data-wait share of a training epoch, all processes."""
 
     loss: float
     acc1: float
     acc5: float
     images_per_second: float
     seconds: float
+    data_wait: float = 0.0
+    """Share of the epoch's time spent waiting for data (:class:`crossd.train.progress.DataWait`), over processes."""
 
 
 @dataclass
@@ -108,29 +126,40 @@ def train_one_epoch(
     print_freq: int | None,
     after_step: Callable[[int], None] | None = None,
     consistency: float = 0.0,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+    train_mode: Callable[[nn.Module], object] = nn.Module.train,
 ) -> EpochStats:
-    """One pass over ``loader`` with cross-entropy; returns statistics reduced over all processes.
+    """One pass over ``loader`` with ``loss_fn`` (cross-entropy); returns statistics reduced over all processes.
 
     A progress line every ``print_freq`` steps on the main process (``None``: silent).
     ``after_step(step)`` (1-based) runs after each optimiser step (hybrid training puts its 3D batches there).
     ``consistency`` > 0: each batch goes through the model twice (with random planes, two independent slicings of
     every 3D kernel); the loss is the mean cross-entropy of both plus ``consistency`` times the symmetric KL
     divergence between their predictions.
+    ``loss_fn(outputs, targets)``: e.g. a segmentation loss on ``(N, C, *spatial)`` outputs; top-1/top-5 are
+    counted for classification batches only (outputs ``(N, classes)``, targets ``(N,)``), else reported as 0.
+    ``train_mode(model)`` puts the model in training mode (a protocol may keep some BatchNorms in eval mode).
+    A single process raises :class:`NonFiniteLossError` at the first NaN/Inf loss, before its step; under DDP the
+    caller checks the returned (all-reduced) loss instead, so that no process stops alone.
     """
-    model.train()
+    train_mode(model)
     lr = optimizer.param_groups[0]["lr"]
     progress = ProgressPrinter(header, len(loader), print_freq or 1, enabled=info.is_main and print_freq is not None)
     totals = np.zeros(4)  # loss sum, top-1 hits, top-5 hits, samples (this process)
     start = time.perf_counter()
-    for step, (images, targets) in enumerate(loader, start=1):
+    batches = DataWait(loader)
+    for step, (images, targets) in enumerate(batches, start=1):
         images = images.to(info.device, non_blocking=True)
         targets = targets.to(info.device, non_blocking=True)
         with precision.autocast(info.device):
             logits = model(images)
-            loss = F.cross_entropy(logits, targets)
+            loss = loss_fn(logits, targets)
             if consistency:
                 other = model(images)
-                loss = (loss + F.cross_entropy(other, targets)) / 2 + consistency * symmetric_kl(logits, other)
+                loss = (loss + loss_fn(other, targets)) / 2 + consistency * symmetric_kl(logits, other)
+        loss_value = float(loss.detach())
+        if not info.distributed:  # under DDP the caller checks the all-reduced epoch loss (no rank may stop alone)
+            check_finite(loss_value, f"{header} step {step}")
         optimizer.zero_grad(set_to_none=True)
         if precision.scaler is not None:
             precision.scaler.scale(loss).backward()
@@ -142,14 +171,18 @@ def train_one_epoch(
         if after_step is not None:
             after_step(step)
         n = len(targets)
-        totals += (float(loss.detach()) * n, *_correct_topk(logits.detach(), targets), n)
+        hits = _correct_topk(logits.detach(), targets) if logits.dim() == 2 and targets.dim() == 1 else (0, 0)
+        totals += (loss_value * n, *hits, n)
         progress.step(
             step, totals[0] / totals[3], 100 * totals[1] / totals[3], 100 * totals[2] / totals[3], lr, n * step
         )
     seconds = time.perf_counter() - start
-    loss_sum, top1, top5, count = all_reduce_sum(totals.tolist(), info)
+    loss_sum, top1, top5, count, waited, spent = all_reduce_sum([*totals.tolist(), batches.seconds, seconds], info)
     count = max(count, 1)
-    return EpochStats(loss_sum / count, 100 * top1 / count, 100 * top5 / count, count / max(seconds, 1e-9), seconds)
+    rate = count / max(seconds, 1e-9)
+    return EpochStats(
+        loss_sum / count, 100 * top1 / count, 100 * top5 / count, rate, seconds, waited / max(spent, 1e-9)
+    )
 
 
 @torch.no_grad()

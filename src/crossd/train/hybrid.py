@@ -2,8 +2,12 @@
 
 After every ``every``-th 2D batch, one 3D batch goes through :func:`crossd.convert.twin.volume_twin` of the
 model (for Cross-D: ``Conv3d`` layers that hold the very same 3D kernels; for a regular model: its inflated or ACS
-2D kernels) and takes an optimiser step. Volumes must
-carry the 2D set's classes (one shared classifier).
+2D kernels) and takes an optimiser step. Volumes must carry the 2D set's classes (one shared classifier).
+
+Under ``torchrun`` each process takes its share of every global 3D batch (``volume batch size x processes``
+volumes) and the 3D step's gradients are averaged over the processes once, in one all-reduce, before the
+optimiser steps -- the 2D steps are reduced by ``DistributedDataParallel`` as usual. The twin runs outside DDP,
+on the bare model's parameters, so DDP's hooks see only the 2D backward.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from torch import Tensor, nn
 from crossd.convert.twin import volume_twin
 from crossd.data.npz import load_npz
 from crossd.data.volumes import load_samples
+from crossd.train.distributed import DistInfo, all_reduce_sum, average_gradients
 
 VOLUME_MEAN, VOLUME_STD = 0.449, 0.226
 """Grey-level normalisation of volumes: the mean/std of ImageNet's channel statistics (as the paper's 3D runs)."""
 
 
 class VolumeBatches:
-    """Shuffled, flipped batches ``(B, 3, D, H, W)`` of labelled volumes.
+    """Shuffled, flipped batches ``(B, 3, D, H, W)`` of labelled volumes; this process's share of each.
 
     ``path``: a MedMNIST-style 3D ``.npz`` (its ``train`` split, or all samples) or anything
     :func:`crossd.data.volumes.load_samples` reads (a ``path,label`` CSV of NIfTI files, a folder of class folders;
@@ -33,6 +38,10 @@ class VolumeBatches:
     data's class indices (for CSVs: the same class names, sorted). Intensities are min-max scaled over the whole
     array to [0, 1], normalised with :data:`VOLUME_MEAN` / :data:`VOLUME_STD` and repeated to 3 channels. The order
     and flips of epoch ``e`` depend on ``(seed, e)`` only, so a resumed run sees the same batches.
+
+    ``batch_size`` is per process: with ``world_size`` processes every global batch holds
+    ``batch_size * world_size`` volumes (fewer if the set is smaller), and process ``rank`` takes the ``rank``-th
+    equal part; one process with ``batch_size * world_size`` sees the same global batches.
     """
 
     def __init__(
@@ -43,6 +52,8 @@ class VolumeBatches:
         num_classes: int,
         device: torch.device,
         size: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         images, labels, classes = _load_volumes(Path(path), size)
         if classes > num_classes:
@@ -54,18 +65,21 @@ class VolumeBatches:
         images = ((images - lo) / (hi - lo if hi > lo else 1.0) - VOLUME_MEAN) / VOLUME_STD
         self.images = torch.from_numpy(images)[:, None]  # (N, 1, D, H, W)
         self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.batch_size = min(batch_size, len(self.labels))
-        self.seed, self.device = seed, device
+        self.batch_size = min(batch_size, len(self.labels) // world_size)
+        if self.batch_size < 1:
+            raise ValueError(f"{path}: {len(self.labels)} volumes cannot be shared by {world_size} processes")
+        self.seed, self.device, self.rank, self.world_size = seed, device, rank, world_size
 
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         """An endless stream of batches for ``epoch`` (reshuffled after each pass)."""
         generator = torch.Generator().manual_seed(
             int(np.random.SeedSequence([self.seed, epoch, 3]).generate_state(1)[0])
         )
+        size = self.batch_size * self.world_size
         while True:
             order = torch.randperm(len(self.labels), generator=generator)
-            for start in range(0, len(order) - self.batch_size + 1, self.batch_size):
-                index = order[start : start + self.batch_size]
+            for start in range(0, len(order) - size + 1, size):
+                index = order[start : start + size][self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
                 volumes = self.images[index]
                 flips = [d for d in (2, 3, 4) if torch.rand((), generator=generator) < 0.5]
                 if flips:
@@ -85,12 +99,22 @@ def _load_volumes(path: Path, size: int | None) -> tuple[np.ndarray, np.ndarray,
 
 class HybridSteps:
     """The 3D half of hybrid training: call ``start_epoch(e)`` once per epoch and ``self(step)`` after each 2D
-    step; every ``every``-th call trains one 3D batch and accumulates its loss for the epoch log."""
+    step; every ``every``-th call trains one 3D batch and accumulates its loss for the epoch log.
+
+    ``model`` is the bare model (not its DDP wrapper); ``info`` says how many processes average the 3D gradients.
+    """
 
     def __init__(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, volumes: VolumeBatches, every: int, init: str
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        volumes: VolumeBatches,
+        every: int,
+        init: str,
+        info: DistInfo | None = None,
     ):
         self.twin = volume_twin(model, init)
+        self.info = info or DistInfo()
         self.optimizer, self.volumes, self.every = optimizer, volumes, every
         self.batches: Iterator[tuple[Tensor, Tensor]] | None = None
         self.loss_sum, self.count = 0.0, 0
@@ -107,11 +131,13 @@ class HybridSteps:
         loss = F.cross_entropy(self.twin(volumes), labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.twin.parameters(), self.info)
         self.optimizer.step()
         self.loss_sum += float(loss.detach()) * len(labels)
         self.count += len(labels)
 
-    @property
     def mean_loss(self) -> float:
-        """Mean 3D training loss of the epoch so far (NaN before any 3D batch)."""
-        return self.loss_sum / self.count if self.count else float("nan")
+        """Mean 3D training loss of the epoch so far over all processes (NaN before any 3D batch); a collective:
+        every process must call it."""
+        loss_sum, count = all_reduce_sum([self.loss_sum, self.count], self.info)
+        return loss_sum / count if count else float("nan")

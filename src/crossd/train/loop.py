@@ -18,8 +18,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from crossd.data.images import ImageSplits, load_image_splits
-from crossd.evaluate.metrics import classification_metrics
 from crossd.io import ensure_writable_dir, remove_stale_temps, save_json
+from crossd.metrics import classification_metrics
 from crossd.models import ModelSpec
 from crossd.train.checkpoint import (
     check_same_model,
@@ -178,12 +178,11 @@ class _Run:
         start_epoch = int(checkpoint["epoch"]) if checkpoint is not None else 0
         hybrid = None
         if cfg.volumes is not None:
-            if info.distributed:
-                raise ValueError("hybrid 2D+3D training (--volumes) runs in one process; drop torchrun or --volumes")
             volumes = VolumeBatches(
-                cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device, cfg.volume_size
-            )
-            hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init)
+                cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device, cfg.volume_size,
+                info.rank, info.world_size,
+            )  # fmt: skip
+            hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info)
         return cls(
             cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch, rows, hybrid
         )
@@ -201,33 +200,38 @@ class _Run:
             header = f"Epoch [{epoch + 1}/{cfg.epochs}]"
             if self.hybrid is not None:
                 self.hybrid.start_epoch(epoch)
-            stats = train_one_epoch(
-                self.model,
-                self.optimizer,
-                train_loader.epoch(epoch),
-                info,
-                self.precision,
-                header,
-                None if cfg.quiet else cfg.print_freq,
-                self.hybrid,
-                cfg.consistency,
-            )
+            try:
+                stats = train_one_epoch(
+                    self.model,
+                    self.optimizer,
+                    train_loader.epoch(epoch),
+                    info,
+                    self.precision,
+                    header,
+                    None if cfg.quiet else cfg.print_freq,
+                    self.hybrid,
+                    cfg.consistency,
+                )
+            except NonFiniteLossError as exc:  # a single process stops at the step: report it as the epoch's loss
+                stats = EpochStats(exc.loss, 0.0, 0.0, 0.0, 0.0)
             self._check_finite(epoch + 1, stats)
             self.scheduler.step()
             val = self._predict(self.splits.val)
             states = all_gather_objects(rng_state(info.device), info)
+            volume_loss = self.hybrid.mean_loss() if self.hybrid is not None else None
             if info.is_main and not cfg.quiet:
                 left = (time.perf_counter() - run_start) / (epoch + 1 - self.start_epoch) * (cfg.epochs - epoch - 1)
                 print(
                     f"{header} train loss {stats.loss:.4f} acc1 {stats.acc1:.2f} | val loss {val.loss:.4f} "
                     f"acc1 {val.acc1:.2f} acc5 {val.acc5:.2f} | {stats.seconds:.1f} s, "
+                    f"{stats.images_per_second:.1f} img/s, data wait {100 * stats.data_wait:.0f}%, "
                     f"run eta {datetime.timedelta(seconds=round(left))}",
                     flush=True,
                 )
             if info.is_main:
                 row = _log_row(epoch + 1, lr, stats, val)
-                if self.hybrid is not None:
-                    row["volume_loss"] = self.hybrid.mean_loss
+                if volume_loss is not None:
+                    row["volume_loss"] = volume_loss
                 log.add(row)
                 self._save(epoch + 1, states, log.rows)
             barrier(info)
@@ -271,7 +275,7 @@ class _Run:
         """Stop with :class:`NonFiniteLossError` before a NaN/Inf loss or weight can reach a checkpoint."""
         losses = {"training loss": stats.loss}
         if self.hybrid is not None and self.hybrid.count:
-            losses["volume (--volumes) loss"] = self.hybrid.mean_loss
+            losses["volume (--volumes) loss"] = self.hybrid.mean_loss()  # every process calls it (a collective)
         bad = [f"{name} {value}" for name, value in losses.items() if not math.isfinite(value)]
         if not bad and not all(bool(p.isfinite().all()) for p in self.bare.parameters()):
             bad = ["weights"]
@@ -366,6 +370,7 @@ def _log_row(epoch: int, lr: float, stats: EpochStats, val: Predictions) -> dict
         "val_acc1": val.acc1,
         "val_acc5": val.acc5,
         "img/s": stats.images_per_second,
+        "data_wait": stats.data_wait,
         "seconds": stats.seconds,
     }
 

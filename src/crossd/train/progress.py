@@ -1,4 +1,5 @@
-"""What a run tells its user: periodic progress lines, and the per-epoch CSV (and TensorBoard) log."""
+"""What a run tells its user: periodic progress lines, the time spent waiting for data, and the per-epoch CSV (and
+TensorBoard) log."""
 
 from __future__ import annotations
 
@@ -6,11 +7,44 @@ import csv
 import datetime
 import io
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from crossd.io import save_text
 
-LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "img/s", "seconds")
+LOG_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "img/s", "data_wait", "seconds",
+)  # fmt: skip
+"""``data_wait``: the share of the training epoch's time spent waiting for the next batch (0 to 1)."""
+
+Batch = TypeVar("Batch")
+
+
+class DataWait:
+    """An iterable over ``loader`` that adds up the seconds spent waiting for each next batch in :attr:`seconds`.
+
+    Only the wait inside ``next()`` counts (loading, decoding and augmenting not yet done by workers ahead of
+    the model), not the model's step; ``seconds`` over the epoch's duration is the data-wait share.
+    """
+
+    def __init__(self, loader: Iterable[Batch]):
+        self.loader, self.seconds = loader, 0.0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        batches = iter(self.loader)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - start
+            yield batch
 
 
 class ProgressPrinter:

@@ -1,4 +1,4 @@
-"""Classification metrics reported by every evaluation protocol."""
+"""Classification metrics shared by pretraining and evaluation (neither imports the other for them)."""
 
 import warnings
 from collections.abc import Sequence

@@ -2,7 +2,7 @@
 
 import pytest
 
-from crossd.evaluate import METRIC_NAMES, classification_metrics
+from crossd.metrics import METRIC_NAMES, classification_metrics
 
 
 def test_metrics_by_hand():

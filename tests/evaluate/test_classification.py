@@ -1,4 +1,5 @@
-"""evaluate(): every init and protocol runs on tiny 2D and 3D data; results files, resume, frozen convolutions."""
+"""evaluate() (classification): every init and protocol runs on tiny 2D and 3D data; results files, resume, frozen
+convolutions."""
 
 import json
 
@@ -9,11 +10,10 @@ from torch import nn
 
 from crossd.data.volumes import SampleSet
 from crossd.evaluate import EvaluateConfig, evaluate
-from crossd.evaluate import runner as runner_module
+from crossd.evaluate import classification as classification_module
+from crossd.evaluate.classification import Classification, make_splits
+from crossd.evaluate.kfold import Job
 from crossd.evaluate.methods import Method, build_network, replace_head
-from crossd.evaluate.protocols import Schedule
-from crossd.evaluate.runner import _loaders, make_splits
-from crossd.evaluate.training import train_fold
 from crossd.evaluate.transforms import intensity_bounds
 from crossd.nn import ACSConv3d
 
@@ -73,7 +73,9 @@ def test_3d_protocols_run(data_dir, tmp_path, protocol):
 
 def test_linear_protocol_with_batchnorm_recalibration(data_dir, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(runner_module, "recalibrate_batchnorm", lambda model, loader, device: calls.append(loader))
+    monkeypatch.setattr(
+        classification_module, "recalibrate_batchnorm", lambda model, loader, device: calls.append(loader)
+    )
     methods = [("crossd", data_dir / "crossd.safetensors")]
     results = _run(data_dir, tmp_path, "vol.npz", methods, protocol="linear", recalibrate_bn=True)
     _check_results(results, tmp_path, ["crossd"])
@@ -92,54 +94,59 @@ def test_2d_inits_run(data_dir, tmp_path, protocol):
     assert results["data"]["spatial_dims"] == 2 and results["data"]["num_classes"] == 3
 
 
-def test_bn_protocol_leaves_convolutions_bit_identical(data_dir):
+def test_bn_protocol_leaves_convolutions_bit_identical(data_dir, monkeypatch):
     labels = np.arange(24) % 2
     samples = SampleSet(np.random.default_rng(0).random((24, 1, 8, 8, 8)), labels, ["0", "1"])
-    cfg = EvaluateConfig(data_dir / "vol.npz", [], "unused", folds=2, repeats=1, epochs=2, batch_size=4)
+    cfg = EvaluateConfig(
+        data_dir / "vol.npz", [("acs", "x")], "unused", folds=2, repeats=1, epochs=2, batch_size=4, lr=1e-2
+    )
+    task = Classification(cfg)
+    task.samples, task.bounds = samples, intensity_bounds(samples.images, "per_sample")
     model, _ = build_network(Method("acs", "acs", str(data_dir / "regular.safetensors")), 3)
-    head = replace_head(model, 2)
+    trained = {}
+
+    def keep(net, n):  # the copy that run_job trains
+        trained["model"] = net
+        return replace_head(net, n)
+
+    monkeypatch.setattr(classification_module, "replace_head", keep)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     stats_before = {n: b.clone() for n, b in model.named_buffers() if "running_mean" in n}
-    schedule = Schedule("bn", model, head, 2, 1e-2, cfg.constants)
     split = make_splits(cfg, labels)[0]
-    loaders = _loaders(cfg, samples, intensity_bounds(samples.images, "per_sample"), split, 0)
-    train_fold(model, schedule, loaders, 2, "val_accuracy", torch.device("cpu"))
+    task.run_job(Job(0, Method("acs", "acs", None), split, 0), model, torch.device("cpu"), lambda: None)
+    model = trained["model"]
     convs = {n for n, m in model.named_modules() if isinstance(m, (nn.Conv3d, ACSConv3d))}
     assert convs and any(isinstance(m, ACSConv3d) for m in model.modules())
     for name, param in model.named_parameters():
         owner = name.rpartition(".")[0]
         if owner in convs:
             assert torch.equal(param, before[name]), name
-    assert not torch.equal(model.fc.weight, before["fc.weight"])
     assert not torch.equal(model.bn1.weight, before["bn1.weight"])  # BatchNorm affine trained
     assert not torch.equal(model.bn1.running_mean, stats_before["bn1.running_mean"])  # statistics updated
 
 
-def _record_fold_runs(monkeypatch) -> list[tuple[str, int]]:
-    """From now on, every fold that evaluate() trains is recorded as (method, fold)."""
+def _record_jobs(monkeypatch) -> list[tuple[str, int]]:
+    """From now on, every job that evaluate() trains is recorded as (method, fold)."""
     calls = []
-    original = runner_module._run_fold
+    original = Classification.run_job
 
-    def recording(cfg, method, template, samples, bounds, split, bar):
-        calls.append((method.name, split.fold))
-        return original(cfg, method, template, samples, bounds, split, bar)
+    def recording(self, job, template, device, on_epoch):
+        calls.append((job.method.name, job.split.fold))
+        return original(self, job, template, device, on_epoch)
 
-    monkeypatch.setattr(runner_module, "_run_fold", recording)
+    monkeypatch.setattr(Classification, "run_job", recording)
     return calls
 
 
 def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path, monkeypatch):
     methods = [("random", None)]
     first = _run(data_dir, tmp_path, "vol.npz", methods, seed=3)
-    stored = json.loads((tmp_path / "results.json").read_text())
-    stored["results"][0]["folds"] = stored["results"][0]["folds"][:1]  # as if stopped after one fold
-    del stored["args"]["recalibrate_bn"]  # as if written before that setting existed: its default is assumed
-    (tmp_path / "results.json").write_text(json.dumps(stored))
+    (tmp_path / "jobs" / "random" / "r0f1.json").unlink()  # as if killed during the second fold
     with pytest.raises(ValueError, match="--resume"):
         _run(data_dir, tmp_path, "vol.npz", methods, seed=3)
     with pytest.raises(ValueError, match="settings differ in seed"):
         _run(data_dir, tmp_path, "vol.npz", methods, seed=4, resume=True)
-    calls = _record_fold_runs(monkeypatch)
+    calls = _record_jobs(monkeypatch)
     again = _run(data_dir, tmp_path, "vol.npz", methods, seed=3, resume=True)
     assert calls == [("random", 1)]
     assert again["results"][0]["folds"][0] == first["results"][0]["folds"][0]
@@ -147,9 +154,22 @@ def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path
     assert again["results"][0]["folds"][1]["accuracy"] == first["results"][0]["folds"][1]["accuracy"]
 
 
+def test_resume_adopts_folds_of_a_results_json_without_job_files(data_dir, tmp_path, monkeypatch):
+    first = _run(data_dir, tmp_path, "vol.npz", [("random", None)])
+    for path in [*(tmp_path / "jobs").rglob("*.json"), tmp_path / "settings.json"]:
+        path.unlink()  # a results.json from before job files existed
+    stored = json.loads((tmp_path / "results.json").read_text())
+    del stored["args"]["recalibrate_bn"]  # written before that setting existed: its default is assumed
+    (tmp_path / "results.json").write_text(json.dumps(stored))
+    calls = _record_jobs(monkeypatch)
+    again = _run(data_dir, tmp_path, "vol.npz", [("random", None)], resume=True)
+    assert calls == [] and again["results"][0]["folds"] == first["results"][0]["folds"]
+    assert sorted(p.name for p in (tmp_path / "jobs" / "random").iterdir()) == ["r0f0.json", "r0f1.json"]
+
+
 def test_resume_with_an_added_method_runs_only_that_method(data_dir, tmp_path, monkeypatch):
     first = _run(data_dir, tmp_path, "vol.npz", [("random", None)])
-    calls = _record_fold_runs(monkeypatch)
+    calls = _record_jobs(monkeypatch)
     methods = [("random", None), ("i3d", data_dir / "regular.safetensors")]
     again = _run(data_dir, tmp_path, "vol.npz", methods, resume=True)
     assert calls == [("i3d", 0), ("i3d", 1)]
@@ -157,19 +177,20 @@ def test_resume_with_an_added_method_runs_only_that_method(data_dir, tmp_path, m
 
 
 def test_interrupted_run_keeps_finished_folds(data_dir, tmp_path, monkeypatch):
-    original = runner_module._run_fold
+    original = Classification.run_job
 
-    def stop_on_second_fold(cfg, method, template, samples, bounds, split, bar):
-        if split.fold == 1:
+    def stop_on_second_fold(self, job, template, device, on_epoch):
+        if job.split.fold == 1:
             raise KeyboardInterrupt
-        return original(cfg, method, template, samples, bounds, split, bar)
+        return original(self, job, template, device, on_epoch)
 
-    monkeypatch.setattr(runner_module, "_run_fold", stop_on_second_fold)
+    monkeypatch.setattr(Classification, "run_job", stop_on_second_fold)
     with pytest.raises(KeyboardInterrupt):
         _run(data_dir, tmp_path, "vol.npz", [("random", None)])
     stored = json.loads((tmp_path / "results.json").read_text())
     assert not stored["complete"] and len(stored["results"][0]["folds"]) == 1
     assert "--resume" in (tmp_path / "results.md").read_text()
+    assert not (tmp_path / ".lock").exists()
 
 
 def test_random_init_depends_on_the_seed_only(data_dir, tmp_path):

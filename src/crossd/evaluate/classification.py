@@ -1,0 +1,203 @@
+"""Classification under the evaluation protocols: the task that :func:`crossd.evaluate.kfold.run_kfold` runs for
+``crossd evaluate`` (``evaluate(cfg)``).
+
+A job trains a fresh copy of the method's network (its classifier replaced) on one fold under the protocol's
+:class:`~crossd.evaluate.protocols.Schedule`, keeps the best validation epoch and scores the test part once.
+Outputs in ``cfg.output_dir``: ``results.json`` (settings, data, per-method summaries, per-fold metrics and
+per-epoch history, paired tests against ``crossd``), ``results.md`` (the table), ``fold_accuracy.png`` and the job
+files (see :mod:`crossd.evaluate.kfold`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from operator import itemgetter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from crossd.data.volumes import SampleSet, load_samples
+from crossd.evaluate.config import EvaluateConfig
+from crossd.evaluate.folds import Split, paper_splits, stratified_splits
+from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
+from crossd.evaluate.methods import Method, build_network, replace_head
+from crossd.evaluate.protocols import Schedule, recalibrate_batchnorm
+from crossd.evaluate.stats import summarize
+from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
+from crossd.metrics import classification_metrics
+from crossd.report.plots import plot_fold_accuracies
+from crossd.report.tables import results_markdown
+from crossd.train.distributed import DistInfo
+from crossd.train.engine import Precision, Predictions, check_finite, predict, train_one_epoch
+
+FOLD_PLOT = "fold_accuracy.png"
+# settings that change the numbers: a resumed run must agree on all of them
+RESUME_KEYS = (
+    "data",
+    "protocol",
+    "folds",
+    "repeats",
+    "epochs",
+    "batch_size",
+    "lr",
+    "normalize",
+    "seed",
+    "size",
+    "spatial_dims",
+    "num_classes",
+    "image_size",
+    "align",
+    "arch",
+    "drop_bn_stats",
+    "recalibrate_bn",
+    "protocol_constants",
+)
+
+
+def make_splits(cfg: EvaluateConfig, labels: np.ndarray) -> list[Split]:
+    """The run's folds: the authors' KFold seeds for ``paper``, stratified folds seeded by ``cfg.seed`` else."""
+    folds, repeats, c = cfg.resolved("folds"), cfg.resolved("repeats"), cfg.constants
+    if len(labels) < folds:
+        raise ValueError(f"{len(labels)} samples cannot make {folds} folds; lower --folds")
+    if cfg.protocol == "paper":
+        splits = paper_splits(len(labels), folds, repeats, c.split_seed_base + cfg.seed, c.val_fraction)
+    else:
+        splits = stratified_splits(labels, folds, repeats, cfg.seed, c.val_fraction)
+    if any(len(s.val) == 0 or len(s.train) == 0 for s in splits):
+        raise ValueError(f"{len(labels)} samples are too few for {folds} folds with a validation split; lower --folds")
+    return splits
+
+
+def fold_loaders(
+    cfg: EvaluateConfig, samples: SampleSet, bounds: tuple, split: Split, seed: int
+) -> dict[str, DataLoader]:
+    """``train`` (augmented, shuffled by ``seed``), ``val``, ``test`` and ``calibration`` (the training samples
+    without augmentation) loaders of one fold."""
+    train_tf, eval_tf = protocol_transforms(cfg.protocol, cfg.constants, samples.spatial_dims, cfg.image_size, seed)
+    batch = cfg.resolved("batch_size")
+
+    def loader(indices: np.ndarray, transform, train: bool) -> DataLoader:
+        dataset = SampleDataset(samples.images, samples.labels, bounds, indices, transform, cfg.normalize)
+        return fold_loader(dataset, batch, train, seed, cfg.num_workers)
+
+    return {
+        "train": loader(split.train, train_tf, True),
+        "val": loader(split.val, eval_tf, False),
+        "test": loader(split.test, eval_tf, False),
+        "calibration": loader(split.train, eval_tf, False),
+    }
+
+
+def _accuracy(predictions: Predictions) -> float:
+    return float((predictions.topk[:, 0] == predictions.targets).mean())
+
+
+class Classification(Task):
+    """Every method on every fold of a labelled 2D or 3D dataset (see :class:`EvaluateConfig`)."""
+
+    name, metric = "classification", "accuracy"
+
+    def __init__(self, cfg: EvaluateConfig):
+        cfg.validate()
+        super().__init__(cfg)
+
+    def settings(self) -> dict:
+        return self.cfg.record()
+
+    def resume_keys(self) -> tuple[str, ...]:
+        return RESUME_KEYS
+
+    @property
+    def epochs(self) -> int:
+        return self.cfg.resolved("epochs")
+
+    def load(self) -> None:
+        cfg = self.cfg
+        self.samples = samples = load_samples(cfg.data, cfg.size, cfg.spatial_dims, cfg.num_classes)
+        self.splits = make_splits(cfg, samples.labels)
+        self.bounds = intensity_bounds(samples.images, cfg.constants.scaling)
+        self.data_record = {
+            "path": str(cfg.data),
+            "samples": len(samples.labels),
+            "num_classes": samples.num_classes,
+            "classes": samples.classes,
+            "class_counts": np.bincount(samples.labels, minlength=samples.num_classes).tolist(),
+            "spatial_dims": samples.spatial_dims,
+            "shape": list(samples.images.shape[1:]),
+        }
+
+    def build(self, method: Method) -> tuple[nn.Module, dict]:
+        cfg = self.cfg
+        model, loading = build_network(method, self.samples.spatial_dims, cfg.arch, cfg.align, cfg.drop_bn_stats)
+        return model, {**loading, "spatial_dims": self.samples.spatial_dims}
+
+    def run_job(self, job: Job, template: nn.Module, device: torch.device, on_epoch: Callable[[], None]) -> dict:
+        cfg, split = self.cfg, job.split
+        model = copy.deepcopy(template)
+        head = replace_head(model, self.samples.num_classes)
+        model.to(device)
+        schedule = Schedule(cfg.protocol, model, head, self.epochs, cfg.resolved("lr"), cfg.constants)
+        loaders = fold_loaders(cfg, self.samples, self.bounds, split, job.seed)
+        if cfg.recalibrate_bn:
+            recalibrate_batchnorm(model, loaders["calibration"], device)
+        info, precision = DistInfo(device=device), Precision()
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            schedule.begin_epoch(epoch)
+            lr = schedule.lr
+            header = f"{job.name} epoch {epoch}"
+            stats = train_one_epoch(
+                model,
+                schedule.optimizer,
+                loaders["train"],
+                info,
+                precision,
+                header,
+                None,
+                train_mode=schedule.train_mode,
+            )
+            schedule.end_epoch()
+            val = predict(model, loaders["val"], info, precision)
+            check_finite(val.loss, f"{header} validation")
+            on_epoch()
+            return {"train_loss": stats.loss, "val_loss": val.loss, "val_accuracy": _accuracy(val), "lr": lr}
+
+        select = cfg.constants.select
+        best_epoch, history = fit_best(
+            model, self.epochs, train_epoch, (lambda r: -r["val_loss"]) if select == "val_loss" else itemgetter(select)
+        )
+        test = predict(model, loaders["test"], info, precision)
+        return {
+            **classification_metrics(test.targets, test.topk[:, 0]),
+            "best_epoch": best_epoch,
+            "n_train": len(split.train),
+            "n_val": len(split.val),
+            "n_test": len(split.test),
+            "history": history,
+        }
+
+    def summarize(self, folds: list[dict]) -> dict:
+        return summarize(folds)
+
+    def render(self, results: dict) -> str:
+        return results_markdown(results)
+
+    def plot(self, results: dict, out_dir: Path) -> None:
+        plot_fold_accuracies(results, out_dir / FOLD_PLOT)
+
+
+def evaluate(cfg: EvaluateConfig, shard: tuple[int, int] | None = None) -> dict:
+    """Run every method of ``cfg`` on every fold under ``cfg.protocol`` (this process's share of the jobs under
+    ``torchrun`` or with ``shard=(K, N)``) and write the results (see :func:`crossd.evaluate.kfold.run_kfold`).
+
+    Returns the ``results.json`` dictionary: ``{"task", "args", "data", "results": [{"method", "init",
+    "checkpoint", "loading", "accuracy_mean", "accuracy_std", ... , "folds": [{"repeat", "fold", "accuracy",
+    "f1_macro", "balanced_accuracy", "precision_macro", "recall_macro", "best_epoch", "n_train", "n_val",
+    "n_test", "history": {"train_loss", "val_loss", "val_accuracy", "lr"}}]}], "comparisons", "complete",
+    "not_reported"}``.
+    """
+    return run_kfold(Classification(cfg), shard)

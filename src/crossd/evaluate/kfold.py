@@ -1,0 +1,367 @@
+"""The k-fold engine of every evaluation task: jobs (method x repeat x fold) and their seeds, devices, data-loading
+workers, per-job result files, resume, sharding over processes, and the merge into ``results.json``/``results.md``
+with paired tests. Tasks (:mod:`crossd.evaluate.classification`, :mod:`crossd.evaluate.segmentation`) only build
+models and loaders, train and score one job, and render their table.
+
+``output_dir`` holds:
+
+- ``settings.json``: the settings that change the numbers; a resumed, sharded or parallel run must agree on them.
+- ``jobs/<method>/r<repeat>f<fold>.json``: one finished job, written atomically the moment it ends.
+- ``results.json``, ``results.md`` (and the task's plot): rebuilt from the job files of the methods asked for;
+  job files of other methods stay on disk and are listed under ``not_reported``.
+- ``.lock`` (``.lock.shard-K-of-N`` for a shard): the pid and host of the run using the directory.
+
+Scale-out: under ``torchrun`` rank ``r`` of ``W`` runs the jobs ``i`` with ``i % W == r`` on its ``LOCAL_RANK`` GPU
+(or the CPU; gloo) and rank 0 merges after a barrier. ``shard=(K, N)`` runs the jobs with ``i % N == K - 1``
+without any rendezvous and merges nothing; the same run without ``shard`` later merges the shards' files (and runs
+what is missing). Each job seeds torch with its own seed and builds its model from a template seeded by the run's
+seed alone, so a job's numbers do not depend on which process ran it, or on which other methods were asked for.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from crossd.evaluate.folds import Split
+from crossd.evaluate.lock import DirectoryLock
+from crossd.evaluate.methods import Method, method_names
+from crossd.evaluate.stats import paired_wilcoxon
+from crossd.io import save_json, save_text
+from crossd.train.distributed import DistInfo, all_gather_objects, barrier, close_distributed, init_distributed
+
+RESULTS_JSON, RESULTS_MD, SETTINGS_JSON, JOBS_DIR = "results.json", "results.md", "settings.json", "jobs"
+REFERENCE = "crossd"  # the method every other one is compared with
+
+
+@dataclass
+class Job:
+    """One training run: ``method`` on ``split``, number ``index`` in the run's job list, seeded by ``seed``."""
+
+    index: int
+    method: Method
+    split: Split
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method.name} r{self.split.repeat}f{self.split.fold}"
+
+
+class Task(ABC):
+    """What differs between evaluation tasks. ``cfg`` has ``output_dir``, ``methods``, ``seed``, ``device``,
+    ``num_workers``, ``resume`` and ``progress``; :meth:`load` sets ``splits`` and ``data_record``."""
+
+    name: str
+    metric: str  # the per-fold number the paired tests compare
+    splits: list[Split]
+    data_record: dict
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+
+    @abstractmethod
+    def settings(self) -> dict:
+        """Every setting as JSON values (``results.json``'s ``args``)."""
+
+    @abstractmethod
+    def resume_keys(self) -> tuple[str, ...]:
+        """The keys of :meth:`settings` that change the numbers."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Read the data and make the splits (validation and slow work go here, before any job)."""
+
+    @abstractmethod
+    def build(self, method: Method) -> tuple[nn.Module, dict]:
+        """The template network of ``method`` and a description of how it was loaded."""
+
+    @abstractmethod
+    def run_job(self, job: Job, template: nn.Module, device: torch.device, on_epoch: Callable[[], None]) -> dict:
+        """Train a copy of ``template`` on ``job.split`` and score it; the fold record (without repeat/fold)."""
+
+    @abstractmethod
+    def summarize(self, folds: list[dict]) -> dict:
+        """Per-method summary keys over fold records."""
+
+    @abstractmethod
+    def render(self, results: dict) -> str:
+        """The ``results.md`` text."""
+
+    def plot(self, results: dict, out_dir: Path) -> None:  # noqa: B027 (optional hook)
+        """Extra figures (none by default)."""
+
+    @property
+    def epochs(self) -> int:
+        return self.cfg.epochs
+
+
+def job_seed(seed: int, split: Split) -> int:
+    """The same for every method on a fold, so heads start equal and batches come in the same order."""
+    return seed * 100_003 + split.repeat * 1_000 + split.fold
+
+
+def fold_loader(dataset: Dataset, batch_size: int, train: bool, seed: int, workers: int) -> DataLoader:
+    """A job's loader: shuffled by a generator seeded with ``seed`` when ``train`` (with the last batch dropped
+    when it would hold a single sample: BatchNorm needs 2), in order otherwise."""
+    n = len(dataset)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        drop_last=train and n % batch_size == 1 and n > 1,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(seed) if train else None,
+    )
+
+
+def fit_best(
+    model: nn.Module, epochs: int, train_epoch: Callable[[int], dict[str, float]], score: Callable[[dict], float]
+) -> tuple[int, dict[str, list[float]]]:
+    """Run ``train_epoch(epoch) -> row`` for every epoch and load the weights of the epoch with the highest
+    ``score(row)`` (ties keep the earlier). Returns the best epoch (from 0) and the history ``{key: [per epoch]}``."""
+    history: dict[str, list[float]] = {}
+    best_score, best_epoch, best_state = None, 0, None
+    for epoch in range(epochs):
+        row = train_epoch(epoch)
+        for key, value in row.items():
+            history.setdefault(key, []).append(value)
+        if best_score is None or score(row) > best_score:
+            best_score, best_epoch = score(row), epoch
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return best_epoch, history
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` (``1 <= K <= N``) -> ``(K, N)``; one-line ``ValueError`` naming ``--shard`` otherwise."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise ValueError(f"--shard {text}: expected K/N with 1 <= K <= N, e.g. --shard 1/4")
+    return int(match[1]), int(match[2])
+
+
+def _job_dir(method: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._@+=-]", "_", method).lstrip(".") or "_"
+
+
+class Store:
+    """The files of one output directory (see the module docstring)."""
+
+    def __init__(self, out_dir: str | Path):
+        self.out = Path(out_dir)
+        self.jobs = self.out / JOBS_DIR
+
+    def job_path(self, method: str, split: Split) -> Path:
+        return self.jobs / _job_dir(method) / f"r{split.repeat}f{split.fold}.json"
+
+    def read_job(self, method: Method, split: Split) -> dict | None:
+        """The stored fold record of ``method`` on ``split``, or ``None``; a one-line error when the file holds
+        another init or checkpoint under the same label."""
+        path = self.job_path(method.name, split)
+        if not path.is_file():
+            return None
+        stored = _read_json(path)
+        if (stored.get("init"), stored.get("checkpoint")) != (method.init, method.checkpoint):
+            raise ValueError(
+                f"{path} holds method {method.name!r} with init {stored.get('init')!r} and checkpoint "
+                f"{stored.get('checkpoint')!r}; use another --output-dir, or move {path.parent} away"
+            )
+        return stored["record"]
+
+    def write_job(self, job: Job, record: dict) -> None:
+        m = job.method
+        content = {"method": m.name, "init": m.init, "checkpoint": m.checkpoint, "seed": job.seed, "record": record}
+        save_json(content, self.job_path(m.name, job.split))
+
+    def stored_methods(self) -> dict[str, int]:
+        """``{method label: number of job files}`` of every method with files on disk."""
+        out: dict[str, int] = {}
+        for folder in sorted(p for p in self.jobs.glob("*") if p.is_dir()):
+            files = sorted(folder.glob("r*f*.json"))
+            if files:
+                out[_read_json(files[0]).get("method", folder.name)] = len(files)
+        return out
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); move it away to run that part again") from None
+
+
+def check_settings(task: Task, store: Store, shard: tuple[int, int] | None) -> dict:
+    """The run's settings after checking them against the directory: a finished earlier run needs ``resume``
+    (shards and merges of shards do not), and every setting that changes numbers must match the stored ones."""
+    record = json.loads(json.dumps(task.settings(), default=str))
+    results = store.out / RESULTS_JSON
+    previous = _read_json(results) if results.is_file() else None
+    if previous and not task.cfg.resume and shard is None and any(m.get("folds") for m in previous["results"]):
+        raise ValueError(f"{results} already holds results; pass --resume to continue it or use another --output-dir")
+    stored = store.out / SETTINGS_JSON
+    before = _read_json(stored) if stored.is_file() else (previous or {}).get("args")
+    if before is not None:
+        defaults = {f.name: f.default for f in fields(task.cfg)}  # a setting added since that run: its default
+        changed = [k for k in task.resume_keys() if before.get(k, defaults.get(k)) != record.get(k)]
+        if changed:
+            raise ValueError(f"{store.out}: cannot resume, settings differ in {', '.join(changed)}")
+    return record
+
+
+def _adopt_legacy_results(store: Store, methods: list[Method]) -> None:
+    """Folds of a ``results.json`` written before job files existed (no ``settings.json``) become job files."""
+    path = store.out / RESULTS_JSON
+    if not path.is_file():
+        return
+    by_name = {m.name: m for m in methods}
+    for entry in _read_json(path).get("results", []):
+        method = by_name.get(entry["method"])
+        if method is None or (entry["init"], entry["checkpoint"]) != (method.init, method.checkpoint):
+            continue
+        for fold in entry["folds"]:
+            split = Split(fold["repeat"], fold["fold"], np.empty(0), np.empty(0), np.empty(0))
+            if not store.job_path(method.name, split).is_file():
+                store.write_job(Job(-1, method, split, -1), fold)
+
+
+def _process(cfg: Any, shard: tuple[int, int] | None) -> tuple[DistInfo, int, int]:
+    """This process (device, collective group) and its share ``(index, count)`` of the job list."""
+    device = cfg.device or "auto"
+    try:
+        info = init_distributed(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r} given to --device ({exc})") from None
+    if shard is not None:
+        if info.distributed:
+            raise ValueError("--shard splits jobs without torchrun; under torchrun the ranks share the jobs already")
+        return info, shard[0] - 1, shard[1]
+    return info, info.rank, info.world_size
+
+
+def merge(task: Task, store: Store, methods: list[Method], loadings: dict, settings: dict) -> dict:
+    """``results.json``'s dictionary rebuilt from the job files of ``methods``."""
+    entries = []
+    for m in methods:
+        folds = []
+        for split in task.splits:
+            record = store.read_job(m, split)
+            if record is not None:
+                folds.append({"repeat": split.repeat, "fold": split.fold, **record})
+        entry = {"method": m.name, "init": m.init, "checkpoint": m.checkpoint, "loading": loadings[m.name]}
+        entries.append({**entry, **(task.summarize(folds) if folds else {}), "folds": folds})
+    reference = next((e for e in entries if e["method"] == REFERENCE), None)
+    comparisons = {
+        e["method"]: paired_wilcoxon(reference["folds"], e["folds"], metric=task.metric)
+        for e in entries
+        if reference is not None and e is not reference
+    }
+    asked = {m.name for m in methods}
+    return {
+        "task": task.name,
+        "args": settings,
+        "data": task.data_record,
+        "results": entries,
+        "comparisons": comparisons,
+        "complete": all(len(e["folds"]) == len(task.splits) for e in entries),
+        "not_reported": {k: n for k, n in store.stored_methods().items() if k not in asked},
+    }
+
+
+def write_results(task: Task, store: Store, results: dict) -> None:
+    save_json(results, store.out / RESULTS_JSON)
+    text = task.render(results)
+    if results["not_reported"]:
+        kept = ", ".join(f"{name} ({n} jobs)" for name, n in results["not_reported"].items())
+        text += f"\nKept in `{JOBS_DIR}/`, not reported here (not asked for in this run): {kept}.\n"
+    save_text(text, store.out / RESULTS_MD)
+    if any(e["folds"] for e in results["results"]):
+        task.plot(results, store.out)
+
+
+def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
+    """Run this process's share of ``task``'s jobs, then merge (see the module docstring).
+
+    Returns the merged results (written to ``results.json`` by the merging process: a single process, or rank 0
+    of ``torchrun``; a shard writes only its job files). Job files of finished jobs are never rewritten.
+    """
+    cfg = task.cfg
+    store = Store(cfg.output_dir)
+    info, index, count = _process(cfg, shard)
+    merging = shard is None and info.is_main
+    lock = DirectoryLock(store.out / (".lock" if shard is None else f".lock.shard-{shard[0]}-of-{shard[1]}"))
+    try:
+        error = None
+        if info.is_main:  # one lock per run (torchrun: rank 0 takes it for all ranks)
+            try:
+                lock.acquire()
+            except (ValueError, OSError) as exc:
+                error = str(exc)
+        refused = all_gather_objects(error, info)[0]
+        if refused is not None:
+            raise ValueError(refused)
+        try:
+            return _run_locked(task, store, info, index, count, merging, shard)
+        finally:
+            if info.is_main:
+                lock.release()
+    finally:
+        if info.distributed:
+            close_distributed()
+
+
+def _run_locked(
+    task: Task, store: Store, info: DistInfo, index: int, count: int, merging: bool, shard: tuple[int, int] | None
+) -> dict:
+    cfg = task.cfg
+    methods = method_names(cfg.methods)
+    settings = check_settings(task, store, shard)
+    task.load()
+    templates, loadings = {}, {}
+    for method in methods:  # build everything first: bad checkpoints fail before any training
+        torch.manual_seed(cfg.seed)  # a random init depends on the seed only, not on the other methods
+        templates[method.name], loadings[method.name] = task.build(method)
+    if info.is_main:
+        if cfg.resume and not (store.out / SETTINGS_JSON).is_file():
+            _adopt_legacy_results(store, methods)
+        save_json(settings, store.out / SETTINGS_JSON)
+    jobs = [
+        Job(i, method, split, job_seed(cfg.seed, split))
+        for i, (split, method) in enumerate((s, m) for s in task.splits for m in methods)
+    ]
+    mine = [job for job in jobs if job.index % count == index and store.read_job(job.method, job.split) is None]
+    bar = tqdm(
+        total=len(mine) * task.epochs, disable=not (cfg.progress and info.is_main), desc="evaluate", unit="epoch"
+    )
+    try:
+        for job in mine:
+            bar.set_postfix(job=job.name)
+            torch.manual_seed(job.seed)
+            store.write_job(job, task.run_job(job, templates[job.method.name], info.device, lambda: bar.update(1)))
+            if merging and not info.distributed:
+                write_results(task, store, merge(task, store, methods, loadings, settings))
+    finally:
+        bar.close()
+    barrier(info)
+    results = merge(task, store, methods, loadings, settings)
+    if merging:
+        write_results(task, store, results)
+    results["shard"] = None if shard is None else list(shard)
+    results["jobs"] = len(jobs)
+    results["ran"] = sum(all_gather_objects(len(mine), info))  # jobs trained by this call, all processes
+    return results

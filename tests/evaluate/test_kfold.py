@@ -1,0 +1,217 @@
+"""The k-fold engine: numbers pinned to the code before it, independence from the process count (1 process,
+torchrun, shards), kill and resume, fewer methods, the directory lock, non-finite losses."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from crossd.cli import main
+from crossd.evaluate import EvaluateConfig, evaluate
+from crossd.evaluate.kfold import parse_shard
+from crossd.evaluate.transforms import SampleDataset
+from crossd.io import save_safetensors
+from crossd.models import ModelSpec, create_model
+
+# Per-fold (accuracy, last-epoch training loss) of the code before the k-fold engine (main at 006526c,
+# evaluate/runner.py + evaluate/training.py), produced once by running exactly the configurations of
+# `_pinned_runs` below through it. "random" among other methods is pinned alone: the old runner drew its random
+# network after building the methods listed before it, so its weights depended on the other methods of the call;
+# the engine seeds every method's build with --seed alone (a deliberate change, needed for resume with other
+# methods, shards and torchrun to give the same numbers). Run alone, the old and new networks are the same.
+PINNED = {
+    "3d": {
+        "crossd": ([0.125, 0.5, 0.5], [0.9522038698196411, 1.2018122871716816, 1.202179491519928]),
+        "i3d": ([0.5, 0.375, 0.625], [0.418769508600235, 0.5719572802384695, 1.0517783959706624]),
+    },
+    "3d_random_alone": {"random": ([0.5, 0.5, 0.5], [0.69306813677152, 0.722924550374349, 1.3741867939631145])},
+    "2d": {
+        "crossd": ([0.375, 0.375, 0.25], [0.683761735757192, 0.8523621956507365, 0.5444900890191396]),
+        "regular2d": ([0.375, 0.375, 0.5], [0.5200819869836172, 0.741186777750651, 0.5062408049901327]),
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def small_checkpoints(tmp_path_factory):
+    """small_cnn checkpoints (Cross-D, regular), created after torch.manual_seed(0) as when the numbers were pinned."""
+    root = tmp_path_factory.mktemp("small")
+    torch.manual_seed(0)
+    for conv in ("crossd", "regular"):
+        spec = ModelSpec("small_cnn", conv, "rotate", 10)
+        model = create_model(spec.arch, spec.num_classes, conv)
+        save_safetensors(model.state_dict(), root / f"{conv}.safetensors", spec.metadata())
+    return root
+
+
+def test_per_fold_numbers_equal_the_code_before_the_engine(data_dir, small_checkpoints, tmp_path):
+    ckpt = {c: small_checkpoints / f"{c}.safetensors" for c in ("crossd", "regular")}
+    runs = {
+        "3d": ("vol.npz", [("crossd", ckpt["crossd"]), ("i3d", ckpt["regular"])], {}),
+        "3d_random_alone": ("vol.npz", [("random", None)], {}),
+        "2d": (
+            "img.npz",
+            [("crossd", ckpt["crossd"]), ("regular2d", ckpt["regular"])],
+            {"image_size": 16, "normalize": "imagenet"},
+        ),
+    }
+    for name, (data, methods, extra) in runs.items():
+        cfg = EvaluateConfig(
+            data_dir / data, methods, tmp_path / name, protocol="finetune", folds=3, repeats=1, epochs=3,
+            batch_size=4, lr=0.01, arch="small_cnn", progress=False, seed=5, **extra,
+        )  # fmt: skip
+        for method in evaluate(cfg)["results"]:
+            accuracies, losses = PINNED[name][method["method"]]
+            assert [f["accuracy"] for f in method["folds"]] == accuracies, (name, method["method"])
+            last = [f["history"]["train_loss"][-1] for f in method["folds"]]
+            assert last == pytest.approx(losses, rel=1e-6), (name, method["method"])
+
+
+def _flags(data_dir, ckpt_dir, out, *extra):
+    return [
+        "--data", str(data_dir / "vol.npz"), "--init", "random", f"i3d={ckpt_dir / 'regular.safetensors'}",
+        "--arch", "small_cnn", "--folds", "2", "--repeats", "1", "--epochs", "1", "-b", "4", "--protocol", "finetune",
+        "--seed", "1", "--no-progress", "--output-dir", str(out), *extra,
+    ]  # fmt: skip
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def _per_fold(out) -> dict:
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"]
+    return {m["method"]: [(f["accuracy"], f["history"]["train_loss"]) for f in m["folds"]] for m in results["results"]}
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_one_process_torchrun_and_shards_give_the_same_folds(data_dir, small_checkpoints, tmp_path, capsys):
+    single, ranks, shards = tmp_path / "single", tmp_path / "torchrun", tmp_path / "shards"
+    assert main(["evaluate", *_flags(data_dir, small_checkpoints, single)]) == 0
+    command = ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "crossd.evaluate"]
+    done = subprocess.run(
+        [*command, *_flags(data_dir, small_checkpoints, ranks)], capture_output=True, text=True, timeout=300, env=_env()
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("table:") == 1  # rank 0 reports
+    for k in (1, 2):
+        assert main(["evaluate", *_flags(data_dir, small_checkpoints, shards, "--shard", f"{k}/2")]) == 0
+        assert f"shard {k}/2: ran 2 job(s)" in capsys.readouterr().out
+    assert not (shards / "results.json").exists()  # shards merge nothing
+    merged = shards / "jobs"
+    before = {p: p.read_bytes() for p in merged.rglob("*.json")}
+    assert main(["evaluate", *_flags(data_dir, small_checkpoints, shards)]) == 0  # merges, trains nothing
+    assert {p: p.read_bytes() for p in merged.rglob("*.json")} == before
+    reference = _per_fold(single)
+    assert len(reference["random"]) == len(reference["i3d"]) == 2
+    assert _per_fold(ranks) == reference
+    assert _per_fold(shards) == reference
+
+
+def test_sigkill_mid_run_then_resume_keeps_every_finished_fold(data_dir, small_checkpoints, tmp_path):
+    out = tmp_path / "run"
+    flags = _flags(data_dir, small_checkpoints, out)
+    flags[flags.index("--folds") + 1], flags[flags.index("--epochs") + 1] = "3", "3"
+    process = subprocess.Popen([sys.executable, "-m", "crossd.evaluate", *flags], env=_env(), stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("jobs/*/*.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {p: p.read_bytes() for p in out.glob("jobs/*/*.json")}
+    assert 1 <= len(finished) < 6, "the kill came too late to test anything"
+    assert (out / ".lock").exists()  # left by the killed run; its pid is dead, so the lock is taken over
+    assert main(["evaluate", *flags]) == 2  # a results.json exists: needs --resume
+    assert main(["evaluate", *flags, "--resume"]) == 0
+    assert all(path.read_bytes() == content for path, content in finished.items())
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] and all(len(m["folds"]) == 3 for m in results["results"])
+    for path in finished:
+        record = json.loads(path.read_text())
+        method = next(m for m in results["results"] if m["method"] == record["method"])
+        assert record["record"]["accuracy"] in [f["accuracy"] for f in method["folds"]]
+    assert not (out / ".lock").exists()
+
+
+def test_rerun_with_fewer_methods_keeps_and_names_the_others(data_dir, small_checkpoints, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["evaluate", *_flags(data_dir, small_checkpoints, out)]) == 0
+    flags = _flags(data_dir, small_checkpoints, out, "--resume")
+    flags.remove(f"i3d={small_checkpoints / 'regular.safetensors'}")
+    capsys.readouterr()
+    assert main(["evaluate", *flags]) == 0
+    assert "kept on disk, not reported (not asked for): i3d (2 jobs)" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert [m["method"] for m in results["results"]] == ["random"] and results["not_reported"] == {"i3d": 2}
+    assert sorted(p.name for p in (out / "jobs" / "i3d").iterdir()) == ["r0f0.json", "r0f1.json"]
+    assert "not reported here (not asked for in this run): i3d (2 jobs)" in (out / "results.md").read_text()
+
+
+def test_a_second_run_on_the_same_directory_refuses_and_a_stale_lock_is_taken_over(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    host = socket.gethostname()
+    (out / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": host, "since": "now"}))
+    argv = ["evaluate", "--data", str(data_dir / "vol.npz"), "--init", "random", "--arch", "small_cnn", "--folds", "2"]
+    argv += ["--epochs", "1", "--no-progress", "--output-dir", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"is in use by pid {os.getpid()} on {host}" in err and len(err.strip().splitlines()) == 1
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".lock").write_text(json.dumps({"pid": dead.pid, "host": host, "since": "then"}))
+    assert main(argv) == 0 and not (out / ".lock").exists()
+
+
+def test_a_nan_loss_stops_with_one_line_and_no_table(data_dir, tmp_path, capsys, monkeypatch):
+    """NaN data is refused when read (crossd.data.checks); a NaN born later (here: a sample turned NaN after the
+    checks, as a bad transform would) must stop training, not produce a table."""
+    original = SampleDataset.__getitem__
+
+    def poisoned(self, item):
+        x, y = original(self, item)
+        return (x * float("nan") if item == 1 else x), y
+
+    monkeypatch.setattr(SampleDataset, "__getitem__", poisoned)
+    argv = ["evaluate", "--data", str(data_dir / "vol.npz"), "--init", "random", "--arch", "small_cnn"]
+    argv += ["--folds", "2", "--epochs", "1", "--no-progress", "--output-dir", str(tmp_path / "out")]
+    assert main(argv) == 1  # the exit code of a non-finite loss (crossd.cli)
+    err = capsys.readouterr().err
+    assert "random r0f0 epoch 0 step 1: loss is nan" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "results.json").exists() and not list(tmp_path.glob("out/jobs/*/*"))
+
+
+def test_folds_when_a_class_has_fewer_samples_than_folds(tmp_path):
+    labels = np.array([0] * 10 + [1] * 2)
+    images = (np.random.default_rng(0).random((12, 8, 8, 8)) * 100).astype(np.uint8)
+    np.savez(tmp_path / "x.npz", images=images, labels=labels)
+    cfg = EvaluateConfig(tmp_path / "x.npz", [("random", None)], tmp_path / "out", folds=3, repeats=1, epochs=1)
+    cfg.arch, cfg.progress = "small_cnn", False
+    results = evaluate(cfg)
+    assert len(results["results"][0]["folds"]) == 3
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1-2", "a/b"])
+def test_bad_shard_is_one_line(text):
+    with pytest.raises(ValueError, match="--shard"):
+        parse_shard(text)
+
+
+def test_a_label_reused_for_another_checkpoint_is_refused(data_dir, small_checkpoints, tmp_path):
+    def run(methods):
+        cfg = EvaluateConfig(data_dir / "vol.npz", methods, tmp_path, folds=2, repeats=1, epochs=1, resume=True)
+        cfg.arch, cfg.progress = "small_cnn", False
+        return evaluate(cfg)
+
+    run([("i3d", small_checkpoints / "regular.safetensors")])
+    with pytest.raises(ValueError, match="holds method 'i3d' with init 'i3d' and checkpoint .*regular.safetensors"):
+        run([("i3d", small_checkpoints / "crossd.safetensors")])
