@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from crossd.data.demo import (
+from crossd.data.npz import NpzData, load_npz
+from crossd.demo.data import (
     DemoDataConfig,
     build_demo_data,
 )
-from crossd.data.npz import NpzData, load_npz
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import save_json, save_safetensors, save_text

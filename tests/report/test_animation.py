@@ -10,10 +10,14 @@ from torch import nn
 
 from crossd import CrossDConv
 from crossd.report.animation import (
+    _strongest,
     filters_gif,
     find_crossd_layer,
+    grey_kernels,
     input_filters_gif,
     kernel3d_png,
+    neighbour_correlation,
+    render_frames,
     sweep_angles,
     sweep_kernels,
 )
@@ -72,6 +76,50 @@ def test_kernel3d_png_draws_rows_of_depth_slices(tmp_path):
     assert iio.imread(tall).shape[:2] == (round((0.8 * 4 + 0.6) * 50), round((0.8 * 3 + 0.6) * 50))
     with pytest.raises(ValueError, match="3D kernel"):
         kernel3d_png(torch.randn(2, 1, 3, 3), tmp_path / "c.png")
+    beside = kernel3d_png(torch.randn(6, 3, 3, 3, 3), tmp_path / "d.png", 4, regular=torch.randn(5, 3, 3, 3), dpi=50)
+    assert iio.imread(beside).shape[:2] == (round((0.8 * 4 + 0.6) * 50), round((0.8 * 4 + 0.6) * 50))
+
+
+def test_kernels_are_grey_summed_peak_normalised_and_strongest_first():
+    weight = np.random.default_rng(0).normal(size=(5, 3, 3, 3, 3))
+    weight[3] *= 10  # the strongest kernel
+    grey = grey_kernels(weight, 1)
+    np.testing.assert_allclose(grey[:, 0], weight.sum(1))
+    shown, order = _strongest(weight, 2, grey_input=True)
+    assert order[0] == 3 and shown.shape == (2, 1, 3, 3, 3)
+    np.testing.assert_allclose(np.abs(shown).reshape(2, -1).max(1), 1.0)
+    np.testing.assert_allclose(shown[0], grey[3] / np.abs(grey[3]).max())
+
+
+def test_neighbour_correlation_tells_noise_from_smooth_kernels():
+    rng = np.random.default_rng(0)
+    assert abs(neighbour_correlation(rng.normal(size=(64, 7, 7)))) < 0.05
+    y, x = np.mgrid[-3:4, -3:4]
+    blobs = np.stack([np.exp(-((x - a) ** 2 + (y - b) ** 2) / 4.0) for a, b in rng.integers(-2, 3, (16, 2))])
+    assert neighbour_correlation(blobs) > 0.5
+    edges = np.stack([np.sign(x + 0.5) * s for s in rng.choice([-1, 1], 8)])
+    assert neighbour_correlation(edges) > 0.5
+
+
+def test_filters_gif_puts_the_most_angle_dependent_kernel_first(tmp_path, monkeypatch):
+    layer = CrossDConv(1, 3, 3, padding=1)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[0, 0, 1, 1, 1] = 1.0  # a centre voxel: the same at every angle
+        layer.weight[2, 0, 0] = torch.randn(3, 3)  # off-centre: changes as the plane turns
+    drawn = []
+    monkeypatch.setattr("crossd.report.animation.write_gif", lambda frames, path, fps: drawn.append(frames) or path)
+    captured = {}
+    original = render_frames
+
+    def spy(panels, *args, **kwargs):
+        captured["panels"] = panels
+        return original(panels, *args, **kwargs)
+
+    monkeypatch.setattr("crossd.report.animation.render_frames", spy)
+    filters_gif(layer, tmp_path / "f.gif", frames=4, axes=("h",), dpi=30, grey_input=True)
+    first, last = captured["panels"][0][:, 0], captured["panels"][0][:, -1]
+    assert first.std(axis=0).sum() > 0.1 and last.std(axis=0).sum() < 1e-6
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 
 from crossd.evaluate.stats import paired_wilcoxon, summarize
 from crossd.report.plots import plot_fold_accuracies
-from crossd.report.tables import mean_std, results_markdown
+from crossd.report.tables import design_note, mean_std, results_markdown, smallest_wilcoxon_p
 
 
 def _folds(accuracies):
@@ -104,3 +104,26 @@ def test_wilcoxon_edge_cases():
 def test_fold_plot_is_a_png(tmp_path):
     path = plot_fold_accuracies(_results(), tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("pairs", [2, 3, 4, 5, 6, 7])
+def test_smallest_wilcoxon_p_is_what_scipy_gives_when_every_fold_agrees(pairs):
+    from scipy.stats import wilcoxon
+
+    one_sign = [0.01 * (i + 1) for i in range(pairs)]
+    assert smallest_wilcoxon_p(pairs) == pytest.approx(wilcoxon(one_sign).pvalue, rel=1e-12)
+
+
+def test_the_table_warns_when_the_design_cannot_reach_significance():
+    assert "significant" not in design_note(6) and design_note(6) == ""
+    note = design_note(3)
+    assert "cannot give p below 0.25" in note and "no difference between methods here can be" in note
+    assert "at least 6 paired folds" in note
+    results = _results()
+    for m in results["results"]:
+        m["folds"] = m["folds"][:3]
+    results["comparisons"] = {"acs": paired_wilcoxon(results["results"][0]["folds"], results["results"][1]["folds"])}
+    text = results_markdown(results)
+    assert note in text and "0.25, not significant" in text
+    assert "cannot give p below" not in results_markdown(_results())  # 10 pairs can
+    assert "0.00195, significant" in results_markdown(_results())

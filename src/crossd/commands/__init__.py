@@ -1,4 +1,40 @@
 """One module per ``crossd`` sub-command, each with ``add_arguments(parser)`` and ``run(args) -> int``.
 
-Commands only parse arguments and call library functions; nothing in the library imports them.
+Commands only parse arguments and call library functions; nothing in the library imports them. The flags every
+command shares are added here, so that one concept has one spelling: :func:`add_quiet_flag`,
+:func:`add_device_flag`.
 """
+
+from __future__ import annotations
+
+import argparse
+
+DEVICE_HELP = "cpu, cuda, cuda:N, or auto (cuda when available)"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of command descriptions (usage examples) and appends ``(default: X)`` to every
+    option that has a value by default (not to switches, not to options whose help already gives it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or any(default is v for v in (None, False, argparse.SUPPRESS))
+            or "default" in text
+        ):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+
+def add_quiet_flag(parser: argparse.ArgumentParser, what: str = "no progress lines") -> None:
+    """``--quiet`` (``args.quiet``); ``--no-progress``, the old spelling, still works but is not listed."""
+    parser.add_argument("--quiet", action="store_true", help=what)
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
+
+
+def add_device_flag(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """``--device`` with the same wording in every command (``args.device``: ``"auto"``, ``"cpu"``, ...)."""
+    parser.add_argument("--device", default=default, help=DEVICE_HELP)

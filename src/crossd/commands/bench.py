@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a smoke test: batch 2, 32x32, 1 repeat (overrides --batch-size, --size, --repeats)",
     )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="Cross-D modes to time")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--size", type=int, default=112, help="image size fed to ResNet-18 (default 112)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per timed step")
+    parser.add_argument("--size", type=int, default=112, help="image size fed to ResNet-18")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per timing (median)")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS of a training step")
     parser.add_argument("--reference", metavar="PATH", help="also time the authors' layer: FILE or FILE:ClassName")
@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     batch_size, size, repeats = (2, 32, 1) if args.quick else (args.batch_size, args.size, args.repeats)
     if batch_size < 1 or size < 32 or repeats < 1:
-        raise ValueError(f"need --batch-size >= 1, --size >= 32, --repeats >= 1; got {batch_size}, {size}, {repeats}")
+        raise ValueError(
+            f"need --batch-size >= 1, --size >= 32 and --repeats >= 1; got --batch-size {batch_size}, --size {size}, "
+            f"--repeats {repeats}"
+        )
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")

@@ -9,8 +9,15 @@ Examples:
 --data: a MedMNIST .npz (splits pooled) or the authors' pooled .npz (images, labels); a path,label .csv of NIfTI
 files, DICOM series folders or ultrasound videos (or a folder holding that one .csv); a folder of class
 sub-folders of 2D images or of volumes. The data's dimension decides 2D vs 3D networks.
---init NAME[=CKPT]: crossd, acs, i3d, center, random, regular2d; names without =CKPT use --checkpoint. All
-methods of one call share the folds; the same --seed gives the same folds in separate calls.
+--init NAME[=CKPT]: how each compared network gets its weights (names without =CKPT use --checkpoint):
+  crossd     the Cross-D checkpoint's 3D kernels copied into Conv3d (2D data: the Cross-D network itself)
+  acs        ACS convolution of a 2D checkpoint's kernels (a third of the output channels per orthogonal plane)
+  i3d        2D kernels inflated over depth (repeated and divided by the depth)
+  center     2D kernels in the central depth slice, zeros elsewhere
+  random     no checkpoint, random initialisation
+  regular2d  2D data only: the regular 2D network as trained (the 2D baseline of a Cross-D network)
+NAME+TAG=CKPT compares one init from several checkpoints (e.g. acs=a.pt acs+volumes=b.pt). All methods of one
+call share the folds; the same --seed gives the same folds in separate calls.
 Protocols: bn (BatchNorm + head; default), linear (head), finetune (all), paper (the authors' later scripts behind
 Tables 2 and 3: 15 epochs, batch 8, head then head + BatchNorm from epoch 10, lowest validation loss,
 KFold random_state 42 + --seed + t, t = 1..3). --epochs/--batch-size/--lr/--folds/--repeats override a protocol's
@@ -33,6 +40,7 @@ import argparse
 import os
 from pathlib import Path
 
+from crossd.commands import add_device_flag, add_quiet_flag
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
 from crossd.evaluate.config import INITS, NORMALIZATION
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
@@ -40,7 +48,6 @@ from crossd.io import ensure_writable_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--data", required=True, help=".npz, path,label .csv, or folder")
     parser.add_argument(
         "--task", choices=("classification", "segmentation"), default="classification", help="what to evaluate"
@@ -50,10 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spatial-dims", type=int, choices=(2, 3), default=None, help="2 or 3, where the array shape is ambiguous"
     )
     parser.add_argument("--num-classes", type=int, default=None, help="class count (labels must be 0..C-1)")
-    parser.add_argument("--image-size", type=int, default=None, help="2D crop size of protocol paper (224)")
+    parser.add_argument("--image-size", type=int, default=None, help="2D crop size of protocol paper (default: 224)")
     parser.add_argument("--checkpoint", default=None, help="2D checkpoint for --init names without =CKPT")
     parser.add_argument(
-        "--init", nargs="+", default=["crossd"], metavar="NAME[=CKPT]", help=f"methods, from {', '.join(INITS)}"
+        "--init",
+        nargs="+",
+        default=["crossd"],
+        metavar="NAME[=CKPT]",
+        help=f"methods, from {', '.join(INITS)} (see above)",
     )
     parser.add_argument("--arch", default=None, help="torchvision name for checkpoints without metadata")
     parser.add_argument("--align", action="store_true", help="roll shift-mode Cross-D kernels to centre angle 0")
@@ -67,17 +78,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="re-estimate BatchNorm statistics on each fold's training samples before training (AdaBN)",
     )
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="bn")
-    parser.add_argument("--folds", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("-b", "--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--normalize", choices=tuple(NORMALIZATION), default="radimagenet")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="bn", help="what is trained on top (see above)")
+    parser.add_argument("--folds", type=int, default=None, help="cross-validation folds (default: 5)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats of the folds (default: 3)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per fold (default: bn 100, paper 15)")
+    parser.add_argument("-b", "--batch-size", type=int, default=None, help="samples per step (default: bn 32, paper 8)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.001 in every protocol)")
+    parser.add_argument(
+        "--normalize",
+        choices=tuple(NORMALIZATION),
+        default="radimagenet",
+        help="intensity normalisation after min-max scaling; use the one the checkpoints were pretrained with "
+        "(crossd pretrain and crossd demo use imagenet)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the folds and the training")
+    add_device_flag(parser)
     parser.add_argument("-j", "--workers", type=int, default=0, help="data-loading workers")
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--output-dir", required=True, help="where results.json, results.md and the plot go")
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -86,17 +103,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shard", default=None, metavar="K/N", help="run only shard K of N of the jobs (1 <= K <= N); no merge"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet_flag(parser, "no progress bar")
 
 
-def parse_methods(values: list[str], checkpoint: str | None) -> list[tuple[str, str | None]]:
-    """``["crossd=a.pt", "acs"]`` -> ``[("crossd", "a.pt"), ("acs", checkpoint)]``."""
-    methods = []
+FIELD_FLAGS = {"num_workers": "--workers", "progress": "--quiet", "methods": "--init"}
+"""Settings of :class:`EvaluateConfig` whose flag has another name (for error messages)."""
+
+
+def parse_methods(values: list[str], checkpoint: str | None) -> list[tuple]:
+    """``["crossd=a.pt", "acs", "acs+volumes=b.pt"]`` -> ``[("crossd", "a.pt"), ("acs", checkpoint, "acs"),
+    ("acs", "b.pt", "acs+volumes")]``: ``INIT+TAG`` labels another method of the same init, and the one untagged
+    method of that init keeps its plain name."""
+    parsed = []
     for value in values:
         name, sep, path = value.partition("=")
         if sep and not path:
             raise ValueError(f"--init {value}: no checkpoint after '='")
-        methods.append((name, path if sep else checkpoint))
+        parsed.append((name, name.partition("+")[0], path if sep else checkpoint))
+    methods = []
+    for name, init, path in parsed:
+        same = [n for n, i, _ in parsed if i == init]
+        labelled = name != init or (len(same) > 1 and same.count(init) == 1)
+        methods.append((init, path, name) if labelled else (init, path))
     return methods
 
 
@@ -121,9 +149,9 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         arch=args.arch,
         drop_bn_stats=args.drop_bn_stats,
         recalibrate_bn=args.recalibrate_bn,
-        device=args.device,
+        device=None if args.device == "auto" else args.device,
         resume=args.resume,
-        progress=not args.no_progress,
+        progress=not args.quiet,
         num_workers=args.workers,
     )
 
@@ -132,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     ensure_writable_dir(args.output_dir, "--output-dir")
     if args.task == "segmentation":
+        args.device = None if args.device == "auto" else args.device
         from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines
 
         methods = parse_methods(args.init, args.checkpoint)

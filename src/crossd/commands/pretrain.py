@@ -22,15 +22,18 @@ per-process BatchNorm); --amp is CUDA only.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import fields
+from pathlib import Path
 
+from crossd.commands import add_device_flag, add_quiet_flag
 from crossd.train import PretrainConfig, pretrain
+from crossd.train.defaults import FittedDefaults, fit_defaults
 
 _DEFAULTS = PretrainConfig()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     d = _DEFAULTS
     data = parser.add_argument_group("data")
     data.add_argument("--data-path", required=True, help="image folder with train/ val/ [test/], or a .npz")
@@ -40,9 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--num-classes", type=int, default=None, help="class count (default: the .npz's labels, numbered 0..C-1)"
     )
-    data.add_argument("--train-crop-size", type=int, default=d.train_crop_size, help="random-resized crop size")
-    data.add_argument("--val-resize-size", type=int, default=d.val_resize_size, help="evaluation resize")
-    data.add_argument("--val-crop-size", type=int, default=d.val_crop_size, help="evaluation centre crop")
+    from_data = f"(default: {d.train_crop_size}, or the image side for images smaller than that)"
+    data.add_argument("--train-crop-size", type=int, help=f"random-resized crop size {from_data}")
+    data.add_argument(
+        "--val-resize-size",
+        type=int,
+        help=f"evaluation resize (default: {d.val_resize_size}, or the image side for images under "
+        f"{d.train_crop_size})",
+    )
+    data.add_argument("--val-crop-size", type=int, help=f"evaluation centre crop {from_data}")
     data.add_argument(
         "--train-crop-scale",
         type=float,
@@ -51,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("MIN", "MAX"),
         help="area range of the random-resized crop (1 1 keeps whole images, e.g. centre-labelled patches)",
     )
-    data.add_argument("-j", "--workers", type=int, default=d.workers, help="data-loading workers per process")
+    data.add_argument("-j", "--workers", type=int, help="data-loading workers per process (default: min(4, CPU cores))")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=d.model, help="torchvision classification model name")
@@ -81,27 +90,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (CUDA only)")
 
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, default=d.epochs)
+    train.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
     train.add_argument("-b", "--batch-size", type=int, default=d.batch_size, help="per process")
-    train.add_argument("--opt", choices=("sgd", "adamw"), default=d.opt)
-    train.add_argument("--lr", type=float, default=d.lr)
+    train.add_argument("--opt", choices=("sgd", "adamw"), default=d.opt, help="optimiser")
+    train.add_argument("--lr", type=float, default=d.lr, help="learning rate (of the whole batch, all processes)")
     train.add_argument("--momentum", type=float, default=d.momentum, help="SGD only")
-    train.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float, default=d.weight_decay)
-    train.add_argument("--lr-scheduler", choices=("steplr", "cosineannealinglr"), default=d.lr_scheduler)
+    train.add_argument(
+        "--wd", "--weight-decay", dest="weight_decay", type=float, default=d.weight_decay, help="weight decay"
+    )
+    train.add_argument(
+        "--lr-scheduler", choices=("steplr", "cosineannealinglr"), default=d.lr_scheduler, help="learning-rate decay"
+    )
     train.add_argument("--lr-step-size", type=int, default=d.lr_step_size, help="StepLR period (epochs)")
     train.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help="StepLR factor")
     train.add_argument("--lr-min", type=float, default=d.lr_min, help="cosine schedule floor")
     train.add_argument("--lr-warmup-epochs", type=int, default=d.lr_warmup_epochs, help="linear warm-up epochs")
     train.add_argument("--lr-warmup-decay", type=float, default=d.lr_warmup_decay, help="warm-up start factor")
     train.add_argument("--amp", action="store_true", help="mixed precision (CUDA: bf16, or fp16 + scaling)")
-    train.add_argument("--seed", type=int, default=d.seed)
+    train.add_argument("--seed", type=int, default=d.seed, help="seed of the initialisation and data order")
     hybrid = parser.add_argument_group("hybrid 2D+3D training (one process)")
     hybrid.add_argument(
         "--volumes", default=None, help="3D .npz (MedMNIST layout), NIfTI path,label CSV or folder; 2D data's classes"
     )
     hybrid.add_argument("--volume-size", type=int, default=None, help="resize CSV/folder volumes to this cube side")
     hybrid.add_argument("--volume-every", type=int, default=d.volume_every, help="a 3D batch after every N 2D batches")
-    hybrid.add_argument("--volume-batch-size", type=int, default=d.volume_batch_size)
+    hybrid.add_argument("--volume-batch-size", type=int, default=d.volume_batch_size, help="volumes per 3D batch")
     hybrid.add_argument(
         "--volume-init",
         choices=("i3d", "acs"),
@@ -110,27 +123,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     run = parser.add_argument_group("run")
-    run.add_argument("--output-dir", default=d.output_dir)
-    run.add_argument("--resume", default=None, help="checkpoint.pt to continue from (with the same flags)")
+    run.add_argument("--output-dir", default=d.output_dir, help="checkpoints, log.csv and metrics.json")
+    run.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="CHECKPOINT",
+        help="continue the run in --output-dir (its checkpoint.pt), or from CHECKPOINT (with the same flags)",
+    )
     run.add_argument(
         "--allow-changed",
         action="store_true",
         help="let --resume continue with other settings (lr, batch size, optimizer, ...); the checkpoint records them",
     )
-    run.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    add_device_flag(run, default=d.device)
     run.add_argument("--print-freq", type=int, default=d.print_freq, help="progress line every N steps")
-    run.add_argument("--quiet", action="store_true", help="no console lines (logs and checkpoints are still written)")
+    add_quiet_flag(run, "no console lines (logs and checkpoints are still written)")
 
 
-def config_from_args(args: argparse.Namespace) -> PretrainConfig:
-    """The :class:`PretrainConfig` of parsed flags (``--rot`` means ``conv="crossd"``)."""
+SIZES = ("train_crop_size", "val_resize_size", "val_crop_size", "workers")
+"""Flags whose defaults fit the data and the machine (:func:`crossd.train.defaults.fit_defaults`)."""
+
+
+def fitted_defaults(args: argparse.Namespace) -> FittedDefaults:
+    """:data:`SIZES` as given, or fitted to ``--data-path`` and this machine, with notes on what was chosen."""
+    return fit_defaults(args.data_path, *(getattr(args, name) for name in SIZES))
+
+
+def config_from_args(args: argparse.Namespace, fitted: FittedDefaults | None = None) -> PretrainConfig:
+    """The :class:`PretrainConfig` of parsed flags (``--rot`` means ``conv="crossd"``; bare ``--resume`` the
+    checkpoint in ``--output-dir``; :data:`SIZES` not given from ``fitted``, by default :func:`fitted_defaults`)."""
     values = {f.name: getattr(args, f.name) for f in fields(PretrainConfig) if hasattr(args, f.name)}
     if args.rot:
         values["conv"] = "crossd"
     values["train_crop_scale"] = tuple(values.get("train_crop_scale", PretrainConfig.train_crop_scale))
+    if args.resume == "":
+        values["resume"] = str(Path(args.output_dir) / "checkpoint.pt")
+    fitted = fitted or fitted_defaults(args)
+    values.update({name: getattr(fitted, name) for name in SIZES})
     return PretrainConfig(**values)
 
 
 def run(args: argparse.Namespace) -> int:
-    pretrain(config_from_args(args))
+    fitted = fitted_defaults(args)
+    if not args.quiet and int(os.environ.get("RANK", "0")) == 0:
+        for note in fitted.notes:
+            print(f"[crossd pretrain] {note}", flush=True)
+    pretrain(config_from_args(args, fitted))
     return 0

@@ -19,7 +19,6 @@ from crossd.transfer import transfer_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("checkpoint", help="2D checkpoint (.pt/.pth/.safetensors)")
     parser.add_argument("--init", choices=INITS_3D, default="crossd", help="where the 3D kernels come from")
     parser.add_argument("--align", action="store_true", help="roll shift-mode kernels to centre angle 0")

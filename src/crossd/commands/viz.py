@@ -4,7 +4,9 @@ crossd viz filters CHECKPOINT --layer conv1 --output filters.gif [--frames N] [-
     the 2D kernels a Cross-D layer cuts from its 3D kernel, animated over an angle sweep about each axis
     (one panel per axis, N frames), or over the first N images of a 2D .npz (the angles its rotation head picks)
 crossd viz kernel3d CHECKPOINT --layer conv1 --output kernel.png
-    the depth slices of a layer's 3D kernel (Cross-D checkpoints, or 3D models from crossd transfer)
+    the depth slices of a layer's 3D kernel (Cross-D checkpoints, or 3D models from crossd transfer), the
+    strongest kernels first
+Each kernel is scaled to its own peak; --grey sums the input channels (grey images fed as 3 equal channels).
 """
 
 from __future__ import annotations
@@ -16,18 +18,24 @@ from crossd.io import ensure_writable_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the usage lines of the docstring
     sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
-    filters = sub.add_parser("filters", help="animate the dynamic 2D filters of a Cross-D layer (GIF)")
-    kernel = sub.add_parser("kernel3d", help="render the depth slices of a 3D kernel (PNG)")
+    style = {"formatter_class": parser.formatter_class}
+    filters = sub.add_parser("filters", help="animate the dynamic 2D filters of a Cross-D layer (GIF)", **style)
+    kernel = sub.add_parser("kernel3d", help="render the depth slices of a 3D kernel (PNG)", **style)
     for p in (filters, kernel):
         p.add_argument("checkpoint", help="checkpoint.pt / model.safetensors / published Cross-D checkpoint")
-        p.add_argument("--layer", default="conv1", help="module name of the layer (default conv1)")
+        p.add_argument("--layer", default="conv1", help="module name of the layer")
         p.add_argument("--max-filters", type=int, help="output channels shown (default 64 filters, 16 kernel3d)")
-        p.add_argument("--arch", help="torchvision name for checkpoints without crossd metadata (default resnet18)")
+        p.add_argument("--arch", help="torchvision name for checkpoints without crossd metadata (default: resnet18)")
+        p.add_argument(
+            "--grey",
+            action="store_true",
+            help="draw the sum over input channels: what the layer applies to a grey image repeated over its "
+            "channels (MRI, CT)",
+        )
     filters.add_argument("--output", default="filters.gif", help="GIF to write")
     filters.add_argument("--frames", type=int, default=24, help="frames: angles per sweep, or inputs shown")
-    filters.add_argument("--axes", default="d,h,w", help="rotation axes, one panel each (default d,h,w)")
+    filters.add_argument("--axes", default="d,h,w", help="rotation axes, one panel each")
     filters.add_argument("--inputs", help="2D .npz: animate the kernels chosen for its first FRAMES images")
     filters.add_argument("--size", type=int, help="resize --inputs images to SIZE x SIZE (default: as stored)")
     filters.add_argument("--fps", type=float, default=8.0, help="frames per second")
@@ -37,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _filters(args: argparse.Namespace) -> Path:
     from crossd.models import load_2d_model
     from crossd.report.animation import filters_gif, find_crossd_layer, input_filters_gif
+    from crossd.report.planes import npz_images
 
     if args.frames < 1:
         raise ValueError(f"--frames must be at least 1, got {args.frames}")
@@ -46,27 +55,10 @@ def _filters(args: argparse.Namespace) -> Path:
     layer = find_crossd_layer(model, args.layer)
     max_filters = args.max_filters or 64
     if args.inputs:
-        images = _input_images(args.inputs, args.frames, args.size)
-        return input_filters_gif(model, layer, images, args.output, max_filters, args.fps)
+        images = npz_images(args.inputs, args.frames, args.size)
+        return input_filters_gif(model, layer, images, args.output, max_filters, args.fps, grey_input=args.grey)
     axes = tuple(a.strip() for a in args.axes.split(",") if a.strip())
-    return filters_gif(layer, args.output, args.frames, axes, max_filters, args.fps)
-
-
-def _input_images(path: str, count: int, size: int | None):
-    """The first ``count`` images of a 2D ``.npz`` as a normalised batch ``(N, 3, H, W)``."""
-    import torch
-
-    from crossd.data import load_npz
-    from crossd.data.images import ArrayImageDataset, classification_transforms
-
-    data = load_npz(path)
-    if data.spatial_dims != 2:
-        raise ValueError(f"{path}: --inputs needs 2D images, the file holds 3D volumes")
-    pooled = data.pooled()
-    height = pooled.images.shape[1]
-    _, eval_tf = classification_transforms(size or height, size or height, size or height)
-    dataset = ArrayImageDataset(pooled.images[:count], pooled.labels[:count], eval_tf)
-    return torch.stack([dataset[i][0] for i in range(len(dataset))])
+    return filters_gif(layer, args.output, args.frames, axes, max_filters, args.fps, grey_input=args.grey)
 
 
 def _kernel3d(args: argparse.Namespace) -> Path:
@@ -86,9 +78,8 @@ def _kernel3d(args: argparse.Namespace) -> Path:
             f"{args.layer!r} in {args.checkpoint} has a weight of shape {tuple(weight.shape)}, not a 3D kernel "
             "(Co, Ci, K, K, K); use a Cross-D checkpoint or a 3D model from crossd transfer"
         )
-    return kernel3d_png(
-        weight, args.output, args.max_filters or 16, title=f"{Path(args.checkpoint).name}: {args.layer}"
-    )
+    title = f"{Path(args.checkpoint).name}: {args.layer}, strongest kernels first"
+    return kernel3d_png(weight, args.output, args.max_filters or 16, title=title, grey_input=args.grey)
 
 
 def run(args: argparse.Namespace) -> int:

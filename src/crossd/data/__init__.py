@@ -1,4 +1,4 @@
-"""Datasets: image folders, MedMNIST/pooled ``.npz`` arrays, volumes, and the demo's MRI-derived sets."""
+"""Datasets: image folders, MedMNIST/pooled ``.npz`` arrays and volumes (the demo's sets: :mod:`crossd.demo.data`)."""
 
 from crossd.data.npz import ArraySplit, NpzData, load_npz
 

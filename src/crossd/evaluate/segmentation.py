@@ -321,7 +321,7 @@ def segmentation_config_from_args(
         seed=args.seed,
         align=args.align,
         drop_bn_stats=args.drop_bn_stats,
-        progress=not args.no_progress,
+        progress=not args.quiet,
         resume=args.resume,
         num_workers=args.workers,
         **overrides,

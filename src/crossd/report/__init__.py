@@ -1,1 +1,4 @@
-"""Reports a person would rather look at than read: results tables, plots, filter animations, the demo report."""
+"""Reports a person would rather look at than read: results tables, plots, kernel figures and animations.
+
+The demo's report is :mod:`crossd.demo.report`.
+"""

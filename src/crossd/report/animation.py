@@ -4,11 +4,14 @@
   :class:`~crossd.CrossDConv` produces for a sweep of angles about a fixed axis, or for what its rotation head
   predicts on a sequence of inputs.
 - :func:`filters_gif`: those kernels as a grid animation (one tile per output channel, one frame per angle or
-  input), like the authors' ``dyns_filter_grid.gif``.
-- :func:`kernel3d_png`: the depth slices of a 3D kernel ``(Co, Ci, K, K, K)``, one row per output channel.
+  input), like the authors' ``dyns_filter_grid.gif``; the kernels that change most with the angle come first.
+- :func:`kernel3d_png`: the depth slices of a 3D kernel ``(Co, Ci, K, K, K)``, one row per output channel, the
+  strongest kernels first, optionally beside the 2D kernels of a regular network.
 
-Kernels with 3 input channels (a first layer on RGB input) are drawn in colour, others as the mean over input
-channels on a grey scale centred at zero; every frame of an animation shares one scale, so changes are visible.
+``grey_input=True`` draws what a first layer applies to a grey image repeated over its input channels (MRI, CT):
+the sum over input channels, on a grey scale centred at zero. Otherwise kernels with 3 input channels (a first
+layer on RGB input) are drawn in colour, others as the mean over input channels. Each kernel is scaled to its
+own peak (over every frame of an animation, so changes stay visible).
 """
 
 from __future__ import annotations
@@ -84,6 +87,29 @@ def input_kernels(model: nn.Module, layer: CrossDConv, images: Tensor) -> tuple[
     return kernel_slice(weight, axis.to(weight.dtype), angle.to(weight.dtype), layer.mode), axis, angle
 
 
+def grey_kernels(kernels: np.ndarray, channel_axis: int) -> np.ndarray:
+    """The sum over the input-channel axis, kept as a size-1 axis: the kernel a layer applies to a grey image
+    repeated over its input channels."""
+    return kernels.sum(channel_axis, keepdims=True)
+
+
+def peak_normalised(kernels: np.ndarray, filter_axis: int) -> np.ndarray:
+    """``kernels`` with each output channel (index along ``filter_axis``) divided by its largest magnitude."""
+    others = tuple(a for a in range(kernels.ndim) if a != filter_axis % kernels.ndim)
+    peak = np.abs(kernels).max(axis=others, keepdims=True)
+    return kernels / np.where(peak > 0, peak, 1.0)
+
+
+def neighbour_correlation(kernels: np.ndarray) -> float:
+    """Pearson correlation of horizontally and vertically adjacent weights of 2D kernels ``(..., K, K)``, pooled:
+    about 0 for i.i.d. random kernels (an untrained layer), 0.5 and more for the smooth edge and blob detectors a
+    trained first layer shows."""
+    pairs = [np.moveaxis(kernels, axis, -1) for axis in (-1, -2)]
+    left = np.concatenate([p[..., :-1].ravel() for p in pairs])
+    right = np.concatenate([p[..., 1:].ravel() for p in pairs])
+    return float(np.corrcoef(left, right)[0, 1])
+
+
 def _tile_image(kernel: np.ndarray, scale: float) -> np.ndarray:
     """``(K, K, 3)`` in [0, 1] from one filter ``(Ci, K, K)``: RGB for 3 input channels, else the channel mean."""
     image = kernel.transpose(1, 2, 0) if kernel.shape[0] == 3 else np.repeat(kernel.mean(0)[..., None], 3, -1)
@@ -113,7 +139,12 @@ def filter_mosaic(kernels: np.ndarray, scale: float, max_filters: int = 64) -> n
 
 
 def render_frames(
-    panels: Sequence[np.ndarray], titles: Sequence[str], captions: Sequence[str], max_filters: int = 64, dpi: int = 80
+    panels: Sequence[np.ndarray],
+    titles: Sequence[str],
+    captions: Sequence[str],
+    max_filters: int = 64,
+    dpi: int = 80,
+    scale: float | None = None,
 ) -> np.ndarray:
     """Frames ``(F, H, W, 3)`` uint8 of side-by-side filter grids.
 
@@ -121,11 +152,12 @@ def render_frames(
         panels: one array of kernels ``(F, Co, Ci, K, K)`` per panel, the same ``F`` for all.
         titles: one title per panel. captions: one caption per frame.
         dpi: frame size is ``PANEL_INCHES * dpi`` per panel: ``H = 3.6 dpi``, ``W = 3.2 dpi * len(panels)``.
+        scale: the magnitude drawn white/black (default: each panel's 99th percentile).
     """
     frames = len(captions)
     if any(len(p) != frames for p in panels):
         raise ValueError(f"every panel needs {frames} frames, got {[len(p) for p in panels]}")
-    scales = [_display_scale(p) for p in panels]
+    scales = [scale or _display_scale(p) for p in panels]
     fig = Figure(figsize=(PANEL_INCHES[0] * len(panels), PANEL_INCHES[1]), dpi=dpi)
     canvas = FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)
@@ -164,16 +196,27 @@ def filters_gif(
     max_filters: int = 64,
     fps: float = 8.0,
     dpi: int = 80,
+    grey_input: bool = False,
 ) -> Path:
     """Animate ``layer``'s 2D kernels over an angle sweep (:func:`sweep_angles`) about each of ``axes``.
 
-    The GIF has ``frames`` frames of ``(3.6 dpi, 3.2 dpi * len(axes))`` pixels, one panel per axis.
+    The GIF has ``frames`` frames of ``(3.6 dpi, 3.2 dpi * len(axes))`` pixels, one panel per axis. Tiles are the
+    ``max_filters`` output channels whose kernels change most over the sweep (summed over axes), in that order,
+    each scaled to its own peak; ``grey_input`` sums the input channels (see module doc).
     """
     angles = sweep_angles(frames)
-    panels = [sweep_kernels(layer, angles, axis).numpy() for axis in axes]
+    panels = np.stack([sweep_kernels(layer, angles, axis).numpy() for axis in axes])  # (A, F, Co, Ci, K, K)
+    if grey_input:
+        panels = grey_kernels(panels, 3)
+    panels = peak_normalised(panels, 2)
+    change = panels.std(axis=1).sum(axis=(0, 2, 3, 4))  # (Co,)
+    panels = panels[:, :, np.argsort(-change, kind="stable")]
     titles = [f"rotation about {axis}" for axis in axes]
-    captions = [f"angle {math.degrees(a):+5.1f} deg   ({f + 1}/{frames})" for f, a in enumerate(angles.tolist())]
-    return write_gif(render_frames(panels, titles, captions, max_filters, dpi), path, fps)
+    captions = [
+        f"angle {math.degrees(a):+5.1f} deg ({f + 1}/{frames}); most angle-dependent kernels first"
+        for f, a in enumerate(angles.tolist())
+    ]
+    return write_gif(render_frames(list(panels), titles, captions, max_filters, dpi, scale=1.0), path, fps)
 
 
 def input_filters_gif(
@@ -184,38 +227,70 @@ def input_filters_gif(
     max_filters: int = 64,
     fps: float = 4.0,
     dpi: int = 80,
+    grey_input: bool = False,
 ) -> Path:
-    """Animate the kernels ``layer`` uses for each of ``images (N, C, H, W)``: ``N`` frames, one panel."""
+    """Animate the kernels ``layer`` uses for each of ``images (N, C, H, W)``: ``N`` frames, one panel; each
+    kernel scaled to its own peak over the frames, ``grey_input`` sums the input channels (see module doc)."""
     kernels, axis, angle = input_kernels(model, layer, images)
+    kernels = kernels.numpy()
+    kernels = peak_normalised(grey_kernels(kernels, 2) if grey_input else kernels, 1)
     captions = [
         f"input {i}: axis ({a[0]:+.2f}, {a[1]:+.2f}, {a[2]:+.2f}), {math.degrees(t):+.1f} deg"
         for i, (a, t) in enumerate(zip(axis.tolist(), angle.tolist(), strict=True))
     ]
-    frames = render_frames([kernels.numpy()], ["kernels chosen per input"], captions, max_filters, dpi)
+    frames = render_frames([kernels], ["kernels chosen per input"], captions, max_filters, dpi, scale=1.0)
     return write_gif(frames, path, fps)
 
 
-def kernel3d_png(weight: Tensor, path: str | Path, max_filters: int = 16, title: str = "", dpi: int = 100) -> Path:
-    """Draw a 3D kernel ``(Co, Ci, K, K, K)``: one row per output channel (the first ``max_filters``), one column
-    per depth slice ``d = 0..K-1``. Writes a PNG atomically."""
+def _strongest(kernels: np.ndarray, count: int, grey_input: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ``count`` output channels of ``kernels (Co, Ci, ...)`` with the most energy (sum of squares, after the
+    grey sum when ``grey_input``), peak-normalised, and their indices."""
+    kernels = grey_kernels(kernels, 1) if grey_input else kernels
+    order = np.argsort(-np.square(kernels).reshape(len(kernels), -1).sum(1), kind="stable")[:count]
+    return peak_normalised(kernels[order], 0), order
+
+
+def kernel3d_png(
+    weight: Tensor,
+    path: str | Path,
+    max_filters: int = 16,
+    title: str = "",
+    dpi: int = 100,
+    grey_input: bool = False,
+    regular: Tensor | None = None,
+) -> Path:
+    """Draw a 3D kernel ``(Co, Ci, K, K, K)``: one row per output channel, the ``max_filters`` with the most
+    energy first, one column per depth slice ``d = 0..K-1`` (the middle one is the plane a Cross-D layer uses at
+    angle 0), each kernel scaled to its peak. ``regular``, a 2D kernel ``(Co', Ci, K, K)`` of a regular network's
+    same layer, adds a last column with its strongest kernels (I3D repeats each over depth; rows do not pair
+    up). ``grey_input`` sums the input channels (see module doc). Writes a PNG atomically; the figure is
+    ``(0.8 (K + [1]) + 0.6, 0.8 rows + 0.6)`` inches."""
     if weight.dim() != 5:
         raise ValueError(f"expected a 3D kernel (Co, Ci, K, K, K), got shape {tuple(weight.shape)}")
-    kernel = weight.detach().float().cpu().numpy()[:max_filters]  # (n, Ci, D, H, W)
+    if regular is not None and regular.dim() != 4:
+        raise ValueError(f"regular: expected a 2D kernel (Co, Ci, K, K), got shape {tuple(regular.shape)}")
+    kernel, order = _strongest(weight.detach().float().cpu().numpy(), max_filters, grey_input)
+    flat = None if regular is None else _strongest(regular.detach().float().cpu().numpy(), len(kernel), grey_input)
     rows, depth = kernel.shape[0], kernel.shape[2]
-    scale = _display_scale(kernel.transpose(0, 2, 1, 3, 4))
-    fig = Figure(figsize=(0.8 * depth + 0.6, 0.8 * rows + 0.6), dpi=dpi)
+    columns = depth + (flat is not None)
+    fig = Figure(figsize=(0.8 * columns + 0.6, 0.8 * rows + 0.6), dpi=dpi)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, depth, squeeze=False)
+    axes = fig.subplots(rows, columns, squeeze=False)
     for r in range(rows):
-        for d in range(depth):
-            ax = axes[r, d]
-            ax.imshow(_tile_image(kernel[r, :, d], scale), interpolation="nearest")
+        for c in range(columns):
+            ax = axes[r, c]
+            tile = kernel[r, :, c] if c < depth else flat[0][r]
+            ax.imshow(_tile_image(tile, 1.0), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"d={d}", fontsize=8)
-            if d == 0:
-                ax.set_ylabel(str(r), fontsize=8)
+                centre = " (0°)" if c == depth // 2 else ""
+                ax.set_title(f"d={c}{centre}" if c < depth else "regular 2D", fontsize=7)
+            if c == 0:
+                ax.set_ylabel(f"#{order[r]}", fontsize=7)
+            if c == depth:
+                ax.yaxis.set_label_position("right")
+                ax.set_ylabel(f"#{flat[1][r]}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     return atomic_write(path, lambda p: fig.savefig(p, format="png"))

@@ -18,10 +18,40 @@ def mean_std(mean: float | None, std: float | None) -> str:
     return "–" if mean is None else f"{100 * mean:.2f} ± {100 * (std or 0.0):.2f}"
 
 
+ALPHA = 0.05
+"""The significance level the reports use."""
+
+
+def smallest_wilcoxon_p(pairs: int) -> float:
+    """The smallest p-value a two-sided exact Wilcoxon signed-rank test can reach with ``pairs`` paired
+    differences: ``2 / 2**pairs``, when every difference has the same sign (3 pairs: 0.25; 6: 0.031)."""
+    return min(1.0, 2.0 / 2**pairs)
+
+
+def design_note(pairs: int) -> str:
+    """A sentence on what ``pairs`` paired folds can show: a warning when no paired Wilcoxon test can reach
+    p < :data:`ALPHA`, else ``""``."""
+    if pairs < 1 or smallest_wilcoxon_p(pairs) < ALPHA:
+        return ""
+    needed = next(n for n in range(pairs, 64) if smallest_wilcoxon_p(n) < ALPHA)
+    return (
+        f"With {pairs} paired fold(s), a two-sided Wilcoxon signed-rank test cannot give p below "
+        f"{smallest_wilcoxon_p(pairs):.3g} (reached only when every fold favours the same method), so **no "
+        f"difference between methods here can be statistically significant** (p < {ALPHA:g} needs at least "
+        f"{needed} paired folds); the ranking of this run may reverse in the next."
+    )
+
+
+def significance(p_value: float) -> str:
+    """``"significant"`` below :data:`ALPHA`, else ``"not significant"``."""
+    return "significant" if p_value < ALPHA else "not significant"
+
+
 def _p_value(comparison: dict) -> str:
     if comparison["p_value"] is None:
         return f"– ({comparison['note']})"
-    return f"{comparison['p_value']:.3g} (Δ {100 * comparison['mean_difference']:+.2f}, n={comparison['pairs']})"
+    p = comparison["p_value"]
+    return f"{p:.3g}, {significance(p)} (Δ {100 * comparison['mean_difference']:+.2f}, n={comparison['pairs']})"
 
 
 def loading_note(method: dict) -> str:
@@ -96,7 +126,10 @@ def results_markdown(results: dict) -> str:
         else:
             p = _p_value(comparisons[method["method"]])
         lines.append(f"| {method['method']} | " + " | ".join(cells) + f" | {len(method['folds'])} | {p} |")
-    lines += ["", "Values are percentages, mean ± population std over folds; Δ is the mean paired difference.", ""]
+    lines += ["", "Values are percentages, mean ± population std over folds; Δ is the mean paired difference."]
+    pairs = [c["pairs"] for c in comparisons.values()]
+    note = design_note(min(pairs)) if pairs else ""
+    lines += ["", note, ""] if note else [""]
     lines += ["## How each network was loaded", ""]
     lines += [f"- **{m['method']}**: {loading_note(m)}." for m in results["results"]]
     if not results.get("complete", True):

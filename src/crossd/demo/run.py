@@ -1,6 +1,6 @@
 """``run_demo``: the whole Cross-D idea end to end on real MRI, on a laptop CPU in minutes.
 
-1. Build the tissue-classification sets from nilearn's MNI152 template (:mod:`crossd.data.demo`).
+1. Build the tissue-classification sets from nilearn's MNI152 template (:mod:`crossd.demo.data`).
 2. Pretrain a Cross-D ResNet-18 and a regular ResNet-18 on the 2D set (:func:`crossd.train.pretrain`), and, with
    ``volumes=True``, both again with hybrid 2D+3D pretraining on the few left-hemisphere volumes beside the 2D
    set (the Cross-D setting that transferred best in ``docs/experiments.md``, and its fair regular baseline, whose
@@ -8,8 +8,9 @@
 3. Transfer them to 3D (``crossd`` and ``crossd+volumes`` from the Cross-D networks; ``acs``, ``i3d`` and
    ``acs+volumes`` from the regular ones; ``random``) and compare them under the ``bn`` protocol on the 3D set
    (:func:`crossd.evaluate.evaluate`), with paired tests of each Cross-D network against I3D and ACS.
-4. Write ``report.md`` with the results table, an accuracy plot, training curves and the dynamic-filter GIF
-   (:mod:`crossd.report.demo_report`, :mod:`crossd.report.animation`).
+4. Write ``report.md`` with the results table and what it can show, an accuracy plot, training curves, the
+   first layer's kernels and the planes its rotation heads pick (:mod:`crossd.demo.report`,
+   :mod:`crossd.report.animation`, :mod:`crossd.report.planes`).
 
 Every stage writes into ``output_dir`` and is reused when run again with the same settings (an interrupted demo
 continues where it stopped); other settings in the same folder are refused rather than overwritten.
@@ -26,22 +27,26 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import crossd
-from crossd.data.demo import DemoData, DemoDataConfig, build_demo_data
 from crossd.data.segmentation import mni152_blocks
+from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
+from crossd.demo.report import accuracy_plot, evaluate_command, read_log, report_markdown, training_curves
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.segmentation import SegmentationConfig, evaluate_segmentation
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import save_json, save_text
 from crossd.models import load_2d_model
-from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png
-from crossd.report.demo_report import accuracy_plot, read_log, report_markdown, training_curves
+from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png, neighbour_correlation
+from crossd.report.planes import npz_images, planes_png, predicted_planes
 from crossd.train import PretrainConfig, load_training_checkpoint, pretrain
 
 DEMO_EVAL_LR = 1e-2
 DEMO_PROTOCOLS = ("bn", "paper")
+PLANE_IMAGES = 256
+"""2D test patches the figure of predicted planes is drawn from."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ class DemoConfig:
             (``crossd+volumes``, the best Cross-D setting of ``docs/experiments.md``, and its fair baseline
             ``acs+volumes``); off by default: it more than doubles the pretraining time (about 13 minutes in all
             on 2 CPU cores instead of 5).
+        study: a ``study.json`` written by ``benchmarks/transfer_study.py``; the report shows its multi-seed table
+            beside this run's (without one it points to the study in ``docs/experiments.md``).
     """
 
     output_dir: str | Path = "crossd-demo"
@@ -122,6 +129,7 @@ class DemoConfig:
     segmentation: bool = False
     segmentation_epochs: int | None = None
     volumes: bool = False
+    study: str | None = None
 
     def runs(self) -> tuple[DemoRun, ...]:
         """The pretrainings this configuration runs."""
@@ -270,15 +278,62 @@ def margins(results: dict) -> dict[str, dict[str, dict]]:
     }
 
 
+def read_study(path: str | Path) -> dict:
+    """A ``study.json`` of ``benchmarks/transfer_study.py`` (``{"args", "rows"}``) with its path; ``ValueError``
+    when the file is not one."""
+    try:
+        study = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(study, dict) or not {"args", "rows"} <= set(study):
+        raise ValueError(f"{path}: not a study.json of benchmarks/transfer_study.py (no 'args' and 'rows')")
+    return {"path": str(path), **study}
+
+
+def kernel_figures(
+    out: Path, checkpoints: dict[str, Path], data: DemoData, frames: int
+) -> tuple[dict[str, str], dict[str, float]]:
+    """The first layer's kernels as a reader can see them (grey inputs: input channels summed; each kernel scaled
+    to its peak; strongest or most angle-dependent first) and the planes the Cross-D heads pick on the 2D test
+    patches: ``filters.gif``, ``kernel3d.png`` (beside the regular network's conv1), ``planes.png``; and how much
+    structure the kernels have (:func:`~crossd.report.animation.neighbour_correlation` of the grey kernels: the
+    Cross-D centre slice, its other slices, the regular network's)."""
+    model, _ = load_2d_model(checkpoints["crossd"])
+    regular, _ = load_2d_model(checkpoints["regular"])
+    layer = find_crossd_layer(model, "conv1")
+    cube = layer.weight.detach().sum(1).numpy()  # (Co, K, K, K): what a grey image meets
+    centre = cube.shape[1] // 2
+    structure = {
+        "crossd_centre": neighbour_correlation(cube[:, centre]),
+        "crossd_other": neighbour_correlation(np.delete(cube, centre, axis=1)),
+        "regular": neighbour_correlation(regular.conv1.weight.detach().sum(1).numpy()),
+    }
+    images = npz_images(data.pretrain_path, PLANE_IMAGES, split="test")
+    title = "conv1, the 12 strongest kernels: Cross-D depth slices d = 0..6, and the regular network's 2D kernels"
+    figures = {
+        "filters": filters_gif(layer, out / "filters.gif", frames, max_filters=16, grey_input=True).name,
+        "kernel3d": kernel3d_png(
+            layer.weight, out / "kernel3d.png", 12, title, grey_input=True, regular=regular.conv1.weight
+        ).name,
+        "planes": planes_png(
+            predicted_planes(model, images),
+            out / "planes.png",
+            f"planes the Cross-D heads pick on {len(images)} 2D test patches",
+        ).name,
+    }
+    return figures, structure
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo (see module doc) and return the summary written to ``output_dir/demo.json``.
 
-    Writes ``report.md``, ``demo.json``, ``accuracy.png``, ``training_curves.png``, ``filters.gif`` and
-    ``kernel3d.png`` at the top of ``output_dir``; ``evaluate/results.json`` holds every fold.
+    Writes ``report.md``, ``demo.json``, ``accuracy.png``, ``training_curves.png``, ``filters.gif``,
+    ``kernel3d.png`` and ``planes.png`` at the top of ``output_dir``; ``evaluate/results.json`` holds every fold.
     """
     cfg = cfg.resolved()
     out = Path(cfg.output_dir)
     check_output_dir(out, cfg.data)
+    study = read_study(cfg.study) if cfg.study else None
     clock = Stopwatch()
 
     def say(text: str) -> None:
@@ -339,13 +394,11 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     say("writing the report")
     with clock("figures"):
-        model, _ = load_2d_model(checkpoints["crossd"])
-        layer = find_crossd_layer(model, "conv1")
+        kernels, structure = kernel_figures(out, checkpoints, data, cfg.frames)
         figures = {
             "accuracy": accuracy_plot(results, out / "accuracy.png").name,
             "training_curves": training_curves(logs, results, out / "training_curves.png").name,
-            "filters": filters_gif(layer, out / "filters.gif", frames=cfg.frames).name,
-            "kernel3d": kernel3d_png(layer.weight, out / "kernel3d.png", title="Cross-D conv1 kernel").name,
+            **kernels,
         }
     timings = {**clock.stages, "total": clock.total()}
     summary = {
@@ -369,13 +422,19 @@ def run_demo(cfg: DemoConfig) -> dict:
             }
             for run in cfg.runs()
         },
-        "evaluate": {"results": str(Path(evaluation_dir(cfg.protocol)) / "results.json"), "args": results["args"]},
+        "evaluate": {
+            "results": str(Path(evaluation_dir(cfg.protocol)) / "results.json"),
+            "args": results["args"],
+            "command": evaluate_command(results["args"], out / "evaluate-again"),
+        },
         "results": results["results"],
         "comparisons": results.get("comparisons", {}),
         "margins": margins(results),
         "figures": figures,
+        "kernel_structure": structure,
         "timings": timings,
         "segmentation": segmentation,
+        "study": study,
     }
     save_json(summary, out / "demo.json")
     save_text(report_markdown(summary), out / "report.md")

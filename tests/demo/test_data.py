@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crossd.data import load_npz
-from crossd.data.demo import (
+from crossd.demo.data import (
     CLASSES,
     DemoDataConfig,
     augment,

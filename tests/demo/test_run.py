@@ -7,18 +7,20 @@ import imageio.v3 as iio
 import pytest
 
 from crossd.cli import main
-from crossd.report.tables import mean_std
+from crossd.demo.report import READABLE
+from crossd.report.tables import design_note, mean_std
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--quick", "--volumes", "--output-dir", str(out), "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--volumes", "--output-dir", str(out), "--quiet"]) == 0
     return out
 
 
 def test_quick_demo_writes_the_report_and_its_files(demo):
-    for name in ("report.md", "demo.json", "accuracy.png", "training_curves.png", "filters.gif", "kernel3d.png"):
+    figures = ("accuracy.png", "training_curves.png", "filters.gif", "kernel3d.png", "planes.png")
+    for name in ("report.md", "demo.json", *figures):
         assert (demo / name).is_file(), name
     data = ("data/mni152_tissue_2d_16.npz", "data/mni152_tissue_3d_16.npz", "data/mni152_tissue_3d_left_16.npz")
     for name in (*data, "evaluate/results.json"):
@@ -27,8 +29,13 @@ def test_quick_demo_writes_the_report_and_its_files(demo):
         assert (demo / f"pretrain-{folder}" / "model.safetensors").is_file()
     assert iio.imread(demo / "filters.gif", index=None).shape == (6, round(3.6 * 80), round(3.2 * 80 * 3), 3)
     report = (demo / "report.md").read_text()
-    for picture in ("accuracy.png", "training_curves.png", "filters.gif", "kernel3d.png"):
+    for picture in ("accuracy.png", "training_curves.png", "planes.png"):
         assert f"]({picture})" in report
+    structure = json.loads((demo / "demo.json").read_text())["kernel_structure"]
+    readable = max(structure.values()) >= READABLE
+    for picture in ("kernel3d.png", "filters.gif"):  # shown only when they show more than noise
+        assert (f"]({picture})" in report) == readable
+    assert f"Cross-D centre slice r = {structure['crossd_centre']:.2f}" in report
 
 
 def test_report_numbers_come_from_the_run(demo):
@@ -55,6 +62,11 @@ def test_report_numbers_come_from_the_run(demo):
             difference = sum(folds[method][k] - folds[base][k] for k in folds[base]) / len(folds[base])
             assert test["mean_difference"] == pytest.approx(difference, abs=1e-12)
             assert f"{100 * difference:+.1f} (p = " in row
+    # one run of 2 folds cannot be significant, and the report says so before its tables
+    assert report.index(design_note(2)) < report.index("## 2. Transfer to 3D")
+    assert "Study 6 of `docs/experiments.md`" in report and "crossd demo --study" in report
+    assert f"    {summary['evaluate']['command']}\n" in report
+    assert summary["evaluate"]["command"].startswith(f"crossd evaluate --data {demo / 'data'}")
     total = summary["timings"]["total"]["wall"]
     assert re.search(rf"in \*\*{total:.0f} s\*\*", report)
 
@@ -71,7 +83,7 @@ def test_rerun_reuses_finished_stages_and_refuses_other_settings(demo):
 
 
 def test_paper_protocol_keeps_its_own_constants():
-    from crossd.demo import DemoConfig
+    from crossd.demo.run import DemoConfig
 
     paper = DemoConfig(protocol="paper").resolved()
     assert paper.epochs is None and paper.eval_lr is None  # the protocol's 15 epochs and lr 1e-3
@@ -93,7 +105,7 @@ def test_segmentation_second_task_reuses_the_run_and_reports_dice(demo):
 
 
 def test_the_default_demo_runs_the_2d_only_pair():
-    from crossd.demo import DemoConfig
+    from crossd.demo.run import DemoConfig
 
     assert [r.name for r in DemoConfig().runs()] == ["crossd", "regular"]
     assert [r.folder for r in DemoConfig(volumes=True).runs()][2:] == [

@@ -7,6 +7,7 @@ outputs (``metrics.json`` and ``log.csv`` of the pretraining runs, the evaluatio
 from __future__ import annotations
 
 import csv
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from crossd.io import atomic_write
-from crossd.report.tables import loading_note, mean_std
+from crossd.report.tables import design_note, loading_note, mean_std, significance
+
+STUDY_COMMAND = (
+    "python benchmarks/transfer_study.py --output-dir runs/study_r18 --markdown runs/study_r18/study.md "
+    "--arch resnet18 --variants regular regular_hybrid regular_hybrid_acs volumes_only shift rotate rotate_hybrid "
+    "--samples-2d 3000 --size-2d 32 --pretrain-epochs 6 --batch-size 32 --epochs 20 --eval-lr 1e-2 --threads 1 "
+    "--seeds 0 1 2 3 4"
+)
+"""The command behind Study 6 of ``docs/experiments.md``: this demo's network and settings, 5 seeds x 5 folds."""
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
@@ -33,41 +42,44 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 
 def accuracy_plot(results: dict, path: str | Path) -> Path:
-    """A box plot of per-fold test accuracy for each method of an evaluation ``results`` dict (``results.json``),
-    with every fold as a dot, the mean as a diamond, and chance level as a dashed line. Writes a PNG."""
+    """Per-fold test accuracy (%) of each method of an evaluation ``results`` dict (``results.json``): every fold
+    as a dot (a strip plot: with a handful of folds a box would summarise three points), the mean as a bar, and
+    chance level as a dashed line, all in the legend. Writes a PNG."""
     methods = [m for m in results["results"] if m["folds"]]
-    fig = Figure(figsize=(1.6 + 1.2 * max(len(methods), 1), 3.6))
+    fig = Figure(figsize=(2.8 + 1.1 * max(len(methods), 1), 3.6))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    values = [[100 * f["accuracy"] for f in m["folds"]] for m in methods]
-    positions = np.arange(len(methods))
-    ax.boxplot(values, positions=positions, widths=0.5, showfliers=False)
-    for x, v in zip(positions, values, strict=True):
-        jitter = np.linspace(-0.12, 0.12, len(v)) if len(v) > 1 else np.zeros(1)
-        ax.scatter(x + jitter, v, s=14, color="C0", alpha=0.7, zorder=3)
-        ax.scatter([x], [np.mean(v)], marker="D", s=30, color="C3", zorder=4)
-    chance = 100 / results["data"]["num_classes"]
-    ax.axhline(chance, color="0.5", ls="--", lw=0.8)
-    ax.set_xticks(positions, [m["method"] for m in methods])
+    for x, m in enumerate(methods):
+        values = [100 * f["accuracy"] for f in m["folds"]]
+        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+        ax.scatter(x + jitter, values, s=22, color="C0", alpha=0.8, zorder=3, label="one fold" if x == 0 else None)
+        ax.hlines(np.mean(values), x - 0.25, x + 0.25, color="C3", lw=2, zorder=4, label="mean" if x == 0 else None)
+    ax.axhline(100 / results["data"]["num_classes"], color="0.5", ls="--", lw=0.8, label="chance")
+    ax.set_xticks(range(len(methods)), [m["method"] for m in methods], rotation=20)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{len(values[0]) if values else 0} folds per method; dashed: chance", fontsize=9)
+    folds = max((len(m["folds"]) for m in methods), default=0)
+    ax.set_title(f"3D test accuracy, {folds} folds per method", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
 
 def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: dict, path: str | Path) -> Path:
-    """Two panels: pretraining train/val accuracy per epoch for each 2D network (from ``log.csv`` rows), and the
-    downstream validation accuracy per epoch of each method, mean over folds. Writes a PNG."""
+    """Two panels: pretraining train (dashed) and validation (solid) accuracy per epoch for each 2D network (from
+    ``log.csv`` rows; lines without markers so the dashes show), and the downstream validation accuracy per epoch
+    of each method, mean over folds. Writes a PNG."""
     fig = Figure(figsize=(9.0, 3.4))
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
     for i, (name, rows) in enumerate(pretrain_logs.items()):
         epochs = [r["epoch"] for r in rows]
-        left.plot(epochs, [r["train_acc1"] for r in rows], "o--", color=f"C{i}", label=f"{name} train")
-        left.plot(epochs, [r["val_acc1"] for r in rows], "o-", color=f"C{i}", label=f"{name} val")
+        one = len(rows) == 1  # a single epoch draws no line: mark it (x train, o val)
+        train_style, val_style = ("x", "o") if one else ("--", "-")
+        left.plot(epochs, [r["train_acc1"] for r in rows], train_style, lw=1.6, color=f"C{i}", label=f"{name}: train")
+        left.plot(epochs, [r["val_acc1"] for r in rows], val_style, lw=1.6, color=f"C{i}", label=f"{name}: val")
     left.set_xlabel("epoch")
     left.set_ylabel("accuracy (%)")
-    left.set_title("2D pretraining", fontsize=9)
+    left.set_title("2D pretraining: train dashed, validation solid", fontsize=9)
     left.legend(fontsize=7)
     for i, method in enumerate(results["results"]):
         histories = [f["history"]["val_accuracy"] for f in method["folds"] if f.get("history")]
@@ -75,7 +87,7 @@ def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: d
             continue
         length = min(len(h) for h in histories)
         curve = 100 * np.mean([h[:length] for h in histories], axis=0)
-        right.plot(np.arange(1, length + 1), curve, "o-", color=f"C{i}", label=method["method"], ms=3)
+        right.plot(np.arange(1, length + 1), curve, "-", lw=1.4, color=f"C{i}", label=method["method"])
     right.set_xlabel("epoch")
     right.set_ylabel("validation accuracy (%)")
     right.set_title(f"3D transfer ({results['args']['protocol']} protocol), mean over folds", fontsize=9)
@@ -84,6 +96,30 @@ def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: d
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
+
+
+def evaluate_command(args: dict, output_dir: str | Path) -> str:
+    """The ``crossd evaluate`` command that repeats the evaluation whose ``results.json`` ``args`` are given, every
+    setting spelled out (the demo's normalisation, learning rate, folds and epochs differ from the command's
+    defaults), writing to ``output_dir``."""
+    inits = []
+    for init, checkpoint, *label in args["methods"]:
+        name = label[0] if label and label[0] != init else init
+        name = name if name == init or name.startswith(f"{init}+") else f"{init}+{name}"
+        inits.append(name if checkpoint is None else f"{name}={checkpoint}")
+    words = ["crossd", "evaluate", "--data", args["data"], "--init", *inits, "--protocol", args["protocol"]]
+    for flag in ("folds", "repeats", "epochs", "batch_size", "lr", "normalize", "seed", "size", "image_size", "arch"):
+        if args.get(flag) is not None:
+            words += [f"--{flag.replace('_', '-')}", f"{args[flag]:g}" if flag == "lr" else str(args[flag])]
+    words += [f"--{flag.replace('_', '-')}" for flag in ("align", "drop_bn_stats", "recalibrate_bn") if args.get(flag)]
+    return shlex.join([*words, "--output-dir", str(output_dir)])
+
+
+def balanced_equals_accuracy(records: list[dict]) -> bool:
+    """Whether balanced accuracy equals accuracy in every record (fold records, or metrics dicts) that has both:
+    true when every class has the same number of test samples."""
+    pairs = [(r["accuracy"], r["balanced_accuracy"]) for r in records if "balanced_accuracy" in r]
+    return bool(pairs) and all(abs(a - b) < 1e-9 for a, b in pairs)
 
 
 def _percent(value: float | None) -> str:
@@ -150,19 +186,39 @@ def _pretrain_section(summary: dict) -> list[str]:
             "volumes.",
             "",
         ]
+    tests = [run["metrics"].get("test", {}) for run in summary["pretrain"].values()]
+    balanced = not balanced_equals_accuracy(tests)
     lines += [
-        "| Network | Epochs | Val accuracy (%) | Test accuracy (%) | Test balanced acc. (%) | Time (s) |",
-        "|---|---|---|---|---|---|",
+        "| Network | Epochs | Val accuracy (%) | Test accuracy (%) | "
+        + ("Test balanced acc. (%) | " if balanced else "")
+        + "Time (s) |",
+        "|---|---|---|---|" + ("---|" if balanced else "") + "---|",
     ]
     for name, run in summary["pretrain"].items():
         m = run["metrics"]
         test = m.get("test", {})
         shown = "reused" if run.get("reused") else f"{summary['timings'][f'pretrain {name}']['wall']:.0f}"
+        extra = f" {_percent(test.get('balanced_accuracy'))} |" if balanced else ""
         lines.append(
             f"| {name} ResNet-18 | {m['epochs']} | {_percent(m['val'].get('accuracy'))} | "
-            f"{_percent(test.get('accuracy'))} | {_percent(test.get('balanced_accuracy'))} | {shown} |"
+            f"{_percent(test.get('accuracy'))} |{extra} {shown} |"
         )
+    if not balanced:
+        lines += [
+            "",
+            "The 2D test split has the same number of patches per class, so balanced accuracy equals "
+            "accuracy and is not shown.",
+        ]
     return [*lines, ""]
+
+
+def difference(test: dict, folds: bool = False) -> str:
+    """A paired test (:func:`crossd.evaluate.stats.paired_wilcoxon`) as ``"+2.6 (p = 0.103, not significant)"``
+    in points (``folds``: with the number of paired folds)."""
+    if test["mean_difference"] is None:
+        return f"– ({test['note']})"
+    p = "n/a" if test["p_value"] is None else f"{test['p_value']:.3g}, {significance(test['p_value'])}"
+    return f"{100 * test['mean_difference']:+.1f} (p = {p}" + (f", {test['pairs']} folds)" if folds else ")")
 
 
 def _margins_section(summary: dict) -> list[str]:
@@ -174,8 +230,7 @@ def _margins_section(summary: dict) -> list[str]:
         "### Cross-D against I3D and ACS",
         "",
         "Test-accuracy difference of each Cross-D transfer against each baseline, in points, with the paired "
-        "Wilcoxon signed-rank test over the shared folds (positive: Cross-D is better). The multi-seed study "
-        "behind the demo's choice of settings is in `docs/experiments.md` (`benchmarks/transfer_study.py`).",
+        "Wilcoxon signed-rank test over the shared folds (positive: Cross-D is better; significant means p < 0.05).",
         "",
         *(
             []
@@ -190,15 +245,7 @@ def _margins_section(summary: dict) -> list[str]:
         "|---|" + "---|" * len(bases),
     ]
     for method, tests in margins.items():
-        cells = []
-        for b in bases:
-            t = tests[b]
-            if t["mean_difference"] is None:
-                cells.append(f"– ({t['note']})")
-                continue
-            p = "n/a" if t["p_value"] is None else f"{t['p_value']:.3g}"
-            cells.append(f"{100 * t['mean_difference']:+.1f} (p = {p}, {t['pairs']} folds)")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | " + " | ".join(difference(tests[b], folds=True) for b in bases) + " |")
     return [*lines, ""]
 
 
@@ -220,14 +267,19 @@ def _evaluate_section(summary: dict) -> list[str]:
             f"{args['batch_size']}, {args['epochs']} epoch(s), best epoch by {select}), {args['folds']}-fold "
             f"stratified cross-validation x {args['repeats']} repeat(s)"
         )
+    folds = [f for m in summary["results"] for f in m["folds"]]
+    keys = ("accuracy", "balanced_accuracy", "f1_macro")
+    if balanced_equals_accuracy(folds):
+        keys = ("accuracy", "f1_macro")
+    titles = {"accuracy": "Test accuracy (%)", "balanced_accuracy": "Balanced acc. (%)", "f1_macro": "F1 macro (%)"}
     lines = [
         "## 2. Transfer to 3D and evaluation",
         "",
         f"The 2D networks become 3D ResNet-18s (`crossd.to_3d`) and are compared with `crossd.evaluate` under "
         f"protocol **{args['protocol']}**: {trained} on the pooled 3D set, `{args['normalize']}` normalisation.",
         "",
-        "| Method | 3D network | Test accuracy (%) | Balanced acc. (%) | F1 macro (%) | Wilcoxon vs crossd |",
-        "|---|---|---|---|---|---|",
+        "| Method | 3D network | " + " | ".join(titles[k] for k in keys) + " | Wilcoxon vs crossd |",
+        "|---|---|" + "---|" * len(keys) + "---|",
     ]
     comparisons = summary.get("comparisons", {})
     for m in summary["results"]:
@@ -237,18 +289,31 @@ def _evaluate_section(summary: dict) -> list[str]:
         elif cmp is None or cmp.get("p_value") is None:
             test = f"– ({cmp['note']})" if cmp else "–"
         else:
-            test = f"p = {cmp['p_value']:.3g} (Δ {100 * cmp['mean_difference']:+.1f})"
-        cells = [mean_std(m.get(f"{k}_mean"), m.get(f"{k}_std")) for k in ("accuracy", "balanced_accuracy", "f1_macro")]
+            p = cmp["p_value"]
+            test = f"p = {p:.3g}, {significance(p)} (Δ {100 * cmp['mean_difference']:+.1f})"
+        cells = [mean_std(m.get(f"{k}_mean"), m.get(f"{k}_std")) for k in keys]
         lines.append(f"| {m['method']} | {loading_note(m)} | " + " | ".join(cells) + f" | {test} |")
+    if "balanced_accuracy" not in keys:
+        lines += [
+            "",
+            "Balanced accuracy equals accuracy in every fold (stratified folds of balanced classes hold the same "
+            "number of test samples per class), so only accuracy is shown.",
+        ]
     lines += [
         "",
-        f"Mean ± population std over {folds_per_method} fold(s) per method; chance is "
+        f"Mean ± population std over {folds_per_method} fold(s) per method, in percent; chance is "
         f"{100 / len(summary['data']['description']['classes']):.0f}%. Every fold of every method, with its "
-        f"per-epoch history, is in `{summary['evaluate']['results']}`. With this few folds the spread is wide: "
+        f"per-epoch history, is in `{summary['evaluate']['results']}`. The same table again, every setting "
+        "spelled out (the demo probes with `imagenet` normalisation, as its networks were pretrained, and its own "
+        "learning rate and epochs, not `crossd evaluate`'s defaults):",
+        "",
+        f"    {summary['evaluate']['command']}",
+        "",
+        "More folds narrow the spread: "
         + (
-            "run `crossd demo --protocol paper --folds 5 --repeats 3` for the paper's full protocol."
+            "`crossd demo --protocol paper --folds 5 --repeats 3` runs the paper's full protocol."
             if args["protocol"] == "paper"
-            else "run `crossd demo --folds 5 --repeats 3 --epochs 100 --eval-lr 1e-3` for the full protocol."
+            else "`crossd demo --folds 5 --repeats 3 --epochs 100 --eval-lr 1e-3` runs the full protocol."
         ),
         "",
         f"![Test accuracy per method]({summary['figures']['accuracy']})",
@@ -260,21 +325,104 @@ def _evaluate_section(summary: dict) -> list[str]:
     return lines
 
 
+READABLE = 0.3
+"""Neighbour correlation from which kernel pictures show shapes a reader can see (i.i.d. noise gives 0)."""
+
+
 def _filters_section(summary: dict) -> list[str]:
-    f = summary["figures"]
-    return [
-        "## 3. Dynamic filters",
+    f, r = summary["figures"], summary["kernel_structure"]
+    readable = max(r.values()) >= READABLE
+    lines = [
+        "## 3. What the Cross-D network learned",
         "",
-        f"`{f['filters']}`: the 2D kernels the pretrained Cross-D `conv1` cuts from its 3D kernel as the plane "
-        "turns about each kernel axis (d, h, w) through ±45°, one tile per output channel. "
-        f"`{f['kernel3d']}`: the depth slices of the same 3D kernels. Make them for any checkpoint with "
-        "`crossd viz filters` and `crossd viz kernel3d`.",
+        f"`{f['planes']}`: the planes the rotation heads pick on real 2D test patches. Left: the first layer's "
+        "rotation angles and plane tilts (the angle between the chosen plane and the kernel's centre slice, the "
+        "plane at angle 0; a turn about the depth axis tilts nothing). Right: the tilt in every Cross-D layer. "
+        "Tilts near 0° mean the heads keep one orientation and 2D training reaches little of each 3D kernel "
+        "beyond its centre slice.",
+        "",
+        f"![Predicted planes]({f['planes']})",
+        "",
+        "How much the first layer learned, as the correlation of neighbouring kernel weights (the kernels summed "
+        "over input channels, which is what a grey image repeated over them meets; 0 for random kernels, 0.5 and "
+        f"more for the smooth edge and blob detectors of a well-trained first layer): Cross-D centre slice "
+        f"r = {r['crossd_centre']:.2f}, its other depth slices r = {r['crossd_other']:.2f}, regular network "
+        f"r = {r['regular']:.2f}.",
+        "",
+    ]
+    pictures = (
+        f"`{f['kernel3d']}` draws the 12 strongest (most energy) Cross-D `conv1` kernels as depth slices, the "
+        "centre one marked 0°, beside the regular network's 12 strongest 2D kernels (I3D repeats those at every "
+        f"depth, ACS uses them in three orthogonal planes); `{f['filters']}` animates the 16 Cross-D kernels that "
+        "change most as the plane turns about each kernel axis through ±45°, the range the heads may use. Each "
+        "kernel is scaled to its own peak (white positive, black negative). `crossd viz kernel3d --grey` and "
+        "`crossd viz filters --grey` draw them for any checkpoint."
+    )
+    if not readable:
+        return [
+            *lines,
+            f"Below r = {READABLE:g} kernel pictures look like noise to the eye, so they are not shown here: "
+            + pictures,
+            "",
+        ]
+    return [
+        *lines,
+        pictures,
+        "",
+        f"![3D kernels beside the regular network's 2D kernels]({f['kernel3d']})",
         "",
         f"![Dynamic filters]({f['filters']})",
         "",
-        f"![3D kernel slices]({f['kernel3d']})",
+    ]
+
+
+def _read_first_section(summary: dict) -> list[str]:
+    """What one run can and cannot show, and where the repository's multi-seed evidence is."""
+    pairs = min((c["pairs"] for c in summary.get("comparisons", {}).values()), default=0)
+    note = design_note(pairs)
+    lines = [
+        "## Read this first: one run, few folds",
+        "",
+        f"> {note}" if note else f"> This run pairs {pairs} folds per comparison; it is still one run of one seed.",
+        "> The evidence this repository holds on whether Cross-D transfers better is the multi-seed study described "
+        "next, not this table.",
         "",
     ]
+    study = summary.get("study")
+    if not study:
+        return [
+            *lines,
+            "**Multi-seed evidence.** Study 6 of `docs/experiments.md` in the crossd repository runs this demo's "
+            "network and settings with 5 seeds x 5 folds (25 paired folds per comparison) and reports its table "
+            "with paired Wilcoxon tests; its conclusion, in the README: Cross-D does not beat I3D and ACS on this "
+            "task, and regular 2D + ACS transfers best. It was produced by",
+            "",
+            f"    {STUDY_COMMAND}",
+            "",
+            "which writes `runs/study_r18/study.json`; `crossd demo --study runs/study_r18/study.json` puts that "
+            "table here, beside this run.",
+            "",
+        ]
+    return [*lines, *_study_table(study)]
+
+
+def _study_table(study: dict) -> list[str]:
+    """The multi-seed table of a ``study.json`` (``benchmarks/transfer_study.py``), in percent."""
+    args = study["args"]
+    refs = [r for r in ("i3d", "acs") if any(f"vs_{r}" in row for row in study["rows"])]
+    lines = [
+        f"**Multi-seed evidence** from `{study['path']}` (`benchmarks/transfer_study.py`: arch `{args.get('arch')}`, "
+        f"protocol `{args.get('protocol')}`, seeds {args.get('seeds')}, {args.get('folds')} folds each):",
+        "",
+        "| 3D init | Accuracy (%), mean ± std over seed x fold | Folds | " + " | ".join(f"vs {r}" for r in refs) + " |",
+        "|---|---|---|" + "---|" * len(refs),
+    ]
+    for row in study["rows"]:
+        cells = [difference(row[f"vs_{ref}"]) if f"vs_{ref}" in row else "—" for ref in refs]
+        lines.append(
+            f"| `{row['method']}` | {mean_std(row['mean'], row['std'])} | {row['n']} | " + " | ".join(cells) + " |"
+        )
+    return [*lines, ""]
 
 
 def _segmentation_section(summary: dict) -> list[str]:
@@ -330,6 +478,7 @@ def report_markdown(summary: dict) -> str:
         "to "
         "3D and compares how well their frozen kernels serve a 3D task.",
         "",
+        *_read_first_section(summary),
         *_data_section(summary),
         *_pretrain_section(summary),
         *_evaluate_section(summary),

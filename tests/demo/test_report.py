@@ -1,0 +1,65 @@
+"""Pieces of the demo report that need no run: the reproducing command, the study table, the accuracy columns."""
+
+import argparse
+import shlex
+
+import pytest
+
+from crossd.commands import evaluate as evaluate_command_module
+from crossd.demo.report import _study_table, balanced_equals_accuracy, evaluate_command
+from crossd.evaluate import EvaluateConfig
+from crossd.evaluate.methods import method_names
+
+IGNORED = ("output_dir", "resume", "progress", "device", "num_workers")
+"""Settings that do not change the table."""
+
+
+def _record(**overrides) -> dict:
+    methods = [
+        ("crossd", "o/pretrain-crossd/model.safetensors", "crossd"),
+        ("crossd", "o/pretrain-crossd-volumes/model.safetensors", "crossd+volumes"),
+        ("acs", "o/pretrain-regular/model.safetensors", "acs"),
+        ("random", None, "random"),
+    ]
+    cfg = EvaluateConfig(data="o/data/x 3d.npz", methods=methods, output_dir="o/evaluate", epochs=20, lr=1e-2)
+    for name, value in {"folds": 3, "repeats": 1, "normalize": "imagenet", **overrides}.items():
+        setattr(cfg, name, value)
+    return cfg.record()
+
+
+@pytest.mark.parametrize("overrides", [{}, {"protocol": "paper", "drop_bn_stats": True, "size": 16}])
+def test_the_printed_evaluate_command_repeats_the_same_evaluation(overrides):
+    record = _record(**overrides)
+    command = evaluate_command(record, "o/again")
+    words = shlex.split(command)
+    assert words[:2] == ["crossd", "evaluate"]
+    parser = argparse.ArgumentParser()
+    evaluate_command_module.add_arguments(parser)
+    again = evaluate_command_module.config_from_args(parser.parse_args(words[2:])).record()
+    assert again["output_dir"] == "o/again"
+    ignored = (*IGNORED, "methods")
+    assert {k: v for k, v in again.items() if k not in ignored} == {k: v for k, v in record.items() if k not in ignored}
+    assert method_names(again["methods"]) == method_names(record["methods"])  # the same labels, inits, checkpoints
+    assert "--normalize imagenet" in command and "--lr 0.01" in command  # the demo's, not evaluate's defaults
+
+
+def test_balanced_accuracy_is_shown_only_where_it_differs():
+    assert balanced_equals_accuracy([{"accuracy": 0.5, "balanced_accuracy": 0.5}])
+    assert not balanced_equals_accuracy([{"accuracy": 0.5, "balanced_accuracy": 0.45}])
+    assert not balanced_equals_accuracy([{"accuracy": 0.5}])  # nothing to compare
+
+
+def test_the_study_table_is_read_from_the_study_file():
+    test = {"pairs": 25, "mean_difference": -0.038, "p_value": 0.0206, "note": ""}
+    study = {
+        "path": "runs/study_r18/study.json",
+        "args": {"arch": "resnet18", "protocol": "bn", "seeds": "[0, 1]", "folds": "5"},
+        "rows": [
+            {"method": "acs", "n": 25, "mean": 0.536, "std": 0.063, "seed_mean_std": 0.029},
+            {"method": "rotate_hybrid", "n": 25, "mean": 0.497, "std": 0.048, "vs_acs": test},
+        ],
+    }
+    text = "\n".join(_study_table(study))
+    assert "| `acs` | 53.60 ± 6.30 | 25 | — |" in text
+    assert "| `rotate_hybrid` | 49.70 ± 4.80 | 25 | -3.8 (p = 0.0206, significant) |" in text
+    assert "runs/study_r18/study.json" in text
