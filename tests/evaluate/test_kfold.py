@@ -20,6 +20,7 @@ from crossd.evaluate.kfold import parse_shard
 from crossd.evaluate.transforms import SampleDataset
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
+from crossd.nn.rotation_head import RotationHead
 
 # Per-fold (accuracy, last-epoch training loss) of the code before the k-fold engine (main at 006526c,
 # evaluate/runner.py + evaluate/training.py), produced once by running exactly the configurations of
@@ -52,7 +53,11 @@ def small_checkpoints(tmp_path_factory):
     return root
 
 
-def test_per_fold_numbers_equal_the_code_before_the_engine(data_dir, small_checkpoints, tmp_path):
+def test_per_fold_numbers_equal_the_code_before_the_engine(data_dir, small_checkpoints, tmp_path, monkeypatch):
+    # The numbers were pinned with the rotation head run as four modules; the fused head (tests/nn/
+    # test_rotation_head.py: equal to 1e-10 in float64) rounds differently in float32, which moves a 2D Cross-D
+    # fine-tuning's losses by ~5e-4 after 3 epochs. This test is about the engine, so it runs the pinned path.
+    monkeypatch.setattr(RotationHead, "_fusable", lambda self: False)
     ckpt = {c: small_checkpoints / f"{c}.safetensors" for c in ("crossd", "regular")}
     runs = {
         "3d": ("vol.npz", [("crossd", ckpt["crossd"]), ("i3d", ckpt["regular"])], {}),
