@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,16 @@ def ensure_writable_file(path: str | Path, flag: str) -> Path:
     return path
 
 
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the ``.crossd-tmp-*`` files a killed run left in ``folder``; returns what was removed."""
+def remove_stale_temps(folder: str | Path, min_age: float = 0.0) -> list[Path]:
+    """Delete the ``.crossd-tmp-*`` files a killed run left in ``folder``; returns what was removed.
+
+    ``min_age`` (seconds since the last write) spares the temporaries of writes still in progress, where other
+    processes may share the folder (evaluation shards)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = sorted(p for p in folder.glob(f"{TEMP_PREFIX}*") if p.is_file())
+    now = time.time()
+    stale = sorted(p for p in folder.glob(f"{TEMP_PREFIX}*") if p.is_file() and now - p.stat().st_mtime >= min_age)
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

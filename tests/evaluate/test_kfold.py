@@ -147,6 +147,36 @@ def test_sigkill_mid_run_then_resume_keeps_every_finished_fold(data_dir, small_c
     assert not (out / ".lock").exists()
 
 
+def test_sigterm_mid_run_is_one_line_with_how_to_resume_and_the_resume_keeps_every_finished_fold(
+    data_dir, small_checkpoints, tmp_path
+):
+    out = tmp_path / "run"
+    flags = _flags(data_dir, small_checkpoints, out)
+    flags[flags.index("--folds") + 1], flags[flags.index("--epochs") + 1] = "3", "3"
+    stale = out / "jobs" / "random" / ".crossd-tmp-r0f9.json"  # what a kill during an atomic write leaves
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crossd.evaluate", *flags], env=_env(), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("jobs/*/r*.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=60)[1]
+    finished = {p: p.read_bytes() for p in out.glob("jobs/*/r*.json")}
+    assert 1 <= len(finished) < 6, "the signal came too late to test anything"
+    assert process.returncode == 143 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert "interrupted (SIGTERM)" in line and f"jobs saved in {out / 'jobs'}" in line and "--resume" in line
+    assert not stale.exists()  # removed at the start of the run
+    assert not (out / ".lock").exists()  # released on the way out
+    assert main(["evaluate", *flags, "--resume"]) == 0
+    assert all(path.read_bytes() == content for path, content in finished.items())
+    assert not list(out.rglob(".crossd-tmp-*"))
+
+
 def test_rerun_with_fewer_methods_keeps_and_names_the_others(data_dir, small_checkpoints, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["evaluate", *_flags(data_dir, small_checkpoints, out)]) == 0

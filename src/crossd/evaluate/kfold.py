@@ -39,7 +39,7 @@ from crossd.evaluate.folds import Split
 from crossd.evaluate.lock import DirectoryLock
 from crossd.evaluate.methods import Method, method_names
 from crossd.evaluate.stats import paired_wilcoxon
-from crossd.io import save_json, save_text
+from crossd.io import remove_stale_temps, save_json, save_text
 from crossd.train.distributed import DistInfo, all_gather_objects, barrier, close_distributed, init_distributed
 
 RESULTS_JSON, RESULTS_MD, SETTINGS_JSON, JOBS_DIR = "results.json", "results.md", "settings.json", "jobs"
@@ -337,6 +337,8 @@ def _run_locked(
         torch.manual_seed(cfg.seed)  # a random init depends on the seed only, not on the other methods
         templates[method.name], loadings[method.name] = task.build(method)
     if info.is_main:
+        for folder in (store.out, *(p for p in (store.out / "jobs").glob("*") if p.is_dir())):
+            remove_stale_temps(folder, min_age=60)  # a killed run's; shards may be writing theirs right now
         if cfg.resume and not (store.out / SETTINGS_JSON).is_file():
             _adopt_legacy_results(store, methods)
         save_json(settings, store.out / SETTINGS_JSON)
@@ -355,6 +357,11 @@ def _run_locked(
             store.write_job(job, task.run_job(job, templates[job.method.name], info.device, lambda: bar.update(1)))
             if merging and not info.distributed:
                 write_results(task, store, merge(task, store, methods, loadings, settings))
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the CLI raises it: say what is kept and how to go on
+        saved = sum(store.read_job(job.method, job.split) is not None for job in jobs)
+        raise type(exc)(
+            f"with {saved} of {len(jobs)} jobs saved in {store.out / 'jobs'}; resume with the same flags and --resume"
+        ) from None
     finally:
         bar.close()
     barrier(info)
