@@ -2,11 +2,18 @@
 
 import argparse
 import shlex
+from pathlib import Path
 
 import pytest
 
 from crossd.commands import evaluate as evaluate_command_module
-from crossd.demo.report import _study_table, balanced_equals_accuracy, evaluate_command
+from crossd.demo.report import (
+    _read_first_section,
+    _study_table,
+    balanced_equals_accuracy,
+    evaluate_command,
+    shipped_study_table,
+)
 from crossd.evaluate import EvaluateConfig
 from crossd.evaluate.methods import method_names
 
@@ -63,3 +70,15 @@ def test_the_study_table_is_read_from_the_study_file():
     assert "| `acs` | 53.60 ± 6.30 | 25 | — |" in text
     assert "| `rotate_hybrid` | 49.70 ± 4.80 | 25 | -3.8 (p = 0.0206, significant) |" in text
     assert "runs/study_r18/study.json" in text
+
+
+def test_without_a_study_file_the_report_shows_the_shipped_study_6_table_the_same_as_the_docs():
+    table = shipped_study_table()
+    docs = (Path(__file__).parents[2] / "docs" / "experiments.md").read_text()
+    study6 = docs[docs.index("## Study 6") : docs.index("## Study 7")]
+    assert table.strip() in study6  # the table the study's --markdown printed, not a copy that drifted
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) == 10 and any(row.startswith("| `i3d`") for row in rows)
+    section = "\n".join(_read_first_section({"comparisons": {"a": {"pairs": 3}}}))
+    assert "cannot give p below 0.25" in section
+    assert all(row in section for row in rows)

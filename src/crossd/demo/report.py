@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import shlex
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -399,11 +400,21 @@ def _read_first_section(summary: dict) -> list[str]:
             "",
             f"    {STUDY_COMMAND}",
             "",
-            "which writes `runs/study_r18/study.json`; `crossd demo --study runs/study_r18/study.json` puts that "
-            "table here, beside this run.",
+            "which writes `runs/study_r18/study.json` (`crossd demo --study runs/study_r18/study.json` shows a "
+            "rerun of it here instead) and the table below, as its `--markdown` output printed it (fractions, "
+            "differences in points, paired Wilcoxon p; shipped with crossd as `crossd/demo/study6.md`, the same "
+            "table as in `docs/experiments.md`):",
+            "",
+            *shipped_study_table().strip().splitlines(),
             "",
         ]
     return [*lines, *_study_table(study)]
+
+
+def shipped_study_table() -> str:
+    """Study 6's table as ``benchmarks/transfer_study.py --markdown`` wrote it (``STUDY_COMMAND``), shipped with
+    the package so that every demo report carries the multi-seed evidence beside its one run."""
+    return resources.files("crossd.demo").joinpath("study6.md").read_text(encoding="utf-8")
 
 
 def _study_table(study: dict) -> list[str]:
