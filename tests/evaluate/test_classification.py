@@ -105,9 +105,11 @@ def test_bn_protocol_leaves_convolutions_bit_identical(data_dir, monkeypatch):
     model, _ = build_network(Method("acs", "acs", str(data_dir / "regular.safetensors")), 3)
     trained = {}
 
-    def keep(net, n):  # the copy that run_job trains
+    def keep(net, n):  # the copy that run_job trains, and its new head as initialised
         trained["model"] = net
-        return replace_head(net, n)
+        head = replace_head(net, n)
+        trained["head_init"] = head.weight.detach().clone()
+        return head
 
     monkeypatch.setattr(classification_module, "replace_head", keep)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -121,6 +123,7 @@ def test_bn_protocol_leaves_convolutions_bit_identical(data_dir, monkeypatch):
         owner = name.rpartition(".")[0]
         if owner in convs:
             assert torch.equal(param, before[name]), name
+    assert not torch.equal(model.fc.weight, trained["head_init"])  # the new head trained
     assert not torch.equal(model.bn1.weight, before["bn1.weight"])  # BatchNorm affine trained
     assert not torch.equal(model.bn1.running_mean, stats_before["bn1.running_mean"])  # statistics updated
 
