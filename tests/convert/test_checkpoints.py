@@ -48,8 +48,18 @@ def test_safetensors(tmp_path):
 
 def test_pickled_objects_are_refused(tmp_path):
     torch.save({"model": _small_cnn()}, tmp_path / "whole_model.pt")  # needs weights_only=False to read
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint") as refused:
         load_checkpoint(_small_cnn(), tmp_path / "whole_model.pt")
+    message = str(refused.value)
+    assert "\n" not in message and "never arbitrary pickles" in message
+    assert "weights_only" not in message  # torch's advice to unpickle anyway is not passed on
+
+
+def test_a_corrupt_file_is_one_line(tmp_path):
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint") as refused:
+        load_checkpoint(_small_cnn(), tmp_path / "corrupt.pt")
+    assert "\n" not in str(refused.value) and "weights_only" not in str(refused.value)
 
 
 @pytest.mark.parametrize(("mode", "init", "arch"), [("rotate", "center", "resnet18"), ("shift", "i3d", "small")])

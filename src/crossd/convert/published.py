@@ -36,8 +36,13 @@ def torch_load(path: Path, problem: str = "not a readable PyTorch checkpoint") -
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors: corrupt file, or objects outside the safe list
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+        text = str(exc).strip()
+        if "WeightsUnpickler error:" in text:  # torch's advice to retry with weights_only=False is not ours
+            detail = " ".join(text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0].split())
+            reason = f"{detail}; crossd reads only tensors and plain containers, never arbitrary pickles"
+        else:
+            first_line = text.splitlines()[0] if text else ""
+            reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
         raise ValueError(f"{path}: {problem} ({reason})") from None
 
 
