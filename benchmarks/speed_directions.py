@@ -9,7 +9,12 @@ Each section interleaves its candidates (``crossd.bench.interleaved_medians``) a
 - ``bmm``: per-sample kernels applied as one batched GEMM over unfolded patches (``torch.bmm`` on
   ``(B, Co, Ci K^2) x (B, Ci K^2, L)``, kernels rebuilt in backward, a prototype defined here) against the
   grouped-convolution weight side and the input side of ``crossd.ops``;
-- ``bf16``: a whole ResNet-18 SGD step, plain and Cross-D, in float32 and under CPU bf16 autocast.
+- ``bf16``: a whole ResNet-18 SGD step, plain and Cross-D, in float32 and under CPU bf16 autocast;
+- ``parts``: forward only, the pieces each exact path is made of, against the plain ``conv2d`` forward: building
+  the per-sample kernels (weight side), the grouped convolution and a loop of per-sample dense ``conv2d`` calls
+  with those kernels already built, the input side's tap mixing ``K^2 -> K^3`` and its GEMM with ``K^3`` taps.
+  This is the yardstick for the arithmetic floors: a piece that costs more than its multiply-adds say is
+  memory-bound.
 
 Usage::
 
@@ -28,9 +33,9 @@ from torch import nn
 from crossd.bench import build_model, interleaved_medians, resnet18_shapes
 from crossd.io import save_json
 from crossd.nn.rotation_head import FusedHead, RotationHead
-from crossd.ops.input_side import InputSideConv, output_shape
+from crossd.ops.input_side import InputSideConv, output_shape, unfold_taps
 from crossd.ops.slicing import slice_operator
-from crossd.ops.weight_side import WeightSideConv
+from crossd.ops.weight_side import WeightSideConv, fold_batch, sliced_kernels
 
 
 class BatchedGemmConv(torch.autograd.Function):
@@ -164,9 +169,40 @@ def bf16_section(batch: int, size: int, repeats: int) -> dict:
     return {"plain_float32_ms": base * 1e3} | {k: v / base for k, v in medians.items()}
 
 
+@torch.no_grad()
+def parts_section(batch: int, size: int, repeats: int) -> list[dict]:
+    rows = []
+    for shape in resnet18_shapes(size)[1:]:
+        ci, k, pad = shape.in_channels, shape.kernel_size, (shape.kernel_size // 2,) * 2
+        x = torch.randn(batch, ci, shape.size, shape.size)
+        weight, conv = torch.randn(ci, ci, k, k, k), nn.Conv2d(ci, ci, k, 1, k // 2, bias=False)
+        op = slice_operator(torch.randn(batch, 3), torch.rand(batch) - 0.5, k, "rotate")
+        kernels = sliced_kernels(weight, op)  # (B Co, Ci, K, K), channels-last
+        per_sample = [kernels[i * ci : (i + 1) * ci].contiguous() for i in range(batch)]
+        taps = unfold_taps(x, k, (1, 1), pad, (1, 1))
+        mixed = torch.bmm(taps.transpose(1, 2), op).reshape(-1, ci * k**3)
+        w_gemm = weight.reshape(ci, -1).t()
+        medians = interleaved_medians(
+            {
+                "conv2d": lambda: conv(x),
+                "build kernels": lambda: sliced_kernels(weight, op),
+                "grouped conv, kernels built": lambda: F.conv2d(fold_batch(x), kernels, None, 1, pad, 1, batch),
+                "per-sample conv2d loop, kernels built": lambda: [
+                    F.conv2d(x[i : i + 1], per_sample[i], None, 1, pad) for i in range(batch)
+                ],
+                "input side: tap mixing": lambda: torch.bmm(taps.transpose(1, 2), op),
+                "input side: GEMM": lambda: mixed @ w_gemm,
+            },
+            repeats,
+        )
+        base = medians.pop("conv2d")
+        rows.append({"layer": shape.name, "conv2d_fwd_ms": base * 1e3} | {k: v / base for k, v in medians.items()})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", nargs="+", choices=("head", "bmm", "bf16"), default=["head", "bmm", "bf16"])
+    parser.add_argument("--sections", nargs="+", choices=("head", "bmm", "bf16", "parts"), default=["head", "bmm", "bf16", "parts"])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=7)
@@ -177,7 +213,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     result: dict = {"config": vars(args) | {"threads": torch.get_num_threads(), "torch": torch.__version__}}
-    sections = {"head": head_section, "bmm": bmm_section, "bf16": bf16_section}
+    sections = {"head": head_section, "bmm": bmm_section, "bf16": bf16_section, "parts": parts_section}
     for name in args.sections:
         result[name] = sections[name](args.batch_size, args.size, args.repeats)
         rows = result[name] if isinstance(result[name], list) else [result[name]]
