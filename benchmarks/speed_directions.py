@@ -169,32 +169,34 @@ def bf16_section(batch: int, size: int, repeats: int) -> dict:
     return {"plain_float32_ms": base * 1e3} | {k: v / base for k, v in medians.items()}
 
 
+def _parts(shape, batch: int) -> dict:
+    """Forward-only candidates of the ``parts`` section for one ResNet-18 layer shape."""
+    ci, k, pad = shape.in_channels, shape.kernel_size, (shape.kernel_size // 2,) * 2
+    x = torch.randn(batch, ci, shape.size, shape.size)
+    weight, conv = torch.randn(ci, ci, k, k, k), nn.Conv2d(ci, ci, k, 1, k // 2, bias=False)
+    op = slice_operator(torch.randn(batch, 3), torch.rand(batch) - 0.5, k, "rotate")
+    kernels = sliced_kernels(weight, op)  # (B Co, Ci, K, K), channels-last
+    per_sample = [kernels[i * ci : (i + 1) * ci].contiguous() for i in range(batch)]
+    taps = unfold_taps(x, k, (1, 1), pad, (1, 1))
+    mixed = torch.bmm(taps.transpose(1, 2), op).reshape(-1, ci * k**3)
+    w_gemm = weight.reshape(ci, -1).t()
+    return {
+        "conv2d": lambda: conv(x),
+        "build kernels": lambda: sliced_kernels(weight, op),
+        "grouped conv, kernels built": lambda: F.conv2d(fold_batch(x), kernels, None, 1, pad, 1, batch),
+        "per-sample conv2d loop, kernels built": lambda: [
+            F.conv2d(x[i : i + 1], per_sample[i], None, 1, pad) for i in range(batch)
+        ],
+        "input side: tap mixing": lambda: torch.bmm(taps.transpose(1, 2), op),
+        "input side: GEMM": lambda: mixed @ w_gemm,
+    }
+
+
 @torch.no_grad()
 def parts_section(batch: int, size: int, repeats: int) -> list[dict]:
     rows = []
     for shape in resnet18_shapes(size)[1:]:
-        ci, k, pad = shape.in_channels, shape.kernel_size, (shape.kernel_size // 2,) * 2
-        x = torch.randn(batch, ci, shape.size, shape.size)
-        weight, conv = torch.randn(ci, ci, k, k, k), nn.Conv2d(ci, ci, k, 1, k // 2, bias=False)
-        op = slice_operator(torch.randn(batch, 3), torch.rand(batch) - 0.5, k, "rotate")
-        kernels = sliced_kernels(weight, op)  # (B Co, Ci, K, K), channels-last
-        per_sample = [kernels[i * ci : (i + 1) * ci].contiguous() for i in range(batch)]
-        taps = unfold_taps(x, k, (1, 1), pad, (1, 1))
-        mixed = torch.bmm(taps.transpose(1, 2), op).reshape(-1, ci * k**3)
-        w_gemm = weight.reshape(ci, -1).t()
-        medians = interleaved_medians(
-            {
-                "conv2d": lambda: conv(x),
-                "build kernels": lambda: sliced_kernels(weight, op),
-                "grouped conv, kernels built": lambda: F.conv2d(fold_batch(x), kernels, None, 1, pad, 1, batch),
-                "per-sample conv2d loop, kernels built": lambda: [
-                    F.conv2d(x[i : i + 1], per_sample[i], None, 1, pad) for i in range(batch)
-                ],
-                "input side: tap mixing": lambda: torch.bmm(taps.transpose(1, 2), op),
-                "input side: GEMM": lambda: mixed @ w_gemm,
-            },
-            repeats,
-        )
+        medians = interleaved_medians(_parts(shape, batch), repeats)
         base = medians.pop("conv2d")
         rows.append({"layer": shape.name, "conv2d_fwd_ms": base * 1e3} | {k: v / base for k, v in medians.items()})
     return rows
@@ -202,7 +204,8 @@ def parts_section(batch: int, size: int, repeats: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", nargs="+", choices=("head", "bmm", "bf16", "parts"), default=["head", "bmm", "bf16", "parts"])
+    sections = {"head": head_section, "bmm": bmm_section, "bf16": bf16_section, "parts": parts_section}
+    parser.add_argument("--sections", nargs="+", choices=tuple(sections), default=list(sections))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=7)
@@ -213,7 +216,6 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     result: dict = {"config": vars(args) | {"threads": torch.get_num_threads(), "torch": torch.__version__}}
-    sections = {"head": head_section, "bmm": bmm_section, "bf16": bf16_section, "parts": parts_section}
     for name in args.sections:
         result[name] = sections[name](args.batch_size, args.size, args.repeats)
         rows = result[name] if isinstance(result[name], list) else [result[name]]
