@@ -11,6 +11,7 @@ from image_data import write_image_folder
 from crossd.cli import main
 from crossd.commands import pretrain as command
 from crossd.train import PretrainConfig
+from crossd.train.model import build_model
 
 TINY_FLAGS = ["--epochs", "1", "-b", "4", "-j", "0", "--train-crop-size", "16", "--val-resize-size", "20"]
 TINY_FLAGS += ["--val-crop-size", "16"]
@@ -101,3 +102,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("crossd pretrain: error: ") and message in err and "\n" not in err, err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_granularity_flag_sets_every_crossd_layer(tmp_path, monkeypatch):
+    from crossd.nn import CrossDConv
+    from crossd.train import loop
+
+    built = []
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: built.append(build_model(*a, **k)) or built[-1])
+    write_image_folder(tmp_path / "data", classes=2, per_class=2)
+    argv = ["pretrain", "--data-path", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"), *TINY_FLAGS]
+    argv += ["--model", "small_cnn", "--rot", "--mode", "project", "--plane-sampling", "grid", "--granularity", "batch"]
+    assert main(argv) == 0
+    layers = [m for m in built[0].modules() if isinstance(m, CrossDConv)]
+    assert layers and all(m.granularity == "batch" and m.plane_sampling == "grid" for m in layers)
+    assert _parse(["--data-path", "d", "--rot"]).granularity == "sample"
+    with pytest.raises(ValueError, match="granularity 'batch' needs a Cross-D model"):
+        _parse(["--data-path", "d", "--granularity", "batch"]).validate()

@@ -82,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(rotate, project modes)",
     )
     model.add_argument(
+        "--granularity",
+        choices=("sample", "batch"),
+        default=d.granularity,
+        help="one rotation (or sampled plane) per training sample, as the paper, or one per batch",
+    )
+    model.add_argument(
         "--consistency",
         type=float,
         default=d.consistency,
@@ -108,7 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--lr-warmup-decay", type=float, default=d.lr_warmup_decay, help="warm-up start factor")
     train.add_argument("--amp", action="store_true", help="mixed precision (CUDA: bf16, or fp16 + scaling)")
     train.add_argument("--seed", type=int, default=d.seed, help="seed of the initialisation and data order")
-    hybrid = parser.add_argument_group("hybrid 2D+3D training (one process)")
+    hybrid = parser.add_argument_group("hybrid 2D+3D training")
     hybrid.add_argument(
         "--volumes", default=None, help="3D .npz (MedMNIST layout), NIfTI path,label CSV or folder; 2D data's classes"
     )

@@ -150,7 +150,9 @@ class _Run:
         spec = ModelSpec(cfg.model, cfg.conv, cfg.mode, len(splits.classes))
         if checkpoint is not None:
             check_same_model(checkpoint, spec, cfg.resume)
-        bare = build_model(spec, None if checkpoint else cfg.weights, cfg.crossd_init, cfg.plane_sampling)
+        bare = build_model(
+            spec, None if checkpoint else cfg.weights, cfg.crossd_init, cfg.plane_sampling, cfg.granularity
+        )
         if checkpoint is not None:
             bare.load_state_dict(checkpoint["model"])
         bare.to(info.device)

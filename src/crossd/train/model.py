@@ -12,13 +12,17 @@ from crossd.nn.crossd_conv import set_plane_sampling
 
 
 def build_model(
-    spec: ModelSpec, weights: str | Path | None = None, crossd_init: str = "random", plane_sampling: str = "head"
+    spec: ModelSpec,
+    weights: str | Path | None = None,
+    crossd_init: str = "random",
+    plane_sampling: str = "head",
+    granularity: str = "sample",
 ) -> nn.Module:
     """``spec``'s model, randomly initialised or warm-started from a local 2D checkpoint.
 
     A fresh Cross-D model's kernels start as ``crossd_init`` says (``"random"``: 3D Kaiming; ``"center"`` or
-    ``"inflate"``: the fresh 2D model's kernels placed by :func:`crossd.to_crossd`); ``plane_sampling`` is set on
-    every Cross-D layer.
+    ``"inflate"``: the fresh 2D model's kernels placed by :func:`crossd.to_crossd`); ``plane_sampling`` and
+    ``granularity`` are set on every Cross-D layer.
 
     Warm start: every tensor of ``weights`` whose name and shape fit is copied (a classifier of another size is
     left fresh); regular weights entering a Cross-D model go through ``to_crossd(init="center")``, so the
@@ -30,7 +34,7 @@ def build_model(
             model = to_crossd(regular, mode=spec.mode, init=crossd_init, inplace=True)
         else:
             model = create_model(spec.arch, spec.num_classes, spec.conv, spec.mode)
-        return set_plane_sampling(model, plane_sampling)
+        return set_plane_sampling(model, plane_sampling, granularity)
     source, source_spec = load_2d_model(weights, arch=spec.arch)
     if source_spec.conv == "crossd" and spec.conv == "regular":
         raise ValueError(f"{weights}: holds Cross-D weights; a regular model cannot start from them (use --rot)")
@@ -44,4 +48,4 @@ def build_model(
     model.load_state_dict(fitting, strict=False)
     if spec.conv == "crossd" and source_spec.conv == "regular":
         model = to_crossd(model, mode=spec.mode, init="center", inplace=True)
-    return set_plane_sampling(model, plane_sampling)
+    return set_plane_sampling(model, plane_sampling, granularity)
