@@ -84,3 +84,7 @@ def test_acs_kernel_in_one_conv3d_equals_acs_conv(stride, dilation):
     model3d, report = to_3d(nn.Sequential(grouped), init="acs", return_report=True)
     assert type(model3d[0]) is nn.Conv3d and "ACS views as one Conv3d" in report.notes["0"]
     assert torch.equal(model3d[0].weight, acs_kernel(grouped.weight.detach()))
+    patchify = nn.Conv2d(3, 6, 4, stride=4)  # a ConvNeXt-style stem: no padding, ACSConv3d's views would disagree
+    model3d, report = to_3d(nn.Sequential(patchify), init="acs", return_report=True)
+    assert type(model3d[0]) is nn.Conv3d and "ACS views as one Conv3d" in report.notes["0"]
+    assert model3d[0](torch.randn(1, 3, 9, 10, 11)).shape == (1, 6, 2, 2, 2)

@@ -15,7 +15,7 @@ from crossd.convert.really_3d import check_really_3d
 from crossd.convert.report import ConversionReport, own_forward, scan_2d_layers
 from crossd.convert.same_padding import PadSame, same_padded_types, wrap_same
 from crossd.convert.walk import replace_modules, triple
-from crossd.nn.acs_conv import ACSConv3d
+from crossd.nn.acs_conv import ACSConv3d, acs_views_agree
 from crossd.nn.crossd_conv import CrossDConv
 
 INITS_3D = init_names("to_3d")
@@ -25,20 +25,31 @@ def _planar(conv: nn.Module) -> torch.Tensor:
     return planar_kernel(conv) if isinstance(conv, CrossDConv) else conv.weight.detach()
 
 
+def _geometry(conv: nn.Module) -> tuple:
+    """``(kernel_size, stride, padding, dilation, padding_mode)`` of a ``Conv2d``/``CrossDConv`` as 3D triples
+    (``padding`` may stay ``"same"``/``"valid"``)."""
+    if isinstance(conv, CrossDConv):
+        return conv.kernel_size, conv.stride, conv.padding, conv.dilation, "zeros"
+    padding = conv.padding if isinstance(conv.padding, str) else triple(conv.padding)
+    return triple(conv.kernel_size), triple(conv.stride), padding, triple(conv.dilation), conv.padding_mode
+
+
+def _acs_views_agree(conv: nn.Module) -> bool:
+    """Whether ``ACSConv3d`` can hold ``conv``: equal padding and dilation that keep the three views' sizes."""
+    kernel_size, _, padding, dilation, _ = _geometry(conv)
+    if isinstance(padding, str) or len({*padding}) != 1 or len({*dilation}) != 1:
+        return False
+    return acs_views_agree(kernel_size[0], padding[0], dilation[0])
+
+
 def _conv_to_3d(conv: nn.Module, name: str, init: str, align: bool, acs_conv3d: bool = False) -> nn.Module:
     """The 3D layer for one ``Conv2d``/``CrossDConv``; ``acs_conv3d``: ACS as a ``Conv3d`` (see ``to_3d``)."""
-    if isinstance(conv, CrossDConv):
-        kernel_size, stride, padding, dilation = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-        padding_mode = "zeros"
-    else:
-        kernel_size, stride, dilation = triple(conv.kernel_size), triple(conv.stride), triple(conv.dilation)
-        padding = conv.padding if isinstance(conv.padding, str) else triple(conv.padding)
-        padding_mode = conv.padding_mode
+    kernel_size, stride, padding, dilation, padding_mode = _geometry(conv)
     bias = conv.bias is not None
     device, dtype = conv.weight.device, conv.weight.dtype
+    if init == "acs" and len(set(kernel_size)) != 1:
+        raise ValueError(f"{name}: ACS needs square kernels, got {kernel_size}")
     if init == "acs" and not acs_conv3d:
-        if len(set(kernel_size)) != 1 or isinstance(padding, str) or len(set(padding)) != 1:
-            raise ValueError(f"{name}: ACS needs square kernels and equal padding, got {kernel_size}, {padding}")
         new = ACSConv3d(
             conv.in_channels,
             conv.out_channels,
@@ -185,11 +196,19 @@ def to_3d(
     padded_inside = {f"{n}.layer" for n, m in model.named_modules() if isinstance(m, PadSame)}
 
     def acs_conv3d(name: str, module: nn.Module) -> bool:
-        """ACS as one ``Conv3d`` holding ``acs_kernel``: for grouped layers (``ACSConv3d`` would mix their groups
-        up) and ``"SAME"``-padded ones (padded on all three axes, a 1-wide view axis would not fit)."""
-        found = init == "acs" and (module.groups > 1 or name in padded_inside or isinstance(module, same_padded))
+        """ACS as one ``Conv3d`` holding ``acs_kernel``: for grouped layers (one convolution instead of three over
+        overlapping groups), ``"SAME"``-padded ones (padded on all three axes, a 1-wide view axis would not fit)
+        and ones whose padding is not ``dilation * (K - 1) / 2`` (``ACSConv3d``'s views would differ in size)."""
+        found = init == "acs" and (
+            module.groups > 1
+            or name in padded_inside
+            or isinstance(module, same_padded)
+            or not _acs_views_agree(module)
+        )
         if found:
-            report.notes[name] = "grouped or SAME-padded: ACS views as one Conv3d (kernels in central planes)"
+            report.notes[name] = (
+                "grouped, SAME-padded or not 'same' padding: ACS views as one Conv3d (kernels in central planes)"
+            )
         return found
 
     def conv_init(name: str, module: nn.Module) -> str:

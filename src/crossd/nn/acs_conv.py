@@ -13,12 +13,23 @@ def acs_split(out_channels: int) -> tuple[int, int, int]:
     return (base + (rest > 0), base + (rest > 1), base)
 
 
+def acs_views_agree(kernel_size: int, padding: int, dilation: int) -> bool:
+    """Whether the three views give one output size: only with the "same" padding ``dilation * (K - 1) / 2``
+    (each view pads only its kernel's two axes)."""
+    return 2 * padding == dilation * (kernel_size - 1)
+
+
 class ACSConv3d(nn.Module):
     """A 3D convolution with a 2D kernel ``(Co, Ci/groups, K, K)`` whose output channels are split in three.
 
     Channels ``[0, a)`` use the kernel in the ``(h, w)`` plane (axial, kernel ``(1, K, K)``), ``[a, a+c)`` in the
     ``(d, w)`` plane (coronal, ``(K, 1, K)``) and the rest in the ``(d, h)`` plane (sagittal, ``(K, K, 1)``),
-    each with padding and dilation only along the kernel's two axes. Input ``(B, Ci, D, H, W)``.
+    each with padding and dilation only along the kernel's two axes, so ``padding`` must be
+    ``dilation * (K - 1) / 2`` (:func:`acs_views_agree`; the default ``None`` means that value). Input
+    ``(B, Ci, D, H, W)``.
+
+    With ``groups > 1`` every output channel keeps its own group of input channels (channel ``o`` reads group
+    ``o // (Co / groups)``, as in ``Conv3d``), whatever view it falls in.
     """
 
     def __init__(
@@ -27,17 +38,24 @@ class ACSConv3d(nn.Module):
         out_channels: int,
         kernel_size: int,
         stride: int | tuple[int, int, int] = 1,
-        padding: int = 0,
+        padding: int | None = None,
         dilation: int = 1,
         groups: int = 1,
         bias: bool = True,
     ):
         super().__init__()
+        padding = dilation * (kernel_size - 1) // 2 if padding is None else padding
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.padding, self.dilation = kernel_size, padding, dilation
         self.stride = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
-        if groups > 1 and any(n % groups for n in acs_split(out_channels) if n):
-            raise ValueError(f"ACS needs every view's output channels {acs_split(out_channels)} divisible by groups")
+        if not acs_views_agree(kernel_size, padding, dilation):
+            raise ValueError(
+                f"ACSConv3d needs padding = dilation * (kernel_size - 1) / 2, got padding {padding} for kernel_size "
+                f"{kernel_size}, dilation {dilation}: otherwise its three views give different output sizes "
+                "(crossd.to_3d(init='acs') puts such a layer's views in one Conv3d)"
+            )
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must be divisible by groups")
         self.weight = nn.Parameter(nn.Conv2d(in_channels, out_channels, kernel_size, groups=groups).weight.data)
         self.bias = nn.Parameter(nn.init.zeros_(self.weight.new_empty(out_channels))) if bias else None
 
@@ -49,17 +67,28 @@ class ACSConv3d(nn.Module):
         for view, n in enumerate(acs_split(self.out_channels)):
             if n == 0:
                 continue
-            kernel = self.weight[start : start + n].unsqueeze(2 + view)
             pad = [p, p, p]
             dil = [d, d, d]
             pad[view], dil[view] = 0, 1
-            outs.append(F.conv3d(x, kernel, None, self.stride, tuple(pad), tuple(dil), self.groups))
+            outs.append(self._view(x, start, n, view, tuple(pad), tuple(dil)))
             start += n
         out = torch.cat(outs, dim=1)
         return out if self.bias is None else out + self.bias[None, :, None, None, None]
 
+    def _view(self, x: Tensor, start: int, n: int, view: int, pad: tuple, dil: tuple) -> Tensor:
+        """Output channels ``[start, start + n)`` with their kernels in ``view``'s plane: a grouped ``conv3d`` over
+        the groups those channels belong to, of which the channels asked for are kept."""
+        per_group_out, per_group_in = self.out_channels // self.groups, self.in_channels // self.groups
+        first, last = start // per_group_out, (start + n - 1) // per_group_out + 1
+        low = first * per_group_out if self.groups > 1 else start
+        high = last * per_group_out if self.groups > 1 else start + n
+        kernel = self.weight[low:high].unsqueeze(2 + view)
+        inputs = x[:, first * per_group_in : last * per_group_in] if self.groups > 1 else x
+        out = F.conv3d(inputs, kernel, None, self.stride, pad, dil, last - first if self.groups > 1 else 1)
+        return out[:, start - low : start - low + n]
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"padding={self.padding}, split={acs_split(self.out_channels)}"
+            f"padding={self.padding}, groups={self.groups}, split={acs_split(self.out_channels)}"
         )
