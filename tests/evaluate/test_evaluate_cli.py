@@ -69,7 +69,7 @@ def _error(capsys):
         ("regular2d_3d", "init 'regular2d' runs the plain 2D network on 2D data"),
         ("acs_2d", "init 'acs' builds a 3D model, but the data holds 2D images"),
         ("crossd_regular_ckpt", "needs a Cross-D checkpoint"),
-        ("missing_data", "data path not found"),
+        ("missing_data", "--data "),
         ("missing_checkpoint", "checkpoint not found"),
         ("no_checkpoint", "needs a 2D checkpoint"),
         ("bad_nifti", "not a readable NIfTI file"),

@@ -83,7 +83,7 @@ def test_a_corrupt_image_met_in_training_is_one_line_and_keeps_earlier_files(tmp
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda tmp_path: ["--data-path", str(tmp_path / "nowhere")], "data path not found"),
+        (lambda tmp_path: ["--data-path", str(tmp_path / "nowhere")], "--data-path "),
         (_empty_folder, "image folder not found"),
         (_one_class, "at least 2"),
         (_npz_without_keys, "expected keys"),

@@ -159,6 +159,8 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
 def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     ensure_writable_dir(args.output_dir, "--output-dir")
+    if not Path(args.data).exists():
+        raise FileNotFoundError(f"--data {args.data}: no such file or folder")
     if args.task == "segmentation":
         args.device = None if args.device == "auto" else args.device
         from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines

@@ -133,6 +133,8 @@ class _Run:
         if info.is_main:
             ensure_writable_dir(output_dir, "--output-dir")
             remove_stale_temps(output_dir)
+        if not Path(cfg.data_path).exists():
+            raise FileNotFoundError(f"--data-path {cfg.data_path}: no such file or folder")
         checkpoint = load_training_checkpoint(cfg.resume) if cfg.resume else None
         changes = _check_resume_settings(cfg, checkpoint)
         if changes and info.is_main and not cfg.quiet:
