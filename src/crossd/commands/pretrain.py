@@ -27,6 +27,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from crossd.commands import add_device_flag, add_quiet_flag
+from crossd.convert.to_crossd import CROSSD_INITS
 from crossd.train import PretrainConfig, pretrain
 from crossd.train.defaults import FittedDefaults, fit_defaults
 
@@ -70,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--weights", default=None, help="local 2D checkpoint to warm-start from")
     model.add_argument(
         "--crossd-init",
-        choices=("random", "center", "inflate"),
+        choices=CROSSD_INITS,
         default=d.crossd_init,
         help="start of fresh Cross-D kernels: 3D random, or a 2D init in the angle-0 plane / in every slice",
     )
