@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -348,7 +349,11 @@ def _run_locked(
     ]
     mine = [job for job in jobs if job.index % count == index and store.read_job(job.method, job.split) is None]
     bar = tqdm(
-        total=len(mine) * task.epochs, disable=not (cfg.progress and info.is_main), desc="evaluate", unit="epoch"
+        total=len(mine) * task.epochs,
+        disable=not (cfg.progress and info.is_main),
+        desc="evaluate",
+        unit="epoch",
+        mininterval=0.1 if sys.stderr.isatty() else 60.0,  # a log file (nohup, SLURM) gets a line a minute
     )
     try:
         for job in mine:
