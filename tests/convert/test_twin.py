@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 from torchvision.models import resnet18
 
 from crossd import to_3d, to_crossd
@@ -41,3 +42,26 @@ def test_twin_refuses_a_mismatched_init():
         volume_twin(resnet18(num_classes=3), "crossd")
     with pytest.raises(ValueError, match="Cross-D model needs the twin init crossd"):
         volume_twin(to_crossd(resnet18(num_classes=3)), "i3d")
+
+
+def _odd_layers(same_padded: bool) -> nn.Module:
+    """A patchify stem (padding 0), a grouped convolution and, with timm, a "SAME"-padded strided one."""
+    layers = [nn.Conv2d(3, 6, 4, stride=4), nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1, groups=3)]
+    if same_padded:
+        layers.append(pytest.importorskip("timm.layers").Conv2dSame(6, 6, 3, stride=2))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+
+
+@pytest.mark.parametrize("same_padded", [False, True], ids=["torch", "timm-same"])
+@pytest.mark.parametrize("init", ["i3d", "acs"])
+def test_twin_shares_grouped_patchify_and_same_padded_kernels(init, same_padded):
+    torch.manual_seed(0)
+    model = _odd_layers(same_padded).eval()
+    twin = volume_twin(model, init).eval()
+    shared = {id(p) for p in model.parameters()}
+    assert all(id(p) in shared for p in twin.parameters())
+    x = torch.randn(2, 3, 17, 18, 19)
+    torch.testing.assert_close(twin(x), to_3d(model, init=init).eval()(x), rtol=1e-5, atol=1e-5)
+    twin(x).sum().backward()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in convs)

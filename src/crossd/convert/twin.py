@@ -2,35 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crossd.convert.kernels import inflate_kernel
+from crossd.convert.kernels import acs_kernel, inflate_kernel
+from crossd.convert.same_padding import PadSame
 from crossd.convert.to_3d import to_3d
-from crossd.convert.walk import replace_modules, triple
+from crossd.convert.walk import replace_modules
 from crossd.nn.crossd_conv import CrossDConv
 
 TWIN_INITS = ("crossd", "i3d", "acs")
 
 
-class InflatedConv3d(nn.Module):
-    """A 3D convolution whose kernel is the I3D inflation of a 2D convolution's *own* weight, rebuilt at each call.
+class SharedKernelConv3d(nn.Module):
+    """A 3D convolution whose kernel is rebuilt at each call from a 2D convolution's *own* weight.
 
-    ``conv`` is held, not copied: gradients of a loss on volumes ``(N, Ci, D, H, W)`` reach ``conv.weight
-    (Co, Ci, K, K)`` through the inflation ``W3 = repeat(W2, K, depth) / K``.
+    ``conv`` (the 2D layer) is held, not copied, so gradients of a loss on volumes ``(N, Ci, D, H, W)`` reach
+    ``conv.weight (Co, Ci, K, K)`` through ``kernel`` (I3D inflation ``repeat(W2, K, depth) / K``, or ACS's kernels
+    in the central planes of their views); stride, padding, dilation and groups are those of ``geometry``, the
+    ``Conv3d`` that ``to_3d`` built for ``conv``.
     """
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, geometry: nn.Conv3d, conv: nn.Conv2d, kernel: Callable[[Tensor], Tensor]):
         super().__init__()
         if conv.padding_mode != "zeros":
-            raise ValueError(f"an inflated 3D twin needs zero padding, found padding_mode={conv.padding_mode!r}")
-        self.conv = conv
+            raise ValueError(
+                f"a 3D twin sharing 2D kernels needs zero padding, found padding_mode={conv.padding_mode!r}"
+            )
+        self.conv, self.kernel = conv, kernel
+        self.stride, self.padding = geometry.stride, geometry.padding
+        self.dilation, self.groups = geometry.dilation, geometry.groups
 
     def forward(self, x: Tensor) -> Tensor:
         conv = self.conv
-        padding = conv.padding if isinstance(conv.padding, str) else triple(conv.padding)
-        weight = inflate_kernel(conv.weight, conv.kernel_size[0])
-        return F.conv3d(x, weight, conv.bias, triple(conv.stride), padding, triple(conv.dilation), conv.groups)
+        return F.conv3d(x, self.kernel(conv.weight), conv.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return f"kernel={getattr(self.kernel, '__name__', self.kernel)}, stride={self.stride}, padding={self.padding}"
+
+
+def _inflate(weight: Tensor) -> Tensor:
+    return inflate_kernel(weight, weight.shape[-2])
+
+
+_SHARED_KERNELS = {"i3d": _inflate, "acs": acs_kernel}
 
 
 def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
@@ -43,8 +60,8 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
 
     Args:
         model: a Cross-D model (``init="crossd"``: the twin convolves with the stored 3D kernels) or a regular 2D
-            model (``"i3d"``: with the inflated 2D kernels, :class:`InflatedConv3d`; ``"acs"``: ACS convolution
-            of the 2D kernels).
+            model (``"i3d"``: with the inflated 2D kernels; ``"acs"``: ACS convolution of the 2D kernels, as
+            ``ACSConv3d`` or, for the layers ``to_3d`` gives one ``Conv3d``, :class:`SharedKernelConv3d`).
         init: ``"crossd"``, ``"i3d"`` or ``"acs"``.
     """
     if init not in TWIN_INITS:
@@ -55,10 +72,14 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
         raise ValueError(f"{kind} model needs the twin init {'crossd' if has_crossd else 'i3d or acs'}, got {init!r}")
     twin = to_3d(model, init=init)
     source = dict(model.named_modules())
-    inflated = init == "i3d"
+    inside_pads = {f"{n}.layer": n for n, m in twin.named_modules() if isinstance(m, PadSame)}
+    rebuilt = {}  # name in the twin -> the 2D convolution whose weight its kernel is rebuilt from
     for name, module in twin.named_modules():
-        original = source.get(name)
-        if original is None or (inflated and isinstance(original, nn.Conv2d)):
+        original = source.get(inside_pads.get(name, name))
+        if original is None:
+            continue
+        if init in _SHARED_KERNELS and isinstance(original, nn.Conv2d) and isinstance(module, nn.Conv3d):
+            rebuilt[name] = original
             continue
         for key, param in list(module.named_parameters(recurse=False)):
             shared = getattr(original, key)
@@ -70,7 +91,9 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
             setattr(module, key, shared)
         for key, _ in list(module.named_buffers(recurse=False)):
             module._buffers[key] = original._buffers[key]
-    if inflated:
-        convs = {name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-        twin = replace_modules(twin, lambda name, m: InflatedConv3d(source[name]) if name in convs else None)
+    if rebuilt:
+        kernel = _SHARED_KERNELS[init]
+        twin = replace_modules(
+            twin, lambda name, m: SharedKernelConv3d(m, rebuilt[name], kernel) if name in rebuilt else None
+        )
     return twin
