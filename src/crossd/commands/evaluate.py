@@ -156,19 +156,27 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
     )
 
 
+def _check_settings_then_data(cfg, data: str) -> None:
+    """Bad flag values first (they need no data), then a missing ``--data`` path, named by its flag."""
+    cfg.validate()
+    if not Path(data).exists():
+        raise FileNotFoundError(f"--data {data}: no such file or folder")
+
+
 def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     ensure_writable_dir(args.output_dir, "--output-dir")
-    if not Path(args.data).exists():
-        raise FileNotFoundError(f"--data {args.data}: no such file or folder")
     if args.task == "segmentation":
         args.device = None if args.device == "auto" else args.device
         from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines
 
-        methods = parse_methods(args.init, args.checkpoint)
-        results = evaluate_segmentation(segmentation_config_from_args(args, methods), shard=shard)
+        cfg = segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint))
+        _check_settings_then_data(cfg, args.data)
+        results = evaluate_segmentation(cfg, shard=shard)
     else:
-        results = evaluate(config_from_args(args), shard)
+        cfg = config_from_args(args)
+        _check_settings_then_data(cfg, args.data)
+        results = evaluate(cfg, shard)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun rank 0 reports
     if shard is not None:
