@@ -60,6 +60,14 @@ def test_every_3d_init_shares_folds_and_is_compared_with_crossd(data_dir, tmp_pa
     assert "Wilcoxon" in (tmp_path / "results.md").read_text()
 
 
+def test_without_a_plain_crossd_method_the_first_crossd_one_is_the_reference(data_dir, tmp_path):
+    ckpt = data_dir / "crossd.safetensors"
+    results = _run(data_dir, tmp_path, "vol.npz", [("i3d", ckpt), ("crossd", ckpt, "crossd+volumes"), ("random", None)])
+    assert results["reference"] == "crossd+volumes" and set(results["comparisons"]) == {"i3d", "random"}
+    table = (tmp_path / "results.md").read_text()
+    assert "Wilcoxon vs crossd+volumes" in table and "| crossd+volumes |" in table and "(reference)" in table
+
+
 @pytest.mark.parametrize("protocol", ["linear", "finetune", "paper"])
 def test_3d_protocols_run(data_dir, tmp_path, protocol):
     methods = [("crossd", data_dir / "crossd.safetensors")]

@@ -44,7 +44,7 @@ from crossd.io import remove_stale_temps, save_json, save_text
 from crossd.train.distributed import DistInfo, all_gather_objects, barrier, close_distributed, init_distributed
 
 RESULTS_JSON, RESULTS_MD, SETTINGS_JSON, JOBS_DIR = "results.json", "results.md", "settings.json", "jobs"
-REFERENCE = "crossd"  # the method every other one is compared with
+REFERENCE = "crossd"  # the method every other one is compared with (else the first method of init crossd)
 
 
 @dataclass
@@ -267,6 +267,7 @@ def merge(task: Task, store: Store, methods: list[Method], loadings: dict, setti
         entry = {"method": m.name, "init": m.init, "checkpoint": m.checkpoint, "loading": loadings[m.name]}
         entries.append({**entry, **(task.summarize(folds) if folds else {}), "folds": folds})
     reference = next((e for e in entries if e["method"] == REFERENCE), None)
+    reference = reference or next((e for e in entries if e["init"] == REFERENCE), None)
     comparisons = {
         e["method"]: paired_wilcoxon(reference["folds"], e["folds"], metric=task.metric)
         for e in entries
@@ -278,6 +279,7 @@ def merge(task: Task, store: Store, methods: list[Method], loadings: dict, setti
         "args": settings,
         "data": task.data_record,
         "results": entries,
+        "reference": None if reference is None else reference["method"],
         "comparisons": comparisons,
         "complete": all(len(e["folds"]) == len(task.splits) for e in entries),
         "not_reported": {k: n for k, n in store.stored_methods().items() if k not in asked},

@@ -37,7 +37,7 @@ from crossd.evaluate.methods import Method, build_network
 from crossd.evaluate.protocols import batchnorm_parameters
 from crossd.evaluate.transforms import scale_intensities
 from crossd.models.unet3d import DECODER_CHANNELS, UNet3D
-from crossd.report.tables import loading_note, mean_std
+from crossd.report.tables import loading_note, mean_std, reference_method
 from crossd.train.distributed import DistInfo
 from crossd.train.engine import Precision, train_one_epoch
 
@@ -157,7 +157,7 @@ def _mean(values: list[float | None]) -> float:
 def segmentation_markdown(results: dict) -> str:
     """The ``results.md`` text: mean Dice and Dice per class (mean ± population std over folds)."""
     args, data = results["args"], results["data"]
-    classes = data["classes"][1:]
+    classes, reference = data["classes"][1:], reference_method(results)
     lines = [
         f"# Segmentation of `{Path(str(args['data'])).name}`",
         "",
@@ -166,7 +166,7 @@ def segmentation_markdown(results: dict) -> str:
         f"{tuple(args['decoder_channels'])}, best epoch by validation mean Dice, seed {args['seed']}.",
         f"Data: {data['samples']} volumes of shape {tuple(data['shape'])}, classes {', '.join(data['classes'])}.",
         "",
-        "| Method | Mean Dice | " + " | ".join(f"Dice {c}" for c in classes) + " | Folds | Wilcoxon vs crossd |",
+        "| Method | Mean Dice | " + " | ".join(f"Dice {c}" for c in classes) + f" | Folds | Wilcoxon vs {reference} |",
         "|---|---|" + "---|" * (len(classes) + 2),
     ]
     for method in results["results"]:
@@ -175,7 +175,7 @@ def segmentation_markdown(results: dict) -> str:
         cells = [mean_std(method["dice_mean_mean"], method["dice_mean_std"])]
         cells += [mean_std(method[f"dice_{c}_mean"], method[f"dice_{c}_std"]) for c in classes]
         comparison = results["comparisons"].get(method["method"])
-        p = "(reference)" if method["method"] == "crossd" else "–"
+        p = "(reference)" if method["method"] == reference else "–"
         if comparison is not None:
             p = f"{comparison['p_value']:.3g}" if comparison["p_value"] is not None else f"– ({comparison['note']})"
         lines.append(f"| {method['method']} | " + " | ".join(cells) + f" | {len(method['folds'])} | {p} |")

@@ -97,10 +97,17 @@ def schedule_note(args: dict) -> str:
     return text
 
 
+def reference_method(results: dict) -> str:
+    """The method the Wilcoxon column compares with: ``results["reference"]`` (``crossd``, else the first Cross-D
+    method), ``"crossd"`` for results written before it was recorded."""
+    return results.get("reference") or "crossd"
+
+
 def results_markdown(results: dict) -> str:
     """The ``results.md`` text of an evaluation ``results.json`` dictionary."""
     args, data = results["args"], results["data"]
     constants = args["protocol_constants"]
+    reference = reference_method(results)
     lines = [
         f"# Evaluation of `{Path(args['data']).name}`",
         "",
@@ -112,16 +119,15 @@ def results_markdown(results: dict) -> str:
         f"{tuple(data['shape'])}.",
         schedule_note(args),
         "",
-        "| Method | " + " | ".join(title for _, title in COLUMNS) + " | Folds | Wilcoxon vs crossd: p (Δ acc.) |",
+        "| Method | " + " | ".join(title for _, title in COLUMNS) + f" | Folds | Wilcoxon vs {reference}: p (Δ acc.) |",
         "|---|" + "---|" * (len(COLUMNS) + 2),
     ]
     comparisons = results.get("comparisons", {})
-    has_reference = any(m["method"] == "crossd" for m in results["results"])
     for method in results["results"]:
         cells = [mean_std(method.get(f"{key}_mean"), method.get(f"{key}_std")) for key, _ in COLUMNS]
-        if method["method"] == "crossd":
+        if method["method"] == reference:
             p = "(reference)"
-        elif not has_reference or method["method"] not in comparisons:
+        elif method["method"] not in comparisons:
             p = "– (no crossd method)"
         else:
             p = _p_value(comparisons[method["method"]])
