@@ -212,3 +212,12 @@ def test_random_init_depends_on_the_seed_only(data_dir, tmp_path):
     folds = [[f["accuracy"] for f in r["results"][0]["folds"]] for r in runs]
     losses = [[f["history"]["train_loss"] for f in r["results"][0]["folds"]] for r in runs]
     assert folds[0] == folds[1] and losses[0] == losses[1]
+
+
+def test_progress_in_a_log_file_is_not_a_line_per_job(data_dir, tmp_path, capsys):
+    """stderr that is not a terminal (capsys; nohup, SLURM) gets the bar's first and last state, not every job."""
+    methods = [("i3d", data_dir / "regular.safetensors"), ("random", None)]
+    cfg = EvaluateConfig(data_dir / "vol.npz", methods, tmp_path, folds=2, repeats=2, epochs=1, progress=True)
+    evaluate(cfg)
+    err = capsys.readouterr().err
+    assert "8/8" in err and err.count("evaluate:") <= 3, err

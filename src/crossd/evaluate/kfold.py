@@ -359,7 +359,7 @@ def _run_locked(
     )
     try:
         for job in mine:
-            bar.set_postfix(job=job.name)
+            bar.set_postfix(job=job.name, refresh=False)  # no extra line in a log file
             torch.manual_seed(job.seed)
             store.write_job(job, task.run_job(job, templates[job.method.name], info.device, lambda: bar.update(1)))
             if merging and not info.distributed:
