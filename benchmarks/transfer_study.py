@@ -259,7 +259,10 @@ def protocol_tag(args, protocol: str) -> str:
 
 
 def protocol_lr(args, protocol: str) -> float | None:
-    """The evaluation learning rate of a protocol: ``--finetune-lr`` for ``finetune``, else ``--eval-lr``."""
+    """The evaluation learning rate of a protocol: ``--finetune-lr`` for ``finetune``, the protocol's own for
+    ``paper`` (AdamW 1e-3 on the head, then Adam on head + BatchNorm), else ``--eval-lr``."""
+    if protocol == "paper":
+        return None
     return args.finetune_lr if protocol == "finetune" else args.eval_lr
 
 
@@ -471,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "--protocol",
         nargs="+",
         default=["bn"],
-        choices=("bn", "linear", "finetune"),
+        choices=("bn", "linear", "finetune", "paper"),
         help="evaluation protocols, each on the same checkpoints and folds (e.g. bn finetune)",
     )
     parser.add_argument("--folds", type=int, default=5)
