@@ -77,14 +77,13 @@ class ACSConv3d(nn.Module):
 
     def _view(self, x: Tensor, start: int, n: int, view: int, pad: tuple, dil: tuple) -> Tensor:
         """Output channels ``[start, start + n)`` with their kernels in ``view``'s plane: a grouped ``conv3d`` over
-        the groups those channels belong to, of which the channels asked for are kept."""
-        per_group_out, per_group_in = self.out_channels // self.groups, self.in_channels // self.groups
-        first, last = start // per_group_out, (start + n - 1) // per_group_out + 1
-        low = first * per_group_out if self.groups > 1 else start
-        high = last * per_group_out if self.groups > 1 else start + n
+        the whole groups those channels belong to, of which the channels asked for are kept."""
+        per_out, per_in = self.out_channels // self.groups, self.in_channels // self.groups
+        block = per_out if self.groups > 1 else 1  # a grouped convolution computes whole groups
+        low, high = start // block * block, -(-(start + n) // block) * block
+        first, last = low // per_out, (high - 1) // per_out + 1
         kernel = self.weight[low:high].unsqueeze(2 + view)
-        inputs = x[:, first * per_group_in : last * per_group_in] if self.groups > 1 else x
-        out = F.conv3d(inputs, kernel, None, self.stride, pad, dil, last - first if self.groups > 1 else 1)
+        out = F.conv3d(x[:, first * per_in : last * per_in], kernel, None, self.stride, pad, dil, last - first)
         return out[:, start - low : start - low + n]
 
     def extra_repr(self) -> str:
