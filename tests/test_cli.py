@@ -2,6 +2,8 @@
 spelling per concept, and errors that name the flags as typed."""
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 from image_data import write_medmnist_npz
@@ -30,6 +32,12 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"crossd {crossd.__version__}"
+
+
+def test_python_dash_m_crossd_runs_the_command_line():
+    done = subprocess.run([sys.executable, "-m", "crossd", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"crossd {crossd.__version__}"
 
 
 def test_top_level_help_speaks_to_users(capsys):
