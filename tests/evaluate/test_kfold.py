@@ -250,3 +250,46 @@ def test_a_label_reused_for_another_checkpoint_is_refused(data_dir, small_checkp
     run([("i3d", small_checkpoints / "regular.safetensors")])
     with pytest.raises(ValueError, match="holds method 'i3d' with init 'i3d' and checkpoint .*regular.safetensors"):
         run([("i3d", small_checkpoints / "crossd.safetensors")])
+
+
+class _Clock:
+    """A fake ``time()`` that moves only when the test says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_in_a_log_file_is_at_most_a_line_a_minute(monkeypatch, capsys):
+    """stderr not a terminal: no line before a minute has passed since the last, not even from tqdm's monitor
+    thread (which redraws bars that have not printed for ``maxinterval`` s; it added a line 10-20 s after each
+    minute's line before the interval was pinned). Driven by a fake clock and a monitor that wakes every 10 ms."""
+    import tqdm.std
+    from tqdm._monitor import TMonitor
+
+    from crossd.evaluate.kfold import LOG_INTERVAL_S, progress_bar
+
+    clock = _Clock()
+    monkeypatch.setattr(tqdm.std, "time", clock)
+    monkeypatch.setattr(TMonitor, "_test", {"time": clock})
+    probe = progress_bar(1, enabled=False)
+    cls = type(probe)
+    if cls.monitor is not None:  # a monitor on the real clock (from an earlier bar) would see the fake one as stale
+        cls.monitor.exit()
+    monkeypatch.setattr(cls, "monitor", None)
+    monkeypatch.setattr(cls, "monitor_interval", 0)  # the bar must not start its own; ours runs on the fake clock
+    monitor = TMonitor(cls, 0.01)
+    try:
+        bar = progress_bar(200, enabled=True)
+        for _ in range(int(LOG_INTERVAL_S) + 10):  # one epoch a second for 70 s: a line at 60 s
+            clock.now += 1.0
+            bar.update(1)
+        clock.now += 25.0  # 35 s after that line, no epoch finished: the monitor has had its chance
+        time.sleep(0.3)
+        lines = capsys.readouterr().err.count("evaluate:")
+        bar.close()
+    finally:
+        monitor.exit()
+    assert lines == 2, lines  # the bar's start and the 60 s line

@@ -297,6 +297,24 @@ def write_results(task: Task, store: Store, results: dict) -> None:
         task.plot(results, store.out)
 
 
+LOG_INTERVAL_S = 60.0  # a log file (nohup, SLURM) gets at most one progress line per this many seconds
+
+
+def progress_bar(total: int, enabled: bool) -> tqdm:
+    """The evaluation's bar of ``total`` epochs: live on a terminal; in a log file (stderr not a terminal) at most
+    one line per :data:`LOG_INTERVAL_S`. tqdm's monitor thread redraws a bar that has not printed for
+    ``maxinterval`` s (default 10), so that is pinned to the same interval: no extra line between the minute's."""
+    log_file = not sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        disable=not enabled,
+        desc="evaluate",
+        unit="epoch",
+        mininterval=LOG_INTERVAL_S if log_file else 0.1,
+        maxinterval=LOG_INTERVAL_S if log_file else 10.0,
+    )
+
+
 def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
     """Run this process's share of ``task``'s jobs, then merge (see the module docstring).
 
@@ -350,13 +368,7 @@ def _run_locked(
         for i, (split, method) in enumerate((s, m) for s in task.splits for m in methods)
     ]
     mine = [job for job in jobs if job.index % count == index and store.read_job(job.method, job.split) is None]
-    bar = tqdm(
-        total=len(mine) * task.epochs,
-        disable=not (cfg.progress and info.is_main),
-        desc="evaluate",
-        unit="epoch",
-        mininterval=0.1 if sys.stderr.isatty() else 60.0,  # a log file (nohup, SLURM) gets a line a minute
-    )
+    bar = progress_bar(len(mine) * task.epochs, enabled=cfg.progress and info.is_main)
     try:
         for job in mine:
             bar.set_postfix(job=job.name, refresh=False)  # no extra line in a log file
