@@ -217,7 +217,7 @@ def train_volumes_only(config: PretrainConfig, volumes: Path, images: NpzData) -
         steps.start_epoch(epoch)
         for step in range(steps_2d // config.volume_every):
             steps(step)
-        losses.append(steps.mean_loss)
+        losses.append(steps.mean_loss())
     out = Path(config.output_dir)
     save_safetensors(model.state_dict(), out / "model.safetensors", metadata=spec.metadata())
     save_json({"epochs": config.epochs, "volume_loss": losses}, out / "metrics.json")
@@ -380,6 +380,19 @@ def kernel_energy(output_dir: Path, seeds: list[int], variants: list[str]) -> di
     return {k: float(np.mean(v)) for k, v in ratios.items()}
 
 
+def pretrain_accuracy(output_dir: Path, seeds: list[int], variants: list[str]) -> dict[str, float]:
+    """Per pretraining run with a 2D test set (not ``volumes_only``): its 2D test accuracy in percent, from the
+    run's ``metrics.json``, mean over seeds."""
+    accuracy: dict[str, list[float]] = {}
+    for seed in seeds:
+        for name in (n for n in variants if not VARIANTS[n].source):  # a reused run is listed once, by its name
+            path = output_dir / f"seed{seed}" / name / "metrics.json"
+            test = json.loads(path.read_text()).get("test") if path.is_file() else None
+            if test:
+                accuracy.setdefault(name, []).append(100 * test["accuracy"])
+    return {k: float(np.mean(v)) for k, v in accuracy.items()}
+
+
 def markdown(rows: list[dict], args, protocol: str) -> str:
     def cmp(test):
         if not test:
@@ -445,13 +458,18 @@ def report(by_protocol: dict[str, list[dict]], args) -> str:
             f"{protocol_comparison(by_protocol)}"
         )
     energy = kernel_energy(args.output_dir, args.finished_seeds, args.variants)
+    accuracy = pretrain_accuracy(args.output_dir, args.finished_seeds, args.variants)
     lines = [
-        "Off-centre / centre slice energy of the pretrained 3x3x3 kernels (a fresh 3D Kaiming init gives 2.0):",
+        "The pretrained networks: 2D test accuracy at the end of pretraining (mean over seeds; Cross-D networks "
+        "use their heads' planes at test time) and the off-centre / centre slice energy of their 3x3x3 kernels "
+        "(a fresh 3D Kaiming init gives 2.0):",
         "",
-        "| variant | off / centre |",
-        "|---|---|",
+        "| variant | 2D test accuracy (%) | off / centre |",
+        "|---|---|---|",
     ]
-    lines += [f"| `{name}` | {ratio:.2f} |" for name, ratio in sorted(energy.items())]
+    for name in sorted(accuracy.keys() | energy.keys()):
+        acc = f"{accuracy[name]:.1f}" if name in accuracy else "—"
+        lines.append(f"| `{name}` | {acc} | {f'{energy[name]:.2f}' if name in energy else '—'} |")
     command = " ".join(["python", "benchmarks/transfer_study.py", *sys.argv[1:]])
     lines += ["", f"Command: `{command}`", ""]
     return "\n\n".join(parts) + "\n\n" + "\n".join(lines)

@@ -2,11 +2,13 @@
 kept when writing fails (a full disk included), recognisable temporaries."""
 
 import errno
+import json
 import os
 import stat
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -147,3 +149,11 @@ def test_every_command_checks_its_output_before_any_compute(tmp_path, capsys, ar
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err, err
     assert f"error: {flag} {tmp_path / 'blocked'}" in err, err
+
+
+def test_save_json_writes_paths_and_numpy_values_and_refuses_anything_else(tmp_path):
+    path = save_json({"p": tmp_path, "x": np.float32(0.5), "a": np.arange(3)}, tmp_path / "x.json")
+    assert json.loads(path.read_text()) == {"p": str(tmp_path), "x": 0.5, "a": [0, 1, 2]}
+    with pytest.raises(TypeError, match="cannot write a method to JSON"):
+        save_json({"loss": tmp_path.exists}, tmp_path / "y.json")  # a method where a number belongs
+    assert not (tmp_path / "y.json").exists()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 TEMP_PREFIX = ".crossd-tmp-"
@@ -124,9 +125,20 @@ def _umask() -> int:
     return mask
 
 
+def json_value(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for the values records hold that JSON lacks: paths (as text) and numpy
+    scalars and arrays (as numbers and lists). Anything else raises ``TypeError`` instead of being written as its
+    ``str()`` (a record must never hold ``"<bound method ...>"`` where a number belongs)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write a {type(value).__name__} to JSON: {value!r}")
+
+
 def save_json(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    return save_text(json.dumps(obj, indent=2, default=str) + "\n", path)
+    """Write ``obj`` as indented JSON, atomically (paths as text, numpy values as numbers: :func:`json_value`)."""
+    return save_text(json.dumps(obj, indent=2, default=json_value) + "\n", path)
 
 
 def save_text(text: str, path: str | Path) -> Path:
