@@ -136,6 +136,11 @@ def json_value(value: Any) -> Any:
     raise TypeError(f"cannot write a {type(value).__name__} to JSON: {value!r}")
 
 
+def plain_json(obj: Any) -> Any:
+    """``obj`` as the plain lists, dicts, numbers and strings it reads back as from JSON (:func:`json_value`)."""
+    return json.loads(json.dumps(obj, default=json_value))
+
+
 def save_json(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as indented JSON, atomically (paths as text, numpy values as numbers: :func:`json_value`)."""
     return save_text(json.dumps(obj, indent=2, default=json_value) + "\n", path)

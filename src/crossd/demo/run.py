@@ -37,7 +37,7 @@ from crossd.demo.report import accuracy_plot, evaluate_command, read_log, report
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.segmentation import SegmentationConfig, evaluate_segmentation
 from crossd.evaluate.stats import paired_wilcoxon
-from crossd.io import json_value, save_json, save_text
+from crossd.io import plain_json, save_json, save_text
 from crossd.models import load_2d_model
 from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png, neighbour_correlation
 from crossd.report.planes import npz_images, planes_png, predicted_planes
@@ -403,7 +403,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     timings = {**clock.stages, "total": clock.total()}
     summary = {
         "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "settings": json.loads(json.dumps(asdict(cfg), default=json_value)),
+        "settings": plain_json(asdict(cfg)),
         "machine": _machine(),
         "data": {
             "description": data.description,

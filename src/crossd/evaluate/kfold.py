@@ -40,7 +40,7 @@ from crossd.evaluate.folds import Split
 from crossd.evaluate.lock import DirectoryLock
 from crossd.evaluate.methods import Method, method_names
 from crossd.evaluate.stats import paired_wilcoxon
-from crossd.io import json_value, remove_stale_temps, save_json, save_text
+from crossd.io import plain_json, remove_stale_temps, save_json, save_text
 from crossd.train.distributed import DistInfo, all_gather_objects, barrier, close_distributed, init_distributed
 
 RESULTS_JSON, RESULTS_MD, SETTINGS_JSON, JOBS_DIR = "results.json", "results.md", "settings.json", "jobs"
@@ -210,7 +210,7 @@ def _read_json(path: Path) -> dict:
 def check_settings(task: Task, store: Store, shard: tuple[int, int] | None) -> dict:
     """The run's settings after checking them against the directory: a finished earlier run needs ``resume``
     (shards and merges of shards do not), and every setting that changes numbers must match the stored ones."""
-    record = json.loads(json.dumps(task.settings(), default=json_value))
+    record = plain_json(task.settings())
     results = store.out / RESULTS_JSON
     previous = _read_json(results) if results.is_file() else None
     if previous and not task.cfg.resume and shard is None and any(m.get("folds") for m in previous["results"]):
