@@ -89,3 +89,16 @@ def test_recalibrate_batchnorm_sets_statistics_to_the_data_and_changes_nothing_e
     assert bn.momentum == 0.3 and not model.training
     for key, value in weights.items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_recalibrate_batchnorm_estimates_test_time_features_with_dropout_off_and_restores_modes():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(1, 4, 3), nn.Dropout(0.5), nn.BatchNorm3d(4)).train()
+    data = [(torch.randn(5, 1, 6, 6, 6) + 1, None) for _ in range(4)]
+    recalibrate_batchnorm(model, data, torch.device("cpu"))
+    features = torch.cat([model[0](x) for x, _ in data])  # no dropout: the features the network sees at test time
+    # dropout in training mode would scale kept activations by 2 and zero half: the variance would roughly double
+    torch.testing.assert_close(model[2].running_mean, features.mean((0, 2, 3, 4)), rtol=1e-5, atol=1e-5)
+    batch_vars = torch.stack([model[0](x).transpose(0, 1).flatten(1).var(1) for x, _ in data])  # unbiased, per batch
+    torch.testing.assert_close(model[2].running_var, batch_vars.mean(0), rtol=1e-5, atol=1e-5)
+    assert all(m.training for m in model.modules())

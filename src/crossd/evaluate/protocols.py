@@ -24,20 +24,26 @@ def batchnorm_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, device: torch.device) -> None:
     """AdaBN: reset every BatchNorm's running statistics and re-estimate them as the plain average over the
-    batches ``(x, y)`` of ``loader`` (no gradients, weights untouched); momenta and the training mode are restored."""
+    batches ``(x, y)`` of ``loader`` (no gradients, weights untouched).
+
+    Only the BatchNorms run in training mode: everything else computes what it computes at test time (dropout
+    off, Cross-D layers on their heads' planes), so the statistics are those of the test-time features. Momenta
+    and every module's mode are restored."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
-    training = model.training
-    model.train()
+        m.train()
     with torch.no_grad():
         for inputs, _ in loader:
             model(inputs.to(device))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
-    model.train(training)
+    for m, training in modes:
+        m.train(training)
 
 
 def _only_trainable(model: nn.Module, params: list[nn.Parameter]) -> list[nn.Parameter]:
