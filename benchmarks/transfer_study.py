@@ -3,10 +3,12 @@
 For every seed: pretrain each variant on the demo's 2D MRI set (``crossd.train.pretrain``), then evaluate all 3D
 inits on the demo's 3D set with shared folds (``crossd.evaluate.evaluate``) under each protocol of ``--protocol``
 (``bn``: convolutions frozen, BatchNorm + head trained; ``finetune``: everything trained, at ``--finetune-lr``).
-The summary pools every (seed, fold) pair: mean ± population std of test accuracy, the mean of per-seed means ±
-their std, and a paired Wilcoxon signed-rank test of each method against I3D, ACS, the fair hybrid baselines and
-the published Cross-D (``shift``), per protocol and side by side. Results go to ``<output-dir>/study.json`` and
-the Markdown tables to ``--markdown`` (``docs/experiments.md`` keeps the runs we report).
+The summary of each protocol pools every (seed, fold) pair of the seeds on disk that have finished it (parallel
+processes share one output folder; each table names its seeds): mean ± population std of test accuracy, the mean
+of per-seed means ± their std, and a paired Wilcoxon signed-rank test of each method against I3D, ACS, the fair
+hybrid baselines and the published Cross-D (``shift``), per protocol and side by side. Results go to
+``<output-dir>/study.json`` and the Markdown tables to ``--markdown`` (``docs/experiments.md`` keeps the runs we
+report).
 
     python benchmarks/transfer_study.py --seeds 0 1 2 3 4 --output-dir runs/study --markdown runs/study/study.md
     python benchmarks/transfer_study.py --protocol bn finetune --variants regular project project_grid ...
@@ -393,7 +395,7 @@ def pretrain_accuracy(output_dir: Path, seeds: list[int], variants: list[str]) -
     return {k: float(np.mean(v)) for k, v in accuracy.items()}
 
 
-def markdown(rows: list[dict], args, protocol: str) -> str:
+def markdown(rows: list[dict], args, protocol: str, seeds: list[int]) -> str:
     def cmp(test):
         if not test:
             return "—"
@@ -408,7 +410,7 @@ def markdown(rows: list[dict], args, protocol: str) -> str:
     refs = [ref for ref in REFERENCES if any(r["method"] == ref for r in rows)]
     recalibrated = " + BatchNorm recalibration (AdaBN)" if args.recalibrate_bn else ""
     lines = [
-        f"Arch `{args.arch}`, protocol `{protocol}`{recalibrated}, seeds {args.finished_seeds} x "
+        f"Arch `{args.arch}`, protocol `{protocol}`{recalibrated}, seeds {seeds} x "
         f"{args.folds} folds, "
         f"pretraining {args.pretrain_epochs} epochs, evaluation {args.epochs} epochs at lr "
         f"{protocol_lr(args, protocol) or 'of the protocol'}.",
@@ -449,16 +451,20 @@ def protocol_comparison(by_protocol: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def report(by_protocol: dict[str, list[dict]], args) -> str:
-    """The Markdown of a study: one table per protocol, the protocols side by side, kernel energies, command."""
-    parts = [f"### Protocol `{p}`\n\n{markdown(rows, args, p)}" for p, rows in by_protocol.items()]
+def report(by_protocol: dict[str, list[dict]], seeds: dict[str, list[int]], args) -> str:
+    """The Markdown of a study: one table per protocol (over the seeds ``seeds[protocol]`` it has finished), the
+    protocols side by side, the pretrained networks' 2D accuracy and kernel energies, the command."""
+    parts = [f"### Protocol `{p}`\n\n{markdown(rows, args, p, seeds[p])}" for p, rows in by_protocol.items()]
     if len(by_protocol) > 1:
+        differ = len({tuple(s) for s in seeds.values()}) > 1
+        note = "; seeds: " + ", ".join(f"`{p}` {seeds[p]}" for p in by_protocol) if differ else ""
         parts.append(
-            f"### Protocols side by side (differences in points, paired over seed x fold)\n\n"
+            f"### Protocols side by side (differences in points, paired over seed x fold{note})\n\n"
             f"{protocol_comparison(by_protocol)}"
         )
-    energy = kernel_energy(args.output_dir, args.finished_seeds, args.variants)
-    accuracy = pretrain_accuracy(args.output_dir, args.finished_seeds, args.variants)
+    pretrained = sorted(set().union(*seeds.values()))
+    energy = kernel_energy(args.output_dir, pretrained, args.variants)
+    accuracy = pretrain_accuracy(args.output_dir, pretrained, args.variants)
     lines = [
         "The pretrained networks: 2D test accuracy at the end of pretraining (mean over seeds; Cross-D networks "
         "use their heads' planes at test time) and the off-centre / centre slice energy of their 3x3x3 kernels "
@@ -517,17 +523,16 @@ def main(argv: list[str] | None = None) -> int:
     volumes = data.volumes_path
     for seed in args.seeds:
         runs = {n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes) for n in args.variants}
-        by_protocol = {}
+        by_protocol, seeds = {}, {}  # every seed on disk that finished the protocol (other processes' too)
         for protocol in args.protocol:
             evaluate_seed(args, seed, runs, data.downstream_path, protocol)
-            per_method, seeds = gather(args.output_dir, protocol_tag(args, protocol))
-            by_protocol[protocol] = summarise(per_method, seeds)
-        args.finished_seeds = seeds  # the seeds of the last protocol (every protocol runs for every seed)
-        if not seeds:
+            per_method, seeds[protocol] = gather(args.output_dir, protocol_tag(args, protocol))
+            by_protocol[protocol] = summarise(per_method, seeds[protocol])
+        if not all(seeds.values()):
             continue
         record = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": by_protocol[args.protocol[0]]}
-        save_json({**record, "by_protocol": by_protocol}, args.output_dir / "study.json")
-        text = report(by_protocol, args)
+        save_json({**record, "by_protocol": by_protocol, "seeds": seeds}, args.output_dir / "study.json")
+        text = report(by_protocol, seeds, args)
         if args.markdown:
             save_text(text, args.markdown)
         print(f"after seed {seed}:\n{text}", flush=True)
