@@ -115,7 +115,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--lr-warmup-decay", type=float, default=d.lr_warmup_decay, help="warm-up start factor")
     train.add_argument("--amp", action="store_true", help="mixed precision (CUDA: bf16, or fp16 + scaling)")
     train.add_argument("--seed", type=int, default=d.seed, help="seed of the initialisation and data order")
-    hybrid = parser.add_argument_group("hybrid 2D+3D training")
+    hybrid = parser.add_argument_group(
+        "hybrid 2D+3D training",
+        "The volumes train the same weights through a 3D twin that also shares the BatchNorm running statistics, so "
+        "the 2D validation/test accuracy logged is measured with statistics the volumes moved (lower than the same "
+        "weights score with 2D statistics; docs/experiments.md measures it).",
+    )
     hybrid.add_argument(
         "--volumes", default=None, help="3D .npz (MedMNIST layout), NIfTI path,label CSV or folder; 2D data's classes"
     )

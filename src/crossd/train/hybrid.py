@@ -8,6 +8,10 @@ Under ``torchrun`` each process takes its share of every global 3D batch (``volu
 volumes) and the 3D step's gradients are averaged over the processes once, in one all-reduce, before the
 optimiser steps -- the 2D steps are reduced by ``DistributedDataParallel`` as usual. The twin runs outside DDP,
 on the bare model's parameters, so DDP's hooks see only the 2D backward.
+
+The twin also shares the BatchNorm running statistics, so 3D batches move the statistics the 2D network is
+evaluated with: the 2D accuracy a hybrid run logs is lower than its weights give with 2D statistics (by 20-28
+points for central-plane Cross-D; ``benchmarks/hybrid_bn_stats.py``).
 """
 
 from __future__ import annotations
