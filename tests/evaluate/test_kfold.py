@@ -128,7 +128,9 @@ def test_sigkill_mid_run_then_resume_keeps_every_finished_fold(data_dir, small_c
     flags[flags.index("--folds") + 1], flags[flags.index("--epochs") + 1] = "3", "3"
     process = subprocess.Popen([sys.executable, "-m", "crossd.evaluate", *flags], env=_env(), stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not list(out.glob("jobs/*/*.json")) and time.monotonic() < deadline and process.poll() is None:
+    # results.json follows each finished job file; waiting for it (not for the job file) keeps the kill out of the
+    # window between the two writes, where no results.json exists yet and the rerun below would not need --resume
+    while not (out / "results.json").exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
