@@ -14,6 +14,9 @@ report).
     python benchmarks/transfer_study.py --protocol bn finetune --variants regular project project_grid ...
 
 Finished pretraining runs and evaluation folds are reused, so an interrupted study continues where it stopped.
+``--shard K/N`` splits one study over N processes on the same output folder: shard K pretrains every N-th variant
+(waiting for the other shards' runs) and runs its share of the evaluation jobs (``crossd.evaluate``'s shards); the
+same command without ``--shard`` then merges the job files and writes the tables.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +39,9 @@ from crossd.demo.data import (
     build_demo_data,
 )
 from crossd.evaluate import EvaluateConfig, evaluate
+from crossd.evaluate.kfold import parse_shard
 from crossd.evaluate.stats import paired_wilcoxon
-from crossd.io import save_json, save_safetensors, save_text
+from crossd.io import atomic_write, save_json, save_safetensors, save_text
 from crossd.models import ModelSpec
 from crossd.train import PretrainConfig, pretrain
 from crossd.train.hybrid import HybridSteps, VolumeBatches
@@ -174,8 +179,14 @@ REFERENCES = {
 """Every method is compared (paired Wilcoxon) with each of these that the study ran."""
 
 
-def run_pretraining(args, seed: int, variant: Variant, data_path: Path, volumes: Path) -> Path:
+def run_pretraining(args, seed: int, variant: Variant, data_path: Path, volumes: Path, mine: bool = True) -> Path:
+    """The variant's pretraining run folder, trained first unless finished; ``mine=False``: another shard trains
+    it, so wait until it has finished."""
     out = args.output_dir / f"seed{seed}" / (variant.source or variant.name)
+    if not mine:
+        while not (out / "metrics.json").is_file():
+            time.sleep(WAIT_SECONDS)
+        return out
     if not (out / "metrics.json").is_file():
         if out.exists():
             shutil.rmtree(out)  # an unfinished run of this study: start it again
@@ -225,6 +236,15 @@ def train_volumes_only(config: PretrainConfig, volumes: Path, images: NpzData) -
     save_json({"epochs": config.epochs, "volume_loss": losses}, out / "metrics.json")
 
 
+WAIT_SECONDS = 20
+"""How often a shard looks for the pretraining runs of the other shards."""
+
+
+def is_mine(shard: tuple[int, int] | None, index: int) -> bool:
+    """Whether the process of ``shard`` (``(K, N)``, or ``None`` for all) trains the ``index``-th variant."""
+    return shard is None or index % shard[1] == shard[0] - 1
+
+
 def checkpoint_copy(run_dir: Path, label: str, blend: float = 0.0) -> Path:
     """The run's weights under a unique file name (evaluate labels methods by checkpoint stem); with ``blend``,
     every 3D kernel ``W`` (K >= 3) becomes ``(1 - blend) W + blend repeat(W[:, :, c])``."""
@@ -232,9 +252,8 @@ def checkpoint_copy(run_dir: Path, label: str, blend: float = 0.0) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not blend:
-        shutil.copyfile(run_dir / "model.safetensors", target)
-        return target
+    if not blend:  # atomic: another shard may read the copy as soon as it exists
+        return atomic_write(target, lambda tmp: shutil.copyfile(run_dir / "model.safetensors", tmp))
     with safe_open(run_dir / "model.safetensors", "pt") as f:
         metadata, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     if metadata.get("crossd.mode") != "rotate":
@@ -304,7 +323,8 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path, prot
                 arch=args.arch,
                 resume=True,
                 progress=False,
-            )
+            ),
+            args.shard,
         )
 
 
@@ -513,7 +533,16 @@ def main(argv: list[str] | None = None) -> int:
         "pretrained checkpoints (e.g. _lr1e-2)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 suits parallel processes)")
+    parser.add_argument(
+        "--shard",
+        default=None,
+        help="K/N: this process's share of the pretraining runs and evaluation jobs; rerun without it to merge",
+    )
     args = parser.parse_args(argv)
+    try:
+        args.shard = parse_shard(args.shard)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
     if "regular" not in args.variants:
@@ -522,7 +551,10 @@ def main(argv: list[str] | None = None) -> int:
     data = build_demo_data(args.output_dir / "data", config)
     volumes = data.volumes_path
     for seed in args.seeds:
-        runs = {n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes) for n in args.variants}
+        runs = {
+            n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes, mine=is_mine(args.shard, i))
+            for i, n in enumerate(args.variants)
+        }
         by_protocol, seeds = {}, {}  # every seed on disk that finished the protocol (other processes' too)
         for protocol in args.protocol:
             evaluate_seed(args, seed, runs, data.downstream_path, protocol)
