@@ -16,7 +16,10 @@ report).
 Finished pretraining runs and evaluation folds are reused, so an interrupted study continues where it stopped.
 ``--shard K/N`` splits one study over N processes on the same output folder: shard K pretrains every N-th variant
 (waiting for the other shards' runs) and runs its share of the evaluation jobs (``crossd.evaluate``'s shards); the
-same command without ``--shard`` then merges the job files and writes the tables.
+same command without ``--shard`` then merges the job files and writes the tables. ``--archive DIR`` copies the
+small records the tables are made from (fold results, pretraining metrics, kernel energies; no checkpoints) to DIR,
+and ``--summarise-only --output-dir DIR`` remakes the tables from them, on a machine that has no run folder (the
+studies in ``docs/experiments.md`` keep theirs under ``benchmarks/results/``).
 """
 
 from __future__ import annotations
@@ -379,27 +382,60 @@ def summarise(per_method: dict[str, list[dict]], seeds: list[int]) -> list[dict]
     return sorted(rows, key=lambda r: -r["mean"])
 
 
-def kernel_energy(output_dir: Path, seeds: list[int], variants: list[str]) -> dict[str, float]:
-    """Per Cross-D variant: energy of the off-centre depth slices over that of the centre slice (in the plane
-    used at angle 0: ``roll(W, (1, 1, 1))`` for ``shift``), summed over all 3x3x3 kernels, mean over seeds."""
+def seed_kernel_energy(seed_dir: Path) -> dict[str, float]:
+    """Per Cross-D checkpoint of one seed: energy of the off-centre depth slices over that of the centre slice
+    (in the plane used at angle 0: ``roll(W, (1, 1, 1))`` for ``shift``), summed over all 3x3x3 kernels.
+
+    Computed from ``seed_dir/checkpoints`` and kept in ``seed_dir/kernel_energy.json``, which an archive without
+    checkpoints (``--archive``) reads instead."""
     from safetensors.torch import load_file
 
     from crossd.convert.kernels import shift_align
 
+    cache = seed_dir / "kernel_energy.json"
+    paths = sorted((seed_dir / "checkpoints").glob("*.safetensors"))
+    if not paths:
+        return json.loads(cache.read_text()) if cache.is_file() else {}
+    ratios = {}
+    for path in paths:
+        if path.stem.startswith("regular") or path.stem.endswith("_aligned"):
+            continue
+        centre = off = 0.0
+        for key, w in load_file(str(path)).items():
+            if w.dim() != 5 or w.shape[-1] != 3 or "rotation_head" in key:
+                continue
+            w = shift_align(w) if path.stem.startswith("shift") else w
+            centre += float(w[:, :, 1].square().sum())
+            off += float(w[:, :, [0, 2]].square().sum())
+        ratios[path.stem] = off / centre
+    save_json(ratios, cache)
+    return ratios
+
+
+def kernel_energy(output_dir: Path, seeds: list[int], variants: list[str]) -> dict[str, float]:
+    """Per Cross-D variant of ``variants``: :func:`seed_kernel_energy`'s ratio, mean over ``seeds``."""
     ratios: dict[str, list[float]] = {}
     for seed in seeds:
-        for path in sorted((output_dir / f"seed{seed}" / "checkpoints").glob("*.safetensors")):
-            if path.stem not in variants or path.stem.startswith("regular") or path.stem.endswith("_aligned"):
-                continue
-            centre = off = 0.0
-            for key, w in load_file(str(path)).items():
-                if w.dim() != 5 or w.shape[-1] != 3 or "rotation_head" in key:
-                    continue
-                w = shift_align(w) if path.stem.startswith("shift") else w
-                centre += float(w[:, :, 1].square().sum())
-                off += float(w[:, :, [0, 2]].square().sum())
-            ratios.setdefault(path.stem, []).append(off / centre)
+        for name, ratio in seed_kernel_energy(output_dir / f"seed{seed}").items():
+            if name in variants:
+                ratios.setdefault(name, []).append(ratio)
     return {k: float(np.mean(v)) for k, v in ratios.items()}
+
+
+ARCHIVED = ("*/metrics.json", "eval*/results.json", "eval*/settings.json", "kernel_energy.json")
+"""The small records of a seed folder that ``--archive`` keeps (no checkpoints, no job files)."""
+
+
+def archive(output_dir: Path, target: Path, seeds: list[int]) -> None:
+    """Copy the records of ``seeds`` that the tables are made from (:data:`ARCHIVED`) from ``output_dir`` to
+    ``target``, in the same layout, so that ``--summarise-only --output-dir target`` remakes the tables."""
+    for seed in seeds:
+        seed_dir = output_dir / f"seed{seed}"
+        seed_kernel_energy(seed_dir)
+        for pattern in ARCHIVED:
+            for path in sorted(seed_dir.glob(pattern)):
+                destination = target / path.relative_to(output_dir)
+                save_text(path.read_text(), destination)
 
 
 def pretrain_accuracy(output_dir: Path, seeds: list[int], variants: list[str]) -> dict[str, float]:
@@ -501,6 +537,24 @@ def report(by_protocol: dict[str, list[dict]], seeds: dict[str, list[int]], args
     return "\n\n".join(parts) + "\n\n" + "\n".join(lines)
 
 
+def write_summary(args, label: str) -> bool:
+    """Pool every protocol of ``args.protocol`` over the seeds on disk that finished it (other processes' too) and
+    write ``study.json``, ``--markdown`` and stdout; ``False`` (nothing written) while a protocol has none."""
+    by_protocol, seeds = {}, {}
+    for protocol in args.protocol:
+        per_method, seeds[protocol] = gather(args.output_dir, protocol_tag(args, protocol))
+        by_protocol[protocol] = summarise(per_method, seeds[protocol])
+    if not all(seeds.values()):
+        return False
+    record = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": by_protocol[args.protocol[0]]}
+    save_json({**record, "by_protocol": by_protocol, "seeds": seeds}, args.output_dir / "study.json")
+    text = report(by_protocol, seeds, args)
+    if args.markdown:
+        save_text(text, args.markdown)
+    print(f"{label}:\n{text}", flush=True)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=Path("runs/study"))
@@ -538,6 +592,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="K/N: this process's share of the pretraining runs and evaluation jobs; rerun without it to merge",
     )
+    parser.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="train nothing: make the tables from the records in --output-dir (an --archive folder, say)",
+    )
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        help="then copy the records the tables are made from (no checkpoints) of --seeds to this folder",
+    )
     args = parser.parse_args(argv)
     try:
         args.shard = parse_shard(args.shard)
@@ -547,6 +612,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if "regular" not in args.variants:
         args.variants.insert(0, "regular")
+    if args.summarise_only:
+        if not write_summary(args, "summary"):
+            parser.error(
+                f"{args.output_dir}: no seed has finished every protocol of --protocol {' '.join(args.protocol)}"
+            )
+        return 0
     config = DemoDataConfig(size_2d=args.size_2d, samples_2d=args.samples_2d, samples_3d_pretrain=args.hybrid_volumes)
     data = build_demo_data(args.output_dir / "data", config)
     volumes = data.volumes_path
@@ -555,19 +626,11 @@ def main(argv: list[str] | None = None) -> int:
             n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes, mine=is_mine(args.shard, i))
             for i, n in enumerate(args.variants)
         }
-        by_protocol, seeds = {}, {}  # every seed on disk that finished the protocol (other processes' too)
         for protocol in args.protocol:
             evaluate_seed(args, seed, runs, data.downstream_path, protocol)
-            per_method, seeds[protocol] = gather(args.output_dir, protocol_tag(args, protocol))
-            by_protocol[protocol] = summarise(per_method, seeds[protocol])
-        if not all(seeds.values()):
-            continue
-        record = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": by_protocol[args.protocol[0]]}
-        save_json({**record, "by_protocol": by_protocol, "seeds": seeds}, args.output_dir / "study.json")
-        text = report(by_protocol, seeds, args)
-        if args.markdown:
-            save_text(text, args.markdown)
-        print(f"after seed {seed}:\n{text}", flush=True)
+        write_summary(args, f"after seed {seed}")
+    if args.archive:
+        archive(args.output_dir, args.archive, args.seeds)
     return 0
 
 
