@@ -21,6 +21,7 @@ from crossd.evaluate.transforms import SampleDataset
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
 from crossd.nn.rotation_head import RotationHead
+from crossd.train import optim
 
 # Per-fold (accuracy, last-epoch training loss) of the code before the k-fold engine (main at 006526c,
 # evaluate/runner.py + evaluate/training.py), produced once by running exactly the configurations of
@@ -56,8 +57,10 @@ def small_checkpoints(tmp_path_factory):
 def test_per_fold_numbers_equal_the_code_before_the_engine(data_dir, small_checkpoints, tmp_path, monkeypatch):
     # The numbers were pinned with the rotation head run as four modules; the fused head (tests/nn/
     # test_rotation_head.py: equal to 1e-10 in float64) rounds differently in float32, which moves a 2D Cross-D
-    # fine-tuning's losses by ~5e-4 after 3 epochs. This test is about the engine, so it runs the pinned path.
+    # fine-tuning's losses by ~5e-4 after 3 epochs; so does the fused Adam (tests/train/test_optim.py: equal to
+    # 1e-12 in float64). This test is about the engine, so it runs the pinned path.
     monkeypatch.setattr(RotationHead, "_fusable", lambda self: False)
+    monkeypatch.setattr(optim, "FUSED_DEVICES", frozenset())
     ckpt = {c: small_checkpoints / f"{c}.safetensors" for c in ("crossd", "regular")}
     runs = {
         "3d": ("vol.npz", [("crossd", ckpt["crossd"]), ("i3d", ckpt["regular"])], {}),

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from crossd.evaluate.config import BnConstants, PaperConstants
+from crossd.train.optim import adam
 
 
 def batchnorm_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -79,7 +80,7 @@ class Schedule:
         head_params = list(head.parameters())
         if protocol == "paper":
             params = _only_trainable(model, head_params)
-            self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=constants.weight_decay)
+            self.optimizer = adam(params, lr, constants.weight_decay)
             milestones = list(constants.milestones)
         else:
             if protocol == "finetune":
@@ -90,7 +91,7 @@ class Schedule:
                 params = _only_trainable(model, head_params)
             else:
                 raise ValueError(f"unknown protocol {protocol!r}")
-            self.optimizer = torch.optim.Adam(params, lr=lr)
+            self.optimizer = adam(params, lr)
             milestones = [int(f * epochs) for f in constants.milestones_fraction]
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, constants.gamma)
 
@@ -105,7 +106,7 @@ class Schedule:
         """Switch optimisers where the protocol says so, and put the model in its training mode."""
         if self.protocol == "paper" and epoch == self.constants.bn_epoch:
             params = _only_trainable(self.model, list(self.head.parameters()) + batchnorm_parameters(self.model))
-            self.optimizer = torch.optim.Adam(params, lr=self.lr)
+            self.optimizer = adam(params, self.lr)
             self.scheduler = None
         self.train_mode(self.model)
 

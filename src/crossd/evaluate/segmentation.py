@@ -40,6 +40,7 @@ from crossd.models.unet3d import DECODER_CHANNELS, UNet3D
 from crossd.report.tables import loading_note, mean_std, reference_method
 from crossd.train.distributed import DistInfo
 from crossd.train.engine import Precision, train_one_epoch
+from crossd.train.optim import adam
 
 SEGMENTATION_PROTOCOLS = ("linear", "bn", "finetune")
 _ALIASES = {"frozen": "linear"}
@@ -234,7 +235,7 @@ class Segmentation(Task):
             for part, idx in (("train", split.train), ("val", split.val), ("test", split.test))
         }
         dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
-        optimizer = torch.optim.Adam(trainable_parameters(net, cfg.protocol), lr=cfg.lr)
+        optimizer = adam(trainable_parameters(net, cfg.protocol), cfg.lr)
         info, precision = DistInfo(device=device), Precision()
 
         def train_epoch(epoch: int) -> dict[str, float]:
