@@ -622,10 +622,12 @@ def main(argv: list[str] | None = None) -> int:
     data = build_demo_data(args.output_dir / "data", config)
     volumes = data.volumes_path
     for seed in args.seeds:
-        runs = {
-            n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes, mine=is_mine(args.shard, i))
-            for i, n in enumerate(args.variants)
+        mine = [is_mine(args.shard, i) for i in range(len(args.variants))]
+        runs = {  # this shard's runs first, then those of the others
+            n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes, mine=m)
+            for m, n in sorted(zip(mine, args.variants), key=lambda pair: not pair[0])
         }
+        runs = {n: runs[n] for n in args.variants}
         for protocol in args.protocol:
             evaluate_seed(args, seed, runs, data.downstream_path, protocol)
         write_summary(args, f"after seed {seed}")
