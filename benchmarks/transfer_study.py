@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         mine = [is_mine(args.shard, i) for i in range(len(args.variants))]
         runs = {  # this shard's runs first, then those of the others
             n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes, mine=m)
-            for m, n in sorted(zip(mine, args.variants), key=lambda pair: not pair[0])
+            for m, n in sorted(zip(mine, args.variants, strict=True), key=lambda pair: not pair[0])
         }
         runs = {n: runs[n] for n in args.variants}
         for protocol in args.protocol:
