@@ -17,9 +17,10 @@ Finished pretraining runs and evaluation folds are reused, so an interrupted stu
 ``--shard K/N`` splits one study over N processes on the same output folder: shard K pretrains every N-th variant
 (waiting for the other shards' runs) and runs its share of the evaluation jobs (``crossd.evaluate``'s shards); the
 same command without ``--shard`` then merges the job files and writes the tables. ``--archive DIR`` copies the
-small records the tables are made from (fold results, pretraining metrics, kernel energies; no checkpoints) to DIR,
-and ``--summarise-only --output-dir DIR`` remakes the tables from them, on a machine that has no run folder (the
-studies in ``docs/experiments.md`` keep theirs under ``benchmarks/results/``).
+small records of the run (fold results or job files, pretraining metrics, kernel energies; no checkpoints) to DIR;
+``--summarise-only --output-dir DIR`` remakes the tables from them on a machine that has no run folder, and
+``--resume-from DIR`` continues an unfinished seed there (the studies in ``docs/experiments.md`` keep their records
+under ``benchmarks/results/``).
 """
 
 from __future__ import annotations
@@ -422,20 +423,44 @@ def kernel_energy(output_dir: Path, seeds: list[int], variants: list[str]) -> di
     return {k: float(np.mean(v)) for k, v in ratios.items()}
 
 
-ARCHIVED = ("*/metrics.json", "eval*/results.json", "eval*/settings.json", "kernel_energy.json")
-"""The small records of a seed folder that ``--archive`` keeps (no checkpoints, no job files)."""
-
-
 def archive(output_dir: Path, target: Path, seeds: list[int]) -> None:
-    """Copy the records of ``seeds`` that the tables are made from (:data:`ARCHIVED`) from ``output_dir`` to
-    ``target``, in the same layout, so that ``--summarise-only --output-dir target`` remakes the tables."""
+    """Copy the records of ``seeds`` from ``output_dir`` to ``target``, in the same layout, so that
+    ``--summarise-only --output-dir target`` remakes the tables and ``--resume-from target`` continues a seed on
+    another machine: pretraining metrics, kernel energies, each evaluation folder's settings, and its
+    ``results.json`` once finished, else its job files (no checkpoints)."""
     for seed in seeds:
         seed_dir = output_dir / f"seed{seed}"
         seed_kernel_energy(seed_dir)
-        for pattern in ARCHIVED:
-            for path in sorted(seed_dir.glob(pattern)):
-                destination = target / path.relative_to(output_dir)
-                save_text(path.read_text(), destination)
+        paths = [*seed_dir.glob("*/metrics.json"), seed_dir / "kernel_energy.json"]
+        for folder in sorted(seed_dir.glob("eval*")):
+            results = folder / "results.json"
+            finished = results.is_file() and json.loads(results.read_text()).get("complete")
+            paths += [folder / "settings.json", *([results] if finished else folder.glob("jobs/*/*.json"))]
+        for path in sorted(p for p in paths if p.is_file()):
+            save_text(path.read_text(), target / path.relative_to(output_dir))
+
+
+def restore(source: Path, output_dir: Path, seed: int) -> None:
+    """Copy the archived evaluation records of ``seed`` (see :func:`archive`) into ``output_dir``, where they are
+    missing, so that the evaluation runs only the jobs they lack.
+
+    They belong to the archived checkpoints, which are not kept: the seed's pretraining runs, trained again here,
+    must reproduce every archived ``metrics.json`` byte for byte (pretraining is deterministic on one machine
+    kind), else nothing is restored and the seed is evaluated afresh."""
+    archived, seed_dir = source / f"seed{seed}", output_dir / f"seed{seed}"
+    differ = [
+        path.parent.name
+        for path in sorted(archived.glob("*/metrics.json"))
+        if not (seed_dir / path.parent.name / "metrics.json").is_file()
+        or (seed_dir / path.parent.name / "metrics.json").read_bytes() != path.read_bytes()
+    ]
+    if differ:
+        print(f"seed {seed}: pretraining runs {differ} differ from {archived}: its records are not restored")
+        return
+    for path in sorted(archived.glob("eval*/**/*.json")):
+        destination = seed_dir / path.relative_to(archived)
+        if not destination.exists():
+            save_text(path.read_text(), destination)
 
 
 def pretrain_accuracy(output_dir: Path, seeds: list[int], variants: list[str]) -> dict[str, float]:
@@ -601,7 +626,13 @@ def main(argv: list[str] | None = None) -> int:
         "--archive",
         type=Path,
         default=None,
-        help="then copy the records the tables are made from (no checkpoints) of --seeds to this folder",
+        help="then copy the records of --seeds (no checkpoints) to this folder, to remake the tables or resume there",
+    )
+    parser.add_argument(
+        "--resume-from",
+        type=Path,
+        default=None,
+        help="an --archive folder: reuse its evaluation records of --seeds when pretraining reproduces its runs",
     )
     args = parser.parse_args(argv)
     try:
@@ -628,6 +659,8 @@ def main(argv: list[str] | None = None) -> int:
             for m, n in sorted(zip(mine, args.variants, strict=True), key=lambda pair: not pair[0])
         }
         runs = {n: runs[n] for n in args.variants}
+        if args.resume_from:
+            restore(args.resume_from, args.output_dir, seed)
         for protocol in args.protocol:
             evaluate_seed(args, seed, runs, data.downstream_path, protocol)
         write_summary(args, f"after seed {seed}")
