@@ -448,11 +448,11 @@ def restore(source: Path, output_dir: Path, seed: int) -> None:
     must reproduce every archived ``metrics.json`` byte for byte (pretraining is deterministic on one machine
     kind), else nothing is restored and the seed is evaluated afresh."""
     archived, seed_dir = source / f"seed{seed}", output_dir / f"seed{seed}"
+    retrained = {path: seed_dir / path.relative_to(archived) for path in sorted(archived.glob("*/metrics.json"))}
     differ = [
         path.parent.name
-        for path in sorted(archived.glob("*/metrics.json"))
-        if not (seed_dir / path.parent.name / "metrics.json").is_file()
-        or (seed_dir / path.parent.name / "metrics.json").read_bytes() != path.read_bytes()
+        for path, again in retrained.items()
+        if not again.is_file() or again.read_bytes() != path.read_bytes()
     ]
     if differ:
         print(f"seed {seed}: pretraining runs {differ} differ from {archived}: its records are not restored")
