@@ -383,54 +383,61 @@ def summarise(per_method: dict[str, list[dict]], seeds: list[int]) -> list[dict]
     return sorted(rows, key=lambda r: -r["mean"])
 
 
-def seed_kernel_energy(seed_dir: Path) -> dict[str, float]:
-    """Per Cross-D checkpoint of one seed: energy of the off-centre depth slices over that of the centre slice
-    (in the plane used at angle 0: ``roll(W, (1, 1, 1))`` for ``shift``), summed over all 3x3x3 kernels.
-
-    Computed from ``seed_dir/checkpoints`` and kept in ``seed_dir/kernel_energy.json``, which an archive without
-    checkpoints (``--archive``) reads instead."""
+def energy_ratio(path: Path, shift: bool) -> float:
+    """Energy of the off-centre depth slices over that of the centre slice, summed over the 3x3x3 kernels of one
+    Cross-D checkpoint, in the plane used at angle 0 (``roll(W, (1, 1, 1))`` when ``shift``)."""
     from safetensors.torch import load_file
 
     from crossd.convert.kernels import shift_align
 
-    cache = seed_dir / "kernel_energy.json"
-    paths = sorted((seed_dir / "checkpoints").glob("*.safetensors"))
-    if not paths:
-        return json.loads(cache.read_text()) if cache.is_file() else {}
-    ratios = {}
-    for path in paths:
-        if path.stem.startswith("regular") or path.stem.endswith("_aligned"):
+    centre = off = 0.0
+    for key, w in load_file(str(path)).items():
+        if w.dim() != 5 or w.shape[-1] != 3 or "rotation_head" in key:
             continue
-        centre = off = 0.0
-        for key, w in load_file(str(path)).items():
-            if w.dim() != 5 or w.shape[-1] != 3 or "rotation_head" in key:
-                continue
-            w = shift_align(w) if path.stem.startswith("shift") else w
-            centre += float(w[:, :, 1].square().sum())
-            off += float(w[:, :, [0, 2]].square().sum())
-        ratios[path.stem] = off / centre
-    save_json(ratios, cache)
-    return ratios
+        w = shift_align(w) if shift else w
+        centre += float(w[:, :, 1].square().sum())
+        off += float(w[:, :, [0, 2]].square().sum())
+    return off / centre
+
+
+def seed_kernel_energy(seed_dir: Path, variants: list[str]) -> dict[str, float]:
+    """Per Cross-D variant of ``variants`` with a checkpoint in ``seed_dir/checkpoints``: its :func:`energy_ratio`.
+
+    Kept in ``seed_dir/kernel_energy.json``: a checkpoint is read only when that file lacks it or is older than it,
+    and an archive without checkpoints (``--archive``) reads the file alone."""
+    cache = seed_dir / "kernel_energy.json"
+    ratios = json.loads(cache.read_text()) if cache.is_file() else {}
+    written = cache.stat().st_mtime if cache.is_file() else float("-inf")
+    wanted = [n for n in variants if VARIANTS[n].init == "crossd" and not VARIANTS[n].align]
+    stale = [
+        path
+        for path in (seed_dir / "checkpoints" / f"{n}.safetensors" for n in wanted)
+        if path.is_file() and (path.stem not in ratios or path.stat().st_mtime > written)
+    ]
+    for path in stale:
+        ratios[path.stem] = energy_ratio(path, VARIANTS[path.stem].pretrain.get("mode") == "shift")
+    if stale:
+        save_json(dict(sorted(ratios.items())), cache)
+    return {n: ratios[n] for n in wanted if n in ratios}
 
 
 def kernel_energy(output_dir: Path, seeds: list[int], variants: list[str]) -> dict[str, float]:
     """Per Cross-D variant of ``variants``: :func:`seed_kernel_energy`'s ratio, mean over ``seeds``."""
     ratios: dict[str, list[float]] = {}
     for seed in seeds:
-        for name, ratio in seed_kernel_energy(output_dir / f"seed{seed}").items():
-            if name in variants:
-                ratios.setdefault(name, []).append(ratio)
+        for name, ratio in seed_kernel_energy(output_dir / f"seed{seed}", variants).items():
+            ratios.setdefault(name, []).append(ratio)
     return {k: float(np.mean(v)) for k, v in ratios.items()}
 
 
-def archive(output_dir: Path, target: Path, seeds: list[int]) -> None:
+def archive(output_dir: Path, target: Path, seeds: list[int], variants: list[str]) -> None:
     """Copy the records of ``seeds`` from ``output_dir`` to ``target``, in the same layout, so that
     ``--summarise-only --output-dir target`` remakes the tables and ``--resume-from target`` continues a seed on
     another machine: pretraining metrics, kernel energies, each evaluation folder's settings, and its
     ``results.json`` once finished, else its job files (no checkpoints)."""
     for seed in seeds:
         seed_dir = output_dir / f"seed{seed}"
-        seed_kernel_energy(seed_dir)
+        seed_kernel_energy(seed_dir, variants)
         paths = [*seed_dir.glob("*/metrics.json"), seed_dir / "kernel_energy.json"]
         for folder in sorted(seed_dir.glob("eval*")):
             results = folder / "results.json"
@@ -653,19 +660,17 @@ def main(argv: list[str] | None = None) -> int:
     data = build_demo_data(args.output_dir / "data", config)
     volumes = data.volumes_path
     for seed in args.seeds:
-        mine = [is_mine(args.shard, i) for i in range(len(args.variants))]
-        runs = {  # this shard's runs first, then those of the others
-            n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes, mine=m)
-            for m, n in sorted(zip(mine, args.variants, strict=True), key=lambda pair: not pair[0])
-        }
-        runs = {n: runs[n] for n in args.variants}
+        mine = [n for i, n in enumerate(args.variants) if is_mine(args.shard, i)]
+        order = [*mine, *(n for n in args.variants if n not in mine)]  # this shard's own runs first
+        trained = {n: run_pretraining(args, seed, VARIANTS[n], data.pretrain_path, volumes, n in mine) for n in order}
+        runs = {n: trained[n] for n in args.variants}
         if args.resume_from:
             restore(args.resume_from, args.output_dir, seed)
         for protocol in args.protocol:
             evaluate_seed(args, seed, runs, data.downstream_path, protocol)
         write_summary(args, f"after seed {seed}")
     if args.archive:
-        archive(args.output_dir, args.archive, args.seeds)
+        archive(args.output_dir, args.archive, args.seeds, args.variants)
     return 0
 
 
