@@ -434,7 +434,8 @@ def archive(output_dir: Path, target: Path, seeds: list[int], variants: list[str
     """Copy the records of ``seeds`` from ``output_dir`` to ``target``, in the same layout, so that
     ``--summarise-only --output-dir target`` remakes the tables and ``--resume-from target`` continues a seed on
     another machine: pretraining metrics, kernel energies, each evaluation folder's settings, and its
-    ``results.json`` once finished, else its job files (no checkpoints)."""
+    ``results.json`` once finished (replacing the job files an earlier archive of the unfinished folder kept),
+    else its job files (no checkpoints)."""
     for seed in seeds:
         seed_dir = output_dir / f"seed{seed}"
         seed_kernel_energy(seed_dir, variants)
@@ -443,6 +444,8 @@ def archive(output_dir: Path, target: Path, seeds: list[int], variants: list[str
             results = folder / "results.json"
             finished = results.is_file() and json.loads(results.read_text()).get("complete")
             paths += [folder / "settings.json", *([results] if finished else folder.glob("jobs/*/*.json"))]
+            if finished:
+                shutil.rmtree(target / folder.relative_to(output_dir) / "jobs", ignore_errors=True)
         for path in sorted(p for p in paths if p.is_file()):
             save_text(path.read_text(), target / path.relative_to(output_dir))
 
