@@ -2,7 +2,7 @@
 
 Temporary files are named ``.crossd-tmp-<name>.<random>`` beside their target, so a run killed mid-write leaves
 something recognisable that :func:`remove_stale_temps` deletes at the start of the next run. A failed write (a full
-disk, a read-only mount) raises :class:`OutputError`, a one-line ``ValueError``, and leaves the previous file as it
+disk, a read-only mount) raises :class:`crossd.errors.OutputError`, a one-line error, and leaves the previous file as it
 was.
 """
 
@@ -20,11 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from crossd.errors import OutputError
+
 TEMP_PREFIX = ".crossd-tmp-"
-
-
-class OutputError(ValueError):
-    """An output location that cannot be written (one line: the flag or file, the path and the reason)."""
 
 
 def _reason(exc: OSError) -> str:

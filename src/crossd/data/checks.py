@@ -26,12 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossd.errors import DataError
+
 CHANNEL_SIZES = (1, 3, 4)
 MIN_SPATIAL = 8
-
-
-class DataError(ValueError):
-    """Bad input data; the message is one line naming the source and the first bad sample."""
 
 
 @dataclass(frozen=True)
