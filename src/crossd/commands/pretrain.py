@@ -28,6 +28,7 @@ from pathlib import Path
 
 from crossd.commands import add_device_flag, add_quiet_flag
 from crossd.convert.to_crossd import CROSSD_INITS
+from crossd.data.orientation import SLICE_AXES
 from crossd.train import PretrainConfig, pretrain
 from crossd.train.defaults import FittedDefaults, fit_defaults
 
@@ -125,6 +126,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--volumes", default=None, help="3D .npz (MedMNIST layout), NIfTI path,label CSV or folder; 2D data's classes"
     )
     hybrid.add_argument("--volume-size", type=int, default=None, help="resize CSV/folder volumes to this cube side")
+    hybrid.add_argument(
+        "--volume-slice-axis",
+        choices=tuple(SLICE_AXES),
+        default=d.volume_slice_axis,
+        help="plane of NIfTI/DICOM volumes that matches the 2D images (docs/conventions.md)",
+    )
     hybrid.add_argument("--volume-every", type=int, default=d.volume_every, help="a 3D batch after every N 2D batches")
     hybrid.add_argument("--volume-batch-size", type=int, default=d.volume_batch_size, help="volumes per 3D batch")
     hybrid.add_argument(

@@ -29,7 +29,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from crossd.data.orientation import check_slice_axis
 from crossd.data.segmentation import SegmentationSet, load_segmentation
+from crossd.errors import SettingsError
 from crossd.evaluate.config import NORMALIZATION, MethodEntry, method_records
 from crossd.evaluate.folds import paper_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
@@ -56,6 +58,7 @@ class SegmentationConfig:
         methods: ``(init, 2D checkpoint or None[, label])`` entries; all share the folds.
         protocol: ``linear``/``frozen`` (frozen encoder), ``bn`` or ``finetune``.
         size: resize every volume to ``size`` per axis (needed when shapes differ).
+        slice_axis: the plane of the NIfTI volumes that becomes ``(H, W)`` (:mod:`crossd.data.orientation`).
         arch: torchvision name for checkpoints without crossd metadata, or for ``random`` without a checkpoint.
         align, drop_bn_stats: as for classification (:class:`crossd.evaluate.EvaluateConfig`).
     """
@@ -73,6 +76,7 @@ class SegmentationConfig:
     normalize: str = "radimagenet"
     seed: int = 0
     size: int | None = None
+    slice_axis: str = "axial"
     arch: str | None = None
     align: bool = False
     drop_bn_stats: bool = False
@@ -91,6 +95,7 @@ class SegmentationConfig:
             )
         if self.normalize not in NORMALIZATION:
             raise ValueError(f"unknown normalisation {self.normalize!r}; expected one of {tuple(NORMALIZATION)}")
+        check_slice_axis(self.slice_axis)
         if not self.methods:
             raise ValueError("no method to evaluate; give at least one --init")
         if self.folds < 2 or self.repeats < 1 or self.epochs < 1 or self.batch_size < 1:
@@ -206,7 +211,7 @@ class Segmentation(Task):
 
     def load(self) -> None:
         cfg = self.cfg
-        data = load_segmentation(cfg.data, cfg.size) if self.data is None else self.data
+        data = load_segmentation(cfg.data, cfg.size, cfg.slice_axis) if self.data is None else self.data
         if data.num_classes < 2:
             raise ValueError(f"{cfg.data}: labels hold a single class; nothing to segment")
         self.num_classes = data.num_classes
@@ -289,7 +294,7 @@ def evaluate_segmentation(
 
     Args:
         cfg: the run's settings.
-        data: volumes already in memory (default: ``load_segmentation(cfg.data, cfg.size)``).
+        data: volumes already in memory (default: ``load_segmentation(cfg.data, cfg.size, cfg.slice_axis)``).
         shard: ``(K, N)``: run only shard K of N of the jobs.
 
     Returns:
@@ -308,9 +313,11 @@ def segmentation_config_from_args(
     segmentation defaults; ``--protocol paper`` and ``--recalibrate-bn`` are refused)."""
     if getattr(args, "recalibrate_bn", False):
         raise ValueError("--recalibrate-bn is for classification; segmentation protocols train the BatchNorms")
+    if getattr(args, "split", "kfold") != "kfold":
+        raise SettingsError("official is for classification on a MedMNIST .npz; segmentation uses k folds", "split")
     overrides = {
         name: getattr(args, name)
-        for name in ("folds", "repeats", "epochs", "batch_size", "lr", "size", "arch", "device")
+        for name in ("folds", "repeats", "epochs", "batch_size", "lr", "size", "slice_axis", "arch", "device")
         if getattr(args, name, None) is not None
     }
     return SegmentationConfig(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crossd.convert.to_crossd import CROSSD_INITS
+from crossd.data.orientation import check_slice_axis
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
@@ -38,6 +39,7 @@ RESUME_FIXED = (
     "volume_batch_size",
     "volume_init",
     "volume_size",
+    "volume_slice_axis",
     "consistency",
 )
 """Settings a ``--resume`` must repeat (unless ``--allow-changed``): everything that shapes the data, the
@@ -94,6 +96,8 @@ class PretrainConfig:
             ``"i3d"`` (inflated 2D kernels); a Cross-D model's twin always uses its stored 3D kernels (``"crossd"``).
         volume_batch_size: 3D batch size per process (like ``batch_size``).
         volume_size: resize CSV/folder volumes to this cube side (needed when their shapes differ).
+        volume_slice_axis: the plane of NIfTI/DICOM volumes that becomes ``(H, W)``, the plane of the 2D images
+            (``axial``, ``coronal`` or ``sagittal``; :mod:`crossd.data.orientation`).
         consistency: weight of a slice-consistency term (``rotate`` with ``plane_sampling="random"`` only): each
             batch also goes through the model with independently drawn planes, and the symmetric KL divergence
             between the two predictions is added to their mean cross-entropy, so every slicing of a 3D kernel
@@ -141,6 +145,7 @@ class PretrainConfig:
     volume_batch_size: int = 8
     volume_init: str | None = None
     volume_size: int | None = None
+    volume_slice_axis: str = "axial"
     consistency: float = 0.0
     quiet: bool = False
 
@@ -184,6 +189,7 @@ class PretrainConfig:
         allowed = ("crossd",) if self.conv == "crossd" else ("i3d", "acs")
         if self.twin_init not in allowed:
             raise ValueError(f"volume_init for a {self.conv} model must be one of {allowed}, got {self.volume_init!r}")
+        check_slice_axis(self.volume_slice_axis, "volume_slice_axis")
         if self.volume_every < 1 or self.volume_batch_size < 2:
             raise ValueError("volume_every must be at least 1 and volume_batch_size at least 2")
         if self.lr <= 0:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from crossd.convert.twin import volume_twin
 from crossd.data.npz import load_npz
 from crossd.data.volumes import load_samples
+from crossd.errors import CrossdError
 from crossd.train.distributed import DistInfo, all_reduce_sum, average_gradients
 
 VOLUME_MEAN, VOLUME_STD = 0.449, 0.226
@@ -38,7 +39,8 @@ class VolumeBatches:
 
     ``path``: a MedMNIST-style 3D ``.npz`` (its ``train`` split, or all samples) or anything
     :func:`crossd.data.volumes.load_samples` reads (a ``path,label`` CSV of NIfTI files, a folder of class folders;
-    ``size`` resizes them to a common cube, multi-channel volumes are averaged to grey). Labels must use the 2D
+    ``size`` resizes them to a common cube, multi-channel volumes are averaged to grey, NIfTI and DICOM volumes
+    are laid out with the ``slice_axis`` plane as ``(H, W)``: :mod:`crossd.data.orientation`). Labels must use the 2D
     data's class indices (for CSVs: the same class names, sorted). Intensities are min-max scaled over the whole
     array to [0, 1], normalised with :data:`VOLUME_MEAN` / :data:`VOLUME_STD` and repeated to 3 channels. The order
     and flips of epoch ``e`` depend on ``(seed, e)`` only, so a resumed run sees the same batches.
@@ -58,8 +60,9 @@ class VolumeBatches:
         size: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        slice_axis: str = "axial",
     ):
-        images, labels, classes = _load_volumes(Path(path), size)
+        images, labels, classes = _load_volumes(Path(path), size, slice_axis)
         if classes > num_classes:
             raise ValueError(
                 f"{path}: class-count mismatch: volumes have {classes} classes, but the 2D data has {num_classes}"
@@ -91,13 +94,20 @@ class VolumeBatches:
                 yield volumes.expand(-1, 3, -1, -1, -1).to(self.device), self.labels[index].to(self.device)
 
 
-def _load_volumes(path: Path, size: int | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Grey volumes ``(N, D, H, W)``, labels ``(N,)`` and the class count of a 3D ``.npz``, CSV or folder."""
+def _load_volumes(path: Path, size: int | None, slice_axis: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Grey volumes ``(N, D, H, W)``, labels ``(N,)`` and the class count of a 3D ``.npz``, CSV or folder (NIfTI
+    and DICOM in the layout of ``slice_axis``). Errors about the settings name the pretraining ones
+    (``volume_size``, ``volume_slice_axis``)."""
     if path.suffix == ".npz":
         data = load_npz(path, spatial_dims=3)
         split = data.splits.get("train") or data.pooled()
         return split.images, split.labels, data.num_classes
-    samples = load_samples(path, size, spatial_dims=3)
+    try:
+        samples = load_samples(path, size, spatial_dims=3, slice_axis=slice_axis)
+    except CrossdError as exc:
+        if exc.field in ("size", "slice_axis"):
+            raise type(exc)(exc.message, field=f"volume_{exc.field}") from None
+        raise
     return samples.images.astype(np.float32).mean(1), samples.labels, samples.num_classes
 
 
