@@ -6,9 +6,11 @@ Examples:
   crossd evaluate --data volumes/labels.csv --size 64 --checkpoint crossd.pt --init crossd i3d random \\
       --protocol bn --epochs 50 --output-dir runs/mri
 
---data: a MedMNIST .npz (splits pooled) or the authors' pooled .npz (images, labels); a path,label .csv of NIfTI
-files, DICOM series folders or ultrasound videos (or a folder holding that one .csv); a folder of class
-sub-folders of 2D images or of volumes. The data's dimension decides 2D vs 3D networks.
+--data: a MedMNIST .npz (splits pooled; --split official keeps its test split) or the authors' pooled .npz
+(images, labels); a path,label .csv of NIfTI files, DICOM series folders or ultrasound videos (or a folder holding
+that one .csv); a folder of class sub-folders of 2D images or of volumes. The data's dimension decides 2D vs 3D
+networks. NIfTI and DICOM volumes are reoriented to RAS+ and laid out (C, D, H, W) with the --slice-axis plane
+(axial: D inferior->superior, rows anterior->posterior, columns the patient's right->left) as the 2D plane.
 --init NAME[=CKPT]: how each compared network gets its weights (names without =CKPT use --checkpoint):
   crossd     the Cross-D checkpoint's 3D kernels copied into Conv3d (2D data: the Cross-D network itself)
   acs        ACS convolution of a 2D checkpoint's kernels (a third of the output channels per orthogonal plane)
@@ -41,8 +43,9 @@ import os
 from pathlib import Path
 
 from crossd.commands import add_device_flag, add_quiet_flag
+from crossd.data.orientation import SLICE_AXES
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
-from crossd.evaluate.config import INITS, NORMALIZATION
+from crossd.evaluate.config import INITS, NORMALIZATION, SPLITS
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
 from crossd.io import ensure_writable_dir
 
@@ -53,6 +56,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--task", choices=("classification", "segmentation"), default="classification", help="what to evaluate"
     )
     parser.add_argument("--size", type=int, default=None, help="resize every sample to SIZE per axis")
+    parser.add_argument(
+        "--slice-axis",
+        choices=tuple(SLICE_AXES),
+        default="axial",
+        help="plane of NIfTI/DICOM volumes that becomes the kernels' (h, w) plane (docs/conventions.md)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="kfold",
+        help="kfold: folds over all samples; official: a MedMNIST .npz's test split is every job's test set, "
+        "folds of train+val give training and validation",
+    )
     parser.add_argument(
         "--spatial-dims", type=int, choices=(2, 3), default=None, help="2 or 3, where the array shape is ambiguous"
     )
@@ -142,6 +158,8 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         normalize=args.normalize,
         seed=args.seed,
         size=args.size,
+        slice_axis=args.slice_axis,
+        split=args.split,
         spatial_dims=args.spatial_dims,
         num_classes=args.num_classes,
         image_size=args.image_size,

@@ -6,8 +6,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from crossd.convert.inits import init_names
+from crossd.data.orientation import check_slice_axis
+from crossd.errors import SettingsError
 
 PROTOCOLS = ("bn", "linear", "finetune", "paper")
+SPLITS = ("kfold", "official")
+"""``kfold``: folds over all samples (a file's own splits pooled); ``official``: a MedMNIST ``.npz``'s test split is
+the test set of every job, the folds of train + val give training and validation (:func:`crossd.evaluate.folds.
+official_splits`)."""
 MethodEntry = tuple[str, str | Path | None] | tuple[str, str | Path | None, str]
 """A compared method: ``(init, checkpoint or None)``, or ``(init, checkpoint, label)`` to name it in the results."""
 INITS = (*init_names("to_3d"), "regular2d")  # regular2d: the plain 2D network, on 2D data
@@ -79,6 +85,9 @@ class EvaluateConfig:
         methods: ``(init, checkpoint or None[, label])`` entries (:data:`MethodEntry`); all share the folds.
         protocol: ``bn``, ``linear``, ``finetune`` or ``paper``.
         size: resize every sample to ``size`` per spatial axis (needed when sample shapes differ).
+        slice_axis: the anatomical plane of NIfTI/DICOM volumes that becomes ``(H, W)``: ``axial`` (default),
+            ``coronal`` or ``sagittal`` (:mod:`crossd.data.orientation`).
+        split: ``kfold`` (default) or ``official`` (see :data:`SPLITS`).
         image_size: 2D crop size for protocol ``paper`` (default 224); ignored for volumes.
         align: ``shift``-mode Cross-D kernels rolled to centre their angle-0 slice.
         arch: torchvision name for checkpoints without crossd metadata (default resnet18).
@@ -103,6 +112,8 @@ class EvaluateConfig:
     normalize: str = "radimagenet"
     seed: int = 0
     size: int | None = None
+    slice_axis: str = "axial"
+    split: str = "kfold"
     spatial_dims: int | None = None
     num_classes: int | None = None
     image_size: int | None = None
@@ -123,6 +134,9 @@ class EvaluateConfig:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
         if self.normalize not in NORMALIZATION:
             raise ValueError(f"unknown normalisation {self.normalize!r}; expected one of {tuple(NORMALIZATION)}")
+        check_slice_axis(self.slice_axis)
+        if self.split not in SPLITS:
+            raise SettingsError(f"must be one of {SPLITS}, got {self.split!r}", field="split")
         if not self.methods:
             raise ValueError("no method to evaluate; give at least one --init")
         for init, *_ in self.methods:
