@@ -1,6 +1,7 @@
 """crossd transfer: 3D models from 2D checkpoints, checked against independent computations."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +11,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from crossd.cli import main
+from crossd.errors import CheckpointError
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
-from crossd.models.from_2d import build_3d_model
+from crossd.models.from_2d import build_3d_model, load_3d_model
 from crossd.nn import ACSConv3d
 from crossd.transfer import transfer_checkpoint
 
@@ -124,3 +126,27 @@ def test_plain_torchvision_state_dicts_in_pt_files(checkpoints, tmp_path):
     model, info = build_3d_model("center", tmp_path / "wrapped.pt")
     assert info.arch == "resnet18" and info.source_conv == "regular" and info.source_num_classes == 5
     assert torch.equal(model.conv1.weight[:, :, 3], state["conv1.weight"])
+
+
+def _readme_block(after: str) -> str:
+    """The first fenced Python block of README.md after the line containing ``after``."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("```python", text.index(after)) + len("```python")
+    return text[start : text.index("```", start)]
+
+
+def test_readme_snippet_loads_a_transferred_model(checkpoints, tmp_path, monkeypatch, capsys):
+    path, _ = checkpoints["crossd"]
+    transfer_checkpoint(path, "crossd", tmp_path / "m3d.safetensors")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(_readme_block("A model written by `crossd transfer` loads back"), namespace)
+    assert namespace["logits"].shape == (1, 2)
+    assert capsys.readouterr().out.split() == ["resnet18", "crossd", "5"]
+    model, _ = build_3d_model("crossd", path)
+    loaded = namespace["model"]
+    for name, tensor in model.state_dict().items():
+        if not name.startswith("fc."):
+            assert torch.equal(loaded.state_dict()[name], tensor), name
+    with pytest.raises(CheckpointError, match="not a crossd transfer output"):
+        load_3d_model(path)

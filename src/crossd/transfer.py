@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from crossd.io import save_json, save_safetensors
-from crossd.models.from_2d import build_3d_model
+from crossd.models.from_2d import TRANSFER_KEY, build_3d_model
 
 
 def transfer_checkpoint(
@@ -29,6 +29,6 @@ def transfer_checkpoint(
         raise ValueError(f"output must end in .safetensors, got {output}")
     model, info = build_3d_model(init, checkpoint, arch, align, drop_bn_stats)
     description = asdict(info)
-    weights = save_safetensors(model.state_dict(), output, metadata={"crossd.transfer": json.dumps(description)})
+    weights = save_safetensors(model.state_dict(), output, metadata={TRANSFER_KEY: json.dumps(description)})
     sidecar = save_json(description, output.with_suffix(".json"))
     return weights, sidecar

@@ -4,13 +4,19 @@ Cross-D one (its angle-0 kernels); ``random`` uses only the checkpoint's archite
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
+from crossd.convert.published import read_checkpoint
 from crossd.convert.to_3d import INITS_3D, to_3d
+from crossd.errors import CheckpointError
 from crossd.models.factory import ModelSpec, create_model, load_2d_model, read_spec
+
+TRANSFER_KEY = "crossd.transfer"
+"""The safetensors metadata key of ``crossd transfer`` outputs: the JSON of :class:`TransferInfo`."""
 
 DEFAULT_ARCH = "resnet18"
 
@@ -92,4 +98,18 @@ def build_3d_model(
         align,
         drop_bn_stats,
     )
+    return model, info
+
+
+def load_3d_model(path: str | Path) -> tuple[nn.Module, TransferInfo]:
+    """The 3D model a ``crossd transfer`` output (``.safetensors``) holds, weights loaded strictly, and how it
+    was built. The architecture comes from the file's ``crossd.transfer`` metadata (:class:`TransferInfo`); the
+    model takes ``(B, 3, D, H, W)`` and returns ``(B, source_num_classes)`` logits (replace its head for a new
+    task). Raises :class:`~crossd.errors.CheckpointError` for a file without that metadata."""
+    checkpoint = read_checkpoint(path)
+    if TRANSFER_KEY not in checkpoint.metadata:
+        raise CheckpointError(f"{path}: not a crossd transfer output (no {TRANSFER_KEY!r} metadata)")
+    info = TransferInfo(**json.loads(checkpoint.metadata[TRANSFER_KEY]))
+    model = to_3d(create_model(info.arch, info.source_num_classes, info.source_conv), init=info.init, inplace=True)
+    model.load_state_dict(checkpoint.state)
     return model, info
