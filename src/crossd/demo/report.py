@@ -353,9 +353,10 @@ def _filters_section(summary: dict) -> list[str]:
     ]
     pictures = (
         f"`{f['kernel3d']}` draws the 12 strongest (most energy) Cross-D `conv1` kernels as depth slices, the "
-        "centre one marked 0°, beside the regular network's 12 strongest 2D kernels (I3D repeats those at every "
-        f"depth, ACS uses them in three orthogonal planes); `{f['filters']}` animates the 16 Cross-D kernels that "
-        "change most as the plane turns about each kernel axis through ±45°, the range the heads may use. Each "
+        "centre one marked 0°, beside the regular network's 2D kernels of the same channels `#k` (I3D repeats "
+        f"those at every depth, ACS uses them in three orthogonal planes); `{f['filters']}` animates the 16 Cross-D "
+        "kernels that change most as the plane turns about each kernel axis through ±45°, the range the heads may use. "
+        "Each "
         "kernel is scaled to its own peak (white positive, black negative). `crossd viz kernel3d --grey` and "
         "`crossd viz filters --grey` draw them for any checkpoint."
     )
