@@ -160,12 +160,12 @@ def results_markdown(results: dict) -> str:
             p = "– (no crossd method)"
         else:
             p = _p_value(comparisons[method["method"]])
-        name = f"{method['method']} ⚠" if flags[method["method"]] else method["method"]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(method['folds'])} | {p} |")
+        folds = f"{len(method['folds'])} ⚠" if flags[method["method"]] else str(len(method["folds"]))
+        lines.append(f"| {method['method']} | " + " | ".join(cells) + f" | {folds} | {p} |")
     lines += ["", "Values are percentages, mean ± population std over folds; Δ is the mean paired difference."]
     warnings = [f"- ⚠ **{name}**: {'; '.join(texts)}." for name, texts in flags.items() if texts]
     if warnings:
-        lines += ["", "**Check these runs before reading their numbers** (a collapsed or under-chance network):", ""]
+        lines += ["", "**⚠ Check these runs before reading their numbers** (a collapsed or under-chance network):", ""]
         lines += warnings
     pairs = [c["pairs"] for c in comparisons.values()]
     note = design_note(min(pairs)) if pairs else ""
