@@ -221,3 +221,18 @@ def test_progress_in_a_log_file_is_not_a_line_per_job(data_dir, tmp_path, capsys
     evaluate(cfg)
     err = capsys.readouterr().err
     assert "8/8" in err and err.count("evaluate:") <= 3, err
+
+
+def test_official_split_tests_every_fold_on_the_files_test_split(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 12), ("val", 4), ("test", 6)):
+        labels = np.arange(n) % 2
+        arrays[f"{split}_images"] = (rng.random((n, 8, 8, 8)) * 100 + labels[:, None, None, None] * 60).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels[:, None]
+    np.savez(tmp_path / "m.npz", **arrays)
+    results = _run(tmp_path, tmp_path / "out", "m.npz", [("random", None)], split="official", arch="small_cnn")
+    folds = results["results"][0]["folds"]
+    assert [(f["n_train"], f["n_val"], f["n_test"]) for f in folds] == [(8, 8, 6), (8, 8, 6)]
+    assert results["args"]["split"] == "official" and results["data"]["test_samples"] == 6
+    assert "official test split (6 samples) in every job" in (tmp_path / "out" / "results.md").read_text()
