@@ -163,3 +163,47 @@ def test_dicom_series_with_a_repeated_position_is_refused(tmp_path):
     _dicom_slice(folder / "extra.dcm", np.zeros((Y, X)), (-(X - 1), -(Y - 1), 0), (1, 0, 0, 0, 1, 0), 99)
     with pytest.raises(ValueError, match="share one ImagePositionPatient"):
         read_dicom_series(folder)
+
+
+def _bare_slice(path, pixels, instance, position=None):
+    """A slice without orientation tags (and without a position unless given); RGB when ``pixels`` is (R, C, 3)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    colour = pixels.ndim == 3
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = (3, "RGB") if colour else (1, "MONOCHROME2")
+    if colour:
+        ds.PlanarConfiguration = 0
+    if position is not None:
+        ds.ImagePositionPatient = list(position)
+    ds.InstanceNumber = instance
+    ds.PixelData = pixels.astype(np.uint8).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_dicom_without_tags_is_axial_in_instance_order_and_rgb_gives_channels(tmp_path):
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    pixels = np.arange(12).reshape(3, 4)
+    for file_index, instance in enumerate((3, 1, 2)):
+        _bare_slice(grey / f"{file_index}.dcm", pixels + 20 * instance, instance)
+    volume = read_dicom_series(grey)
+    assert volume.shape == (1, 3, 3, 4)
+    np.testing.assert_array_equal(volume[0], [pixels + 20 * i for i in (1, 2, 3)])  # rows and columns as stored
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    rgb = np.stack([pixels, pixels + 100, pixels + 200], -1)  # (3, 4, 3): channel c holds pixels + 100 c
+    for z in (1, 0):
+        _bare_slice(colour / f"{z}.dcm", rgb + z, instance=5, position=(0, 0, z))
+    volume = read_dicom_series(colour)
+    assert volume.shape == (3, 2, 3, 4)
+    for c in range(3):
+        np.testing.assert_array_equal(volume[c], [pixels + 100 * c + z for z in (0, 1)])

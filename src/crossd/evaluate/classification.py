@@ -143,8 +143,9 @@ class Classification(Task):
             "class_counts": np.bincount(samples.labels, minlength=samples.num_classes).tolist(),
             "spatial_dims": samples.spatial_dims,
             "shape": list(samples.images.shape[1:]),
-            "test_samples": len(self.splits[0].test),
         }
+        if cfg.split == "official":
+            self.data_record["test_samples"] = len(self.splits[0].test)  # the same test set in every job
 
     def build(self, method: Method) -> tuple[nn.Module, dict]:
         cfg = self.cfg
