@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     if args.json:
-        ensure_writable_file(args.json, "--json")
+        ensure_writable_file(args.json, "json")
     result = run_benchmarks(args.modes, batch_size, size, repeats, args.memory, args.reference)
     print(format_report(result))
     if args.json:

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < (2 if name == "folds" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be at least {2 if name == 'folds' else 1}, got {value}")
-    ensure_writable_dir(args.output_dir, "--output-dir")
+    ensure_writable_dir(args.output_dir, "output_dir")
     data = QUICK_DATA if args.quick else DemoDataConfig()
     sizes = {"samples_2d": args.samples_2d, "samples_3d": args.samples_3d}
     data = replace(data, seed=args.seed, **{k: v for k, v in sizes.items() if v is not None})

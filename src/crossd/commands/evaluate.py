@@ -165,7 +165,7 @@ def _check_settings_then_data(cfg, data: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
-    ensure_writable_dir(args.output_dir, "--output-dir")
+    ensure_writable_dir(args.output_dir, "output_dir")
     if args.task == "segmentation":
         args.device = None if args.device == "auto" else args.device
         from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines

@@ -83,7 +83,7 @@ def _kernel3d(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    ensure_writable_file(args.output, "--output")
+    ensure_writable_file(args.output, "output")
     path = _filters(args) if args.what == "filters" else _kernel3d(args)
     print(f"wrote {path}")
     return 0
