@@ -22,6 +22,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
+from crossd.errors import SettingsError
 from crossd.ops.input_side import InputSideConv, output_shape
 from crossd.ops.slicing import apply_slice_operator
 from crossd.ops.weight_side import WeightSideConv
@@ -63,7 +64,7 @@ def resolve_padding(
     if padding != "same":
         return x, _pair(padding)
     if _pair(stride) != (1, 1):
-        raise ValueError("padding='same' is only supported with stride 1")
+        raise SettingsError("'same' is only supported with stride 1", field="padding")
     (top, bottom), (left, right) = (same_padding(kernel_size, d) for d in dilation)
     if top == bottom and left == right:
         return x, (top, left)
@@ -124,7 +125,7 @@ def crossd_conv2d(
         ``(B, Co, Ho, Wo)``.
     """
     if path not in PATHS:
-        raise ValueError(f"unknown path {path!r}; expected one of {PATHS}")
+        raise SettingsError(f"must be one of {PATHS}, got {path!r}", field="path")
     _check_shapes(x, weight, op, groups)
     co, cig, k = weight.shape[:3]
     stride, dilation = _pair(stride), _pair(dilation)
