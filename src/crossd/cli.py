@@ -61,9 +61,16 @@ def flag_names(parser: argparse.ArgumentParser, aliases: dict[str, str] | None =
     return {**(aliases or {}), **names}
 
 
-FIELD_FLAGS = {"num_workers": "--workers", "progress": "--quiet", "methods": "--init", "data_path": "--data"}
+FIELD_FLAGS = {
+    "num_workers": "--workers",
+    "progress": "--quiet",
+    "methods": "--init",
+    "data_path": "--data",
+    "axis": "--axes",
+}
 """Library parameter names whose flag is not named after them (``crossd evaluate``'s ``--workers`` sets
 ``EvaluateConfig.num_workers``); every other name is found in the command's parser (:func:`flag_names`)."""
+
 
 def _error_line(exc: CrossdError, flags: dict[str, str]) -> str:
     """``"<flag> <message>"`` of a :class:`CrossdError`; one re-raised from a DataLoader worker (which keeps only

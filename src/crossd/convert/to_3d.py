@@ -14,10 +14,11 @@ from crossd.convert.layers_3d import layer_to_3d
 from crossd.convert.really_3d import check_really_3d
 from crossd.convert.report import ConversionReport, own_forward, scan_2d_layers
 from crossd.convert.same_padding import PadSame, same_padded_types, wrap_same
-from crossd.convert.walk import replace_modules, triple
+from crossd.convert.walk import replace_modules
 from crossd.errors import SettingsError
 from crossd.nn.acs_conv import ACSConv3d, acs_views_agree
 from crossd.nn.crossd_conv import CrossDConv
+from crossd.ops.conv import triple
 
 INITS_3D = init_names("to_3d")
 

@@ -10,25 +10,13 @@ from torch import Tensor, nn
 
 from crossd.errors import SettingsError
 from crossd.nn.rotation_head import RotationHead
-from crossd.ops.conv import PATHS, Path, crossd_conv2d
+from crossd.ops.conv import PATHS, Path, crossd_conv2d, triple
 from crossd.ops.rotation import PLANE_SAMPLERS
 from crossd.ops.slicing import ROTATING_MODES, check_mode, slice_operator
 
 Granularity = Literal["sample", "batch"]
 PlaneSampling = Literal["head", "random", "grid"]
 PLANE_SAMPLING = ("head", *PLANE_SAMPLERS)
-
-
-def _triple(value: int | tuple[int, ...], name: str) -> tuple[int, int, int]:
-    """A per-axis ``(d, h, w)`` value from an int, ``(h, w)`` (depth takes ``h``) or ``(d, h, w)``."""
-    if isinstance(value, int):
-        return (value, value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) == 2:
-        return (value[0], value[0], value[1])
-    if len(value) == 3:
-        return value  # type: ignore[return-value]
-    raise ValueError(f"{name} must be an int or a tuple of 2 or 3 ints, got {value!r}")
 
 
 def _cubic_kernel_size(kernel_size: int | tuple[int, ...]) -> int:
@@ -100,9 +88,9 @@ class CrossDConv(nn.Module):
             raise SettingsError(f"must be an int, a tuple, 'same' or 'valid', got {padding!r}", field="padding")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = (k, k, k)
-        self.stride = _triple(stride, "stride")
-        self.padding = padding if isinstance(padding, str) else _triple(padding, "padding")
-        self.dilation = _triple(dilation, "dilation")
+        self.stride = triple(stride, "stride")
+        self.padding = padding if isinstance(padding, str) else triple(padding, "padding")
+        self.dilation = triple(dilation, "dilation")
         self.mode, self.granularity, self.path = mode, granularity, path
         self.plane_sampling = plane_sampling
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, k, k, k))

@@ -7,6 +7,7 @@ from typing import Any
 
 from crossd.convert.to_crossd import CROSSD_INITS
 from crossd.errors import SettingsError
+from crossd.models.factory import available_architectures
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
@@ -152,6 +153,8 @@ class PretrainConfig:
 
     def validate(self) -> None:
         """Raise a one-line :class:`~crossd.errors.SettingsError` for settings that cannot work."""
+        if self.model not in available_architectures():
+            raise SettingsError(f"{self.model!r} is not a torchvision classification model", field="model")
         if self.conv not in ("regular", "crossd"):
             raise SettingsError(f"must be 'regular' or 'crossd', got {self.conv!r}", field="conv")
         if self.opt not in OPTIMIZERS:

@@ -78,9 +78,7 @@ def convert_sync_batchnorm(model: nn.Module, info: DistInfo, warn: bool = True) 
     """``SyncBatchNorm`` on distributed CUDA runs; CPU runs keep per-process BatchNorm (SyncBN needs GPUs)."""
     if info.device.type != "cuda":
         if warn and info.is_main:
-            warnings.warn(
-                "sync_bn needs CUDA (SyncBatchNorm raises on CPU); using per-process BatchNorm", stacklevel=2
-            )
+            warnings.warn("sync_bn needs CUDA (SyncBatchNorm raises on CPU); using per-process BatchNorm", stacklevel=2)
         return model
     return nn.SyncBatchNorm.convert_sync_batchnorm(model) if info.distributed else model
 
