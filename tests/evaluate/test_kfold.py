@@ -105,7 +105,7 @@ def _per_fold(out) -> dict:
 def test_one_process_torchrun_and_shards_give_the_same_folds(data_dir, small_checkpoints, tmp_path, capsys):
     single, ranks, shards = tmp_path / "single", tmp_path / "torchrun", tmp_path / "shards"
     assert main(["evaluate", *_flags(data_dir, small_checkpoints, single)]) == 0
-    command = ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "crossd.evaluate"]
+    command = ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "crossd", "evaluate"]
     done = subprocess.run(
         [*command, *_flags(data_dir, small_checkpoints, ranks)], capture_output=True, text=True, timeout=300, env=_env()
     )

@@ -116,4 +116,4 @@ def test_sync_bn_and_amp_on_cpu_warn_and_train(tiny_config):
     with pytest.warns(UserWarning) as record:
         pretrain(tiny_config(conv="regular", sync_bn=True, amp=True, device="cpu"))
     messages = " ".join(str(w.message) for w in record)
-    assert "--sync-bn needs CUDA" in messages and "--amp needs CUDA" in messages
+    assert "sync_bn needs CUDA" in messages and "amp needs CUDA" in messages
