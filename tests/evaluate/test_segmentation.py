@@ -70,7 +70,7 @@ def test_protocols_choose_what_trains(tmp_path):
     bn = trainable_parameters(net, "bn")
     assert sum(id(p) in encoder for p in bn) == 8  # 4 BatchNorm3d x (weight, bias)
     assert all(p.requires_grad for p in trainable_parameters(net, "finetune"))
-    with pytest.raises(ValueError, match="unknown segmentation protocol"):
+    with pytest.raises(ValueError, match="protocol must be one of .* for segmentation"):
         SegmentationConfig("x", [("crossd", ckpt)], tmp_path, protocol="paper").validate()
 
 

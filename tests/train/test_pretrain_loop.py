@@ -81,7 +81,7 @@ def test_existing_run_is_not_overwritten(tiny_config):
     cfg = tiny_config(conv="regular")
     pretrain(cfg)
     before = (Path(cfg.output_dir) / "checkpoint.pt").read_bytes()
-    with pytest.raises(ValueError, match="exists; pass --resume"):
+    with pytest.raises(ValueError, match="^output_dir .*: holds a run .*checkpoint.pt\\); resume it or choose another folder$"):
         pretrain(cfg)
     assert (Path(cfg.output_dir) / "checkpoint.pt").read_bytes() == before
 
