@@ -9,6 +9,7 @@ import torch
 from image_data import write_medmnist_npz
 
 from crossd.convert import planar_kernel
+from crossd.errors import OutputError
 from crossd.metrics import METRIC_NAMES
 from crossd.models import ModelSpec, create_model, load_2d_model
 from crossd.nn import CrossDConv
@@ -81,7 +82,7 @@ def test_existing_run_is_not_overwritten(tiny_config):
     cfg = tiny_config(conv="regular")
     pretrain(cfg)
     before = (Path(cfg.output_dir) / "checkpoint.pt").read_bytes()
-    with pytest.raises(ValueError, match="^output_dir .*: holds a run .*checkpoint.pt\\); resume it or choose another folder$"):
+    with pytest.raises(OutputError, match=r"^output_dir .*: holds a run .*\); resume it or choose another folder$"):
         pretrain(cfg)
     assert (Path(cfg.output_dir) / "checkpoint.pt").read_bytes() == before
 
