@@ -71,7 +71,7 @@ def _error(capsys):
         ("crossd_regular_ckpt", "needs a Cross-D checkpoint"),
         ("missing_data", "--data "),
         ("missing_checkpoint", "checkpoint not found"),
-        ("no_checkpoint", "--init 'i3d' needs a checkpoint (i3d=CKPT, or one checkpoint for all)"),
+        ("no_checkpoint", "--init 'i3d' needs a 2D checkpoint to transfer"),
         ("bad_nifti", "not a readable NIfTI file"),
         ("bad_device", "--device 'gpu0' is not a device"),
     ],
