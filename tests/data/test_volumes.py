@@ -122,8 +122,8 @@ def test_class_folders_of_volumes(tmp_path):
 @pytest.mark.parametrize(
     "case, error, message",
     [
-        ("missing", FileNotFoundError, "data path not found"),
-        ("missing_volume", FileNotFoundError, "volume not found"),
+        ("missing", DataError, "data path not found"),
+        ("missing_volume", DataError, "volume not found"),
         ("bad_nifti", ValueError, "not a readable NIfTI file"),
         ("no_label", ValueError, "row 1 has no label"),
         ("one_class", ValueError, "at least 2 classes"),

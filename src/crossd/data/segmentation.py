@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from crossd.data.orientation import layout_affine, oriented
 from crossd.data.volumes import mixed_shapes_error, read_nifti
-from crossd.errors import DataError
+from crossd.errors import DataError, SettingsError
 from crossd.io import atomic_write, save_text
 
 MNI152_CLASSES = ["background", "grey matter", "white matter"]
@@ -64,19 +64,19 @@ def load_segmentation_csv(path: str | Path, size: int | None = None, slice_axis:
     """Image/label NIfTI pairs from a CSV with ``image`` and ``label`` columns; classes ``0..max label``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"segmentation CSV not found: {path}")
+        raise DataError(f"segmentation CSV not found: {path}")
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"image", "label"} <= set(rows[0]):
-        raise ValueError(f"{path}: needs a header with 'image' and 'label' columns and at least one row")
+        raise DataError(f"{path}: needs a header with 'image' and 'label' columns and at least one row")
     images, labels = [], []
     for row in rows:
         image = _grey(path.parent / row["image"], slice_axis)
         label = _grey(path.parent / row["label"], slice_axis)
         if image.shape != label.shape:
-            raise ValueError(f"{path}: {row['image']} {image.shape} and {row['label']} {label.shape} differ in shape")
+            raise DataError(f"{path}: {row['image']} {image.shape} and {row['label']} {label.shape} differ in shape")
         if np.any(label < 0) or np.any(label != np.round(label)):
-            raise ValueError(f"{path}: {row['label']} must hold non-negative integer labels")
+            raise DataError(f"{path}: {row['label']} must hold non-negative integer labels")
         images.append(_resize(image, size, "trilinear"))
         labels.append(_resize(label, size, "nearest"))
     shapes = sorted({im.shape for im in images})
@@ -117,7 +117,7 @@ def mni152_blocks(
         slice_axis: the template's plane that becomes ``(H, W)`` (:mod:`crossd.data.orientation`).
     """
     if resolution not in (1, 2):
-        raise ValueError(f"MNI152 resolution must be 1 or 2 (mm), got {resolution}")
+        raise SettingsError(f"must be 1 or 2 (mm), got {resolution}", field="resolution")
     t1, labels = _mni152(resolution, slice_axis)
     stride = stride or block
     images, targets = [], []
@@ -129,7 +129,7 @@ def mni152_blocks(
                     images.append(t1[window])
                     targets.append(labels[window])
     if not images:
-        raise ValueError(f"no MNI152 block of side {block} holds {min_tissue:.0%} tissue")
+        raise SettingsError(f"{block}: no MNI152 block of that side holds {min_tissue:.0%} tissue", field="block")
     return SegmentationSet(np.stack(images)[:, None].copy(), np.stack(targets).copy(), list(MNI152_CLASSES))
 
 

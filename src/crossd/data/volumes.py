@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crossd.data.checks import DataError, check_finite, count_classes
+from crossd.data.checks import check_finite, count_classes
 from crossd.data.npz import load_npz
 from crossd.data.orientation import (
     DEFAULT_ORIENTATION,
@@ -37,7 +37,7 @@ from crossd.data.orientation import (
     series_step,
     slice_normal,
 )
-from crossd.errors import SettingsError
+from crossd.errors import DataError, SettingsError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
@@ -176,17 +176,17 @@ def read_video(path: Path) -> np.ndarray:
     try:
         frames = np.asarray(iio.imread(str(path)), dtype=np.float32)
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable video ({_reason(exc)})") from None
+        raise DataError(f"{path}: not a readable video ({_reason(exc)})") from None
     if frames.ndim == 4:
         frames = frames[..., :3].mean(-1)
     if frames.ndim != 3:
-        raise ValueError(f"{path}: expected frames (T, H, W[, 3]), got shape {frames.shape}")
+        raise DataError(f"{path}: expected frames (T, H, W[, 3]), got shape {frames.shape}")
     return frames[None]
 
 
 def _read_volume(path: Path, slice_axis: str = "axial") -> np.ndarray:
     if not path.exists():
-        raise FileNotFoundError(f"volume not found: {path}")
+        raise DataError(f"volume not found: {path}")
     name = path.name.lower()
     if path.is_dir():
         return read_dicom_series(path, slice_axis)
@@ -194,7 +194,7 @@ def _read_volume(path: Path, slice_axis: str = "axial") -> np.ndarray:
         return read_nifti(path, slice_axis)
     if name.endswith(VIDEO_SUFFIXES):
         return read_video(path)
-    raise ValueError(
+    raise DataError(
         f"{path}: unsupported volume type; expected NIfTI {NIFTI_SUFFIXES}, a DICOM series folder or a video "
         f"{VIDEO_SUFFIXES}"
     )
@@ -213,7 +213,9 @@ def _class_indices(names: list[str], source: str, num_classes: int | None) -> tu
 
 def _check_class_count(classes: list[str], source: str | Path, num_classes: int | None) -> None:
     if num_classes is not None and num_classes != len(classes):
-        raise DataError(f"{source}: --num-classes {num_classes}, but the data names {len(classes)} classes {classes}")
+        raise DataError(
+            f"{num_classes}, but the data names {len(classes)} classes {classes} ({source})", field="num_classes"
+        )
 
 
 def load_csv(
@@ -225,10 +227,10 @@ def load_csv(
     if rows and rows[0][0].strip().lower() in ("path", "file", "filename", "image", "volume"):
         rows = rows[1:]
     if not rows:
-        raise ValueError(f"{path}: no 'path,label' rows")
+        raise DataError(f"{path}: no 'path,label' rows")
     bad = [i for i, r in enumerate(rows) if len(r) < 2]
     if bad:
-        raise ValueError(f"{path}: row {bad[0] + 1} has no label; expected 'path,label'")
+        raise DataError(f"{path}: row {bad[0] + 1} has no label; expected 'path,label'")
     volumes = [_read_volume(path.parent / r[0].strip(), slice_axis) for r in rows]
     labels, classes = _class_indices([r[1].strip() for r in rows], f"{path}: labels", num_classes)
     return SampleSet(_checked_stack(volumes, size, path, [r[0].strip() for r in rows]), labels, classes)
@@ -241,7 +243,7 @@ def _read_image(file: Path) -> np.ndarray:
     try:
         return np.asarray(Image.open(file).convert("RGB")).transpose(2, 0, 1)
     except Exception as exc:
-        raise ValueError(f"{file}: not a readable image ({_reason(exc)})") from None
+        raise DataError(f"{file}: not a readable image ({_reason(exc)})") from None
 
 
 def _is_volume(entry: Path) -> bool:
@@ -261,13 +263,13 @@ def load_class_folders(
         if entry.suffix.lower() in IMAGE_SUFFIXES or _is_volume(entry)
     ]
     if not entries:
-        raise ValueError(
+        raise DataError(
             f"{root}: no samples in class sub-folders (expected root/<class>/*.png, *.nii.gz, videos or DICOM "
             "series folders) and no .csv file"
         )
     kinds = {_is_volume(entry) for _, entry in entries}
     if len(kinds) > 1:
-        raise ValueError(f"{root}: class folders mix 2D images and volumes; keep one kind")
+        raise DataError(f"{root}: class folders mix 2D images and volumes; keep one kind")
     _check_class_count(classes, root, num_classes)
     volumes = kinds.pop()
     samples = [_read_volume(entry, slice_axis) if volumes else _read_image(entry) for _, entry in entries]
@@ -308,23 +310,23 @@ def load_samples(
 ) -> SampleSet:
     """Every labelled sample under ``path`` (see the module docstring for the accepted layouts).
 
-    ``spatial_dims`` (``--spatial-dims``, 2 or 3) settles ambiguous ``.npz`` shapes and must agree with other
-    sources; ``num_classes`` (``--num-classes``) fixes the class count (see :mod:`crossd.data.checks`);
+    ``spatial_dims`` (2 or 3) settles ambiguous ``.npz`` shapes and must agree with other
+    sources; ``num_classes`` fixes the class count (see :mod:`crossd.data.checks`);
     ``slice_axis`` (``axial``, ``coronal`` or ``sagittal``) is the anatomical plane of NIfTI and DICOM volumes
     that becomes the ``(H, W)`` plane (:mod:`crossd.data.orientation`).
 
-    Raises one-line ``FileNotFoundError``/``ValueError`` (:class:`~crossd.data.checks.DataError`) for missing
+    Raises a one-line :class:`~crossd.errors.DataError` for missing
     paths, unreadable files, unknown or ambiguous layouts, NaN/Inf values, labels out of range, label/image
     count mismatches and fewer than two classes.
     """
     path = Path(path)
     check_slice_axis(slice_axis)
     if not path.exists():
-        raise FileNotFoundError(f"data path not found: {path}")
+        raise DataError(f"data path not found: {path}")
     if path.is_dir():
         csvs = sorted(path.glob("*.csv"))
         if len(csvs) > 1:
-            raise ValueError(f"{path}: several .csv files ({', '.join(c.name for c in csvs)}); pass one of them")
+            raise DataError(f"{path}: several .csv files ({', '.join(c.name for c in csvs)}); pass one of them")
         samples = (
             load_csv(csvs[0], size, num_classes, slice_axis)
             if csvs
@@ -339,10 +341,10 @@ def load_samples(
     elif path.suffix == ".csv":
         samples = load_csv(path, size, num_classes, slice_axis)
     else:
-        raise ValueError(f"{path}: expected a .npz file, a path,label .csv, or a folder (of class folders or one .csv)")
+        raise DataError(f"{path}: expected a .npz file, a path,label .csv, or a folder (of class folders or one .csv)")
     kinds = {2: "2D images", 3: "3D volumes"}
     if spatial_dims is not None and samples.spatial_dims != spatial_dims:
-        raise DataError(f"{path}: holds {kinds[samples.spatial_dims]}, not {kinds[spatial_dims]} (--spatial-dims)")
+        raise DataError(f"{spatial_dims}, but {path} holds {kinds[samples.spatial_dims]}", field="spatial_dims")
     if len(np.unique(samples.labels)) < 2:
-        raise ValueError(f"{path}: all samples have the same label; classification needs at least 2 classes")
+        raise DataError(f"{path}: all samples have the same label; classification needs at least 2 classes")
     return samples

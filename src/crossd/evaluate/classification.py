@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from crossd.data.volumes import SampleSet, load_samples
-from crossd.errors import SettingsError
+from crossd.errors import DataError, SettingsError
 from crossd.evaluate.config import EvaluateConfig
 from crossd.evaluate.folds import Split, official_splits, paper_splits, stratified_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
@@ -68,7 +68,7 @@ def make_splits(cfg: EvaluateConfig, labels: np.ndarray, official_test: np.ndarr
     the same seeds: ``paper`` unstratified from ``split_seed_base + seed + 1``)."""
     folds, repeats, c = cfg.resolved("folds"), cfg.resolved("repeats"), cfg.constants
     if len(labels) < folds:
-        raise ValueError(f"{len(labels)} samples cannot make {folds} folds; lower --folds")
+        raise DataError(f"{folds} is too many for {len(labels)} samples", field="folds")
     if cfg.split == "official":
         if official_test is None or len(official_test) == 0:
             raise SettingsError(
@@ -83,7 +83,7 @@ def make_splits(cfg: EvaluateConfig, labels: np.ndarray, official_test: np.ndarr
     else:
         splits = stratified_splits(labels, folds, repeats, cfg.seed, c.val_fraction)
     if any(len(s.val) == 0 or len(s.train) == 0 for s in splits):
-        raise ValueError(f"{len(labels)} samples are too few for {folds} folds with a validation split; lower --folds")
+        raise DataError(f"{folds} is too many: {len(labels)} samples are too few for a validation split", field="folds")
     return splits
 
 
