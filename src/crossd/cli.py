@@ -7,6 +7,7 @@ import importlib
 import re
 import signal
 import sys
+import warnings
 
 import crossd
 from crossd.commands import HelpFormatter
@@ -103,7 +104,8 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``crossd COMMAND ...``; user errors print ``crossd COMMAND: error: ...`` and return 2, a NaN/Inf
-    training loss returns 1, Ctrl-C returns 130 and SIGTERM 143 (128 + the signal), each with one line."""
+    training loss returns 1, Ctrl-C returns 130 and SIGTERM 143 (128 + the signal), each with one line; warnings
+    print as one line ``crossd COMMAND: warning: ...`` (library field names shown as flags)."""
     from crossd.train.engine import NonFiniteLossError
 
     argv = sys.argv[1:] if argv is None else argv
@@ -111,10 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     module = importlib.import_module(f"crossd.commands.{args.command}")
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    flags = flag_names(commands[args.command], getattr(module, "FIELD_FLAGS", None))
+
+    def one_line_warning(message, category, filename, lineno, line=None) -> str:
+        return f"crossd {args.command}: warning: {user_message(str(message), flags)}\n"
+
+    previous_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         return int(module.run(args) or 0)
     except (UserError, FileNotFoundError, ValueError) as exc:
-        flags = flag_names(commands[args.command], getattr(module, "FIELD_FLAGS", None))
         print(f"crossd {args.command}: error: {user_message(_one_line(exc), flags)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:
@@ -127,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return 143 if terminated else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":

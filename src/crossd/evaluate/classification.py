@@ -24,7 +24,7 @@ from crossd.data.volumes import SampleSet, load_samples
 from crossd.evaluate.config import EvaluateConfig
 from crossd.evaluate.folds import Split, paper_splits, stratified_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
-from crossd.evaluate.methods import Method, build_network, replace_head
+from crossd.evaluate.methods import Method, build_network, replace_head, resolve_preprocessing
 from crossd.evaluate.protocols import Schedule, recalibrate_batchnorm
 from crossd.evaluate.stats import summarize
 from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
@@ -45,6 +45,7 @@ RESUME_KEYS = (
     "batch_size",
     "lr",
     "normalize",
+    "window",
     "seed",
     "size",
     "spatial_dims",
@@ -103,6 +104,7 @@ class Classification(Task):
 
     def __init__(self, cfg: EvaluateConfig):
         cfg.validate()
+        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
         super().__init__(cfg)
 
     def settings(self) -> dict:
@@ -119,7 +121,7 @@ class Classification(Task):
         cfg = self.cfg
         self.samples = samples = load_samples(cfg.data, cfg.size, cfg.spatial_dims, cfg.num_classes)
         self.splits = make_splits(cfg, samples.labels)
-        self.bounds = intensity_bounds(samples.images, cfg.constants.scaling)
+        self.bounds = intensity_bounds(samples.images, cfg.constants.scaling, cfg.window)
         self.data_record = {
             "path": str(cfg.data),
             "samples": len(samples.labels),

@@ -29,11 +29,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from crossd.data.preprocessing import NORMALIZATION, check_window, normalization_name
 from crossd.data.segmentation import SegmentationSet, load_segmentation
-from crossd.evaluate.config import NORMALIZATION, MethodEntry, method_records
+from crossd.evaluate.config import MethodEntry, method_records
 from crossd.evaluate.folds import paper_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
-from crossd.evaluate.methods import Method, build_network
+from crossd.evaluate.methods import Method, build_network, resolve_preprocessing
 from crossd.evaluate.protocols import batchnorm_parameters
 from crossd.evaluate.transforms import scale_intensities
 from crossd.models.unet3d import DECODER_CHANNELS, UNet3D
@@ -57,7 +58,7 @@ class SegmentationConfig:
         protocol: ``linear``/``frozen`` (frozen encoder), ``bn`` or ``finetune``.
         size: resize every volume to ``size`` per axis (needed when shapes differ).
         arch: torchvision name for checkpoints without crossd metadata, or for ``random`` without a checkpoint.
-        align, drop_bn_stats: as for classification (:class:`crossd.evaluate.EvaluateConfig`).
+        align, drop_bn_stats, normalize, window: as for classification (:class:`crossd.evaluate.EvaluateConfig`).
     """
 
     data: str | Path
@@ -70,7 +71,8 @@ class SegmentationConfig:
     batch_size: int = 2
     lr: float = 1e-3
     val_fraction: float = 0.2
-    normalize: str = "radimagenet"
+    normalize: str | None = None
+    window: tuple[float, float] | None = None
     seed: int = 0
     size: int | None = None
     arch: str | None = None
@@ -89,18 +91,21 @@ class SegmentationConfig:
             raise ValueError(
                 f"unknown segmentation protocol {self.protocol!r}; expected one of {SEGMENTATION_PROTOCOLS} or 'frozen'"
             )
-        if self.normalize not in NORMALIZATION:
-            raise ValueError(f"unknown normalisation {self.normalize!r}; expected one of {tuple(NORMALIZATION)}")
+        if self.normalize is not None:
+            self.normalize = normalization_name(self.normalize)
+        self.window = check_window(self.window)
         if not self.methods:
             raise ValueError("no method to evaluate; give at least one --init")
         if self.folds < 2 or self.repeats < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("folds must be at least 2 and repeats, epochs and batch_size at least 1")
 
 
-def prepare_volumes(images: np.ndarray, normalize: str, channels: int = 3) -> Tensor:
-    """Per-volume min-max scaling, grey repeated to ``channels``, then the normalisation constants:
+def prepare_volumes(
+    images: np.ndarray, normalize: str, channels: int = 3, window: tuple[float, float] | None = None
+) -> Tensor:
+    """Per-volume min-max scaling (or ``window``), grey repeated to ``channels``, then the normalisation constants:
     ``(N, 1, D, H, W)`` -> ``(N, channels, D, H, W)`` float32."""
-    scaled = torch.from_numpy(scale_intensities(images, "per_sample")).repeat(1, channels, 1, 1, 1)
+    scaled = torch.from_numpy(scale_intensities(images, "per_sample", window)).repeat(1, channels, 1, 1, 1)
     mean, std = (torch.tensor(v[:channels]).view(1, channels, 1, 1, 1) for v in NORMALIZATION[normalize])
     return (scaled - mean) / std
 
@@ -193,6 +198,7 @@ class Segmentation(Task):
 
     def __init__(self, cfg: SegmentationConfig, data: SegmentationSet | None = None):
         cfg.validate()
+        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
         super().__init__(cfg)
         self.data = data
 
@@ -213,7 +219,8 @@ class Segmentation(Task):
         self.splits = paper_splits(len(data.labels), cfg.folds, cfg.repeats, cfg.seed - 1, cfg.val_fraction)
         if any(len(s.train) < 2 or len(s.val) == 0 for s in self.splits):
             raise ValueError(f"{len(data.labels)} volumes are too few for {cfg.folds} folds with a validation split")
-        self.images, self.labels = prepare_volumes(data.images, cfg.normalize), torch.from_numpy(data.labels)
+        self.images = prepare_volumes(data.images, cfg.normalize, window=cfg.window)
+        self.labels = torch.from_numpy(data.labels)
         self.data_record = {"samples": len(data.labels), "shape": list(data.labels.shape[1:]), "classes": data.classes}
 
     def build(self, method: Method) -> tuple[nn.Module, dict]:
@@ -319,6 +326,7 @@ def segmentation_config_from_args(
         output_dir=args.output_dir,
         protocol=args.protocol,
         normalize=args.normalize,
+        window=args.window,
         seed=args.seed,
         align=args.align,
         drop_bn_stats=args.drop_bn_stats,

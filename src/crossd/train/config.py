@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from crossd.convert.to_crossd import CROSSD_INITS
+from crossd.data.images import PRETRAIN_NORMALIZATION, detect_dataset_kind
+from crossd.data.preprocessing import Preprocessing, check_window
+from crossd.errors import SettingsError
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
@@ -39,6 +42,7 @@ RESUME_FIXED = (
     "volume_init",
     "volume_size",
     "consistency",
+    "window",
 )
 """Settings a ``--resume`` must repeat (unless ``--allow-changed``): everything that shapes the data, the
 optimisation or the schedule (the model, its mode and class count must always match: ``check_same_model``).
@@ -98,6 +102,8 @@ class PretrainConfig:
             batch also goes through the model with independently drawn planes, and the symmetric KL divergence
             between the two predictions is added to their mean cross-entropy, so every slicing of a 3D kernel
             must give the same answer. 0 (default) trains as the paper does.
+        window: ``(low, high)``: intensities of an ``.npz`` and of ``volumes`` are clipped to it and scaled from it
+            (e.g. CT Hounsfield units ``(-1000, 400)``) instead of min-max scaled; recorded in the checkpoints.
         quiet: no console lines (the log, checkpoints and metrics are written all the same).
     """
 
@@ -142,7 +148,13 @@ class PretrainConfig:
     volume_init: str | None = None
     volume_size: int | None = None
     consistency: float = 0.0
+    window: tuple[float, float] | None = None
     quiet: bool = False
+
+    def preprocessing(self) -> Preprocessing:
+        """What the network's inputs are (recorded in every checkpoint): ImageNet normalisation, ``window``,
+        ``train_crop_size`` pixels, 3 channels."""
+        return Preprocessing(PRETRAIN_NORMALIZATION, self.window, self.train_crop_size, 3)
 
     @property
     def twin_init(self) -> str:
@@ -188,6 +200,10 @@ class PretrainConfig:
             raise ValueError("volume_every must be at least 1 and volume_batch_size at least 2")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        self.window = check_window(self.window)
+        medmnist = detect_dataset_kind(self.data_path, self.dataset) == "medmnist"
+        if self.window is not None and not medmnist and self.volumes is None:
+            raise SettingsError("applies to .npz data and volumes, not to image folders of 8-bit images", "window")
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"--num-classes must be at least 2, got {self.num_classes}")
 
