@@ -16,7 +16,7 @@ DESCRIPTION = """\
 Pretrain 3D convolution kernels on 2D images (Cross-D Conv) and move them into 3D networks for CT, MRI and
 ultrasound volumes.
 
-Start with `crossd demo`: it runs the whole idea on real MRI on a laptop CPU in minutes and writes a report.
+Start with `crossd demo`: it runs the whole idea on real MRI on a CPU and writes a report (run time: README).
 Then, on your own data: `crossd pretrain` (2D), `crossd transfer` (to 3D), `crossd evaluate` (k-fold comparison
 of the 3D initialisations). `crossd COMMAND --help` lists each command's options with their defaults."""
 
