@@ -1,12 +1,13 @@
 """Every ``crossd`` command shown in README.md and in ``crossd [COMMAND] --help`` runs as written.
 
 Commands are the fenced ``bash`` lines and the inline code spans that call ``crossd`` (``crossd ...``, ``python -m
-crossd ...``, ``torchrun ... -m crossd.X ...``) with at least one argument (a bare ``crossd pretrain`` names the
-command), in README.md and in the parser's descriptions (each command's ``Examples:``). Every one is parsed by
-the real parser, with each ``a|b`` alternative and ``[--optional]`` flag in turn; ``evaluate`` commands also build
-and check their settings. Placeholders (``D``, ``A.pt``, ``CKPT``) stay strings for parsing: argparse does not
-open files. The cheap ones also run on tiny data: README's scale-out flow (4 shards, then the merge; with
-``--folds 2 --repeats 1 --epochs 1`` appended), every ``crossd transfer`` example, every ``--help``/``--version``.
+crossd ...``, ``torchrun ... -m crossd X ...`` or ``-m crossd.X``) with at least one argument (a bare ``crossd
+pretrain`` names the command), in README.md and in the parser's descriptions (each command's ``Examples:``).
+Every one is parsed by the real parser, with each ``a|b`` alternative and ``[--optional]`` flag in turn;
+``evaluate`` commands also build and check their settings. Placeholders (``D``, ``A.pt``, ``CKPT``) stay strings
+for parsing: argparse does not open files. The cheap ones also run on tiny data: README's scale-out flow (4 shards,
+then the merge; with ``--folds 2 --repeats 1 --epochs 1`` appended), every ``crossd transfer`` example, every
+``--help``/``--version``.
 The others (pretraining, the demo, the benchmark, full evaluations) take minutes to hours and are parsed only.
 """
 
@@ -30,9 +31,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 _FENCE = re.compile(r"```bash\n(.*?)```", re.S)
 _ANY_FENCE = re.compile(r"```.*?```", re.S)
 _SPAN = re.compile(r"`([^`]+)`")
-_START = re.compile(rf"^((crossd|python -m crossd)(\s+(COMMAND|--\w|{'|'.join(COMMANDS)})\b|$)|torchrun\s)")
+_START = re.compile(rf"^((crossd|python -m crossd)(\s+(COMMAND|{'|'.join(COMMANDS)})(?=\s|$)|\s+--\w|$)|torchrun\s)")
 """A command: ``crossd`` alone or followed by a command name or a flag (not prose such as "crossd  the Cross-D
-checkpoint's kernels" in a list of inits), ``python -m crossd ...``, or ``torchrun ...``."""
+checkpoint's kernels" in a list of inits, nor output such as "crossd pretrain: error: ..."), ``python -m crossd
+...``, or ``torchrun ...``."""
 PARSE_VALUES = {"N": "2", "${SLURM_ARRAY_TASK_ID}": "1"}
 """Placeholders that must be numbers to parse (``--frames N``, ``--shard ${SLURM_ARRAY_TASK_ID}/4``)."""
 
@@ -74,8 +76,9 @@ def crossd_argv(command: str) -> list[str] | None:
         if "--no-python" in tokens:
             tokens = tokens[tokens.index("crossd") + 1 :]
         else:
-            at = tokens.index("-m")
-            tokens = [tokens[at + 1].removeprefix("crossd."), *tokens[at + 2 :]]
+            at = tokens.index("-m")  # -m crossd COMMAND ..., or -m crossd.COMMAND ...
+            module = tokens[at + 1]
+            tokens = tokens[at + 2 :] if module == "crossd" else [module.removeprefix("crossd."), *tokens[at + 2 :]]
     elif tokens[0] == "python":
         tokens = tokens[3:]
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from crossd.convert.published import read_checkpoint
 from crossd.data.preprocessing import Preprocessing
+from crossd.errors import OutputError
 from crossd.io import save_json, save_safetensors
 from crossd.models.from_2d import build_3d_model
 
@@ -30,7 +31,7 @@ def transfer_checkpoint(
     """
     output = Path(output)
     if output.suffix != ".safetensors":
-        raise ValueError(f"output must end in .safetensors, got {output}")
+        raise OutputError(f"must end in .safetensors, got {output}", field="output")
     model, info = build_3d_model(init, checkpoint, arch, align, drop_bn_stats)
     description = asdict(info)
     source = None if checkpoint is None else Preprocessing.from_metadata(read_checkpoint(checkpoint).metadata)

@@ -23,7 +23,7 @@ def test_record_round_trips_through_checkpoint_dicts_and_safetensors_metadata():
 def test_none_is_the_deprecated_name_of_minmax_and_unknown_names_are_refused():
     with pytest.warns(PreprocessingWarning, match="normalize none is deprecated and means minmax"):
         assert normalization_name("none") == "minmax"
-    with pytest.raises(SettingsError, match="normalize unknown normalisation 'z'"):
+    with pytest.raises(SettingsError, match=r"normalize must be one of \('imagenet', .*\), got 'z'"):
         normalization_name("z")
 
 

@@ -96,7 +96,7 @@ def normalization_name(name: str, field: str = "normalize") -> str:
         )
         return new
     if name not in NORMALIZATION:
-        raise SettingsError(f"unknown normalisation {name!r}; expected one of {tuple(NORMALIZATION)}", field=field)
+        raise SettingsError(f"must be one of {tuple(NORMALIZATION)}, got {name!r}", field=field)
     return name
 
 

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from crossd.data.preprocessing import NORMALIZATION, scale_to_unit
+from crossd.errors import SettingsError
 from crossd.evaluate.config import BnConstants, PaperConstants
 
 Transform = Callable[[Tensor], Tensor]
@@ -35,7 +36,7 @@ def intensity_bounds(
         flat = images.reshape(n, -1)
         lo, hi = flat.min(axis=1).astype(np.float32), flat.max(axis=1).astype(np.float32)
     else:
-        raise ValueError(f"unknown scaling {scaling!r}; expected 'global' or 'per_sample'")
+        raise SettingsError(f"must be 'global' or 'per_sample', got {scaling!r}", field="scaling")
     return lo, hi
 
 

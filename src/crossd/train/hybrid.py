@@ -28,6 +28,7 @@ from crossd.convert.twin import volume_twin
 from crossd.data.npz import load_npz
 from crossd.data.preprocessing import scale_to_unit
 from crossd.data.volumes import load_samples
+from crossd.errors import DataError
 from crossd.train.distributed import DistInfo, all_reduce_sum, average_gradients
 
 VOLUME_MEAN, VOLUME_STD = 0.449, 0.226
@@ -64,8 +65,9 @@ class VolumeBatches:
     ):
         images, labels, classes = _load_volumes(Path(path), size)
         if classes > num_classes:
-            raise ValueError(
-                f"{path}: class-count mismatch: volumes have {classes} classes, but the 2D data has {num_classes}"
+            raise DataError(
+                f"{path}: class-count mismatch: volumes have {classes} classes, but the 2D data has {num_classes}",
+                field="volumes",
             )
         lo, hi = window if window is not None else (float(images.min()), float(images.max()))
         images = (scale_to_unit(images, lo, hi if hi > lo else lo + 1.0) - VOLUME_MEAN) / VOLUME_STD
@@ -73,7 +75,9 @@ class VolumeBatches:
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.batch_size = min(batch_size, len(self.labels) // world_size)
         if self.batch_size < 1:
-            raise ValueError(f"{path}: {len(self.labels)} volumes cannot be shared by {world_size} processes")
+            raise DataError(
+                f"{path}: {len(self.labels)} volumes cannot be shared by {world_size} processes", field="volumes"
+            )
         self.seed, self.device, self.rank, self.world_size = seed, device, rank, world_size
 
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
