@@ -325,6 +325,9 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path, prot
                 align=align,
                 recalibrate_bn=args.recalibrate_bn,
                 arch=args.arch,
+                # every study of docs/experiments.md ran with evaluate's default of then; kept explicit so that
+                # reruns and --resume-from give the same numbers now that checkpoints record imagenet (warns)
+                normalize="radimagenet",
                 resume=True,
                 progress=False,
             ),

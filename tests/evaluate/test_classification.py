@@ -106,8 +106,9 @@ def test_bn_protocol_leaves_convolutions_bit_identical(data_dir, monkeypatch):
     labels = np.arange(24) % 2
     samples = SampleSet(np.random.default_rng(0).random((24, 1, 8, 8, 8)), labels, ["0", "1"])
     cfg = EvaluateConfig(
-        data_dir / "vol.npz", [("acs", "x")], "unused", folds=2, repeats=1, epochs=2, batch_size=4, lr=1e-2
-    )
+        data_dir / "vol.npz", [("acs", data_dir / "regular.safetensors")], "unused", folds=2, repeats=1, epochs=2,
+        batch_size=4, lr=1e-2, normalize="radimagenet",
+    )  # fmt: skip
     task = Classification(cfg)
     task.samples, task.bounds = samples, intensity_bounds(samples.images, "per_sample")
     model, _ = build_network(Method("acs", "acs", str(data_dir / "regular.safetensors")), 3)

@@ -32,6 +32,12 @@ results.json, results.md and fold_accuracy.png are rebuilt from those files (Ctr
 Scale-out: torchrun --nproc_per_node=N -m crossd evaluate <these flags> (each rank runs its share of the jobs,
 rank 0 merges), or --shard K/N in N separate jobs (e.g. a SLURM array) followed by the same command without
 --shard to merge. A job's numbers do not depend on how many processes ran.
+Inputs: each sample is scaled to [0, 1] (min-max per sample; over the whole array under --protocol paper; or
+clipped to --window LOW,HIGH), repeated to 3 channels, then normalised with --normalize's mean/std: imagenet,
+radimagenet, or minmax (mean 0, std 1: the [0, 1] values alone; `none` is its old name). By default both come
+from the checkpoints (crossd pretrain records them; crossd pretrain and crossd demo use imagenet); a value given
+that differs from the checkpoints', checkpoints that disagree, or checkpoints that record none (older files,
+foreign checkpoints: radimagenet is used) each print a one-line warning.
 --task segmentation: Dice of a UNet3D per init on image/label NIfTI pairs (a CSV with image,label columns, or
 "mni152"); see crossd.evaluate.segmentation.
 """
@@ -44,9 +50,10 @@ from pathlib import Path
 
 from crossd.commands import add_device_flag, add_quiet_flag
 from crossd.data.orientation import SLICE_AXES
+from crossd.data.preprocessing import DEPRECATED_NORMALIZATION, NORMALIZATION, parse_window
 from crossd.errors import DataError, SettingsError
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
-from crossd.evaluate.config import INITS, NORMALIZATION, SPLITS
+from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, SPLITS
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
 from crossd.io import ensure_writable_dir
 
@@ -103,10 +110,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.001 in every protocol)")
     parser.add_argument(
         "--normalize",
-        choices=tuple(NORMALIZATION),
-        default="radimagenet",
-        help="intensity normalisation after min-max scaling; use the one the checkpoints were pretrained with "
-        "(crossd pretrain and crossd demo use imagenet)",
+        choices=(*NORMALIZATION, *DEPRECATED_NORMALIZATION),
+        default=None,
+        help="mean/std step after the [0, 1] scaling (see above) (default: from the checkpoints, else "
+        f"{DEFAULT_NORMALIZATION})",
+    )
+    parser.add_argument(
+        "--window",
+        default=None,
+        metavar="LOW,HIGH",
+        help="clip intensities to LOW..HIGH and scale that to [0, 1] instead of min-max scaling, e.g. "
+        "--window=-1000,400 for CT in Hounsfield units (default: from the checkpoints, else min-max)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds and the training")
     add_device_flag(parser)
@@ -153,6 +167,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         batch_size=args.batch_size,
         lr=args.lr,
         normalize=args.normalize,
+        window=args.window,
         seed=args.seed,
         size=args.size,
         slice_axis=args.slice_axis,
@@ -180,6 +195,7 @@ def _check_settings_then_data(cfg, data: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
+    args.window = None if args.window is None else parse_window(args.window)
     ensure_writable_dir(args.output_dir, "output_dir")
     if args.task == "segmentation":
         args.device = None if args.device == "auto" else args.device

@@ -25,7 +25,7 @@ from crossd.errors import DataError, SettingsError
 from crossd.evaluate.config import EvaluateConfig
 from crossd.evaluate.folds import Split, official_splits, paper_splits, stratified_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
-from crossd.evaluate.methods import Method, build_network, replace_head
+from crossd.evaluate.methods import Method, build_network, replace_head, resolve_preprocessing
 from crossd.evaluate.protocols import Schedule, recalibrate_batchnorm
 from crossd.evaluate.stats import summarize
 from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
@@ -46,6 +46,7 @@ RESUME_KEYS = (
     "batch_size",
     "lr",
     "normalize",
+    "window",
     "seed",
     "size",
     "slice_axis",
@@ -118,6 +119,7 @@ class Classification(Task):
 
     def __init__(self, cfg: EvaluateConfig):
         cfg.validate()
+        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
         super().__init__(cfg)
 
     def settings(self) -> dict:
@@ -134,7 +136,7 @@ class Classification(Task):
         cfg = self.cfg
         self.samples = samples = load_samples(cfg.data, cfg.size, cfg.spatial_dims, cfg.num_classes, cfg.slice_axis)
         self.splits = make_splits(cfg, samples.labels, samples.split_indices.get("test"))
-        self.bounds = intensity_bounds(samples.images, cfg.constants.scaling)
+        self.bounds = intensity_bounds(samples.images, cfg.constants.scaling, cfg.window)
         self.data_record = {
             "path": str(cfg.data),
             "samples": len(samples.labels),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from crossd.convert.kernels import planar_kernel
+from crossd.convert.published import read_checkpoint
+from crossd.data.preprocessing import Preprocessing, PreprocessingWarning
 from crossd.errors import CheckpointError, SettingsError
-from crossd.evaluate.config import INITS_2D, MethodEntry
+from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS_2D, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
 from crossd.models.from_2d import build_3d_model, source_spec
 from crossd.nn.crossd_conv import CrossDConv
@@ -121,3 +125,59 @@ def planar_network(model: nn.Module, spec: ModelSpec) -> nn.Module:
             state[f"{name}.weight"] = planar_kernel(module)
     planar.load_state_dict(state)
     return planar
+
+
+def resolve_preprocessing(
+    methods: list[MethodEntry], normalize: str | None, window: tuple[float, float] | None
+) -> tuple[str, tuple[float, float] | None]:
+    """The ``(normalize, window)`` of an evaluation: each as given, else as the methods' checkpoints record it
+    (:class:`crossd.data.preprocessing.Preprocessing`, written by ``crossd pretrain``).
+
+    Warns (:class:`~crossd.data.preprocessing.PreprocessingWarning`, one line) when a given value differs from the
+    one the checkpoints agree on; when none is given and the checkpoints disagree, or none of them records a
+    normalisation, it falls back to :data:`~crossd.evaluate.config.DEFAULT_NORMALIZATION` (no window) and warns.
+    """
+    paths = sorted({str(m[1]) for m in methods if m[1] is not None})
+    records = {p: Preprocessing.from_metadata(read_checkpoint(p).metadata) for p in paths}
+    recorded = {p: r for p, r in records.items() if r is not None}
+    normalize = _resolve(
+        "normalize", normalize, {p: r.normalize for p, r in recorded.items()}, DEFAULT_NORMALIZATION, bool(paths)
+    )
+    return normalize, _resolve("window", window, {p: r.window for p, r in recorded.items()}, None, False)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return "none (min-max scaling)" if value is None else str(value)
+
+
+def _resolve(field: str, given: Any, recorded: dict[str, Any], default: Any, warn_unrecorded: bool) -> Any:
+    values = set(recorded.values())
+    if given is not None:
+        if len(values) == 1 and given != next(iter(values)):
+            warnings.warn(
+                f"{field} {_show(given)} overrides {_show(next(iter(values)))}, the one the checkpoints were "
+                f"pretrained with ({', '.join(Path(p).name for p in recorded)})",
+                PreprocessingWarning,
+                stacklevel=3,
+            )
+        return given
+    if len(values) == 1:
+        return values.pop()
+    if len(values) > 1:
+        seen = ", ".join(f"{Path(p).name}: {_show(v)}" for p, v in recorded.items())
+        warnings.warn(
+            f"{field}: the checkpoints were pretrained with different ones ({seen}); using {_show(default)}, the "
+            "default; give it to choose",
+            PreprocessingWarning,
+            stacklevel=3,
+        )
+    elif warn_unrecorded:
+        warnings.warn(
+            f"{field}: no checkpoint records the one it was pretrained with; using {_show(default)}, the default; "
+            "give it to choose (crossd pretrain and crossd demo use imagenet)",
+            PreprocessingWarning,
+            stacklevel=3,
+        )
+    return default

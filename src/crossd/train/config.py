@@ -7,6 +7,8 @@ from typing import Any
 
 from crossd.convert.to_crossd import CROSSD_INITS
 from crossd.data.orientation import check_slice_axis
+from crossd.data.images import PRETRAIN_NORMALIZATION, detect_dataset_kind
+from crossd.data.preprocessing import Preprocessing, check_window
 from crossd.errors import SettingsError
 from crossd.models.factory import available_architectures
 
@@ -43,6 +45,7 @@ RESUME_FIXED = (
     "volume_size",
     "volume_slice_axis",
     "consistency",
+    "window",
 )
 """Settings a ``resume`` must repeat (unless ``allow_changed``): everything that shapes the data, the
 optimisation or the schedule (the model, its mode and class count must always match: ``check_same_model``).
@@ -102,6 +105,8 @@ class PretrainConfig:
             batch also goes through the model with independently drawn planes, and the symmetric KL divergence
             between the two predictions is added to their mean cross-entropy, so every slicing of a 3D kernel
             must give the same answer. 0 (default) trains as the paper does.
+        window: ``(low, high)``: intensities of an ``.npz`` and of ``volumes`` are clipped to it and scaled from it
+            (e.g. CT Hounsfield units ``(-1000, 400)``) instead of min-max scaled; recorded in the checkpoints.
         quiet: no console lines (the log, checkpoints and metrics are written all the same).
     """
 
@@ -147,7 +152,13 @@ class PretrainConfig:
     volume_size: int | None = None
     volume_slice_axis: str = "axial"
     consistency: float = 0.0
+    window: tuple[float, float] | None = None
     quiet: bool = False
+
+    def preprocessing(self) -> Preprocessing:
+        """What the network's inputs are (recorded in every checkpoint): ImageNet normalisation, ``window``,
+        ``train_crop_size`` pixels, 3 channels."""
+        return Preprocessing(PRETRAIN_NORMALIZATION, self.window, self.train_crop_size, 3)
 
     @property
     def twin_init(self) -> str:
@@ -208,6 +219,12 @@ class PretrainConfig:
                 raise SettingsError(f"must be at least {least}, got {getattr(self, name)}", field=name)
         if self.lr <= 0:
             raise SettingsError(f"must be positive, got {self.lr}", field="lr")
+        self.window = check_window(self.window)
+        medmnist = detect_dataset_kind(self.data_path, self.dataset) == "medmnist"
+        if self.window is not None and not medmnist and self.volumes is None:
+            raise SettingsError(
+                "applies to .npz data and volumes, not to image folders of 8-bit images", field="window"
+            )
         if self.num_classes is not None and self.num_classes < 2:
             raise SettingsError(f"must be at least 2, got {self.num_classes}", field="num_classes")
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from crossd.convert.twin import volume_twin
 from crossd.data.npz import load_npz
+from crossd.data.preprocessing import scale_to_unit
 from crossd.data.volumes import load_samples
 from crossd.errors import CrossdError, DataError
 from crossd.train.distributed import DistInfo, all_reduce_sum, average_gradients
@@ -42,7 +43,8 @@ class VolumeBatches:
     ``size`` resizes them to a common cube, multi-channel volumes are averaged to grey, NIfTI and DICOM volumes
     are laid out with the ``slice_axis`` plane as ``(H, W)``: :mod:`crossd.data.orientation`). Labels must use the 2D
     data's class indices (for CSVs: the same class names, sorted). Intensities are min-max scaled over the whole
-    array to [0, 1], normalised with :data:`VOLUME_MEAN` / :data:`VOLUME_STD` and repeated to 3 channels. The order
+    array to [0, 1] (or clipped to ``window`` and scaled from it, :mod:`crossd.data.preprocessing`), normalised
+    with :data:`VOLUME_MEAN` / :data:`VOLUME_STD` and repeated to 3 channels. The order
     and flips of epoch ``e`` depend on ``(seed, e)`` only, so a resumed run sees the same batches.
 
     ``batch_size`` is per process: with ``world_size`` processes every global batch holds
@@ -61,6 +63,7 @@ class VolumeBatches:
         rank: int = 0,
         world_size: int = 1,
         slice_axis: str = "axial",
+        window: tuple[float, float] | None = None,
     ):
         images, labels, classes = _load_volumes(Path(path), size, slice_axis)
         if classes > num_classes:
@@ -68,9 +71,8 @@ class VolumeBatches:
                 f"{path}: class-count mismatch: volumes have {classes} classes, but the 2D data has {num_classes}",
                 field="volumes",
             )
-        images = images.astype(np.float32)
-        lo, hi = float(images.min()), float(images.max())
-        images = ((images - lo) / (hi - lo if hi > lo else 1.0) - VOLUME_MEAN) / VOLUME_STD
+        lo, hi = window if window is not None else (float(images.min()), float(images.max()))
+        images = (scale_to_unit(images, lo, hi if hi > lo else lo + 1.0) - VOLUME_MEAN) / VOLUME_STD
         self.images = torch.from_numpy(images)[:, None]  # (N, 1, D, H, W)
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.batch_size = min(batch_size, len(self.labels) // world_size)

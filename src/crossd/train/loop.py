@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from crossd.data.images import ImageSplits, load_image_splits
+from crossd.data.images import ImageSplits, detect_dataset_kind, load_image_splits
 from crossd.errors import DataError, OutputError, SettingsError
 from crossd.io import ensure_writable_dir, remove_stale_temps, save_json
 from crossd.metrics import classification_metrics
@@ -150,6 +150,7 @@ class _Run:
             cfg.val_crop_size,
             cfg.train_crop_scale,
             cfg.num_classes,
+            cfg.window if detect_dataset_kind(cfg.data_path, cfg.dataset) == "medmnist" else None,
         )
         spec = ModelSpec(cfg.model, cfg.conv, cfg.mode, len(splits.classes))
         if checkpoint is not None:
@@ -186,7 +187,7 @@ class _Run:
         if cfg.volumes is not None:
             volumes = VolumeBatches(
                 cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device, cfg.volume_size,
-                info.rank, info.world_size, cfg.volume_slice_axis,
+                info.rank, info.world_size, cfg.volume_slice_axis, cfg.window,
             )  # fmt: skip
             hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info)
         return cls(
@@ -305,6 +306,7 @@ class _Run:
             "epoch": epochs_done,
             "args": asdict(self.cfg),
             "arch": asdict(self.spec),
+            "preprocessing": self.cfg.preprocessing().to_dict(),
             "classes": self.splits.classes,
             "rng": rng_states,
             "log": rows,
