@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from crossd.convert.to_crossd import CROSSD_INITS
-from crossd.data.orientation import check_slice_axis
 from crossd.data.images import PRETRAIN_NORMALIZATION, detect_dataset_kind
+from crossd.data.orientation import check_slice_axis
 from crossd.data.preprocessing import Preprocessing, check_window
 from crossd.errors import SettingsError
 from crossd.models.factory import available_architectures
