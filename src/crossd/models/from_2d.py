@@ -33,6 +33,7 @@ class TransferInfo:
     align: bool = False
     drop_bn_stats: bool = False
     spatial_dims: int = 3
+    preprocessing: dict | None = None  # the source checkpoint's record (crossd.data.preprocessing), when it has one
 
 
 def drop_bn_statistics(model: nn.Module) -> list[str]:
