@@ -8,8 +8,9 @@ plain ``conv2d``'s, all interleaved in one run:
 - ``planes``: the slice operators of the groups and the ``n`` 2D kernels built from the 3D kernel (no image);
 - ``conv``: the convolution alone with those ``n`` kernels given (the formulation ``auto`` picks).
 
-Per whole SGD step: plain ResNet-18, the Cross-D one, the Cross-D one with every rotation head replaced by a
-constant (the heads' share) and the SGD update alone on each model's parameters (the 3D kernels' share).
+Per whole SGD step: plain ResNet-18, the Cross-D one, the Cross-D one with every rotation head's output detached
+(no backward through the heads and the planes), the Cross-D one with every head replaced by a constant (no head
+at all) and the SGD update alone on each model's parameters (the 3D kernels' share).
 
     PYTHONPATH=src python benchmarks/plane_group_pieces.py --granularity batch 4 --threads 1 --repeats 5
 """
@@ -39,6 +40,25 @@ class ConstantHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.new_zeros(x.shape[0], 4)
+
+
+class DetachedHead(nn.Module):
+    """The rotation head's forward only: its output detached, so nothing flows back into it or the planes."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.head(x)
+
+
+def _with_heads(model: nn.Module, wrap) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, CrossDConv):
+            module.rotation_head = wrap(module.rotation_head)
+    return model
 
 
 def _planes(weight: torch.Tensor, n: int, k: int):
@@ -115,14 +135,13 @@ def _update(model: nn.Module):
 def step_pieces(granularity, batch: int, size: int, repeats: int) -> dict:
     """Whole-step ratios to plain: Cross-D, Cross-D with constant heads, and the SGD update alone."""
     crossd = build_model("project", granularity, "random")
-    headless = build_model("project", granularity, "random")
-    for module in headless.modules():
-        if isinstance(module, CrossDConv):
-            module.rotation_head = ConstantHead()
+    headless = _with_heads(build_model("project", granularity, "random"), lambda head: ConstantHead())
+    forward_heads = _with_heads(build_model("project", granularity, "random"), DetachedHead)
     plain = build_model("plain")
     candidates = {
         "plain step": _train_step(plain, batch, size),
         "crossd step": _train_step(crossd, batch, size),
+        "crossd step, heads forward only": _train_step(forward_heads, batch, size),
         "crossd step, constant heads": _train_step(headless, batch, size),
         "plain SGD update": _update(build_model("plain")),
         "crossd SGD update": _update(build_model("project", granularity, "random")),

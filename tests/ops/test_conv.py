@@ -269,3 +269,20 @@ def test_choose_group_path_follows_the_measured_resnet18_choices():
     assert choose_group_path(64, 64, 1, 3, 28 * 28, 16, 4) == "stacked"
     assert choose_group_path(128, 128, 1, 3, 14 * 14, 16, 4) == "stacked"
     assert choose_group_path(512, 512, 1, 3, 4 * 4, 16, 4) == "input"
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("path", ["stacked", "loop"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_float32_group_paths_on_each_device_and_layout(device, path, channels_last):
+    x, weight, axis, angle, bias = _group_problem(3, 1, 7, 3)  # groups of 3, 3, 1
+    ref = _loop_over_groups(x, weight, axis, angle, "project", bias, 1, 1, 1, 1, 3)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    xd = x.float().to(device).contiguous(memory_format=layout)
+    op = slice_operator(axis.float().to(device), angle.float().to(device), 3, "project")
+    out = crossd_conv2d(xd, weight.float().to(device), op, bias.float().to(device), 1, 1, path=path)
+    assert out.device.type == device and out.dtype == torch.float32
+    assert _rel_err(out.cpu().double(), ref) <= 1e-3  # float32; on CUDA cuDNN may use TF32
+    with torch.autocast(device, dtype=torch.bfloat16):
+        low = crossd_conv2d(xd, weight.float().to(device), op, bias.float().to(device), 1, 1, path=path)
+    assert low.dtype == torch.bfloat16 and _rel_err(low.cpu().double(), ref) <= 5e-2
