@@ -162,7 +162,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = {"config": vars(args) | {"threads": torch.get_num_threads(), "torch": torch.__version__}}
+    config = {k: v for k, v in vars(args).items() if k != "json"}
+    result = {"config": config | {"threads": torch.get_num_threads(), "torch": torch.__version__}}
     for granularity in args.granularity:
         name = label("project", granularity)
         layers = layer_pieces(granularity, args.batch_size, args.size, args.repeats)
