@@ -129,8 +129,8 @@ def _check_shapes(x: Tensor, weight: Tensor, op: Tensor, groups: int) -> None:
             f"x has {x.shape[1]} channels but weight {tuple(weight.shape)} with groups={groups} expects "
             f"{weight.shape[1] * groups}"
         )
-    b, n = x.shape[0], op.shape[0]
-    if op.dim() != 3 or op.shape[1:] != (k * k, k**3) or not 1 <= n <= b or group_count(b, -(-b // n)) != n:
+    b, n = x.shape[0], (op.shape[0] if op.dim() == 3 else 0)
+    if op.shape[1:] != (k * k, k**3) or not 1 <= n <= b or group_count(b, -(-b // n)) != n:
         raise ValueError(
             f"op must have shape (n, {k * k}, {k**3}) for K={k}, with n operators for n contiguous groups of "
             f"ceil({b} / n) samples (n = 1, {b}, or a count such groups make), got {tuple(op.shape)}"
@@ -172,10 +172,9 @@ def crossd_conv2d(
     stride, dilation = _pair(stride), _pair(dilation)
     x, pad = resolve_padding(x, k, padding, dilation, stride)
     b, n = x.shape[0], op.shape[0]
-    per_sample = op if n in (1, b) else None
     if k == 1:  # the slice of a 1x1x1 kernel is the kernel times a per-sample scalar (1 in both modes)
         out = F.conv2d(x, weight.reshape(co, cig, 1, 1), None, stride, pad, dilation, groups)
-        scale = op if per_sample is not None else expand_groups(op, b)
+        scale = op if n in (1, b) else expand_groups(op, b)
         return _add_bias(out * scale.reshape(-1, 1, 1, 1).to(out.dtype), bias)
     if n == 1:
         return F.conv2d(x, apply_slice_operator(weight, op)[0], bias, stride, pad, dilation, groups)
@@ -189,7 +188,7 @@ def crossd_conv2d(
         out = GROUP_CONVS[path](x, apply_slice_operator(weight, op), stride, pad, dilation, groups)
         return _add_bias(out, bias)
     conv = WeightSideConv if path == "weight" else InputSideConv
-    op = per_sample if per_sample is not None else expand_groups(op, b)
+    op = op if n == b else expand_groups(op, b)
     return _add_bias(conv.apply(x, weight, op, stride, pad, dilation, groups), bias)
 
 
