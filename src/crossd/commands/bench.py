@@ -13,6 +13,7 @@ import argparse
 import torch
 
 from crossd.bench import format_report, run_benchmarks
+from crossd.errors import SettingsError
 from crossd.io import ensure_writable_file, save_json
 from crossd.nn.crossd_conv import PLANE_SAMPLING, check_plane_sampling
 from crossd.ops.groups import check_granularity, parse_granularity
@@ -50,14 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     batch_size, size, repeats = (2, 32, 1) if args.quick else (args.batch_size, args.size, args.repeats)
-    if batch_size < 1 or size < 32 or repeats < 1:
-        raise ValueError(
-            f"need --batch-size >= 1, --size >= 32 and --repeats >= 1; got --batch-size {batch_size}, --size {size}, "
-            f"--repeats {repeats}"
-        )
+    for name, value, least in (("batch_size", batch_size, 1), ("size", size, 32), ("repeats", repeats, 1)):
+        if value < least:
+            raise SettingsError(f"must be at least {least}, got {value}", field=name)
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            raise SettingsError(f"must be at least 1, got {args.threads}", field="threads")
         torch.set_num_threads(args.threads)
     granularities = tuple(dict.fromkeys(args.granularity or ["sample"]))
     for granularity in granularities:
@@ -65,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     for mode in args.modes:
         check_plane_sampling(args.plane_sampling, mode)
     if args.json:
-        ensure_writable_file(args.json, "--json")
+        ensure_writable_file(args.json, "json")
     result = run_benchmarks(
         args.modes, batch_size, size, repeats, args.memory, args.reference, granularities, args.plane_sampling
     )
