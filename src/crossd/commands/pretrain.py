@@ -32,6 +32,7 @@ from crossd.commands import add_device_flag, add_quiet_flag
 from crossd.convert.to_crossd import CROSSD_INITS
 from crossd.data.orientation import SLICE_AXES
 from crossd.data.preprocessing import parse_window
+from crossd.ops.groups import parse_granularity
 from crossd.train import PretrainConfig, pretrain
 from crossd.train.defaults import FittedDefaults, fit_defaults
 
@@ -95,9 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--granularity",
-        choices=("sample", "batch"),
+        type=parse_granularity,
         default=d.granularity,
-        help="one rotation (or sampled plane) per training sample, as the paper, or one per batch",
+        metavar="{sample,batch,G}",
+        help="one rotation (or sampled plane) per training sample, as the paper, one per batch, or one per each of G "
+        "contiguous groups of a process's batch",
     )
     model.add_argument(
         "--consistency",

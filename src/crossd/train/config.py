@@ -11,6 +11,7 @@ from crossd.data.orientation import check_slice_axis
 from crossd.data.preprocessing import Preprocessing, check_window
 from crossd.errors import SettingsError
 from crossd.models.factory import available_architectures
+from crossd.ops.groups import check_granularity
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
@@ -88,8 +89,10 @@ class PretrainConfig:
         plane_sampling: ``"head"`` (the paper), ``"random"`` or ``"grid"`` (each training sample's plane is first
             turned by a uniformly random rotation from SO(3), or from the cube's 24, so every voxel is trained;
             ``rotate`` and ``project`` modes only).
-        granularity: ``"sample"`` (the paper: every training sample gets its own rotation) or ``"batch"`` (one
-            rotation, or one sampled plane, for the whole batch; Cross-D models only).
+        granularity: ``"sample"`` (the paper: every training sample gets its own rotation), ``"batch"`` (one
+            rotation, or one sampled plane, for the whole batch) or an integer ``G`` (one per contiguous group of
+            ``ceil(batch_size / G)`` samples of each process's batch; :class:`crossd.nn.CrossDConv`); Cross-D
+            models only.
         volumes: a MedMNIST-style 3D ``.npz``, a ``path,label`` CSV of NIfTI volumes or a folder of class folders,
             with the same classes: hybrid 2D+3D training, where the same weights
             also take a 3D batch through a parameter-sharing 3D twin after every ``volume_every`` 2D batches
@@ -144,7 +147,7 @@ class PretrainConfig:
     train_crop_scale: tuple[float, float] = (0.08, 1.0)
     crossd_init: str = "random"
     plane_sampling: str = "head"
-    granularity: str = "sample"
+    granularity: str | int = "sample"
     volumes: str | None = None
     volume_every: int = 4
     volume_batch_size: int = 8
@@ -200,10 +203,9 @@ class PretrainConfig:
             raise SettingsError(
                 f"{self.plane_sampling!r} needs a Cross-D model in mode rotate or project", field="plane_sampling"
             )
-        if self.granularity not in ("sample", "batch"):
-            raise SettingsError(f"must be 'sample' or 'batch', got {self.granularity!r}", field="granularity")
-        if self.granularity == "batch" and self.conv != "crossd":
-            raise SettingsError("'batch' needs a Cross-D model (conv 'crossd')", field="granularity")
+        check_granularity(self.granularity)
+        if self.granularity != "sample" and self.conv != "crossd":
+            raise SettingsError(f"{self.granularity!r} needs a Cross-D model (conv 'crossd')", field="granularity")
         if self.consistency < 0 or (self.consistency > 0 and self.plane_sampling != "random"):
             raise SettingsError(
                 "needs random planes (plane_sampling 'random') and must not be negative", field="consistency"

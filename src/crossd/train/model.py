@@ -17,7 +17,7 @@ def build_model(
     weights: str | Path | None = None,
     crossd_init: str = "random",
     plane_sampling: str = "head",
-    granularity: str = "sample",
+    granularity: str | int = "sample",
 ) -> nn.Module:
     """``spec``'s model, randomly initialised or warm-started from a local 2D checkpoint.
 
