@@ -7,6 +7,7 @@ from torchvision.models import resnet18
 
 from crossd import ACSConv3d, CrossDConv, to_3d, to_crossd
 from crossd.convert import acs_kernel
+from crossd.errors import SettingsError
 
 
 def test_crossd_resnet18_runs_on_volumes_with_stored_kernels():
@@ -68,7 +69,7 @@ def test_planar_inits(source):
 def test_crossd_init_needs_crossd_layers():
     with pytest.raises(ValueError, match="init='crossd' needs a Cross-D layer"):
         to_3d(resnet18(), init="crossd")
-    with pytest.raises(ValueError, match="unknown init"):
+    with pytest.raises(SettingsError, match="init 'nope' is unknown; expected one of crossd, i3d"):
         to_3d(resnet18(), init="nope")
 
 

@@ -1,6 +1,7 @@
 """Converters between 2D, Cross-D and 3D models, kernel initialisers and checkpoint readers."""
 
 from crossd.convert.checkpoints import CHECKPOINT_INITS, LoadReport, load_checkpoint
+from crossd.convert.inits import KERNEL_INITS, KernelInit, get_init, init_names, register_init
 from crossd.convert.kernels import acs_kernel, center_kernel, inflate_kernel, planar_kernel, shift_align
 from crossd.convert.layers_3d import LayerNorm3d, layer_to_3d
 from crossd.convert.published import load_published, read_state_dict
@@ -17,6 +18,8 @@ __all__ = [
     "ConversionReport",
     "ConversionWarning",
     "INITS_3D",
+    "KERNEL_INITS",
+    "KernelInit",
     "LayerNorm3d",
     "LoadReport",
     "PadSame",
@@ -24,12 +27,15 @@ __all__ = [
     "center_kernel",
     "check_forward",
     "check_really_3d",
+    "get_init",
     "inflate_kernel",
+    "init_names",
     "layer_to_3d",
     "load_checkpoint",
     "load_published",
     "planar_kernel",
     "read_state_dict",
+    "register_init",
     "scan_2d_layers",
     "shift_align",
     "to_3d",

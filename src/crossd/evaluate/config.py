@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from crossd.convert.inits import init_names
+from crossd.convert.inits import get_init, init_names
 
 PROTOCOLS = ("bn", "linear", "finetune", "paper")
 MethodEntry = tuple[str, str | Path | None] | tuple[str, str | Path | None, str]
 """A compared method: ``(init, checkpoint or None)``, or ``(init, checkpoint, label)`` to name it in the results."""
-INITS = (*init_names("to_3d"), "regular2d")  # regular2d: the plain 2D network, on 2D data
-INITS_2D = ("crossd", "regular2d", "random")
+INITS = init_names("evaluate")
+INITS_2D = tuple(name for name in INITS if 2 in get_init(name).spatial_dims)
 
 # Normalisation constants per channel (grey inputs are repeated to 3 channels). For volumes the authors use the
 # channel means of these (ImageNet 0.449 / 0.226), which is what repeating a grey volume and normalising gives.
@@ -126,8 +126,7 @@ class EvaluateConfig:
         if not self.methods:
             raise ValueError("no method to evaluate; give at least one --init")
         for init, *_ in self.methods:
-            if init not in INITS:
-                raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+            get_init(init, "evaluate", field="methods")
         for name in ("folds", "repeats", "epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < (2 if name == "folds" else 1):

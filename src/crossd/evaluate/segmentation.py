@@ -29,7 +29,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from crossd.convert.inits import get_init
 from crossd.data.segmentation import SegmentationSet, load_segmentation
+from crossd.errors import SettingsError
 from crossd.evaluate.config import NORMALIZATION, MethodEntry, method_records
 from crossd.evaluate.folds import paper_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
@@ -93,6 +95,9 @@ class SegmentationConfig:
             raise ValueError(f"unknown normalisation {self.normalize!r}; expected one of {tuple(NORMALIZATION)}")
         if not self.methods:
             raise ValueError("no method to evaluate; give at least one --init")
+        for init, *_ in self.methods:
+            if not get_init(init, "evaluate", field="methods").segmentation:
+                raise SettingsError(f"{init!r} builds no 3D segmentation encoder; use another init", field="methods")
         if self.folds < 2 or self.repeats < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("folds must be at least 2 and repeats, epochs and batch_size at least 1")
 

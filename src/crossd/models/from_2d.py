@@ -9,7 +9,8 @@ from pathlib import Path
 
 from torch import nn
 
-from crossd.convert.to_3d import INITS_3D, to_3d
+from crossd.convert.inits import get_init, init_names
+from crossd.convert.to_3d import to_3d
 from crossd.models.factory import ModelSpec, create_model, load_2d_model, read_spec
 
 DEFAULT_ARCH = "resnet18"
@@ -43,6 +44,13 @@ def drop_bn_statistics(model: nn.Module) -> list[str]:
     return reset
 
 
+def _names(needs_checkpoint: bool, needs_crossd: bool) -> str:
+    """The ``to_3d`` inits with these properties, e.g. ``"i3d, center, acs"``."""
+    inits = [get_init(name) for name in init_names("to_3d")]
+    fit = [i.name for i in inits if (i.needs_checkpoint, i.needs_crossd) == (needs_checkpoint, needs_crossd)]
+    return ", ".join(fit)
+
+
 def source_spec(checkpoint: str | Path | None, arch: str | None = None) -> ModelSpec:
     """The architecture of ``checkpoint`` (crossd metadata), else a regular ``arch`` (default resnet18)."""
     spec = read_spec(checkpoint) if checkpoint is not None else None
@@ -66,19 +74,18 @@ def build_3d_model(
         align: ``shift``-mode kernels rolled so their centre slice is the angle-0 kernel (``init="crossd"``).
         drop_bn_stats: reset BatchNorms named ``*bn*`` after conversion (the authors' Cross-D loading).
     """
-    if init not in INITS_3D:
-        raise ValueError(f"unknown init {init!r} for a 3D model; expected one of {INITS_3D}")
-    if checkpoint is None and init != "random":
-        raise ValueError(f"init {init!r} needs a 2D checkpoint to transfer; only 'random' works without one")
-    if init == "random":
+    kernel_init = get_init(init, "to_3d")
+    if checkpoint is None and kernel_init.needs_checkpoint:
+        raise ValueError(f"init {init!r} needs a 2D checkpoint to transfer (without one: {_names(False, False)})")
+    if kernel_init.needs_checkpoint:
+        model2d, spec = load_2d_model(checkpoint, arch=arch)
+    else:
         spec = source_spec(checkpoint, arch)
         model2d = create_model(spec.arch, spec.num_classes)
-    else:
-        model2d, spec = load_2d_model(checkpoint, arch=arch)
-    if init == "crossd" and spec.conv != "crossd":
+    if kernel_init.needs_crossd and spec.conv != "crossd":
         raise ValueError(
-            f"{checkpoint}: init 'crossd' needs a Cross-D checkpoint, this one holds a regular {spec.arch}; "
-            "use acs, i3d or center for regular checkpoints"
+            f"{checkpoint}: init {init!r} needs a Cross-D checkpoint, this one holds a regular {spec.arch}; "
+            f"use {_names(True, False)} for regular checkpoints"
         )
     model = to_3d(model2d, init=init, align=align, inplace=True)
     if drop_bn_stats:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from crossd.convert.inits import KERNEL_INITS
+
 COLUMNS = (
     ("accuracy", "Accuracy"),
     ("balanced_accuracy", "Balanced acc."),
@@ -68,7 +70,8 @@ def loading_note(method: dict) -> str:
         "regular2d": "the regular 2D network",
     }
     text = f"{notes.get(init, init)} from {source}"
-    if loading.get("source_conv") == "crossd" and init in ("acs", "i3d", "center"):
+    kernel_init = KERNEL_INITS.get(init)  # None for names of older results
+    if loading.get("source_conv") == "crossd" and kernel_init is not None and kernel_init.angle0:
         text += " (the Cross-D kernels' angle-0 slices)"
     if loading.get("align"):
         text += ", shift kernels aligned"
