@@ -10,10 +10,10 @@ from torch import nn
 from crossd.convert.conv_3d import LayerContext, check_axis
 from crossd.convert.forward_twins import swap_forwards
 from crossd.convert.inits import KernelInit, get_init, init_names
-from crossd.convert.layers_3d import layer_to_3d
 from crossd.convert.really_3d import check_really_3d
 from crossd.convert.report import ConversionReport, own_forward, scan_2d_layers
 from crossd.convert.same_padding import PadSame, same_padded_types, wrap_same
+from crossd.convert.twins import layer_to_3d
 from crossd.convert.walk import replace_modules
 from crossd.nn.crossd_conv import CrossDConv
 
@@ -59,11 +59,12 @@ def to_3d(
     ``ConvTranspose3d`` (kernel by ``init``; ``"crossd"``/``"acs"`` fall back to ``"i3d"`` there; each init's
     builders are in its :class:`~crossd.convert.inits.KernelInit`); norms, pools,
     padding, up-sampling, dropout and channels-last permutes become their 3D twins
-    (:func:`crossd.convert.layers_3d.layer_to_3d`); channel-broadcast parameters ``(C, 1, 1)`` get a depth axis.
+    (:func:`crossd.convert.twins.layer_to_3d`); channel-broadcast parameters ``(C, 1, 1)`` get a depth axis.
     ``GroupNorm``, ``LayerNorm`` and activations are dimension-agnostic and stay. Rotation heads are dropped.
     Known models whose own ``forward`` is 2D-only get a 3D forward twin, by exact type
     (:mod:`crossd.convert.forward_twins`: torchvision DenseNet, MobileNetV2, VGG/AlexNet classifiers; timm's
-    ConvNeXt blocks, squeeze-excite and pools); timm's ``"SAME"``-padded layers keep their padding
+    ConvNeXt blocks, squeeze-excite and pools; layer and forward twins share the registry of
+    :mod:`crossd.convert.twins`); timm's ``"SAME"``-padded layers keep their padding
     (:class:`~crossd.convert.same_padding.PadSame`). Each is listed in the report.
 
     What cannot be converted -- a 2D-only layer it does not know, a ``forward`` that calls ``F.*2d`` or
