@@ -18,16 +18,17 @@ def transfer_checkpoint(
     arch: str | None = None,
     align: bool = False,
     drop_bn_stats: bool = False,
+    axis: str = "d",
 ) -> tuple[Path, Path]:
     """Build the 3D model of ``checkpoint`` and save it as ``output`` (``.safetensors``) plus ``output.json``.
 
     Returns ``(weights_path, sidecar_path)``; the sidecar and the safetensors metadata key ``crossd.transfer``
-    hold the :class:`TransferInfo`.
+    hold the :class:`TransferInfo`. ``axis``: the flat axis of ``init="2.5d"``.
     """
     output = Path(output)
     if output.suffix != ".safetensors":
         raise ValueError(f"output must end in .safetensors, got {output}")
-    model, info = build_3d_model(init, checkpoint, arch, align, drop_bn_stats)
+    model, info = build_3d_model(init, checkpoint, arch, align, drop_bn_stats, axis)
     description = asdict(info)
     weights = save_safetensors(model.state_dict(), output, metadata={"crossd.transfer": json.dumps(description)})
     sidecar = save_json(description, output.with_suffix(".json"))

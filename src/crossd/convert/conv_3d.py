@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from crossd.convert.kernels import KernelFn, planar_kernel, shift_align
+from crossd.convert.kernels import KernelFn, flat_kernel, planar_kernel, shift_align
 from crossd.convert.walk import triple
 from crossd.errors import SettingsError
 from crossd.nn.acs_conv import ACSConv3d, acs_views_agree
@@ -127,18 +127,25 @@ def crossd_conv(conv: nn.Module, ctx: LayerContext) -> Built:
     return _conv3d(conv, geometry(conv), kernel), None
 
 
-def planar_conv(kernel: KernelFn | None, flat_axis: bool = False) -> ConvBuilder:
+def planar_conv(kernel: KernelFn | None) -> ConvBuilder:
     """A builder of a ``Conv3d`` whose kernel is ``kernel`` of the 2D (angle-0) kernel, or a fresh one for
-    ``None``; with ``flat_axis`` its geometry is :func:`flat_geometry` along ``ctx.axis``."""
+    ``None``."""
 
     def build(conv: nn.Module, ctx: LayerContext) -> Built:
-        g = flat_geometry(conv, ctx.axis) if flat_axis else geometry(conv)
+        g = geometry(conv)
         if kernel is None:
             return _conv3d(conv, g, None), None
         shape = (conv.out_channels, conv.in_channels // conv.groups, *g.kernel_size)
         return _conv3d(conv, g, kernel(planar(conv), shape)), None
 
     return build
+
+
+def flat_conv(conv: nn.Module, ctx: LayerContext) -> Built:
+    """2.5D: a ``Conv3d`` of :func:`flat_geometry` along ``ctx.axis`` holding the 2D (angle-0) kernel
+    (:func:`~crossd.convert.kernels.flat_kernel`): each slice across ``ctx.axis`` is convolved as the 2D layer
+    convolves an image."""
+    return _conv3d(conv, flat_geometry(conv, ctx.axis), flat_kernel(planar(conv), ctx.axis)), None
 
 
 def _acs_views_agree(g: Geometry) -> bool:
@@ -183,34 +190,57 @@ def acs_conv(kernel: KernelFn) -> ConvBuilder:
     return build
 
 
-def transposed_conv(kernel: KernelFn | None, flat_axis: bool = False) -> ConvBuilder:
-    """A builder of a ``ConvTranspose3d`` with the hyper-parameters of a ``ConvTranspose2d`` (depth copies height;
-    with ``flat_axis`` kernel 1, stride 1, padding 0, output padding 0 and dilation 1 along ``ctx.axis``) whose
-    kernel ``(Ci, Co/groups, Kd, K, K)`` is ``kernel`` of the 2D one, or fresh for ``None``."""
+def _transposed3d(conv: nn.ConvTranspose2d, values: list[tuple], kernel: Tensor | None) -> nn.ConvTranspose3d:
+    """A ``ConvTranspose3d`` of ``conv``'s channels, groups, bias and padding mode with per-axis ``values``
+    ``[kernel_size, stride, padding, output_padding, dilation]``; ``kernel`` and the bias copied unless ``None``."""
+    kernel_size, stride, padding, output_padding, dilation = values
+    bias = conv.bias is not None
+    new = nn.ConvTranspose3d(
+        conv.in_channels,
+        conv.out_channels,
+        kernel_size,
+        stride,
+        padding,
+        output_padding,
+        conv.groups,
+        bias,
+        dilation,
+        conv.padding_mode,
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    if kernel is not None:
+        with torch.no_grad():
+            new.weight.copy_(kernel)
+            if bias:
+                new.bias.copy_(conv.bias)
+    return new
+
+
+def _transposed_values(conv: nn.ConvTranspose2d) -> list[tuple]:
+    return [triple(v) for v in (conv.kernel_size, conv.stride, conv.padding, conv.output_padding, conv.dilation)]
+
+
+def transposed_conv(kernel: KernelFn | None) -> ConvBuilder:
+    """A builder of a ``ConvTranspose3d`` with the hyper-parameters of a ``ConvTranspose2d`` (depth copies
+    height) whose kernel ``(Ci, Co/groups, Kd, K, K)`` is ``kernel`` of the 2D one, or fresh for ``None``."""
 
     def build(conv: nn.ConvTranspose2d, ctx: LayerContext) -> Built:
-        values = [triple(v) for v in (conv.kernel_size, conv.stride, conv.padding, conv.output_padding, conv.dilation)]
-        if flat_axis:
-            values = [flat(v, ctx.axis, fill) for v, fill in zip(values, (1, 1, 0, 0, 1), strict=True)]
-        kernel_size, stride, padding, output_padding, dilation = values
-        bias = conv.bias is not None
-        new = nn.ConvTranspose3d(
-            conv.in_channels,
-            conv.out_channels,
-            kernel_size,
-            stride,
-            padding,
-            output_padding,
-            conv.groups,
-            bias,
-            dilation,
-            conv.padding_mode,
-        ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-        if kernel is not None:
-            with torch.no_grad():
-                new.weight.copy_(kernel(conv.weight.detach(), new.weight.shape))
-                if bias:
-                    new.bias.copy_(conv.bias)
-        return new, None
+        values = _transposed_values(conv)
+        if kernel is None:
+            return _transposed3d(conv, values, None), None
+        shape = (conv.in_channels, conv.out_channels // conv.groups, *values[0])
+        return _transposed3d(conv, values, kernel(conv.weight.detach(), shape)), None
 
     return build
+
+
+def flat_transposed_conv(conv: nn.ConvTranspose2d, ctx: LayerContext) -> Built:
+    """2.5D: a ``ConvTranspose3d`` that convolves each slice across ``ctx.axis`` as the 2D layer does and, along
+    ``ctx.axis``, writes it to ``s`` consecutive output slices (kernel ``s``, stride ``s``, no padding; ``s`` the
+    2D stride, depth copying height as for pools): nearest-neighbour up-sampling along the axis that undoes the
+    3D pools' down-sampling, so every output slice comes from one input slice (``s = 1``: a flat kernel)."""
+    values = _transposed_values(conv)
+    s = values[1][0]
+    values = [flat(v, ctx.axis, fill) for v, fill in zip(values, (s, s, 0, 0, 1), strict=True)]
+    index = 2 + AXES.index(ctx.axis)
+    kernel = flat_kernel(conv.weight.detach(), ctx.axis).repeat_interleave(s, dim=index)
+    return _transposed3d(conv, values, kernel), None

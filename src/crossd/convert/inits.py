@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from crossd.convert.conv_3d import ConvBuilder, acs_conv, crossd_conv, planar_conv, transposed_conv
+from crossd.convert.conv_3d import (
+    ConvBuilder,
+    acs_conv,
+    crossd_conv,
+    flat_conv,
+    flat_transposed_conv,
+    planar_conv,
+    transposed_conv,
+)
 from crossd.convert.kernels import KernelFn, acs_kernel, center_kernel, flat_kernel, inflate_kernel
 from crossd.errors import SettingsError
 
@@ -49,6 +57,7 @@ class KernelInit:
         needs_checkpoint: the evaluation needs a checkpoint for it (``random`` does not).
         needs_crossd: it reads Cross-D layers' 3D kernels, so it needs a Cross-D model or checkpoint.
         angle0: from a Cross-D source it uses each layer's angle-0 2D kernel.
+        uses_axis: its kernels are flat along the volume axis chosen by ``to_3d``'s ``axis``.
         spatial_dims: the data (2D images, 3D volumes) the evaluation accepts it on.
         segmentation: valid for the encoder of a 3D segmentation network.
         same_as: the init this name is another spelling of.
@@ -64,6 +73,7 @@ class KernelInit:
     needs_checkpoint: bool = True
     needs_crossd: bool = False
     angle0: bool = False
+    uses_axis: bool = False
     spatial_dims: tuple[int, ...] = (3,)
     segmentation: bool = True
     same_as: str | None = None
@@ -119,7 +129,8 @@ def _acs(kernel2d: Tensor, shape: Sequence[int]) -> Tensor:
 
 
 def _flat(kernel2d: Tensor, shape: Sequence[int]) -> Tensor | None:
-    """The 2D kernel flat along the axis of ``shape`` that it fits (any, for ``1 x 1`` kernels), else ``None``."""
+    """2.5D: the 2D kernel flat along the axis where ``shape`` has size 1 (any, for ``1 x 1`` kernels), or ``None``
+    when ``shape`` has no such axis (a full 3D kernel, or a 2.5D transposed convolution's ``stride``-deep one)."""
     for axis in "dhw":
         kernel = flat_kernel(kernel2d, axis)
         if tuple(kernel.shape) == tuple(shape):
@@ -181,6 +192,18 @@ register_init(
         transposed=transposed_conv(None),
         needs_checkpoint=False,
         spatial_dims=(2, 3),
+    )
+)
+register_init(
+    KernelInit(
+        "2.5d",
+        "2.5D: the 2D kernel as a 3D kernel of size 1 (stride 1) along one axis; slices mix only through pooling",
+        ("to_3d", "checkpoint", "evaluate"),
+        kernel=_flat,
+        conv=flat_conv,
+        transposed=flat_transposed_conv,
+        angle0=True,
+        uses_axis=True,
     )
 )
 register_init(

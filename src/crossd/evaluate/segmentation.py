@@ -1,7 +1,7 @@
 """3D segmentation with transferred encoders: k-fold Dice of a :class:`~crossd.models.UNet3D` per init.
 
-Each method (``--init NAME[=CKPT]``: ``crossd``, ``acs``, ``i3d``, ``center``, ``random``) builds its 3D encoder
-exactly as the classification evaluation does (:func:`crossd.evaluate.methods.build_network`), wraps it in a
+Each method (``--init NAME[=CKPT]``: ``crossd``, ``acs``, ``i3d``, ``center``, ``2.5d``, ``random``) builds its 3D
+encoder exactly as the classification evaluation does (:func:`crossd.evaluate.methods.build_network`), wraps it in a
 ``UNet3D`` with a fresh decoder, and trains on the same folds (KFold with shuffle, ``random_state = seed + r``
 for repeat ``r``, the first ``val_fraction`` of each training fold for validation). Protocols:
 

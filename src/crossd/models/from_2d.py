@@ -1,6 +1,6 @@
 """3D networks built from 2D checkpoints: :func:`build_3d_model` is :func:`crossd.to_3d` of the 2D network a
-checkpoint holds. ``init="crossd"`` needs a Cross-D checkpoint; ``acs``/``i3d``/``center`` take a regular one or a
-Cross-D one (its angle-0 kernels); ``random`` uses only the checkpoint's architecture."""
+checkpoint holds. ``init="crossd"`` needs a Cross-D checkpoint; ``acs``/``i3d``/``center``/``2.5d`` take a regular
+one or a Cross-D one (its angle-0 kernels); ``random`` uses only the checkpoint's architecture."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class TransferInfo:
     align: bool = False
     drop_bn_stats: bool = False
     spatial_dims: int = 3
+    axis: str | None = None  # the flat axis of init "2.5d"
 
 
 def drop_bn_statistics(model: nn.Module) -> list[str]:
@@ -63,16 +64,18 @@ def build_3d_model(
     arch: str | None = None,
     align: bool = False,
     drop_bn_stats: bool = False,
+    axis: str = "d",
 ) -> tuple[nn.Module, TransferInfo]:
     """A 3D classifier (input ``(B, C, D, H, W)``) built from a 2D checkpoint by ``init``.
 
     Args:
-        init: one of ``crossd``, ``acs``, ``i3d``, ``center``, ``random``.
+        init: one of ``crossd``, ``acs``, ``i3d``, ``center``, ``random``, ``2.5d`` (see :func:`crossd.to_3d`).
         checkpoint: the 2D checkpoint (any format :func:`crossd.models.load_2d_model` reads); for ``random``
             only its architecture is used and it may be ``None``.
         arch: torchvision name for foreign checkpoints (or for ``random`` without a checkpoint).
         align: ``shift``-mode kernels rolled so their centre slice is the angle-0 kernel (``init="crossd"``).
         drop_bn_stats: reset BatchNorms named ``*bn*`` after conversion (the authors' Cross-D loading).
+        axis: the volume axis ``init="2.5d"`` keeps its kernels flat along (``"d"``, ``"h"`` or ``"w"``).
     """
     kernel_init = get_init(init, "to_3d")
     if checkpoint is None and kernel_init.needs_checkpoint:
@@ -87,7 +90,7 @@ def build_3d_model(
             f"{checkpoint}: init {init!r} needs a Cross-D checkpoint, this one holds a regular {spec.arch}; "
             f"use {_names(True, False)} for regular checkpoints"
         )
-    model = to_3d(model2d, init=init, align=align, inplace=True)
+    model = to_3d(model2d, init=init, align=align, inplace=True, axis=axis)
     if drop_bn_stats:
         drop_bn_statistics(model)
     info = TransferInfo(
@@ -98,5 +101,6 @@ def build_3d_model(
         spec.num_classes,
         align,
         drop_bn_stats,
+        axis=axis if kernel_init.uses_axis else None,
     )
     return model, info

@@ -66,6 +66,7 @@ def loading_note(method: dict) -> str:
         "acs": "ACS convolution of the 2D kernels",
         "i3d": "2D kernels inflated over depth (I3D)",
         "center": "2D kernels in the central depth slice",
+        "2.5d": "2D kernels as (1, k, k) 3D kernels (2.5D: slices mixed only by pooling)",
         "random": "random initialisation (architecture only)",
         "regular2d": "the regular 2D network",
     }
