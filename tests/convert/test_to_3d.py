@@ -96,30 +96,34 @@ def test_acs_kernel_in_one_conv3d_equals_acs_conv(stride, dilation):
 _AXIS = {"d": 2, "h": 3, "w": 4}
 
 
-def _per_slice(layer2d: nn.Module, volume: torch.Tensor, axis: str) -> torch.Tensor:
-    """``layer2d`` run on every slice of ``volume`` across ``axis`` (the independent reference), stacked back."""
+def _per_slice(layer2d: nn.Module, volume: torch.Tensor, axis: str, step: int = 1) -> torch.Tensor:
+    """``layer2d`` run on every ``step``-th slice of ``volume`` across ``axis`` (the independent reference)."""
     dim = _AXIS[axis]
-    return torch.stack([layer2d(volume.select(dim, i)) for i in range(volume.shape[dim])], dim)
+    return torch.stack([layer2d(volume.select(dim, i)) for i in range(0, volume.shape[dim], step)], dim)
 
 
 @pytest.mark.parametrize("axis", ["d", "h", "w"])
-def test_2_5d_kernels_are_flat_along_the_axis_and_convolve_every_slice_as_the_2d_layer(axis):
-    conv = nn.Conv2d(4, 6, (3, 5), stride=(2, 1), padding=(1, 3), dilation=(1, 2), groups=2).eval()
+@pytest.mark.parametrize("stride", [1, (2, 3)])
+def test_2_5d_kernels_are_flat_along_the_axis_and_convolve_every_slice_as_the_2d_layer(axis, stride):
+    """Along ``axis``: kernel 1, padding 0, dilation 1, and the stride every init gives that axis (``(h, w) ->
+    (h, h, w)``): the layer convolves every ``stride``-th slice across ``axis`` as the 2D layer does."""
+    conv = nn.Conv2d(4, 6, (3, 5), stride=stride, padding=(1, 3), dilation=(1, 2), groups=2).eval()
     new = to_3d(nn.Sequential(conv), init="2.5d", axis=axis)[0]
     dim = _AXIS[axis]
     assert new.weight.shape == conv.weight.unsqueeze(dim).shape  # (6, 2, 1, 3, 5) for "d", (6, 2, 3, 1, 5) for "h"
     assert torch.equal(new.weight.squeeze(dim), conv.weight) and torch.equal(new.bias, conv.bias)
-    assert (new.stride[dim - 2], new.padding[dim - 2], new.dilation[dim - 2], new.groups) == (1, 0, 1, 2)
+    step = 1 if stride == 1 else {"d": 2, "h": 2, "w": 3}[axis]
+    assert (new.stride[dim - 2], new.padding[dim - 2], new.dilation[dim - 2], new.groups) == (step, 0, 1, 2)
     volume = torch.randn(2, 4, 5, 7, 9)
     with torch.no_grad():
-        torch.testing.assert_close(new(volume), _per_slice(conv, volume, axis), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(new(volume), _per_slice(conv, volume, axis, step), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("axis", ["d", "w"])
 def test_2_5d_on_identical_slices_is_the_2d_network_on_each_slice(axis):
-    """A conv stack with an up-sampling transposed convolution (no pooling): on a volume whose slices across
-    ``axis`` are one image, every output slice is the 2D network's output on that image; the transposed
-    convolution writes each slice to ``stride`` slices."""
+    """A conv stack with a strided convolution and an up-sampling transposed one (no pooling): on a volume whose
+    slices across ``axis`` are one image, every output slice is the 2D network's output on that image; the strided
+    convolution keeps every other slice and the transposed one writes each slice to ``stride`` slices."""
     model = nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1),
         nn.BatchNorm2d(4),
@@ -130,11 +134,11 @@ def test_2_5d_on_identical_slices_is_the_2d_network_on_each_slice(axis):
     model[1].running_mean.normal_()
     model.eval()
     image = torch.randn(2, 2, 8, 10)
-    volume = image.unsqueeze(_AXIS[axis]).repeat_interleave(3, _AXIS[axis])
+    volume = image.unsqueeze(_AXIS[axis]).repeat_interleave(6, _AXIS[axis])
     model3d = to_3d(model, init="2.5d", axis=axis).eval()
     with torch.no_grad():
         out, expected = model3d(volume), model(image)
-    assert out.shape[_AXIS[axis]] == 6  # the transposed convolution doubled the 3 slices
+    assert out.shape[_AXIS[axis]] == 6  # halved by the strided convolution, doubled by the transposed one
     for i in range(6):
         torch.testing.assert_close(out.select(_AXIS[axis], i), expected, rtol=1e-5, atol=1e-5)
 

@@ -85,9 +85,10 @@ def flat(values: tuple | str, axis: str, value: int) -> tuple | str:
 
 def flat_geometry(conv: nn.Module, axis: str) -> Geometry:
     """The geometry of a 2.5D layer: the 2D layer's in-plane values on the two axes other than ``axis``; along
-    ``axis`` kernel 1, stride 1, padding 0, dilation 1."""
+    ``axis`` kernel 1, padding 0, dilation 1 and the stride every init gives that axis (depth copies height, as
+    for pools), so strided convolutions and the pools beside them (a ResNet-D shortcut) keep equal sizes."""
     g = geometry(conv)
-    fills = (1, 1, 0, 1)  # kernel size, stride, padding, dilation along `axis`
+    fills = (1, g.stride[AXES.index(axis)], 0, 1)  # kernel size, stride, padding, dilation along `axis`
     return Geometry(*(flat(values, axis, fill) for values, fill in zip(g, fills, strict=True)))
 
 
@@ -144,7 +145,7 @@ def planar_conv(kernel: KernelFn | None) -> ConvBuilder:
 def flat_conv(conv: nn.Module, ctx: LayerContext) -> Built:
     """2.5D: a ``Conv3d`` of :func:`flat_geometry` along ``ctx.axis`` holding the 2D (angle-0) kernel
     (:func:`~crossd.convert.kernels.flat_kernel`): each slice across ``ctx.axis`` is convolved as the 2D layer
-    convolves an image."""
+    convolves an image (every ``stride``-th slice for a strided layer)."""
     return _conv3d(conv, flat_geometry(conv, ctx.axis), flat_kernel(planar(conv), ctx.axis)), None
 
 
@@ -236,10 +237,11 @@ def transposed_conv(kernel: KernelFn | None) -> ConvBuilder:
 def flat_transposed_conv(conv: nn.ConvTranspose2d, ctx: LayerContext) -> Built:
     """2.5D: a ``ConvTranspose3d`` that convolves each slice across ``ctx.axis`` as the 2D layer does and, along
     ``ctx.axis``, writes it to ``s`` consecutive output slices (kernel ``s``, stride ``s``, no padding; ``s`` the
-    2D stride, depth copying height as for pools): nearest-neighbour up-sampling along the axis that undoes the
-    3D pools' down-sampling, so every output slice comes from one input slice (``s = 1``: a flat kernel)."""
+    stride every init gives that axis, depth copying height): nearest-neighbour up-sampling along the axis that
+    undoes the pools' and strided convolutions' down-sampling, so every output slice comes from one input slice
+    (``s = 1``: a flat kernel)."""
     values = _transposed_values(conv)
-    s = values[1][0]
+    s = values[1][AXES.index(ctx.axis)]
     values = [flat(v, ctx.axis, fill) for v, fill in zip(values, (s, s, 0, 0, 1), strict=True)]
     index = 2 + AXES.index(ctx.axis)
     kernel = flat_kernel(conv.weight.detach(), ctx.axis).repeat_interleave(s, dim=index)

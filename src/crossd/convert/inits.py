@@ -197,7 +197,7 @@ register_init(
 register_init(
     KernelInit(
         "2.5d",
-        "2.5D: the 2D kernel as a 3D kernel of size 1 (stride 1) along one axis; slices mix only through pooling",
+        "2.5D: the 2D kernel as a 3D kernel of size 1 along one axis; slices mix only through pooling and strides",
         ("to_3d", "checkpoint", "evaluate"),
         kernel=_flat,
         conv=flat_conv,

@@ -82,10 +82,11 @@ def to_3d(
             ``"i3d"`` (2D kernel repeated over depth / K), ``"center"`` (2D kernel in the central slice),
             ``"acs"`` (ACS convolution of the 2D kernel; for grouped and ``"SAME"``-padded layers a ``Conv3d`` holding
             :func:`~crossd.convert.kernels.acs_kernel`), ``"random"`` (fresh ``Conv3d`` init), ``"2.5d"`` (2.5D:
-            the 2D kernel as a 3D kernel of size 1 along ``axis``, ``(Co, Ci/g, 1, K, K)`` for ``"d"``, with stride
-            1, padding 0 and dilation 1 along it: every slice is convolved in-plane and slices mix only through
-            pooling; transposed convolutions alike). For Cross-D layers the 2D kernel is the one they use at angle 0.
-            The registered names are :func:`crossd.convert.inits.init_names` ``("to_3d")``.
+            the 2D kernel as a 3D kernel of size 1 along ``axis``, ``(Co, Ci/g, 1, K, K)`` for ``"d"``, with padding 0
+            and dilation 1 along it and the stride the other inits give it: every slice is convolved in-plane and
+            slices mix only through pooling and strides, as with ACSConv's ``Conv2_5d``; a transposed convolution
+            writes each slice to ``stride`` slices along it). For Cross-D layers the 2D kernel is the one they use
+            at angle 0. The registered names are :func:`crossd.convert.inits.init_names` ``("to_3d")``.
         align: with ``init="crossd"`` on ``shift`` layers, use ``roll(W, (1, 1, 1))`` so the 3D centre slice is
             the kernel trained at angle 0.
         inplace: change ``model`` itself instead of a deep copy.

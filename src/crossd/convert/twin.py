@@ -41,7 +41,8 @@ class SharedKernelConv3d(nn.Module):
         return F.conv3d(x, self.kernel(conv.weight), conv.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
-        return f"kernel={getattr(self.kernel, '__name__', self.kernel)}, stride={self.stride}, padding={self.padding}"
+        kernel = getattr(self.kernel, "func", self.kernel)  # a KernelInit's kernel with its shape bound
+        return f"kernel={getattr(kernel, '__name__', kernel)}, stride={self.stride}, padding={self.padding}"
 
 
 def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:

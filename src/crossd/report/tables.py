@@ -66,7 +66,7 @@ def loading_note(method: dict) -> str:
         "acs": "ACS convolution of the 2D kernels",
         "i3d": "2D kernels inflated over depth (I3D)",
         "center": "2D kernels in the central depth slice",
-        "2.5d": "2D kernels as (1, k, k) 3D kernels (2.5D: slices mixed only by pooling)",
+        "2.5d": "2D kernels as (1, k, k) 3D kernels (2.5D: slices mixed only by pooling and strides)",
         "random": "random initialisation (architecture only)",
         "regular2d": "the regular 2D network",
     }
@@ -76,7 +76,7 @@ def loading_note(method: dict) -> str:
         text += " (the Cross-D kernels' angle-0 slices)"
     if loading.get("align"):
         text += ", shift kernels aligned"
-    if loading.get("spatial_dims") == 3 and init != "random":
+    if loading.get("spatial_dims") == 3 and (kernel_init is None or kernel_init.needs_checkpoint):
         if loading.get("drop_bn_stats"):
             text += "; BatchNorms named `*bn*` reset, downsample BatchNorms kept (the authors' loading)"
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from crossd.convert.to_crossd import CROSSD_INITS
+from crossd.convert.inits import get_init, init_names
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
@@ -169,8 +169,7 @@ class PretrainConfig:
         low, high = self.train_crop_scale
         if not 0 < low <= high <= 1:
             raise ValueError(f"train_crop_scale must satisfy 0 < min <= max <= 1, got {self.train_crop_scale}")
-        if self.crossd_init not in CROSSD_INITS:
-            raise ValueError(f"crossd_init must be one of {CROSSD_INITS}, got {self.crossd_init!r}")
+        get_init(self.crossd_init, "to_crossd", field="crossd_init")
         if self.plane_sampling not in ("head", "random", "grid"):
             raise ValueError(f"plane_sampling must be 'head', 'random' or 'grid', got {self.plane_sampling!r}")
         if self.plane_sampling != "head" and (self.conv != "crossd" or self.mode not in ("rotate", "project")):
@@ -181,7 +180,7 @@ class PretrainConfig:
             raise ValueError("granularity 'batch' needs a Cross-D model (--rot)")
         if self.consistency < 0 or (self.consistency > 0 and self.plane_sampling != "random"):
             raise ValueError("consistency needs random planes (--plane-sampling random) and must not be negative")
-        allowed = ("crossd",) if self.conv == "crossd" else ("i3d", "acs")
+        allowed = tuple(n for n in init_names("twin") if get_init(n).needs_crossd == (self.conv == "crossd"))
         if self.twin_init not in allowed:
             raise ValueError(f"volume_init for a {self.conv} model must be one of {allowed}, got {self.volume_init!r}")
         if self.volume_every < 1 or self.volume_batch_size < 2:
