@@ -2,7 +2,7 @@
 
 from crossd.convert.checkpoints import CHECKPOINT_INITS, LoadReport, load_checkpoint
 from crossd.convert.inits import KERNEL_INITS, KernelInit, get_init, init_names, register_init
-from crossd.convert.kernels import acs_kernel, center_kernel, inflate_kernel, planar_kernel, shift_align
+from crossd.convert.kernels import acs_kernel, center_kernel, flat_kernel, inflate_kernel, planar_kernel, shift_align
 from crossd.convert.layers_3d import LayerNorm3d
 from crossd.convert.published import load_published, read_state_dict
 from crossd.convert.really_3d import check_really_3d
@@ -34,6 +34,7 @@ __all__ = [
     "center_kernel",
     "check_forward",
     "check_really_3d",
+    "flat_kernel",
     "get_init",
     "inflate_kernel",
     "init_names",
