@@ -67,7 +67,7 @@ def test_planar_inits(source):
 
 
 def test_crossd_init_needs_crossd_layers():
-    with pytest.raises(ValueError, match="init='crossd' needs a Cross-D layer"):
+    with pytest.raises(ValueError, match="init 'crossd' needs a Cross-D layer"):
         to_3d(resnet18(), init="crossd")
     with pytest.raises(SettingsError, match="init 'nope' is unknown; expected one of crossd, i3d"):
         to_3d(resnet18(), init="nope")

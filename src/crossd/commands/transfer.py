@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ensure_writable_file(args.output, "--output")
+    ensure_writable_file(args.output, "output")
     weights, sidecar = transfer_checkpoint(
         args.checkpoint,
         args.init,

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from crossd.convert.kernels import KernelFn, flat_kernel, planar_kernel, shift_align
-from crossd.convert.walk import triple
 from crossd.errors import SettingsError
 from crossd.nn.acs_conv import ACSConv3d, acs_views_agree
 from crossd.nn.crossd_conv import CrossDConv
+from crossd.ops.conv import triple
 
 AXES = ("d", "h", "w")
 
@@ -120,8 +120,9 @@ def crossd_conv(conv: nn.Module, ctx: LayerContext) -> Built:
     """A Cross-D layer's stored 3D kernel in a ``Conv3d`` (rolled by ``(1, 1, 1)`` for ``shift`` with ``align``)."""
     if not isinstance(conv, CrossDConv):
         raise SettingsError(
-            f"{ctx.name}: init='crossd' needs a Cross-D layer, found {type(conv).__name__}; "
-            "convert a 2D model with init='i3d', 'center' or 'acs'"
+            f"'crossd' needs a Cross-D layer, found {type(conv).__name__} at {ctx.name}; "
+            "convert a 2D model with 'i3d', 'center' or 'acs'",
+            field="init",
         )
     weight = conv.weight.detach()
     kernel = shift_align(weight) if ctx.align and conv.mode == "shift" else weight
@@ -166,7 +167,7 @@ def acs_conv(kernel: KernelFn) -> ConvBuilder:
     def build(conv: nn.Module, ctx: LayerContext) -> Built:
         g = geometry(conv)
         if len(set(g.kernel_size)) != 1:
-            raise SettingsError(f"{ctx.name}: ACS needs square kernels, got {g.kernel_size}")
+            raise SettingsError(f"{ctx.name}: ACS needs square kernels, got {g.kernel_size}", field="model")
         if conv.groups > 1 or ctx.same_padded or not _acs_views_agree(g):
             shape = (conv.out_channels, conv.in_channels // conv.groups, *g.kernel_size)
             note = "grouped, SAME-padded or not 'same' padding: ACS views as one Conv3d (kernels in central planes)"

@@ -2,7 +2,7 @@
 permutes, registered as layer twins (:func:`crossd.convert.twins.register_twin`).
 
 Every twin is built from the 2D layer's attributes (never from its constructor's signature); per-axis values
-``(h, w)`` become ``(h, h, w)`` (depth copies height, see :func:`crossd.convert.walk.triple`).
+``(h, w)`` become ``(h, h, w)`` (depth copies height, see :func:`crossd.ops.conv.triple`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from torchvision.models.convnext import LayerNorm2d
 from torchvision.ops.misc import Permute
 
 from crossd.convert.twins import register_twin
-from crossd.convert.walk import triple
+from crossd.ops.conv import triple
 
 # Channels-last and back, as torchvision's ConvNeXt writes them, for (N, C, H, W) -> (N, C, D, H, W).
 _PERMUTES_3D = {(0, 2, 3, 1): [0, 2, 3, 4, 1], (0, 3, 1, 2): [0, 4, 1, 2, 3]}

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from crossd.convert.layers_3d import copy_state, layer_norm_to_3d
 from crossd.convert.same_padding import register_same_padded
 from crossd.convert.twins import register_twin
-from crossd.convert.walk import triple
+from crossd.ops.conv import triple
 
 _SPATIAL = (2, 3, 4)
 

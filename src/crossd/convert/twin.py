@@ -12,6 +12,7 @@ from crossd.convert.inits import get_init, init_names
 from crossd.convert.same_padding import PadSame
 from crossd.convert.to_3d import to_3d
 from crossd.convert.walk import replace_modules
+from crossd.errors import SettingsError
 from crossd.nn.crossd_conv import CrossDConv
 
 TWIN_INITS = init_names("twin")
@@ -29,8 +30,9 @@ class SharedKernelConv3d(nn.Module):
     def __init__(self, geometry: nn.Conv3d, conv: nn.Conv2d, kernel: Callable[[Tensor], Tensor]):
         super().__init__()
         if conv.padding_mode != "zeros":
-            raise ValueError(
-                f"a 3D twin sharing 2D kernels needs zero padding, found padding_mode={conv.padding_mode!r}"
+            raise SettingsError(
+                f"a 3D twin sharing 2D kernels needs zero padding, found padding_mode={conv.padding_mode!r}",
+                field="model",
             )
         self.conv, self.kernel = conv, kernel
         self.stride, self.padding = geometry.stride, geometry.padding
@@ -64,7 +66,7 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
     if has_crossd != kernel_init.needs_crossd:
         kind = "a Cross-D" if has_crossd else "a regular 2D"
         fitting = " or ".join(n for n in TWIN_INITS if get_init(n).needs_crossd == has_crossd)
-        raise ValueError(f"{kind} model needs the twin init {fitting}, got {init!r}")
+        raise SettingsError(f"{init!r} does not fit {kind} model; it needs {fitting}", field="init")
     twin = to_3d(model, init=init)
     source = dict(model.named_modules())
     inside_pads = {f"{n}.layer": n for n, m in twin.named_modules() if isinstance(m, PadSame)}
@@ -79,9 +81,10 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
         for key, param in list(module.named_parameters(recurse=False)):
             shared = getattr(original, key)
             if shared.shape != param.shape:
-                raise ValueError(
+                raise SettingsError(
                     f"{name}.{key}: the 3D twin needs shape {tuple(param.shape)} but the 2D model holds "
-                    f"{tuple(shared.shape)}; hybrid 2D+3D training cannot share this parameter"
+                    f"{tuple(shared.shape)}; hybrid 2D+3D training cannot share this parameter",
+                    field="model",
                 )
             setattr(module, key, shared)
         for key, _ in list(module.named_buffers(recurse=False)):

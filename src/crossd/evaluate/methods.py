@@ -9,6 +9,7 @@ from torch import nn
 
 from crossd.convert.inits import get_init
 from crossd.convert.kernels import planar_kernel
+from crossd.errors import CheckpointError, SettingsError
 from crossd.evaluate.config import INITS, INITS_2D, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
 from crossd.models.from_2d import build_3d_model, source_spec
@@ -35,7 +36,7 @@ def method_names(methods: list[MethodEntry]) -> list[Method]:
         else:
             name = init if inits.count(init) == 1 else f"{init}@{Path(ckpt).stem if ckpt else 'none'}"
         if any(m.name == name for m in out):
-            raise ValueError(f"method {name!r} given twice")
+            raise SettingsError(f"{name!r} given twice", field="methods")
         out.append(Method(name, init, None if ckpt is None else str(ckpt)))
     return out
 
@@ -47,7 +48,7 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
         if isinstance(module, nn.Linear):
             last = name
     if last is None:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier to replace")
+        raise CheckpointError(f"{type(model).__name__} has no nn.Linear classifier to replace")
     parent_name, _, attr = last.rpartition(".")
     parent = model.get_submodule(parent_name)
     old = getattr(parent, attr)
@@ -74,9 +75,10 @@ def build_network(
     kernel_init = get_init(method.init, "evaluate", field="methods")
     if spatial_dims == 3:
         if 3 not in kernel_init.spatial_dims:
-            raise ValueError(
-                f"init {method.init!r} runs the plain 2D network on 2D data, but the data holds 3D volumes; "
-                f"use one of {', '.join(n for n in INITS if 3 in get_init(n).spatial_dims)}"
+            raise SettingsError(
+                f"{method.init!r} runs the plain 2D network on 2D data, but the data holds 3D volumes; "
+                f"use one of {', '.join(n for n in INITS if 3 in get_init(n).spatial_dims)}",
+                field="methods",
             )
         model, info = build_3d_model(
             method.init, method.checkpoint, arch, align, drop_bn_stats and kernel_init.needs_crossd
@@ -90,16 +92,20 @@ def build_network(
             "drop_bn_stats": info.drop_bn_stats,
         }
     if 2 not in kernel_init.spatial_dims:
-        raise ValueError(f"init {method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}")
+        raise SettingsError(
+            f"{method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}", field="methods"
+        )
     if not kernel_init.needs_checkpoint:
         spec = source_spec(method.checkpoint, arch)
         model = create_model(spec.arch, spec.num_classes)
     else:
         if method.checkpoint is None:
-            raise ValueError(f"init {method.init!r} needs a checkpoint (--checkpoint or --init {method.init}=CKPT)")
+            raise SettingsError(
+                f"{method.init!r} needs a checkpoint ({method.init}=CKPT, or one checkpoint for all)", field="methods"
+            )
         model, spec = load_2d_model(method.checkpoint, arch=arch)
         if kernel_init.needs_crossd and spec.conv != "crossd":
-            raise ValueError(
+            raise CheckpointError(
                 f"{method.checkpoint}: init {method.init!r} needs a Cross-D checkpoint, got a regular {spec.arch}"
             )
         if kernel_init.angle0 and spec.conv == "crossd":

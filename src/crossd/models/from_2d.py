@@ -11,6 +11,7 @@ from torch import nn
 
 from crossd.convert.inits import get_init, init_names
 from crossd.convert.to_3d import to_3d
+from crossd.errors import CheckpointError, SettingsError
 from crossd.models.factory import ModelSpec, create_model, load_2d_model, read_spec
 
 DEFAULT_ARCH = "resnet18"
@@ -79,14 +80,16 @@ def build_3d_model(
     """
     kernel_init = get_init(init, "to_3d")
     if checkpoint is None and kernel_init.needs_checkpoint:
-        raise ValueError(f"init {init!r} needs a 2D checkpoint to transfer (without one: {_names(False, False)})")
+        raise SettingsError(
+            f"{init!r} needs a 2D checkpoint to transfer (without one: {_names(False, False)})", field="init"
+        )
     if kernel_init.needs_checkpoint:
         model2d, spec = load_2d_model(checkpoint, arch=arch)
     else:
         spec = source_spec(checkpoint, arch)
         model2d = create_model(spec.arch, spec.num_classes)
     if kernel_init.needs_crossd and spec.conv != "crossd":
-        raise ValueError(
+        raise CheckpointError(
             f"{checkpoint}: init {init!r} needs a Cross-D checkpoint, this one holds a regular {spec.arch}; "
             f"use {_names(True, False)} for regular checkpoints"
         )
