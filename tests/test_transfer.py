@@ -120,6 +120,23 @@ def test_cli(checkpoints, tmp_path, capsys):
     assert "must end in .safetensors" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("conv", ["regular", "crossd"])
+def test_cli_2_5d_writes_a_model_that_loads(checkpoints, tmp_path, conv):
+    """``--init 2.5d --axis h``: kernels flat along H (the angle-0 kernels of a Cross-D checkpoint), recorded."""
+    path, state = checkpoints[conv]
+    out = tmp_path / "m.safetensors"
+    assert main(["transfer", str(path), "--init", "2.5d", "--axis", "h", "--output", str(out)]) == 0
+    description = json.loads(out.with_suffix(".json").read_text())
+    assert (description["init"], description["axis"], description["source_conv"]) == ("2.5d", "h", conv)
+    model, _ = build_3d_model("2.5d", path, axis="h")
+    model.load_state_dict(load_file(str(out)))  # strict: the 2.5D architecture
+    weight = state["layer1.0.conv1.weight"]
+    kernel = weight if conv == "regular" else weight[:, :, weight.shape[2] // 2]  # rotate mode: angle 0
+    assert torch.equal(model.layer1[0].conv1.weight, kernel.unsqueeze(3))
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 8, 8, 8)).shape == (1, 5)
+
+
 def test_plain_torchvision_state_dicts_in_pt_files(checkpoints, tmp_path):
     _, state = checkpoints["regular"]
     torch.save({"model": state}, tmp_path / "wrapped.pt")  # no crossd metadata: architecture inferred

@@ -73,7 +73,7 @@ def test_project_inits_give_the_2d_kernel_and_transfer_as_i3d():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="init must be one of"):
+    with pytest.raises(SettingsError, match="init 'magic' is unknown; expected one of inflate, center, random"):
         to_crossd(nn.Sequential(nn.Conv2d(1, 1, 3)), init="magic")
     with pytest.raises(ValueError, match="square kernels"):
         to_crossd(nn.Sequential(nn.Conv2d(1, 1, (1, 3))))

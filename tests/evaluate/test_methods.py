@@ -1,4 +1,5 @@
-"""method_names: how compared methods are labelled in the results; the preprocessing taken from checkpoints."""
+"""method_names: how compared methods are labelled in the results; build_network: the network of an init; the
+preprocessing taken from checkpoints."""
 
 import json
 import os
@@ -7,12 +8,18 @@ import sys
 import warnings
 
 import pytest
+import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from crossd.convert import planar_kernel
 from crossd.data.preprocessing import Preprocessing, PreprocessingWarning
+from crossd.errors import SettingsError
 from crossd.evaluate.config import method_records
-from crossd.evaluate.methods import method_names, resolve_preprocessing
+from crossd.evaluate.methods import Method, build_network, method_names, resolve_preprocessing
+from crossd.evaluate.segmentation import SegmentationConfig
+from crossd.io import save_safetensors
+from crossd.models import ModelSpec, UNet3D, create_model
 
 
 def test_labels_are_inits_then_checkpoint_stems_then_explicit_labels():
@@ -111,3 +118,21 @@ def test_the_command_line_prints_each_warning_as_one_line(data_dir, pretrained, 
         "crossd evaluate: warning: --normalize minmax overrides imagenet, the one the checkpoints were pretrained "
         "with (model.safetensors)",
     ], lines
+
+
+def test_2_5d_from_a_crossd_checkpoint_and_as_a_segmentation_encoder(tmp_path):
+    """``--init 2.5d=CKPT``: a Cross-D checkpoint gives its angle-0 kernels, flat in depth; the 3D network is a
+    U-Net encoder; an init that builds no 3D encoder is refused by the segmentation settings."""
+    crossd = create_model("resnet18", 2, "crossd")
+    path = save_safetensors(
+        crossd.state_dict(), tmp_path / "c.safetensors", ModelSpec("resnet18", "crossd", "rotate", 2).metadata()
+    )
+    net, loading = build_network(Method("2.5d", "2.5d", str(path)), 3)
+    assert (loading["init"], loading["source_conv"]) == ("2.5d", "crossd")
+    assert torch.equal(net.layer1[0].conv1.weight[:, :, 0], planar_kernel(crossd.layer1[0].conv1))
+    assert net.layer1[0].conv1.weight.shape == (64, 64, 1, 3, 3)
+    with torch.no_grad():
+        assert UNet3D(net, 3).eval()(torch.randn(1, 3, 8, 32, 32)).shape == (1, 3, 8, 32, 32)
+    SegmentationConfig(data="mni152", methods=[("2.5d", path)], output_dir=tmp_path).validate()
+    with pytest.raises(SettingsError, match="methods 'regular2d' builds no 3D segmentation encoder"):
+        SegmentationConfig(data="mni152", methods=[("regular2d", path)], output_dir=tmp_path).validate()

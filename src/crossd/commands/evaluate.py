@@ -16,6 +16,7 @@ networks. NIfTI and DICOM volumes are reoriented to RAS+ and laid out (C, D, H, 
   acs        ACS convolution of a 2D checkpoint's kernels (a third of the output channels per orthogonal plane)
   i3d        2D kernels inflated over depth (repeated and divided by the depth)
   center     2D kernels in the central depth slice, zeros elsewhere
+  2.5d       2D kernels as (1, k, k) 3D kernels: each depth slice convolved in-plane (2.5D)
   random     no checkpoint, random initialisation
   regular2d  2D data only: the regular 2D network as trained (the 2D baseline of a Cross-D network)
 NAME+TAG=CKPT compares one init from several checkpoints (e.g. acs=a.pt acs+volumes=b.pt). All methods of one

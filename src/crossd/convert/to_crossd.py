@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from crossd.convert.inits import init_names
+from crossd.convert.inits import get_init, init_names
 from crossd.convert.kernels import crossd_kernel_from_2d
 from crossd.convert.report import ConversionReport, check_forward, own_forward
 from crossd.convert.same_padding import same_padded_types, wrap_same
@@ -56,9 +56,10 @@ def conv2d_to_crossd(
         mode=mode,
         granularity=granularity,
     ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-    if init != "random":
+    kernel = get_init(init, "to_crossd").kernel
+    if kernel is not None:
         with torch.no_grad():
-            new.weight.copy_(crossd_kernel_from_2d(conv.weight.detach(), init, mode))
+            new.weight.copy_(crossd_kernel_from_2d(conv.weight.detach(), kernel, mode))
             if conv.bias is not None:
                 new.bias.copy_(conv.bias)
     return new
@@ -103,8 +104,7 @@ def to_crossd(
     Returns:
         The converted model (an ordinary ``nn.Module`` of the same class), and the report when ``return_report``.
     """
-    if init not in CROSSD_INITS:
-        raise SettingsError(f"must be one of {CROSSD_INITS}, got {init!r}", field="init")
+    get_init(init, "to_crossd")
     if mode not in MODES:
         raise SettingsError(f"must be one of {MODES}, got {mode!r}", field="mode")
     if even_kernels not in EVEN_KERNEL_POLICIES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from crossd.convert.inits import init_names
+from crossd.convert.inits import get_init, init_names
 from crossd.data.orientation import check_slice_axis
 from crossd.data.preprocessing import check_window, normalization_name
 from crossd.errors import SettingsError
@@ -17,8 +17,8 @@ the test set of every job, the folds of train + val give training and validation
 official_splits`)."""
 MethodEntry = tuple[str, str | Path | None] | tuple[str, str | Path | None, str]
 """A compared method: ``(init, checkpoint or None)``, or ``(init, checkpoint, label)`` to name it in the results."""
-INITS = (*init_names("to_3d"), "regular2d")  # regular2d: the plain 2D network, on 2D data
-INITS_2D = ("crossd", "regular2d", "random")
+INITS = init_names("evaluate")
+INITS_2D = tuple(name for name in INITS if 2 in get_init(name).spatial_dims)
 DEFAULT_NORMALIZATION = "radimagenet"
 """The normalisation when the checkpoints record none, or disagree (constants:
 :data:`crossd.data.preprocessing.NORMALIZATION`; for volumes the authors use the channel means, ImageNet
@@ -144,8 +144,7 @@ class EvaluateConfig:
         if not self.methods:
             raise SettingsError("is empty: no method to evaluate", field="methods")
         for init, *_ in self.methods:
-            if init not in INITS:
-                raise SettingsError(f"{init!r} is not one of {INITS}", field="methods")
+            get_init(init, "evaluate", field="methods")
         for name in ("folds", "repeats", "epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < (2 if name == "folds" else 1):

@@ -9,11 +9,12 @@ from typing import Any
 
 from torch import nn
 
+from crossd.convert.inits import get_init
 from crossd.convert.kernels import planar_kernel
 from crossd.convert.published import read_checkpoint
 from crossd.data.preprocessing import Preprocessing, PreprocessingWarning
 from crossd.errors import CheckpointError, SettingsError
-from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS_2D, MethodEntry
+from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, INITS_2D, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
 from crossd.models.from_2d import build_3d_model, source_spec
 from crossd.nn.crossd_conv import CrossDConv
@@ -75,15 +76,16 @@ def build_network(
     regular one (of the checkpoint's architecture when given). 3D data: :func:`crossd.models.from_2d.build_3d_model`;
     ``drop_bn_stats`` applies to ``crossd`` only.
     """
+    kernel_init = get_init(method.init, "evaluate", field="methods")
     if spatial_dims == 3:
-        if method.init == "regular2d":
+        if 3 not in kernel_init.spatial_dims:
             raise SettingsError(
-                "'regular2d' runs the plain 2D network on 2D data, but the data holds 3D volumes; "
-                "use crossd, acs, i3d, center or random",
+                f"{method.init!r} runs the plain 2D network on 2D data, but the data holds 3D volumes; "
+                f"use one of {', '.join(n for n in INITS if 3 in get_init(n).spatial_dims)}",
                 field="methods",
             )
         model, info = build_3d_model(
-            method.init, method.checkpoint, arch, align, drop_bn_stats and method.init == "crossd"
+            method.init, method.checkpoint, arch, align, drop_bn_stats and kernel_init.needs_crossd
         )
         return model, {
             "init": method.init,
@@ -93,11 +95,11 @@ def build_network(
             "align": info.align,
             "drop_bn_stats": info.drop_bn_stats,
         }
-    if method.init not in INITS_2D:
+    if 2 not in kernel_init.spatial_dims:
         raise SettingsError(
             f"{method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}", field="methods"
         )
-    if method.init == "random":
+    if not kernel_init.needs_checkpoint:
         spec = source_spec(method.checkpoint, arch)
         model = create_model(spec.arch, spec.num_classes)
     else:
@@ -106,11 +108,11 @@ def build_network(
                 f"{method.init!r} needs a checkpoint ({method.init}=CKPT, or one checkpoint for all)", field="methods"
             )
         model, spec = load_2d_model(method.checkpoint, arch=arch)
-        if method.init == "crossd" and spec.conv != "crossd":
+        if kernel_init.needs_crossd and spec.conv != "crossd":
             raise CheckpointError(
-                f"{method.checkpoint}: init 'crossd' needs a Cross-D checkpoint, got a regular {spec.arch}"
+                f"{method.checkpoint}: init {method.init!r} needs a Cross-D checkpoint, got a regular {spec.arch}"
             )
-        if method.init == "regular2d" and spec.conv == "crossd":
+        if kernel_init.angle0 and spec.conv == "crossd":
             model = planar_network(model, spec)
     return model, {"init": method.init, "checkpoint": method.checkpoint, "arch": spec.arch, "source_conv": spec.conv}
 

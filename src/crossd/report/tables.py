@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from crossd.convert.inits import KERNEL_INITS
+
 COLUMNS = (
     ("accuracy", "Accuracy"),
     ("balanced_accuracy", "Balanced acc."),
@@ -64,15 +66,17 @@ def loading_note(method: dict) -> str:
         "acs": "ACS convolution of the 2D kernels",
         "i3d": "2D kernels inflated over depth (I3D)",
         "center": "2D kernels in the central depth slice",
+        "2.5d": "2D kernels as (1, k, k) 3D kernels (2.5D: slices mixed only by pooling and strides)",
         "random": "random initialisation (architecture only)",
         "regular2d": "the regular 2D network",
     }
     text = f"{notes.get(init, init)} from {source}"
-    if loading.get("source_conv") == "crossd" and init in ("acs", "i3d", "center"):
+    kernel_init = KERNEL_INITS.get(init)  # None for names of older results
+    if loading.get("source_conv") == "crossd" and kernel_init is not None and kernel_init.angle0:
         text += " (the Cross-D kernels' angle-0 slices)"
     if loading.get("align"):
         text += ", shift kernels aligned"
-    if loading.get("spatial_dims") == 3 and init != "random":
+    if loading.get("spatial_dims") == 3 and (kernel_init is None or kernel_init.needs_checkpoint):
         if loading.get("drop_bn_stats"):
             text += "; BatchNorms named `*bn*` reset, downsample BatchNorms kept (the authors' loading)"
         else:

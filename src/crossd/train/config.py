@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from crossd.convert.to_crossd import CROSSD_INITS
+from crossd.convert.inits import get_init, init_names
 from crossd.data.images import PRETRAIN_NORMALIZATION, detect_dataset_kind
 from crossd.data.orientation import check_slice_axis
 from crossd.data.preprocessing import Preprocessing, check_window
@@ -193,8 +193,7 @@ class PretrainConfig:
         low, high = self.train_crop_scale
         if not 0 < low <= high <= 1:
             raise SettingsError(f"must satisfy 0 < min <= max <= 1, got {low:g} {high:g}", field="train_crop_scale")
-        if self.crossd_init not in CROSSD_INITS:
-            raise SettingsError(f"must be one of {CROSSD_INITS}, got {self.crossd_init!r}", field="crossd_init")
+        get_init(self.crossd_init, "to_crossd", field="crossd_init")
         if self.plane_sampling not in ("head", "random", "grid"):
             raise SettingsError(
                 f"must be 'head', 'random' or 'grid', got {self.plane_sampling!r}", field="plane_sampling"
@@ -210,7 +209,7 @@ class PretrainConfig:
             raise SettingsError(
                 "needs random planes (plane_sampling 'random') and must not be negative", field="consistency"
             )
-        allowed = ("crossd",) if self.conv == "crossd" else ("i3d", "acs")
+        allowed = tuple(n for n in init_names("twin") if get_init(n).needs_crossd == (self.conv == "crossd"))
         if self.twin_init not in allowed:
             raise SettingsError(
                 f"for a {self.conv} model must be one of {allowed}, got {self.volume_init!r}", field="volume_init"
