@@ -50,3 +50,18 @@ def test_the_command_says_at_start_up_what_it_chose(tmp_path, monkeypatch, capsy
     assert "[crossd pretrain] images are 16 px: train crop 16, val resize 16, val crop 16" in out
     command.run(parser.parse_args(["--data-path", str(data), "--quiet", "--resume", "--output-dir", "o"]))
     assert capsys.readouterr().out == "" and ran[1].resume == os.path.join("o", "checkpoint.pt")
+
+
+def test_pretrain_from_python_fits_the_sizes_as_the_command_does(tmp_path, capsys):
+    from crossd.train import PretrainConfig, pretrain
+    from crossd.train.checkpoint import load_training_checkpoint
+
+    data = write_medmnist_npz(tmp_path / "a.npz", size=16)
+    config = PretrainConfig(data_path=str(data), output_dir=str(tmp_path / "o"), epochs=1, batch_size=4, workers=0)
+    assert config.train_crop_size is None
+    fitted, notes = config.fitted()
+    assert (fitted.train_crop_size, fitted.val_resize_size, fitted.val_crop_size, fitted.workers) == (16, 16, 16, 0)
+    pretrain(config)
+    assert "images are 16 px: train crop 16, val resize 16, val crop 16" in capsys.readouterr().out
+    saved = load_training_checkpoint(tmp_path / "o" / "checkpoint.pt")["args"]
+    assert (saved["train_crop_size"], saved["val_crop_size"], saved["workers"]) == (16, 16, 0)

@@ -32,7 +32,8 @@ def test_flags_map_to_the_config():
     assert cfg.lr_scheduler == "cosineannealinglr"
     defaults = _parse(["--data-path", "d"])
     # the paper's recipe: AdamW 1e-3, wd 0.01, StepLR 30/0.1, 90 (workers fit the machine: crossd.train.defaults)
-    assert defaults == PretrainConfig(data_path="d", workers=min(4, os.cpu_count()))
+    assert defaults == PretrainConfig(data_path="d").fitted()[0]  # the command fits sizes as the library does
+    assert defaults.workers == min(4, os.cpu_count()) and defaults.train_crop_size == 224  # no images to read
     assert (defaults.opt, defaults.lr, defaults.weight_decay, defaults.epochs) == ("adamw", 1e-3, 0.01, 90)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crossd.convert.inits import get_init, init_names
@@ -12,6 +12,7 @@ from crossd.data.preprocessing import Preprocessing, check_window
 from crossd.errors import SettingsError
 from crossd.models.factory import available_architectures
 from crossd.ops.groups import check_granularity
+from crossd.train.defaults import fit_defaults
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
@@ -69,7 +70,11 @@ class PretrainConfig:
         conv: ``"regular"`` (plain baseline) or ``"crossd"`` (every ``Conv2d`` becomes a ``CrossDConv``).
         mode: Cross-D slicing mode, ``"rotate"``, ``"project"`` or ``"shift"``.
         weights: local 2D checkpoint to warm-start from (regular weights enter Cross-D via ``init="center"``).
-        batch_size: per process. workers: data-loading processes per training process.
+        batch_size: per process. workers: data-loading processes per training process (``None``: min(4, CPU
+            cores)).
+        train_crop_size, val_resize_size, val_crop_size: image sizes; ``None`` fits them to the data as
+            ``crossd pretrain`` does (torchvision's 224 / 256 / 224 for images of 224 pixels or more, else the
+            images' side; :func:`crossd.train.defaults.fit_defaults`), resolved by :meth:`fitted`.
         lr_warmup_epochs: linear warm-up from ``lr_warmup_decay * lr`` before the main scheduler.
         sync_bn: SyncBatchNorm across processes (CUDA only; CPU runs warn and keep per-process BatchNorm).
         num_classes: the class count of an ``.npz`` (default: its distinct labels, which must be ``0..C-1``) or the
@@ -122,7 +127,7 @@ class PretrainConfig:
     weights: str | None = None
     epochs: int = 90
     batch_size: int = 32
-    workers: int = 4
+    workers: int | None = None
     lr: float = 1e-3
     opt: str = "adamw"
     momentum: float = 0.9
@@ -141,9 +146,9 @@ class PretrainConfig:
     print_freq: int = 10
     seed: int = 0
     amp: bool = False
-    train_crop_size: int = 224
-    val_resize_size: int = 256
-    val_crop_size: int = 224
+    train_crop_size: int | None = None
+    val_resize_size: int | None = None
+    val_crop_size: int | None = None
     train_crop_scale: tuple[float, float] = (0.08, 1.0)
     crossd_init: str = "random"
     plane_sampling: str = "head"
@@ -170,6 +175,13 @@ class PretrainConfig:
             return self.volume_init or "crossd"
         return self.volume_init or "acs"
 
+    def fitted(self) -> tuple[PretrainConfig, tuple[str, ...]]:
+        """This config with the image sizes and ``workers`` left ``None`` fitted to ``data_path`` and this machine
+        (:func:`crossd.train.defaults.fit_defaults`), and the sentences that say what was chosen."""
+        sizes = ("train_crop_size", "val_resize_size", "val_crop_size", "workers")
+        fit = fit_defaults(self.data_path, *(getattr(self, name) for name in sizes))
+        return replace(self, **{name: getattr(fit, name) for name in sizes}), fit.notes
+
     def validate(self) -> None:
         """Raise a one-line :class:`~crossd.errors.SettingsError` for settings that cannot work."""
         if self.model not in available_architectures():
@@ -181,10 +193,10 @@ class PretrainConfig:
         if self.lr_scheduler not in LR_SCHEDULERS:
             raise SettingsError(f"must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}", field="lr_scheduler")
         for name in ("epochs", "batch_size", "lr_step_size", "print_freq", "train_crop_size", "val_crop_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise SettingsError(f"must be at least 1, got {getattr(self, name)}", field=name)
         for name in ("workers", "lr_warmup_epochs"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise SettingsError(f"must not be negative, got {getattr(self, name)}", field=name)
         if self.lr_warmup_epochs >= self.epochs:
             raise SettingsError(

@@ -73,6 +73,10 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             to resume.
     """
     cfg.validate()
+    if None in (cfg.train_crop_size, cfg.val_resize_size, cfg.val_crop_size, cfg.workers):
+        cfg, notes = cfg.fitted()
+        if not cfg.quiet:
+            print("\n".join(notes))
     created_group = not torch.distributed.is_initialized()
     info = init_distributed(cfg.device)
     try:
