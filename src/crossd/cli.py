@@ -10,6 +10,7 @@ import sys
 
 import crossd
 from crossd.commands import HelpFormatter
+from crossd.errors import one_line
 
 DESCRIPTION = """\
 Pretrain 3D convolution kernels on 2D images (Cross-D Conv) and move them into 3D networks for CT, MRI and
@@ -83,16 +84,6 @@ def user_message(text: str, flags: dict[str, str]) -> str:
     return re.sub(r"(?<![\w\-./`'])[a-z][a-z0-9]*(?:_[a-z0-9]+)*(?![\w'`/])", swap, text)
 
 
-def _one_line(exc: BaseException) -> str:
-    """The error's message; for one re-raised from a DataLoader worker (the worker's traceback in the message),
-    its original last line without the exception-type prefix."""
-    text = str(exc)
-    if "Original Traceback" not in text:
-        return text
-    last = text.strip().splitlines()[-1]
-    return last.split(": ", 1)[1] if last.startswith(type(exc).__name__ + ": ") else last
-
-
 class _Terminated(KeyboardInterrupt):
     """SIGTERM (what ``kill`` and torchrun send), raised like Ctrl-C so the same clean-up runs."""
 
@@ -115,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except (UserError, FileNotFoundError, ValueError) as exc:
         flags = flag_names(commands[args.command], getattr(module, "FIELD_FLAGS", None))
-        print(f"crossd {args.command}: error: {user_message(_one_line(exc), flags)}", file=sys.stderr)
+        print(f"crossd {args.command}: error: {user_message(one_line(exc), flags)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:
         print(f"crossd {args.command}: error: {exc}", file=sys.stderr)

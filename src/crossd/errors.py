@@ -13,7 +13,9 @@ file or folder"``), so a library user reads the parameter name where a command-l
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "CrossdError", "DataError", "OutputError", "SettingsError"]
+import re
+
+__all__ = ["CheckpointError", "CrossdError", "DataError", "OutputError", "SettingsError", "one_line"]
 
 
 class CrossdError(ValueError):
@@ -53,3 +55,14 @@ class CheckpointError(CrossdError):
 class SettingsError(CrossdError):
     """Settings that cannot work together or are out of range (``batch_size`` 0, an unknown init name, a resume
     with other settings)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message; for one re-raised from a DataLoader worker (the worker's traceback in the message),
+    its original last line without the exception-type prefix."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    prefix = re.match(r"[\w.]+: ", last)  # the exception type, as the worker's traceback names it
+    return last[prefix.end() :] if prefix else last

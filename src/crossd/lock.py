@@ -126,7 +126,10 @@ class DirectoryLock:
 
     def release(self) -> None:
         """Remove this process from the holders (the file goes with the last one)."""
-        if not self.path.exists():
+        try:
+            if not self.path.exists():
+                return
+        except OSError:  # a folder that could not be locked in the first place (a name too long)
             return
         with self._locked() as f:
             holders = [h for h in _holders(f.read()) if not self._is_mine(h)]

@@ -61,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("MIN", "MAX"),
         help="area range of the random-resized crop (1 1 keeps whole images, e.g. centre-labelled patches)",
     )
+    data.add_argument(
+        "--check-images",
+        choices=("auto", "full", "header", "none"),
+        default=_DEFAULTS.check_images,
+        help="before the first step, decode every image of an image folder (full), read headers only, or skip; "
+        "auto: full up to 200,000 files, header beyond (results cached in --output-dir)",
+    )
     data.add_argument("-j", "--workers", type=int, help="data-loading workers per process (default: min(4, CPU cores))")
 
     model = parser.add_argument_group("model")
