@@ -108,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         flags = flag_names(commands[args.command], getattr(module, "FIELD_FLAGS", None))
         print(f"crossd {args.command}: error: {user_message(one_line(exc), flags)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the library did not check up front: one line, not a traceback
+        if exc.filename is None:
+            raise
+        print(f"crossd {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     except NonFiniteLossError as exc:
         print(f"crossd {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -58,15 +58,16 @@ RESUME_KEYS = (
 )
 
 
-def make_splits(cfg: EvaluateConfig, labels: np.ndarray) -> list[Split]:
-    """The run's folds: the authors' KFold seeds for ``paper``, stratified folds seeded by ``cfg.seed`` else."""
+def make_splits(cfg: EvaluateConfig, labels: np.ndarray, classes: list[str] | None = None) -> list[Split]:
+    """The run's folds: the authors' KFold seeds for ``paper``, stratified folds seeded by ``cfg.seed`` else (a
+    class with fewer samples than folds, named from ``classes``, is warned about: :func:`stratified_splits`)."""
     folds, repeats, c = cfg.resolved("folds"), cfg.resolved("repeats"), cfg.constants
     if len(labels) < folds:
         raise ValueError(f"{len(labels)} samples cannot make {folds} folds; lower --folds")
     if cfg.protocol == "paper":
         splits = paper_splits(len(labels), folds, repeats, c.split_seed_base + cfg.seed, c.val_fraction)
     else:
-        splits = stratified_splits(labels, folds, repeats, cfg.seed, c.val_fraction)
+        splits = stratified_splits(labels, folds, repeats, cfg.seed, c.val_fraction, classes)
     if any(len(s.val) == 0 or len(s.train) == 0 for s in splits):
         raise ValueError(f"{len(labels)} samples are too few for {folds} folds with a validation split; lower --folds")
     return splits
@@ -118,7 +119,7 @@ class Classification(Task):
     def load(self) -> None:
         cfg = self.cfg
         self.samples = samples = load_samples(cfg.data, cfg.size, cfg.spatial_dims, cfg.num_classes)
-        self.splits = make_splits(cfg, samples.labels)
+        self.splits = make_splits(cfg, samples.labels, samples.classes)
         self.bounds = intensity_bounds(samples.images, cfg.constants.scaling)
         self.data_record = {
             "path": str(cfg.data),

@@ -6,6 +6,7 @@ same seed get the same folds, and all methods of one run share them.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,12 +36,28 @@ def paper_splits(n: int, folds: int, repeats: int, seed_base: int, val_fraction:
     return splits
 
 
-def stratified_splits(labels: np.ndarray, folds: int, repeats: int, seed: int, val_fraction: float) -> list[Split]:
-    """``StratifiedKFold(folds, shuffle=True, random_state=seed + r)`` per repeat ``r`` (plain ``KFold`` when a
-    class has fewer than ``folds`` samples), and a stratified inner validation split with the same seed."""
+def stratified_splits(
+    labels: np.ndarray, folds: int, repeats: int, seed: int, val_fraction: float, classes: list[str] | None = None
+) -> list[Split]:
+    """``StratifiedKFold(folds, shuffle=True, random_state=seed + r)`` per repeat ``r``, and a stratified inner
+    validation split with the same seed.
+
+    A class with fewer samples than ``folds`` cannot be in every test fold: the folds are then plain ``KFold``
+    ones (not stratified), and a :class:`UserWarning` names the class (``classes``: the names of labels
+    ``0..C-1``) and its count; the command line prints it as one ``warning:`` line. Lower ``folds`` to keep
+    stratified folds."""
     labels = np.asarray(labels)
     counts = np.bincount(labels)
     stratify = counts[counts > 0].min() >= folds
+    if not stratify:
+        small = int(np.flatnonzero((counts > 0) & (counts < folds))[0])
+        name = classes[small] if classes is not None and small < len(classes) else str(small)
+        warnings.warn(
+            f"class {name!r} has {counts[small]} sample(s), fewer than the {folds} folds: the folds are not "
+            f"stratified and some test folds lack that class; lower the number of folds to stratify them",
+            UserWarning,
+            stacklevel=2,
+        )
     splits = []
     for repeat in range(repeats):
         state = seed + repeat

@@ -105,12 +105,12 @@ def _take_folder(cfg: PretrainConfig, info: DistInfo, lock: DirectoryLock) -> No
     error = None
     if info.is_main:
         try:
+            ensure_writable_dir(output_dir, "--output-dir")
             if cfg.resume is None and (output_dir / "checkpoint.pt").exists():
                 raise SettingsError(
                     f"{output_dir / 'checkpoint.pt'} exists; pass --resume {output_dir / 'checkpoint.pt'} to "
                     "continue it or choose another --output-dir"
                 )
-            ensure_writable_dir(output_dir, "--output-dir")
             lock.acquire()
             remove_stale_temps(output_dir)  # the lock proves that no other process is writing here
             if cfg.resume is not None:
