@@ -41,7 +41,8 @@ def torch_load(path: Path, problem: str = "not a readable PyTorch checkpoint") -
         unsafe = re.search(r"GLOBAL ([\w.]+)", text)  # torch names the callable the pickle asks for
         if unsafe or "weights_only" in text:  # torch's advice to retry with weights_only=False is not ours
             what = unsafe[1] if unsafe else "an object that is not a tensor or a plain container"
-            reason = f"refused to unpickle: {what}; crossd reads only tensors and plain containers, never arbitrary pickles"
+            reason = f"refused to unpickle: {what}; crossd reads only tensors and plain containers, never arbitrary "
+            reason += "pickles"
         else:
             first_line = text.splitlines()[0] if text else ""
             reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__

@@ -44,7 +44,8 @@ from crossd.train.optim import adam
 
 SEGMENTATION_PROTOCOLS = ("linear", "bn", "finetune")
 _ALIASES = {"frozen": "linear"}
-_RUN_ONLY = ("output_dir", "methods", "device", "progress", "resume", "allow_changed", "num_workers")  # do not change the numbers
+# settings that do not change the numbers
+_RUN_ONLY = ("output_dir", "methods", "device", "progress", "resume", "allow_changed", "num_workers")
 
 
 @dataclass
