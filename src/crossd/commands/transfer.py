@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from crossd.convert.to_3d import INITS_3D
-from crossd.io import ensure_writable_file
+from crossd.io import check_input_path, ensure_writable_file
 from crossd.transfer import transfer_checkpoint
 
 
@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ensure_writable_file(args.output, "--output")
+    check_input_path(args.checkpoint, "checkpoint")
     weights, sidecar = transfer_checkpoint(
         args.checkpoint, args.init, args.output, arch=args.arch, align=args.align, drop_bn_stats=args.drop_bn_stats
     )

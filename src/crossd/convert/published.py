@@ -16,6 +16,7 @@ from torchvision.models import resnet18
 
 from crossd.convert.to_crossd import to_crossd
 from crossd.errors import CheckpointError
+from crossd.io import user_path_errors
 
 _PREFIXES = ("_orig_mod.", "module.")
 
@@ -78,7 +79,9 @@ def read_checkpoint(path: str | Path) -> CheckpointFile:
     metadata. Raises ``FileNotFoundError`` or ``ValueError`` with a one-line reason for a missing, corrupt or
     foreign file."""
     path = Path(path)
-    if not path.is_file():
+    with user_path_errors(None, path, CheckpointError):
+        found = path.is_file()
+    if not found:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors import safe_open
