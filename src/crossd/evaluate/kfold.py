@@ -44,7 +44,14 @@ from crossd.evaluate.stats import paired_wilcoxon
 from crossd.fingerprint import changed_line, describe, fingerprint, same_content
 from crossd.io import ensure_writable_dir, plain_json, remove_stale_temps, save_json, save_text
 from crossd.lock import LOCK_NAME, DirectoryLock
-from crossd.train.distributed import DistInfo, all_gather_objects, barrier, close_distributed, init_distributed
+from crossd.train.distributed import (
+    DistInfo,
+    all_gather_objects,
+    barrier,
+    close_distributed,
+    init_distributed,
+    on_main,
+)
 
 RESULTS_JSON, RESULTS_MD, SETTINGS_JSON, JOBS_DIR = "results.json", "results.md", "settings.json", "jobs"
 REFERENCE = "crossd"  # the method every other one is compared with (else the first method of init crossd)
@@ -411,15 +418,14 @@ def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
     merging = shard is None and info.is_main
     lock = DirectoryLock(store.out / LOCK_NAME, shard)
     try:
-        error = None
-        if info.is_main:  # one lock per run (torchrun: rank 0 takes it for all ranks)
+
+        def take() -> None:
             try:
                 lock.acquire()
-            except (ValueError, OSError) as exc:
-                error = exc if isinstance(exc, ValueError) else ValueError(str(exc))
-        refused = all_gather_objects(error, info)[0]
-        if refused is not None:
-            raise refused
+            except OSError as exc:
+                raise ValueError(str(exc)) from None
+
+        on_main(info, take)  # one lock per run (torchrun: rank 0 takes it for all ranks)
         try:
             return _run_locked(task, store, info, index, count, merging, shard, lock.sole)
         finally:
@@ -445,24 +451,24 @@ def _run_locked(
     store.sources = {
         m.name: fingerprint(m.checkpoint, "methods", CheckpointError, full=True) for m in methods if m.checkpoint
     }
-    if info.is_main:  # every job file's folder, before any job: a label too long, a read-only folder
-        for method in methods:
-            ensure_writable_dir(store.jobs / _job_dir(method.name), "methods")
     settings, data_changed = check_settings(task, store, shard)
-    discarded = {}
-    if info.is_main:
-        discarded = {"all methods (the data changed)": store.discard_all()} if data_changed else {}
-        discarded.update(store.discard_changed(methods, cfg.allow_changed))
-        for what, n in discarded.items():
+
+    def discard() -> dict[str, int]:
+        out = {"all methods (the data changed)": store.discard_all()} if data_changed else {}
+        out.update(store.discard_changed(methods, cfg.allow_changed))
+        for what, n in out.items():
             if n:
                 print(f"note: discarded {n} finished job(s) of {what}: computed from other content", file=sys.stderr)
-    barrier(info)
+        return out
+
+    discarded = on_main(info, discard) or {}
     task.load()
     templates, loadings = {}, {}
     for method in methods:  # build everything first: bad checkpoints fail before any training
         torch.manual_seed(cfg.seed)  # a random init depends on the seed only, not on the other methods
         templates[method.name], loadings[method.name] = task.build(method)
-    if info.is_main:
+    on_main(info, lambda: [ensure_writable_dir(store.jobs / _job_dir(m.name), "methods") for m in methods])
+    if info.is_main:  # (above: every job file's folder before any job, for a label too long or a read-only folder)
         for folder in (store.out, *(p for p in (store.out / "jobs").glob("*") if p.is_dir())):
             remove_stale_temps(folder, min_age=0 if sole else 60)  # a killed run's; other shards may be writing
         if cfg.resume and not (store.out / SETTINGS_JSON).is_file():

@@ -46,6 +46,7 @@ from crossd.train.distributed import (
     close_distributed,
     convert_sync_batchnorm,
     init_distributed,
+    on_main,
 )
 from crossd.train.engine import EpochStats, NonFiniteLossError, Precision, Predictions, predict, train_one_epoch
 from crossd.train.hybrid import HybridSteps, VolumeBatches
@@ -102,24 +103,20 @@ def _take_folder(cfg: PretrainConfig, info: DistInfo, lock: DirectoryLock) -> No
     ``.lock`` that evaluation takes too, :mod:`crossd.lock`), and it holds no other run than the one resumed.
     Every process raises the same one-line error (rank 0 checks)."""
     output_dir = Path(cfg.output_dir)
-    error = None
-    if info.is_main:
-        try:
-            ensure_writable_dir(output_dir, "--output-dir")
-            if cfg.resume is None and (output_dir / "checkpoint.pt").exists():
-                raise SettingsError(
-                    f"{output_dir / 'checkpoint.pt'} exists; pass --resume {output_dir / 'checkpoint.pt'} to "
-                    "continue it or choose another --output-dir"
-                )
-            lock.acquire()
-            remove_stale_temps(output_dir)  # the lock proves that no other process is writing here
-            if cfg.resume is not None:
-                check_same_run(check_input_path(cfg.resume, "resume"), output_dir)
-        except ValueError as exc:
-            error = exc
-    error = all_gather_objects(error, info)[0]
-    if error is not None:
-        raise error
+
+    def take() -> None:
+        ensure_writable_dir(output_dir, "--output-dir")
+        if cfg.resume is None and (output_dir / "checkpoint.pt").exists():
+            raise SettingsError(
+                f"{output_dir / 'checkpoint.pt'} exists; pass --resume {output_dir / 'checkpoint.pt'} to "
+                "continue it or choose another --output-dir"
+            )
+        lock.acquire()
+        remove_stale_temps(output_dir)  # the lock proves that no other process is writing here
+        if cfg.resume is not None:
+            check_same_run(check_input_path(cfg.resume, "resume"), output_dir)
+
+    on_main(info, take)
 
 
 def _how_to_resume(cfg: PretrainConfig) -> str:
@@ -401,15 +398,7 @@ def _continue_with_new_settings(
 def _check_image_files(cfg: PretrainConfig, info: DistInfo, splits: ImageSplits, output_dir: Path) -> None:
     """Read every image of an image folder once before the first step (:mod:`crossd.data.image_check`): rank 0
     reads, every process raises its error."""
-    error = None
-    if info.is_main:
-        try:
-            _check_images_here(cfg, splits, output_dir)
-        except ValueError as exc:
-            error = exc
-    error = all_gather_objects(error, info)[0]
-    if error is not None:
-        raise error
+    on_main(info, lambda: _check_images_here(cfg, splits, output_dir))
 
 
 def _check_images_here(cfg: PretrainConfig, splits: ImageSplits, output_dir: Path) -> None:
