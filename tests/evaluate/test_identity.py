@@ -131,6 +131,13 @@ def test_a_temporary_file_is_removed_by_an_immediate_resume(vol, tmp_path):
     assert not temp.exists()
 
 
+def test_other_settings_are_refused_showing_both_values(vol, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_argv(vol, out, "random")) == 0
+    assert main(_argv(vol, out, "random", extra=["--resume", "--epochs", "2"])) == 2
+    assert _error(capsys).endswith("cannot resume, settings differ in --epochs (1 -> 2)")
+
+
 def test_a_label_too_long_fails_before_any_job(vol, tmp_path, capsys, counted):
     out = tmp_path / "out"
     assert main(_argv(vol, out, "random", "random+" + "x" * 300)) == 2
