@@ -178,3 +178,14 @@ def test_an_empty_dataset_says_so(tmp_path, capsys):
     np.savez(tmp_path / "e.npz", images=np.zeros((0, 8, 8, 8), np.uint8), labels=np.zeros((0,), np.int64))
     assert main(_argv(tmp_path / "e.npz", tmp_path / "out", "random")) == 2
     assert "e.npz: holds no samples" in _error(capsys)
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_before_any_job(vol, tmp_path, capsys, counted):
+    from safetensors.torch import load_file, save_file
+
+    ckpt = write_checkpoint(tmp_path / "c.safetensors")
+    state = load_file(ckpt)
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    save_file({k: v * float("nan") if v.is_floating_point() else v for k, v in state.items()}, ckpt)
+    assert main(_argv(vol, tmp_path / "out", f"i3d={ckpt}")) == 2
+    assert f"{ckpt}: tensor {first} holds NaN/Inf" in _error(capsys) and counted == []
