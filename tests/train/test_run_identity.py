@@ -110,14 +110,18 @@ def test_a_truncated_image_is_refused_before_the_first_step_and_the_check_is_cac
     assert read == []  # every file unchanged since the check: nothing read again
 
 
-def test_a_float_image_holding_nan_is_refused_before_the_first_step(tmp_path, capsys):
+def test_a_float_image_holding_nan_is_refused_before_the_first_step(tmp_path, capsys, monkeypatch):
+    from crossd.train import loop
+
+    epochs = []
+    monkeypatch.setattr(loop, "train_one_epoch", lambda *a, **k: epochs.append(1))
     data = write_image_folder(tmp_path / "data", classes=2, per_class=2)
     pixels = np.ones((16, 16), np.float32)
     pixels[3, 3] = np.nan
     Image.fromarray(pixels).save(data / "val" / "class0" / "nan.tif")
     assert _run(data, tmp_path / "out") == 2
     assert f"{data / 'val' / 'class0' / 'nan.tif'}: sample 0 holds NaN values" in _error(capsys)
-    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+    assert not (tmp_path / "out" / "checkpoint.pt").exists() and epochs == []  # no training step
 
 
 def test_an_image_broken_mid_run_is_named_the_checkpoint_kept_and_the_resume_command_given(tmp_path, capsys):
