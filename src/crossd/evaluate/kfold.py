@@ -175,10 +175,10 @@ class Store:
     """The files of one output directory (see the module docstring). ``sources``: the fingerprint of each
     method's checkpoint (:mod:`crossd.fingerprint`), recorded in its job files and compared with theirs."""
 
-    def __init__(self, out_dir: str | Path, sources: dict[str, dict] | None = None):
+    def __init__(self, out_dir: str | Path):
         self.out = Path(out_dir)
         self.jobs = self.out / JOBS_DIR
-        self.sources = sources or {}
+        self.sources: dict[str, dict] = {}
 
     def job_path(self, method: str, split: Split) -> Path:
         return self.jobs / _job_dir(method) / f"r{split.repeat}f{split.fold}.json"
