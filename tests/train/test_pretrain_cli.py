@@ -71,10 +71,20 @@ def test_a_corrupt_image_met_in_training_is_one_line_and_keeps_earlier_files(tmp
     out.mkdir()
     (out / "log.csv").write_text("earlier run\n")
     assert (
-        main([
-            "pretrain", "--data-path", str(tmp_path / "data"), "--output-dir", str(out), *TINY_FLAGS, "-j", workers,
-            "--check-images", "none",
-        ])  # fmt: skip
+        main(
+            [
+                "pretrain",
+                "--data-path",
+                str(tmp_path / "data"),
+                "--output-dir",
+                str(out),
+                *TINY_FLAGS,
+                "-j",
+                workers,
+                "--check-images",
+                "none",
+            ]
+        )  # fmt: skip
         == 2
     )
     err = capsys.readouterr().err.strip()
