@@ -54,8 +54,9 @@ def test_other_data_under_the_same_name_is_refused_unless_allowed(tmp_path, caps
     argv = ["--epochs", "2", "--resume", str(out / "checkpoint.pt")]
     assert _run(tmp_path / "d.npz", out, *argv) == 2
     err = _error(capsys)
-    assert f"--data-path {tmp_path / 'd.npz'} is not the content recorded (then: " in err
-    assert "bytes, modified " in err and "; now: " in err and "--allow-changed" in err
+    assert err.startswith(f"crossd pretrain: error: --resume {out / 'checkpoint.pt'} was trained with other settings")
+    assert f"data_path {tmp_path / 'd.npz'} is not the content recorded (then: " in err
+    assert "bytes, modified " in err and "; now: " in err and "allow changed settings (allow_changed)" in err
     assert _files(out) == before  # nothing touched, no temporary left
     assert _run(tmp_path / "d.npz", out, *argv, "--allow-changed") == 0
     assert load_training_checkpoint(out / "checkpoint.pt")["epoch"] == 2
@@ -143,7 +144,7 @@ def test_an_image_broken_mid_run_is_named_the_checkpoint_kept_and_the_resume_com
     err = _error(capsys)
     ckpt = tmp_path / "out" / "checkpoint.pt"
     assert f"{bad}: not a readable image" in err
-    assert f"training stopped after epoch 1 of 2 (saved in {ckpt}); resume with the same flags and --resume" in err
+    assert f"training stopped after epoch 1 of 2 (saved in {ckpt}); resume from {ckpt} with the same settings" in err
     assert load_training_checkpoint(ckpt)["epoch"] == 1
 
 

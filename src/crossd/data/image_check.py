@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from crossd.data.images import read_rgb
-from crossd.errors import DataError
+from crossd.errors import DataError, SettingsError
 from crossd.io import save_json
 
 CHECK_MODES = ("auto", "full", "header", "none")
@@ -36,7 +36,7 @@ _STRENGTH = {"header": 1, "full": 2}
 def resolve_mode(mode: str, count: int) -> str:
     """``mode`` with ``"auto"`` resolved for ``count`` files (see the module docstring)."""
     if mode not in CHECK_MODES:
-        raise DataError(f"must be one of {', '.join(CHECK_MODES)}, got {mode!r}", field="check_images")
+        raise SettingsError(f"must be one of {', '.join(CHECK_MODES)}, got {mode!r}", field="check_images")
     if mode == "auto":
         return "full" if count <= FULL_LIMIT else "header"
     return mode

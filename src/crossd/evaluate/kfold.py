@@ -37,12 +37,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from crossd.errors import CheckpointError, DataError, SettingsError
+from crossd.errors import CheckpointError, DataError, OutputError, SettingsError
 from crossd.evaluate.folds import Split
 from crossd.evaluate.methods import Method, method_names
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.fingerprint import changed_line, describe, fingerprint, same_content
-from crossd.io import ensure_writable_dir, plain_json, remove_stale_temps, save_json, save_text
+from crossd.io import ensure_writable_dir, plain_json, remove_stale_temps, save_json, save_text, user_path_errors
 from crossd.lock import LOCK_NAME, DirectoryLock
 from crossd.train.distributed import (
     DistInfo,
@@ -158,12 +158,12 @@ def fit_best(
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"K/N"`` (``1 <= K <= N``) -> ``(K, N)``; one-line ``ValueError`` naming ``--shard`` otherwise."""
+    """``"K/N"`` (``1 <= K <= N``) -> ``(K, N)``; a one-line :class:`~crossd.errors.SettingsError` otherwise."""
     if text is None:
         return None
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise ValueError(f"--shard {text}: expected K/N with 1 <= K <= N, e.g. --shard 1/4")
+        raise SettingsError(f"{text}: expected K/N with 1 <= K <= N, e.g. 1/4", field="shard")
     return int(match[1]), int(match[2])
 
 
@@ -216,7 +216,9 @@ class Store:
         stored = _read_json(path)
         problem = self.mismatch(stored, method)
         if problem is not None:
-            raise SettingsError(f"{path} {problem[0]}; use another --output-dir, or move {path.parent} away")
+            raise OutputError(
+                f"{path} {problem[0]}; use another folder, or move {path.parent} away", field="output_dir"
+            )
         return stored["record"]
 
     def discard_changed(self, methods: list[Method], allow_changed: bool) -> dict[str, int]:
@@ -231,8 +233,10 @@ class Store:
                     continue
                 why, changed = problem
                 if not (changed and allow_changed):
-                    hint = "pass allow_changed to discard its finished jobs, " if changed else ""
-                    raise SettingsError(f"{path} {why}; {hint}use another --output-dir, or move {path.parent} away")
+                    hint = "allow changed content (allow_changed) to discard its finished jobs, " if changed else ""
+                    raise OutputError(
+                        f"{path} {why}; {hint}use another folder, or move {path.parent} away", field="output_dir"
+                    )
                 path.unlink()
                 discarded[method.name] = discarded.get(method.name, 0) + 1
         return discarded
@@ -264,7 +268,7 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); move it away to run that part again") from None
+        raise OutputError(f"{path}: not valid JSON ({exc}); move it away to run that part again") from None
 
 
 def _data_fingerprint(data: str | Path) -> dict | None:
@@ -289,7 +293,7 @@ def check_settings(task: Task, store: Store, shard: tuple[int, int] | None) -> t
     results = store.out / RESULTS_JSON
     previous = _read_json(results) if results.is_file() else None
     if previous and not task.cfg.resume and shard is None and any(m.get("folds") for m in previous["results"]):
-        raise ValueError(f"{results} already holds results; pass --resume to continue it or use another --output-dir")
+        raise OutputError(f"{results} already holds results; resume it or use another folder", field="output_dir")
     record["data_fingerprint"] = data = _data_fingerprint(task.cfg.data)
     stored = store.out / SETTINGS_JSON
     before = _read_json(stored) if stored.is_file() else (previous or {}).get("args")
@@ -308,8 +312,8 @@ def check_settings(task: Task, store: Store, shard: tuple[int, int] | None) -> t
     if by_content and not same_content(old_data, data):
         if not task.cfg.allow_changed:
             raise DataError(
-                f"{changed_line(str(task.cfg.data), old_data, data)}; pass allow_changed to discard the finished "
-                "jobs and evaluate the new content",
+                f"{changed_line(str(task.cfg.data), old_data, data)}; allow changed content (allow_changed) to "
+                "discard the finished jobs and evaluate the new content",
                 field="data",
             )
         return record, True
@@ -338,10 +342,12 @@ def _process(cfg: Any, shard: tuple[int, int] | None) -> tuple[DistInfo, int, in
     try:
         info = init_distributed(device)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r} given to --device ({exc})") from None
+        raise SettingsError(f"{device!r} is not a device ({exc})", field="device") from None
     if shard is not None:
         if info.distributed:
-            raise ValueError("--shard splits jobs without torchrun; under torchrun the ranks share the jobs already")
+            raise SettingsError(
+                "splits jobs without torchrun; under torchrun the ranks share the jobs already", field="shard"
+            )
         return info, shard[0] - 1, shard[1]
     return info, info.rank, info.world_size
 
@@ -420,10 +426,8 @@ def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
     try:
 
         def take() -> None:
-            try:
+            with user_path_errors("output_dir", store.out, OutputError):  # a folder that cannot hold the lock
                 lock.acquire()
-            except OSError as exc:
-                raise ValueError(str(exc)) from None
 
         on_main(info, take)  # one lock per run (torchrun: rank 0 takes it for all ranks)
         try:
@@ -490,7 +494,8 @@ def _run_locked(
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the CLI raises it: say what is kept and how to go on
         saved = sum(store.read_job(job.method, job.split) is not None for job in jobs)
         raise type(exc)(
-            f"with {saved} of {len(jobs)} jobs saved in {store.out / 'jobs'}; resume with the same flags and --resume"
+            f"with {saved} of {len(jobs)} jobs saved in {store.out / 'jobs'}; resume with the same settings to run "
+            "the rest"
         ) from None
     finally:
         bar.close()

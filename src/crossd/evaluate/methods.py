@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from crossd.convert.kernels import planar_kernel
+from crossd.errors import CheckpointError, SettingsError
 from crossd.evaluate.config import INITS_2D, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
 from crossd.models.from_2d import build_3d_model, source_spec
@@ -34,7 +35,7 @@ def method_names(methods: list[MethodEntry]) -> list[Method]:
         else:
             name = init if inits.count(init) == 1 else f"{init}@{Path(ckpt).stem if ckpt else 'none'}"
         if any(m.name == name for m in out):
-            raise ValueError(f"method {name!r} given twice")
+            raise SettingsError(f"{name!r} given twice", field="methods")
         out.append(Method(name, init, None if ckpt is None else str(ckpt)))
     return out
 
@@ -46,7 +47,7 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
         if isinstance(module, nn.Linear):
             last = name
     if last is None:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier to replace")
+        raise CheckpointError(f"{type(model).__name__} has no nn.Linear classifier to replace")
     parent_name, _, attr = last.rpartition(".")
     parent = model.get_submodule(parent_name)
     old = getattr(parent, attr)
@@ -72,9 +73,10 @@ def build_network(
     """
     if spatial_dims == 3:
         if method.init == "regular2d":
-            raise ValueError(
-                "init 'regular2d' runs the plain 2D network on 2D data, but the data holds 3D volumes; "
-                "use crossd, acs, i3d, center or random"
+            raise SettingsError(
+                "'regular2d' runs the plain 2D network on 2D data, but the data holds 3D volumes; "
+                "use crossd, acs, i3d, center or random",
+                field="methods",
             )
         model, info = build_3d_model(
             method.init, method.checkpoint, arch, align, drop_bn_stats and method.init == "crossd"
@@ -88,16 +90,20 @@ def build_network(
             "drop_bn_stats": info.drop_bn_stats,
         }
     if method.init not in INITS_2D:
-        raise ValueError(f"init {method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}")
+        raise SettingsError(
+            f"{method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}", field="methods"
+        )
     if method.init == "random":
         spec = source_spec(method.checkpoint, arch)
         model = create_model(spec.arch, spec.num_classes)
     else:
         if method.checkpoint is None:
-            raise ValueError(f"init {method.init!r} needs a checkpoint (--checkpoint or --init {method.init}=CKPT)")
+            raise SettingsError(
+                f"{method.init!r} needs a checkpoint ({method.init}=CKPT, or one checkpoint for all)", field="methods"
+            )
         model, spec = load_2d_model(method.checkpoint, arch=arch)
         if method.init == "crossd" and spec.conv != "crossd":
-            raise ValueError(
+            raise CheckpointError(
                 f"{method.checkpoint}: init 'crossd' needs a Cross-D checkpoint, got a regular {spec.arch}"
             )
         if method.init == "regular2d" and spec.conv == "crossd":

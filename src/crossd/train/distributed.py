@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from crossd.errors import CrossdError, SettingsError
+
 T = TypeVar("T")
 
 
@@ -41,10 +43,13 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; a bare ``"cuda"`` picks this process's ``LOCAL_RANK`` GPU."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise SettingsError(f"{device!r} is not a device ({exc})", field="device") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
+            raise SettingsError(f"{device!r} requested but CUDA is not available", field="device")
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank)
     return resolved
@@ -75,9 +80,7 @@ def convert_sync_batchnorm(model: nn.Module, info: DistInfo, warn: bool = True) 
     """``SyncBatchNorm`` on distributed CUDA runs; CPU runs keep per-process BatchNorm (SyncBN needs GPUs)."""
     if info.device.type != "cuda":
         if warn and info.is_main:
-            warnings.warn(
-                "--sync-bn needs CUDA (SyncBatchNorm raises on CPU); using per-process BatchNorm", stacklevel=2
-            )
+            warnings.warn("sync_bn needs CUDA (SyncBatchNorm raises on CPU); using per-process BatchNorm", stacklevel=2)
         return model
     return nn.SyncBatchNorm.convert_sync_batchnorm(model) if info.distributed else model
 
@@ -117,14 +120,14 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
 
 
 def on_main(info: DistInfo, work: Callable[[], T]) -> T | None:
-    """``work()`` on the main process only (checks and writes of shared files); a ``ValueError`` it raises (a
-    one-line user error) is raised by every process, so none waits for the others at a later collective.
-    Returns ``work()``'s result on the main process, ``None`` on the others."""
+    """``work()`` on the main process only (checks and writes of shared files); a
+    :class:`~crossd.errors.CrossdError` it raises (a one-line user error) is raised by every process, so none waits
+    for the others at a later collective. Returns ``work()``'s result on the main process, ``None`` on the others."""
     result, error = None, None
     if info.is_main:
         try:
             result = work()
-        except ValueError as exc:
+        except CrossdError as exc:
             error = exc
     error = all_gather_objects(error, info)[0]
     if error is not None:

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from crossd.data.image_check import CACHE_NAME, check_images, resolve_mode
 from crossd.data.images import ImageSplits, load_image_splits
-from crossd.errors import DataError, SettingsError, one_line
+from crossd.errors import DataError, OutputError, SettingsError, one_line
 from crossd.fingerprint import changed_line, fingerprint, same_content
 from crossd.io import check_input_path, ensure_writable_dir, remove_stale_temps, save_json
 from crossd.lock import LOCK_NAME, DirectoryLock
@@ -37,7 +37,7 @@ from crossd.train.checkpoint import (
     saved_epoch,
     set_rng_state,
 )
-from crossd.train.config import FLAG_NAMES, PretrainConfig
+from crossd.train.config import PretrainConfig
 from crossd.train.distributed import (
     DistInfo,
     all_gather_objects,
@@ -71,8 +71,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         of the final model; also ``"epochs"``, the number of epochs trained in total.
 
     Raises:
-        FileNotFoundError, ValueError: one-line messages for bad data, models, checkpoints, settings or output
-            locations; nothing already written is removed.
+        CrossdError: one-line messages for bad data, models, checkpoints, settings or output locations
+            (:mod:`crossd.errors`); nothing already written is removed.
         NonFiniteLossError: the training loss (or a weight) became NaN/Inf; the last good checkpoint is kept.
         KeyboardInterrupt: on Ctrl-C (or SIGTERM, where the CLI turns it into one), with a message that says how
             to resume.
@@ -86,7 +86,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         run = _Run.start(cfg, info)
         try:
             val = run.train()
-        except ValueError as exc:  # a file unreadable mid-run (changed since the check): name it, say how to go on
+        except DataError as exc:  # a file unreadable mid-run (changed since the check): name it, say how to go on
             raise DataError(f"{one_line(exc)}; training stopped {_how_to_resume(cfg)}") from None
         return run.finish(val)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the CLI raises it (the same type is kept)
@@ -105,11 +105,11 @@ def _take_folder(cfg: PretrainConfig, info: DistInfo, lock: DirectoryLock) -> No
     output_dir = Path(cfg.output_dir)
 
     def take() -> None:
-        ensure_writable_dir(output_dir, "--output-dir")
+        ensure_writable_dir(output_dir, "output_dir")
         if cfg.resume is None and (output_dir / "checkpoint.pt").exists():
-            raise SettingsError(
-                f"{output_dir / 'checkpoint.pt'} exists; pass --resume {output_dir / 'checkpoint.pt'} to "
-                "continue it or choose another --output-dir"
+            raise OutputError(
+                f"{output_dir}: holds a run ({output_dir / 'checkpoint.pt'}); resume it or choose another folder",
+                field="output_dir",
             )
         lock.acquire()
         remove_stale_temps(output_dir)  # the lock proves that no other process is writing here
@@ -129,7 +129,7 @@ def _how_to_resume(cfg: PretrainConfig) -> str:
     if cfg.resume is not None and Path(cfg.resume).resolve() == checkpoint.resolve():
         how = "run the same command again"
     else:
-        how = f"resume with the same flags and --resume {checkpoint}"
+        how = f"resume from {checkpoint} with the same settings"
     return f"after epoch {epoch} of {cfg.epochs} (saved in {checkpoint}); {how}"
 
 
@@ -316,7 +316,7 @@ class _Run:
         """Stop with :class:`NonFiniteLossError` before a NaN/Inf loss or weight can reach a checkpoint."""
         losses = {"training loss": stats.loss}
         if self.hybrid is not None and self.hybrid.count:
-            losses["volume (--volumes) loss"] = self.hybrid.mean_loss()  # every process calls it (a collective)
+            losses["volume loss"] = self.hybrid.mean_loss()  # every process calls it (a collective)
         bad = [f"{name} {value}" for name, value in losses.items() if not math.isfinite(value)]
         if not bad and not all(bool(p.isfinite().all()) for p in self.bare.parameters()):
             bad = ["weights"]
@@ -328,7 +328,7 @@ class _Run:
             )
             raise NonFiniteLossError(
                 f"non-finite {', '.join(bad)} in epoch {epoch}; training stopped and {kept}; "
-                "lower --lr or check the data"
+                "lower the learning rate or check the data"
             )
 
     def _save(self, epochs_done: int, rng_states: list[dict[str, Any]], rows: list[dict[str, str]]) -> None:
@@ -357,21 +357,23 @@ def _check_resume_settings(
 ) -> list[str]:
     """The settings ``cfg`` changes against the checkpoint's ``args``, and the inputs that hold other content than
     the checkpoint's fingerprints of them (paths are not compared where it has fingerprints: the same file under
-    another spelling resumes); a one-line ``ValueError`` listing them unless ``cfg.allow_changed``."""
+    another spelling resumes); a one-line :class:`~crossd.errors.SettingsError` listing them unless
+    ``cfg.allow_changed``."""
     if checkpoint is None or "args" not in checkpoint:
         return []
     recorded = checkpoint.get("inputs", {})
     by_content = [name for name in inputs if name in recorded]
     changes = cfg.resume_differences(checkpoint["args"], int(checkpoint["epoch"]), skip=by_content)
     changes += [
-        changed_line(f"{FLAG_NAMES.get(name, '--' + name.replace('_', '-'))} {getattr(cfg, name)}", recorded[name], fp)
+        changed_line(f"{name} {getattr(cfg, name)}", recorded[name], fp)
         for name, fp in inputs.items()
         if name in by_content and not same_content(recorded[name], fp)
     ]
     if changes and not cfg.allow_changed:
-        raise ValueError(
-            f"--resume {cfg.resume} was trained with other settings ({'; '.join(changes)}); repeat its flags, "
-            "or pass --allow-changed to continue with the new ones"
+        raise SettingsError(
+            f"{cfg.resume} was trained with other settings ({'; '.join(changes)}); repeat them, or allow changed "
+            "settings (allow_changed) to continue with the new ones",
+            field="resume",
         )
     return changes
 
