@@ -2,6 +2,7 @@
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -74,6 +75,8 @@ def _error(capsys):
         ("no_checkpoint", "--init 'i3d' needs a 2D checkpoint to transfer"),
         ("bad_nifti", "not a readable NIfTI file"),
         ("bad_device", "--device 'gpu0' is not a device"),
+        ("mixed_shapes", "--size is needed: samples differ in shape ((1, 6, 5, 4) vs (1, 8, 8, 8))"),
+        ("no_official_split", "--split official needs a MedMNIST .npz with a test split"),
     ],
 )
 def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, message):
@@ -99,6 +102,13 @@ def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, messa
         argv = ["--data", vol, "--init", "i3d"]
     elif case == "bad_device":
         argv = ["--data", vol, "--init", "random", "--device", "gpu0"]
+    elif case == "mixed_shapes":
+        for name, shape in (("a", (4, 5, 6)), ("b", (8, 8, 8))):
+            nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), str(tmp_path / f"{name}.nii.gz"))
+        (tmp_path / "labels.csv").write_text("path,label\na.nii.gz,0\nb.nii.gz,1\n")
+        argv = ["--data", tmp_path / "labels.csv", "--init", "random"]
+    elif case == "no_official_split":
+        argv = ["--data", vol, "--init", "random", "--split", "official"]
     else:
         (tmp_path / "a.nii.gz").write_bytes(b"not a nifti file")
         (tmp_path / "labels.csv").write_text("path,label\na.nii.gz,0\n")

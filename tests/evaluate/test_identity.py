@@ -72,7 +72,8 @@ def test_a_checkpoint_replaced_under_its_name_is_refused_or_its_jobs_discarded(v
     assert main(_argv(vol, out, "random", f"i3d={ckpt}", extra=["--resume"])) == 2
     err = _error(capsys)
     assert f"was computed from {ckpt} as it was then (" in err and "it holds other content now (" in err
-    assert "allow changed content (allow_changed)" in err and _jobs(out) == jobs  # nothing lost, nothing mixed
+    assert "pass --allow-changed to discard its finished jobs" in err
+    assert _jobs(out) == jobs  # nothing lost, nothing mixed
     argv = _argv(vol, out, "random", f"i3d={ckpt}", extra=["--resume", "--allow-changed"])
     assert main(argv) == 0
     assert "discarded 2 finished job(s) of i3d" in capsys.readouterr().err
@@ -104,6 +105,7 @@ def test_other_data_under_the_same_name_is_refused_with_both_dates_and_sizes(vol
     assert main(_argv(data, out, "random", extra=["--resume"])) == 2
     err = _error(capsys)
     assert f"--data {data} is not the content recorded (then: " in err and "bytes, modified" in err
+    assert "pass --allow-changed to discard the finished jobs" in err and "allow_changed" not in err
     assert _jobs(out) == jobs and len(counted) == 2
     assert main(_argv(data, out, "random", extra=["--resume", "--allow-changed"])) == 0
     assert "discarded 2 finished job(s) of all methods" in capsys.readouterr().err and len(counted) == 4
@@ -135,7 +137,7 @@ def test_other_settings_are_refused_showing_both_values(vol, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(_argv(vol, out, "random")) == 0
     assert main(_argv(vol, out, "random", extra=["--resume", "--epochs", "2"])) == 2
-    assert _error(capsys).endswith("cannot resume, settings differ in epochs (1 -> 2)")
+    assert _error(capsys).endswith("cannot resume, settings differ in --epochs (1 -> 2)")
 
 
 def test_a_label_too_long_fails_before_any_job(vol, tmp_path, capsys, counted):

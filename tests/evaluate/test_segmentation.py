@@ -77,7 +77,7 @@ def test_protocols_choose_what_trains(tmp_path):
 
 def test_prepare_volumes_scales_repeats_and_normalises():
     images = np.stack([np.linspace(0, 5, 8), np.linspace(10, 30, 8)]).reshape(2, 1, 2, 2, 2).astype(np.float32)
-    out = prepare_volumes(images, "none")
+    out = prepare_volumes(images, "minmax")
     assert out.shape == (2, 3, 2, 2, 2) and torch.equal(out[:, 0], out[:, 2])
     assert out.amin(dim=(1, 2, 3, 4)).tolist() == [0, 0] and out.amax(dim=(1, 2, 3, 4)).tolist() == [1, 1]
 

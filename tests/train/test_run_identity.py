@@ -55,8 +55,8 @@ def test_other_data_under_the_same_name_is_refused_unless_allowed(tmp_path, caps
     assert _run(tmp_path / "d.npz", out, *argv) == 2
     err = _error(capsys)
     assert err.startswith(f"crossd pretrain: error: --resume {out / 'checkpoint.pt'} was trained with other settings")
-    assert f"data_path {tmp_path / 'd.npz'} is not the content recorded (then: " in err
-    assert "bytes, modified " in err and "; now: " in err and "allow changed settings (allow_changed)" in err
+    assert f"--data-path {tmp_path / 'd.npz'} is not the content recorded (then: " in err
+    assert "bytes, modified " in err and "; now: " in err and "or pass --allow-changed to continue" in err
     assert _files(out) == before  # nothing touched, no temporary left
     assert _run(tmp_path / "d.npz", out, *argv, "--allow-changed") == 0
     assert load_training_checkpoint(out / "checkpoint.pt")["epoch"] == 2

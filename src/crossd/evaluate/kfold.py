@@ -233,9 +233,11 @@ class Store:
                     continue
                 why, changed = problem
                 if not (changed and allow_changed):
-                    hint = "allow changed content (allow_changed) to discard its finished jobs, " if changed else ""
+                    hint = "pass allow_changed to discard its finished jobs, " if changed else ""
                     raise OutputError(
-                        f"{path} {why}; {hint}use another folder, or move {path.parent} away", field="output_dir"
+                        f"{path} {why}; {hint}use another folder, or move {path.parent} away",
+                        field="output_dir",
+                        mentions=("allow_changed",),
                     )
                 path.unlink()
                 discarded[method.name] = discarded.get(method.name, 0) + 1
@@ -302,19 +304,21 @@ def check_settings(task: Task, store: Store, shard: tuple[int, int] | None) -> t
     old_data = before.get("data_fingerprint")
     by_content = old_data is not None and data is not None
     defaults = {f.name: f.default for f in fields(task.cfg)}  # a setting added since that run: its default
-    changed = [
-        f"{k} ({_show(before.get(k, defaults.get(k)))} -> {_show(record.get(k))})"
+    keys = [
+        k
         for k in task.resume_keys()
         if before.get(k, defaults.get(k)) != record.get(k) and not (k == "data" and by_content)
     ]
-    if changed:
-        raise SettingsError(f"{store.out}: cannot resume, settings differ in {'; '.join(changed)}")
+    if keys:
+        changed = [f"{k} ({_show(before.get(k, defaults.get(k)))} -> {_show(record.get(k))})" for k in keys]
+        raise SettingsError(f"{store.out}: cannot resume, settings differ in {'; '.join(changed)}", mentions=keys)
     if by_content and not same_content(old_data, data):
         if not task.cfg.allow_changed:
             raise DataError(
-                f"{changed_line(str(task.cfg.data), old_data, data)}; allow changed content (allow_changed) to "
-                "discard the finished jobs and evaluate the new content",
+                f"{changed_line(str(task.cfg.data), old_data, data)}; pass allow_changed to discard the finished "
+                "jobs and evaluate the new content",
                 field="data",
+                mentions=("allow_changed",),
             )
         return record, True
     return record, False
