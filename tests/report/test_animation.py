@@ -77,7 +77,9 @@ def test_kernel3d_png_draws_rows_of_depth_slices(tmp_path):
     assert iio.imread(tall).shape[:2] == (round((0.8 * 4 + 0.6) * 50), round((0.8 * 3 + 0.6) * 50))
     with pytest.raises(ValueError, match="3D kernel"):
         kernel3d_png(torch.randn(2, 1, 3, 3), tmp_path / "c.png")
-    beside = kernel3d_png(torch.randn(6, 3, 3, 3, 3), tmp_path / "d.png", 4, regular=torch.randn(6, 3, 3, 3), dpi=50)
+    beside = kernel3d_png(
+        torch.randn(6, 3, 3, 3, 3), tmp_path / "d.png", max_filters=4, regular=torch.randn(6, 3, 3, 3), dpi=50
+    )
     assert iio.imread(beside).shape[:2] == (round((0.8 * 4 + 0.6) * 50), round((0.8 * 4 + 0.6) * 50))
     with pytest.raises(ValueError, match="same layer"):
         kernel3d_png(torch.randn(6, 3, 3, 3, 3), tmp_path / "e.png", regular=torch.randn(5, 3, 3, 3))

@@ -84,7 +84,7 @@ def _kernel3d(args: argparse.Namespace) -> Path:
             field="layer",
         )
     title = f"{Path(args.checkpoint).name}: {args.layer}, strongest kernels first"
-    return kernel3d_png(weight, args.output, args.max_filters or 16, title=title, grey_input=args.grey)
+    return kernel3d_png(weight, args.output, max_filters=args.max_filters or 16, title=title, grey_input=args.grey)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -92,6 +92,18 @@ def flat_geometry(conv: nn.Module, axis: str) -> Geometry:
     return Geometry(*(flat(values, axis, fill) for values, fill in zip(g, fills, strict=True)))
 
 
+def _filled(new: nn.Module, conv: nn.Module, kernel: Tensor | None) -> nn.Module:
+    """``new`` on ``conv``'s device and dtype, holding ``kernel`` and ``conv``'s bias (a fresh init if ``kernel``
+    is ``None``)."""
+    new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
+    if kernel is not None:
+        with torch.no_grad():
+            new.weight.copy_(kernel)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+    return new
+
+
 def _conv3d(conv: nn.Module, g: Geometry, kernel: Tensor | None) -> nn.Conv3d:
     """A ``Conv3d`` of ``conv``'s channels, groups, bias and padding mode with geometry ``g``; ``kernel`` and
     ``conv``'s bias copied in unless ``kernel`` is ``None`` (a fresh init)."""
@@ -107,13 +119,8 @@ def _conv3d(conv: nn.Module, g: Geometry, kernel: Tensor | None) -> nn.Conv3d:
         conv.groups,
         bias,
         padding_mode,
-    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-    if kernel is not None:
-        with torch.no_grad():
-            new.weight.copy_(kernel)
-            if bias:
-                new.bias.copy_(conv.bias)
-    return new
+    )
+    return _filled(new, conv, kernel)
 
 
 def crossd_conv(conv: nn.Module, ctx: LayerContext) -> Built:
@@ -208,13 +215,8 @@ def _transposed3d(conv: nn.ConvTranspose2d, values: list[tuple], kernel: Tensor 
         bias,
         dilation,
         conv.padding_mode,
-    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-    if kernel is not None:
-        with torch.no_grad():
-            new.weight.copy_(kernel)
-            if bias:
-                new.bias.copy_(conv.bias)
-    return new
+    )
+    return _filled(new, conv, kernel)
 
 
 def _transposed_values(conv: nn.ConvTranspose2d) -> list[tuple]:

@@ -116,6 +116,20 @@ def get_init(name: str, use: str | None = None, field: str = "init") -> KernelIn
     return init
 
 
+def planar_init(name: str, description: str, uses: tuple[str, ...], kernel: KernelFn) -> KernelInit:
+    """An init whose 3D layers are plain ``Conv3d``/``ConvTranspose3d`` holding ``kernel``'s 3D kernels, made from
+    each layer's 2D kernel (a Cross-D source's angle-0 one)."""
+    return KernelInit(
+        name,
+        description,
+        uses,
+        kernel=kernel,
+        conv=planar_conv(kernel),
+        transposed=transposed_conv(kernel),
+        angle0=True,
+    )
+
+
 def _inflated(kernel2d: Tensor, shape: Sequence[int]) -> Tensor:
     return inflate_kernel(kernel2d, shape[2])
 
@@ -150,26 +164,20 @@ register_init(
     )
 )
 register_init(
-    KernelInit(
+    planar_init(
         "i3d",
         "the 2D kernel repeated over depth, divided by its size (I3D)",
         ("to_3d", "checkpoint", "twin", "evaluate"),
-        kernel=_inflated,
-        conv=planar_conv(_inflated),
-        transposed=transposed_conv(_inflated),
-        angle0=True,
+        _inflated,
     )
 )
 register_init(KernelInit("inflate", "as i3d", ("to_crossd", "checkpoint"), kernel=_inflated, same_as="i3d"))
 register_init(
-    KernelInit(
+    planar_init(
         "center",
         "the 2D kernel in the central depth slice, zeros elsewhere",
         ("to_3d", "to_crossd", "checkpoint", "evaluate"),
-        kernel=_centred,
-        conv=planar_conv(_centred),
-        transposed=transposed_conv(_centred),
-        angle0=True,
+        _centred,
     )
 )
 register_init(

@@ -72,14 +72,21 @@ class ConvNeXtBlock3d(ConvNeXtBlock):
         return self.drop_path(x) + self.shortcut(shortcut)
 
 
+def _squeeze(x: Tensor, add_maxpool: bool) -> Tensor:
+    """The squeeze of timm's SE modules over the three spatial axes: ``(N, C, D, H, W)`` to ``(N, C, 1, 1, 1)``,
+    the mean (averaged with the max when ``add_maxpool``)."""
+    x_se = x.mean(_SPATIAL, keepdim=True)
+    if add_maxpool:
+        x_se = 0.5 * x_se + 0.5 * x.amax(_SPATIAL, keepdim=True)
+    return x_se
+
+
 @register_twin(SEModule)
 class SEModule3d(SEModule):
     """timm's ``SEModule`` squeezing over all three spatial axes of ``(N, C, D, H, W)``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        x_se = x.mean(_SPATIAL, keepdim=True)
-        if self.add_maxpool:
-            x_se = 0.5 * x_se + 0.5 * x.amax(_SPATIAL, keepdim=True)
+        x_se = _squeeze(x, self.add_maxpool)
         x_se = self.fc2(self.act(self.bn(self.fc1(x_se))))
         return x * self.gate(x_se)
 
@@ -89,9 +96,7 @@ class EffectiveSEModule3d(EffectiveSEModule):
     """timm's ``EffectiveSEModule`` squeezing over all three spatial axes of ``(N, C, D, H, W)``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        x_se = x.mean(_SPATIAL, keepdim=True)
-        if self.add_maxpool:
-            x_se = 0.5 * x_se + 0.5 * x.amax(_SPATIAL, keepdim=True)
+        x_se = _squeeze(x, self.add_maxpool)
         return x * self.gate(self.fc(x_se))
 
 

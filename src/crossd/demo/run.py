@@ -320,7 +320,12 @@ def kernel_figures(
     figures = {
         "filters": filters_gif(layer, out / "filters.gif", frames, max_filters=16, grey_input=True).name,
         "kernel3d": kernel3d_png(
-            layer.weight, out / "kernel3d.png", 12, title, grey_input=True, regular=regular.conv1.weight
+            layer.weight,
+            out / "kernel3d.png",
+            max_filters=12,
+            title=title,
+            grey_input=True,
+            regular=regular.conv1.weight,
         ).name,
         "planes": planes_png(
             predicted_planes(model, images),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -252,17 +253,9 @@ def _strongest(kernels: np.ndarray, count: int, grey_input: bool) -> tuple[np.nd
     return peak_normalised(kernels[order], 0), order
 
 
-def kernel3d_png(
-    weight: Tensor,
-    path: str | Path,
-    max_filters: int = 16,
-    title: str = "",
-    dpi: int = 100,
-    grey_input: bool = False,
-    regular: Tensor | None = None,
-) -> Path:
-    """:func:`kernel3d_figure` written as a PNG, atomically."""
-    fig = kernel3d_figure(weight, max_filters, title, dpi, grey_input, regular)
+def kernel3d_png(weight: Tensor, path: str | Path, **options: Any) -> Path:
+    """``kernel3d_figure(weight, **options)`` (same keywords) written as a PNG at ``path``, atomically."""
+    fig = kernel3d_figure(weight, **options)
     return atomic_write(path, lambda p: fig.savefig(p, format="png"))
 
 
