@@ -147,6 +147,18 @@ def test_a_crossd_error_is_one_line_with_the_flag_of_its_field(monkeypatch, caps
     assert err == "crossd transfer: error: --drop-bn-stats x.pt: holds a regular resnet18\n"
 
 
+def test_the_names_a_message_mentions_are_shown_as_flags_too(monkeypatch, capsys):
+    from crossd.commands import pretrain
+    from crossd.errors import SettingsError
+
+    exc = SettingsError("lr 0.1 -> 0.2 in runs/lr/x; pass allow_changed to go on", "resume", ("lr", "allow_changed"))
+    assert str(exc) == "resume lr 0.1 -> 0.2 in runs/lr/x; pass allow_changed to go on"  # the library's names
+    monkeypatch.setattr(pretrain, "run", lambda args: (_ for _ in ()).throw(exc))
+    assert main(["pretrain", "--data-path", "d.npz"]) == 2
+    err = capsys.readouterr().err  # a name inside a path stays as it is
+    assert err == "crossd pretrain: error: --resume --lr 0.1 -> 0.2 in runs/lr/x; pass --allow-changed to go on\n"
+
+
 @pytest.mark.parametrize("exc", [RuntimeError("shapes do not broadcast"), KeyError("conv1.weight")])
 def test_an_internal_error_shows_its_traceback_and_says_it_is_a_bug(monkeypatch, capsys, exc):
     _failing_run(monkeypatch, exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import signal
 import sys
 import traceback
@@ -74,12 +75,15 @@ FIELD_FLAGS = {
 
 
 def _error_line(exc: CrossdError, flags: dict[str, str]) -> str:
-    """``"<flag> <message>"`` of a :class:`CrossdError`; one re-raised from a DataLoader worker (which keeps only
-    the type, with the worker's traceback as its message) gives the last line of that traceback, its field
-    (the first word) turned into the flag."""
-    if exc.field is not None:
-        return f"{flags.get(exc.field, exc.field)} {exc.message}"
+    """``"<flag> <message>"`` of a :class:`CrossdError`, each of its ``mentions`` in the message shown as its flag
+    too; one re-raised from a DataLoader worker (which keeps only the type, with the worker's traceback as its
+    message) gives the last line of that traceback, its field (the first word) turned into the flag."""
     text = exc.message
+    if exc.mentions:  # whole words only: a name inside a path or another word stays as it is
+        names = "|".join(map(re.escape, exc.mentions))
+        text = re.sub(rf"(?<![\w./-])(?:{names})(?![\w./-])", lambda m: flags.get(m[0], m[0]), text)
+    if exc.field is not None:
+        return f"{flags.get(exc.field, exc.field)} {text}"
     if "Original Traceback" not in text:
         return text
     last = text.strip().splitlines()[-1]

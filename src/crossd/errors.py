@@ -9,11 +9,17 @@ exception reaching the command line is a bug and is shown with its traceback.
 ``str(error)`` is ``"<field> <message>"`` (``"batch_size must be positive, got 0"``, ``"data_path /x: no such
 file or folder"``), so a library user reads the parameter name where a command-line user reads the flag.
 ``CrossdError`` subclasses ``ValueError``: code that caught ``ValueError`` for bad input keeps working.
+
+A message whose hint names another parameter (``"...; pass allow_changed to discard them"``) lists it in
+``mentions``: the command line shows that name as its flag too (``"pass --allow-changed to discard them"``).
 """
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "CrossdError", "DataError", "OutputError", "SettingsError"]
+import re
+from collections.abc import Sequence
+
+__all__ = ["CheckpointError", "CrossdError", "DataError", "OutputError", "SettingsError", "one_line"]
 
 
 class CrossdError(ValueError):
@@ -22,18 +28,20 @@ class CrossdError(ValueError):
     Args:
         message: what is wrong, in one line, worded to follow ``field`` when one is given.
         field: the parameter it concerns (a library name such as ``"output_dir"``; the CLI shows its flag).
+        mentions: other parameter names the message itself names, as whole words (the CLI shows their flags).
     """
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, mentions: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.mentions = tuple(mentions)
 
     def __str__(self) -> str:
         return f"{self.field} {self.message}" if self.field else self.message
 
     def __reduce__(self):  # DataLoader workers pickle exceptions to re-raise them in the main process
-        return (type(self), (self.message, self.field))
+        return (type(self), (self.message, self.field, self.mentions))
 
 
 class DataError(CrossdError):
@@ -53,3 +61,14 @@ class CheckpointError(CrossdError):
 class SettingsError(CrossdError):
     """Settings that cannot work together or are out of range (``batch_size`` 0, an unknown init name, a resume
     with other settings)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message; for one re-raised from a DataLoader worker (the worker's traceback in the message),
+    its original last line without the exception-type prefix."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    prefix = re.match(r"[\w.]+: ", last)  # the exception type, as the worker's traceback names it
+    return last[prefix.end() :] if prefix else last

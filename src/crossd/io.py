@@ -8,25 +8,65 @@ was.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from crossd.errors import OutputError
+from crossd.errors import CrossdError, DataError, OutputError
 
 TEMP_PREFIX = ".crossd-tmp-"
 
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
+
+
+_PATH_REASONS = {
+    errno.ENAMETOOLONG: "a name in it is longer than the file system allows",
+    errno.EACCES: "permission denied (on it or on a folder above it)",
+    errno.EPERM: "operation not permitted",
+    errno.ELOOP: "too many levels of symbolic links (a link loop)",
+    errno.ENOTDIR: "a part of it is a file, not a folder",
+    errno.EROFS: "read-only file system",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOSPC: "no space left on the device",
+}
+
+
+@contextlib.contextmanager
+def user_path_errors(
+    field: str | None, path: str | Path, error: type[CrossdError] = DataError, missing_ok: bool = False
+) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside the block (a name too long, no permission on a parent, a link loop, a
+    file where a folder is expected, a read-only file system) into one line ``"<field> <path>: <reason>"``
+    (``error``, a :class:`CrossdError`) instead of a traceback. ``missing_ok``: a missing file ends the block
+    quietly instead."""
+    try:
+        yield
+    except FileNotFoundError:
+        if not missing_ok:
+            raise error(f"{path}: {_PATH_REASONS[errno.ENOENT]}", field=field) from None
+    except OSError as exc:
+        reason = _PATH_REASONS.get(exc.errno, _reason(exc))
+        raise error(f"{path}: {reason}", field=field) from None
+
+
+def check_input_path(path: str | Path, field: str) -> Path:
+    """``path`` when it exists (file or folder); else one line naming ``field`` with the reason
+    (:func:`user_path_errors`), before any work is done."""
+    with user_path_errors(field, path):
+        os.stat(path)
+    return Path(path)
 
 
 def ensure_writable_dir(path: str | Path, field: str) -> Path:
@@ -37,7 +77,9 @@ def ensure_writable_dir(path: str | Path, field: str) -> Path:
     is spent.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
+    with user_path_errors(field, path, OutputError):
+        is_file = path.exists() and not path.is_dir()
+    if is_file:
         raise OutputError(f"{path}: is a file, not a folder", field=field)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -58,9 +100,13 @@ def ensure_writable_file(path: str | Path, field: str) -> Path:
     Raises :class:`OutputError` with ``field`` naming ``path``; an existing file is left untouched.
     """
     path = Path(path)
-    if path.is_dir():
+    with user_path_errors(field, path, OutputError):
+        is_dir = path.is_dir()
+    if is_dir:
         raise OutputError(f"{path}: is a folder, not a file", field=field)
     ensure_writable_dir(path.parent, field)
+    with user_path_errors(field, path, OutputError, missing_ok=True):
+        os.stat(path)  # a name too long is refused here, before any compute; a missing file is fine
     return path
 
 

@@ -71,7 +71,7 @@ def _error(capsys):
         ("acs_2d", "--init 'acs' builds a 3D model, but the data holds 2D images"),
         ("crossd_regular_ckpt", "needs a Cross-D checkpoint"),
         ("missing_data", "--data "),
-        ("missing_checkpoint", "checkpoint not found"),
+        ("missing_checkpoint", "--init acs="),
         ("no_checkpoint", "--init 'i3d' needs a 2D checkpoint to transfer"),
         ("bad_nifti", "not a readable NIfTI file"),
         ("bad_device", "--device 'gpu0' is not a device"),

@@ -245,7 +245,8 @@ def test_folds_when_a_class_has_fewer_samples_than_folds(tmp_path):
     np.savez(tmp_path / "x.npz", images=images, labels=labels)
     cfg = EvaluateConfig(tmp_path / "x.npz", [("random", None)], tmp_path / "out", folds=3, repeats=1, epochs=1)
     cfg.arch, cfg.progress = "small_cnn", False
-    results = evaluate(cfg)
+    with pytest.warns(UserWarning, match="class '1' has 2 sample\\(s\\), fewer than the 3 folds: the folds are not"):
+        results = evaluate(cfg)
     assert len(results["results"][0]["folds"]) == 3
 
 

@@ -31,7 +31,8 @@ def test_torchrun_two_processes_writes_a_checkpoint_that_transfers_to_3d(tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("sync-bn needs CUDA") == 1  # rank 0 warns once; BatchNorm stays per process
     assert done.stdout.count("Epoch [1/1] train loss") == 1  # only rank 0 reports
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.csv", "metrics.json", "model.safetensors"]
+    written = ["checkpoint.pt", "image_check.json", "log.csv", "metrics.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == written  # image_check.json: the images read before training
     assert load_training_checkpoint(out / "checkpoint.pt")["epoch"] == 1
     model, spec = load_2d_model(out / "checkpoint.pt")
     assert spec == ModelSpec("resnet18", "crossd", "rotate", 3)

@@ -37,7 +37,7 @@ def test_changed_settings_are_listed_in_one_line_and_nothing_is_touched(first_ep
     for change in ("lr 0.001 -> 0.01", "batch_size 4 -> 2", "seed 0 -> 1", "opt adamw -> sgd"):
         assert change in message
     assert message.startswith("resume ")
-    assert message.endswith("or allow changed settings (allow_changed) to continue with the new ones")
+    assert message.endswith("or pass allow_changed to continue with the new ones")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
@@ -83,7 +83,7 @@ def test_resume_through_the_cli_names_the_flags(first_epoch, capsys):
     argv += ["--val-crop-size", "16", "--resume", str(Path(first_epoch.output_dir) / "checkpoint.pt")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "crossd pretrain: error: --resume " in err and "(batch_size 4 -> 2)" in err
+    assert "\n" not in err and "crossd pretrain: error: --resume " in err and "(--batch-size 4 -> 2)" in err
     assert main([*argv, "--allow-changed"]) == 0
 
 

@@ -52,11 +52,11 @@ from pathlib import Path
 from crossd.commands import add_device_flag, add_quiet_flag
 from crossd.data.orientation import SLICE_AXES
 from crossd.data.preprocessing import DEPRECATED_NORMALIZATION, NORMALIZATION, parse_window
-from crossd.errors import DataError, SettingsError
+from crossd.errors import CheckpointError, SettingsError
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
 from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, SPLITS
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
-from crossd.io import ensure_writable_dir
+from crossd.io import check_input_path, ensure_writable_dir, user_path_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +130,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue --output-dir, skipping finished jobs of methods with the same label, init and checkpoint",
+        help="continue --output-dir, skipping finished jobs of methods with the same label, init and checkpoint "
+        "(data and checkpoints compared by content)",
+    )
+    parser.add_argument(
+        "--allow-changed",
+        action="store_true",
+        help="with --resume: go on when --data or a checkpoint holds other content than when its jobs ran; the "
+        "finished jobs of what changed are discarded (never mixed), and the count is printed",
     )
     parser.add_argument(
         "--shard", default=None, metavar="K/N", help="run only shard K of N of the jobs (1 <= K <= N); no merge"
@@ -182,16 +189,25 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         recalibrate_bn=args.recalibrate_bn,
         device=None if args.device == "auto" else args.device,
         resume=args.resume,
+        allow_changed=args.allow_changed,
         progress=not args.quiet,
         num_workers=args.workers,
     )
 
 
-def _check_settings_then_data(cfg, data: str) -> None:
-    """Bad flag values first (they need no data), then a missing ``--data`` path."""
+def _check_settings_then_data(cfg, args: argparse.Namespace) -> None:
+    """Bad flag values first (they need no data), then every input path (``--data``, ``--checkpoint``, the
+    checkpoints of ``--init NAME=CKPT``), each named by its flag when missing or unreadable."""
     cfg.validate()
-    if not Path(data).exists():
-        raise DataError(f"{data}: no such file or folder", field="data")
+    if not (args.task == "segmentation" and args.data == "mni152"):  # segmentation also takes the name mni152
+        check_input_path(args.data, "data")
+    if args.checkpoint is not None:
+        check_input_path(args.checkpoint, "checkpoint")
+    for value in args.init:
+        name, sep, path = value.partition("=")
+        if sep and path:
+            with user_path_errors("methods", value, CheckpointError):
+                os.stat(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,11 +219,11 @@ def run(args: argparse.Namespace) -> int:
         from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines
 
         cfg = segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint))
-        _check_settings_then_data(cfg, args.data)
+        _check_settings_then_data(cfg, args)
         results = evaluate_segmentation(cfg, shard=shard)
     else:
         cfg = config_from_args(args)
-        _check_settings_then_data(cfg, args.data)
+        _check_settings_then_data(cfg, args)
         results = evaluate(cfg, shard)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun rank 0 reports

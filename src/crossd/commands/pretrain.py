@@ -67,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="area range of the random-resized crop (1 1 keeps whole images, e.g. centre-labelled patches)",
     )
     data.add_argument(
+        "--check-images",
+        choices=("auto", "full", "header", "none"),
+        default=_DEFAULTS.check_images,
+        help="before the first step, decode every image of an image folder (full), read headers only, or skip; "
+        "auto: full up to 200,000 files, header beyond (results cached in --output-dir)",
+    )
+    data.add_argument(
         "--window",
         default=None,
         metavar="LOW,HIGH",

@@ -18,7 +18,7 @@ import argparse
 
 from crossd.convert.conv_3d import AXES
 from crossd.convert.to_3d import INITS_3D
-from crossd.io import ensure_writable_file
+from crossd.io import check_input_path, ensure_writable_file
 from crossd.transfer import transfer_checkpoint
 
 
@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ensure_writable_file(args.output, "output")
+    check_input_path(args.checkpoint, "checkpoint")
     weights, sidecar = transfer_checkpoint(
         args.checkpoint,
         args.init,

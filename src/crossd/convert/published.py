@@ -16,6 +16,7 @@ from torchvision.models import resnet18
 
 from crossd.convert.to_crossd import to_crossd
 from crossd.errors import CheckpointError
+from crossd.io import user_path_errors
 
 _PREFIXES = ("_orig_mod.", "module.")
 
@@ -38,13 +39,26 @@ def torch_load(path: Path, problem: str = "not a readable PyTorch checkpoint") -
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors: corrupt file, or objects outside the safe list
         text = str(exc).strip()
-        if "WeightsUnpickler error:" in text:  # torch's advice to retry with weights_only=False is not ours
-            detail = " ".join(text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0].split())
-            reason = f"{detail}; crossd reads only tensors and plain containers, never arbitrary pickles"
+        unsafe = re.search(r"GLOBAL ([\w.]+)", text)  # torch names the callable the pickle asks for
+        if unsafe or "weights_only" in text:  # torch's advice to retry with weights_only=False is not ours
+            what = unsafe[1] if unsafe else "an object that is not a tensor or a plain container"
+            reason = f"refused to unpickle: {what}; crossd reads only tensors and plain containers, never arbitrary "
+            reason += "pickles"
         else:
             first_line = text.splitlines()[0] if text else ""
             reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
         raise CheckpointError(f"{path}: {problem} ({reason})") from None
+
+
+def check_finite_weights(state: Mapping[str, torch.Tensor], source: str | Path) -> None:
+    """Raise a one-line :class:`~crossd.errors.CheckpointError` naming ``source`` and its first floating-point
+    tensor holding NaN or Inf (a diverged or damaged checkpoint: nothing can be learnt or transferred from it)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{source}: tensor {bad[0]} holds NaN/Inf ({len(bad)} non-finite tensor(s) in all); the checkpoint "
+            "cannot be used"
+        )
 
 
 def unwrap_state(obj: Any, source: str) -> dict[str, torch.Tensor]:
@@ -66,7 +80,9 @@ def read_checkpoint(path: str | Path) -> CheckpointFile:
     metadata. Raises :class:`~crossd.errors.CheckpointError` with a one-line reason for a missing, corrupt or
     foreign file."""
     path = Path(path)
-    if not path.is_file():
+    with user_path_errors(None, path, CheckpointError):
+        found = path.is_file()
+    if not found:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors import safe_open
@@ -79,7 +95,9 @@ def read_checkpoint(path: str | Path) -> CheckpointFile:
     else:
         obj = torch_load(path)
         metadata = {k: obj[k] for k in ("arch", "preprocessing") if isinstance(obj, dict) and k in obj}
-    return CheckpointFile(unwrap_state(obj, str(path)), metadata)
+    state = unwrap_state(obj, str(path))
+    check_finite_weights(state, path)
+    return CheckpointFile(state, metadata)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

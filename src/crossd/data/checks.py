@@ -132,6 +132,8 @@ def count_classes(labels: np.ndarray | dict[str, np.ndarray], source: str, num_c
     Raises :class:`DataError` naming the source and its first bad index (see :func:`check_labels`)."""
     parts = labels if isinstance(labels, dict) else {source: labels}
     parts = {name: np.asarray(array) for name, array in parts.items()}
+    if sum(a.size for a in parts.values()) == 0:
+        raise DataError(f"{source}: holds no samples; classification needs labelled samples of at least 2 classes")
     for name, array in parts.items():
         _check_integers(array, name)
     classes = num_classes

@@ -190,7 +190,7 @@ def _pretrain_config(cfg: DemoConfig, data: DemoData, run: DemoRun) -> PretrainC
 def _same_run(saved: dict, pcfg: PretrainConfig) -> bool:
     """Same training settings (paths may differ: a moved demo folder stays reusable; its data is checked by
     :func:`check_output_dir`)."""
-    runs_only = ("resume", "allow_changed", "print_freq", "quiet", "workers", "device")
+    runs_only = ("resume", "allow_changed", "print_freq", "quiet", "workers", "device", "check_images")
     ignore = (*runs_only, "data_path", "output_dir", "volumes")
     mine = {k: v for k, v in asdict(pcfg).items() if k not in ignore}
     return all(saved.get(k) == v for k, v in mine.items())

@@ -62,11 +62,17 @@ RESUME_KEYS = (
 )
 
 
-def make_splits(cfg: EvaluateConfig, labels: np.ndarray, official_test: np.ndarray | None = None) -> list[Split]:
+def make_splits(
+    cfg: EvaluateConfig,
+    labels: np.ndarray,
+    official_test: np.ndarray | None = None,
+    classes: list[str] | None = None,
+) -> list[Split]:
     """The run's folds: the authors' KFold seeds for ``paper``, stratified folds seeded by ``cfg.seed`` else. With
     ``cfg.split == "official"``, ``official_test`` (the data's own test indices) is every job's test set and the
     folds of the other samples give training and validation (:func:`crossd.evaluate.folds.official_splits`, with
-    the same seeds: ``paper`` unstratified from ``split_seed_base + seed + 1``)."""
+    the same seeds: ``paper`` unstratified from ``split_seed_base + seed + 1``). A class with fewer samples than
+    folds, named from ``classes``, is warned about when folds would be stratified (:func:`stratified_splits`)."""
     folds, repeats, c = cfg.resolved("folds"), cfg.resolved("repeats"), cfg.constants
     if len(labels) < folds:
         raise DataError(f"{folds} is too many for {len(labels)} samples", field="folds")
@@ -78,11 +84,11 @@ def make_splits(cfg: EvaluateConfig, labels: np.ndarray, official_test: np.ndarr
             )
         paper = cfg.protocol == "paper"
         seed = c.split_seed_base + cfg.seed + 1 if paper else cfg.seed
-        splits = official_splits(labels, official_test, folds, repeats, seed, stratify=not paper)
+        splits = official_splits(labels, official_test, folds, repeats, seed, stratify=not paper, classes=classes)
     elif cfg.protocol == "paper":
         splits = paper_splits(len(labels), folds, repeats, c.split_seed_base + cfg.seed, c.val_fraction)
     else:
-        splits = stratified_splits(labels, folds, repeats, cfg.seed, c.val_fraction)
+        splits = stratified_splits(labels, folds, repeats, cfg.seed, c.val_fraction, classes)
     if any(len(s.val) == 0 or len(s.train) == 0 for s in splits):
         raise DataError(f"{folds} is too many: {len(labels)} samples are too few for a validation split", field="folds")
     return splits
@@ -135,7 +141,7 @@ class Classification(Task):
     def load(self) -> None:
         cfg = self.cfg
         self.samples = samples = load_samples(cfg.data, cfg.size, cfg.spatial_dims, cfg.num_classes, cfg.slice_axis)
-        self.splits = make_splits(cfg, samples.labels, samples.split_indices.get("test"))
+        self.splits = make_splits(cfg, samples.labels, samples.split_indices.get("test"), samples.classes)
         self.bounds = intensity_bounds(samples.images, cfg.constants.scaling, cfg.window)
         self.data_record = {
             "path": str(cfg.data),

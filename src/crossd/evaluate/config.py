@@ -99,6 +99,9 @@ class EvaluateConfig:
         spatial_dims: 2 or 3 where the data's array shape is ambiguous (``--spatial-dims``).
         num_classes: the class count when labels do not show it (``--num-classes``); labels must be ``0..C-1``.
         resume: continue ``output_dir``, skipping finished jobs (see :mod:`crossd.evaluate.kfold`).
+        allow_changed: let ``resume`` go on when ``data`` or a method's checkpoint holds other content than when
+            its jobs ran (compared by fingerprint, :mod:`crossd.fingerprint`): the finished jobs of what changed
+            are discarded (all of them for the data), never mixed with new ones.
         progress: show the tqdm bar.
     """
 
@@ -126,6 +129,7 @@ class EvaluateConfig:
     recalibrate_bn: bool = False
     device: str | None = None
     resume: bool = False
+    allow_changed: bool = False
     progress: bool = True
     num_workers: int = 0
     paper: PaperConstants = field(default_factory=PaperConstants)

@@ -6,6 +6,7 @@ same seed get the same folds, and all methods of one run share them.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,23 +36,46 @@ def paper_splits(n: int, folds: int, repeats: int, seed_base: int, val_fraction:
     return splits
 
 
-def _outer_folds(labels: np.ndarray, folds: int, state: int, stratify: bool = True) -> KFold | StratifiedKFold:
-    """``StratifiedKFold(folds, shuffle=True, random_state=state)``, or plain ``KFold`` when ``stratify`` is
-    false or a class has fewer than ``folds`` samples."""
+def _stratifiable(labels: np.ndarray, folds: int, classes: list[str] | None) -> bool:
+    """Whether every class has ``folds`` samples. When not, a :class:`UserWarning` names the first smaller class
+    (``classes``: the names of labels ``0..C-1``) and its count; the command line prints it as one ``warning:``
+    line."""
     counts = np.bincount(labels)
-    if stratify and counts[counts > 0].min() >= folds:
+    if counts[counts > 0].min() >= folds:
+        return True
+    small = int(np.flatnonzero((counts > 0) & (counts < folds))[0])
+    name = classes[small] if classes is not None and small < len(classes) else str(small)
+    warnings.warn(
+        f"class {name!r} has {counts[small]} sample(s), fewer than the {folds} folds: the folds are not "
+        f"stratified and some test folds lack that class; lower the number of folds to stratify them",
+        UserWarning,
+        stacklevel=3,
+    )
+    return False
+
+
+def _outer_folds(folds: int, state: int, stratify: bool) -> KFold | StratifiedKFold:
+    """``StratifiedKFold(folds, shuffle=True, random_state=state)``, or plain ``KFold`` when not ``stratify``."""
+    if stratify:
         return StratifiedKFold(folds, shuffle=True, random_state=state)
     return KFold(folds, shuffle=True, random_state=state)
 
 
-def stratified_splits(labels: np.ndarray, folds: int, repeats: int, seed: int, val_fraction: float) -> list[Split]:
-    """``StratifiedKFold(folds, shuffle=True, random_state=seed + r)`` per repeat ``r`` (plain ``KFold`` when a
-    class has fewer than ``folds`` samples), and a stratified inner validation split with the same seed."""
+def stratified_splits(
+    labels: np.ndarray, folds: int, repeats: int, seed: int, val_fraction: float, classes: list[str] | None = None
+) -> list[Split]:
+    """``StratifiedKFold(folds, shuffle=True, random_state=seed + r)`` per repeat ``r``, and a stratified inner
+    validation split with the same seed.
+
+    A class with fewer samples than ``folds`` cannot be in every test fold: the folds are then plain ``KFold``
+    ones (not stratified), and a :class:`UserWarning` names the class (``classes``: the names of labels
+    ``0..C-1``) and its count. Lower ``folds`` to keep stratified folds."""
     labels = np.asarray(labels)
+    stratify = _stratifiable(labels, folds, classes)
     splits = []
     for repeat in range(repeats):
         state = seed + repeat
-        outer = _outer_folds(labels, folds, state)
+        outer = _outer_folds(folds, state, stratify)
         for fold, (train, test) in enumerate(outer.split(np.zeros(len(labels)), labels)):
             try:
                 train_part, val_part = train_test_split(
@@ -64,16 +88,24 @@ def stratified_splits(labels: np.ndarray, folds: int, repeats: int, seed: int, v
 
 
 def official_splits(
-    labels: np.ndarray, test: np.ndarray, folds: int, repeats: int, seed: int, stratify: bool
+    labels: np.ndarray,
+    test: np.ndarray,
+    folds: int,
+    repeats: int,
+    seed: int,
+    stratify: bool,
+    classes: list[str] | None = None,
 ) -> list[Split]:
     """A dataset's own test split kept: ``test`` (sample indices) is the test set of every (repeat, fold); the
     other samples are cut into ``folds`` folds per repeat ``r`` (``random_state=seed + r``; stratified when
-    ``stratify`` and every class has ``folds`` samples), the held-out fold is validation and the rest trains."""
+    ``stratify`` and every class has ``folds`` samples, else warned about as in :func:`stratified_splits`), the
+    held-out fold is validation and the rest trains."""
     labels, test = np.asarray(labels), np.sort(np.asarray(test))
     pool = np.setdiff1d(np.arange(len(labels)), test)
+    stratify = stratify and _stratifiable(labels[pool], folds, classes)
     splits = []
     for repeat in range(repeats):
-        outer = _outer_folds(labels[pool], folds, seed + repeat, stratify)
+        outer = _outer_folds(folds, seed + repeat, stratify)
         for fold, (train, val) in enumerate(outer.split(np.zeros(len(pool)), labels[pool])):
             splits.append(Split(repeat, fold, pool[train], pool[val], test))
     return splits

@@ -9,7 +9,8 @@ models and loaders, train and score one job, and render their table.
 - ``jobs/<method>/r<repeat>f<fold>.json``: one finished job, written atomically the moment it ends.
 - ``results.json``, ``results.md`` (and the task's plot): rebuilt from the job files of the methods asked for;
   job files of other methods stay on disk and are listed under ``not_reported``.
-- ``.lock`` (``.lock.shard-K-of-N`` for a shard): the pid and host of the run using the directory.
+- ``.lock``: the pid and host of the processes using the directory (:mod:`crossd.lock`): one run alone, or the
+  shards of one ``K/N`` split together; a merge started while a shard runs is refused.
 
 Scale-out: under ``torchrun`` rank ``r`` of ``W`` runs the jobs ``i`` with ``i % W == r`` on its ``LOCAL_RANK`` GPU
 (or the CPU; gloo) and rank 0 merges after a barrier. ``shard=(K, N)`` runs the jobs with ``i % N == K - 1``
@@ -36,13 +37,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from crossd.errors import CrossdError, OutputError, SettingsError
+from crossd.errors import CheckpointError, DataError, OutputError, SettingsError
 from crossd.evaluate.folds import Split
-from crossd.evaluate.lock import DirectoryLock
 from crossd.evaluate.methods import Method, method_names
 from crossd.evaluate.stats import paired_wilcoxon
-from crossd.io import plain_json, remove_stale_temps, save_json, save_text
-from crossd.train.distributed import DistInfo, all_gather_objects, barrier, close_distributed, init_distributed
+from crossd.fingerprint import changed_line, describe, fingerprint, same_content
+from crossd.io import ensure_writable_dir, plain_json, remove_stale_temps, save_json, save_text, user_path_errors
+from crossd.lock import LOCK_NAME, DirectoryLock
+from crossd.train.distributed import (
+    DistInfo,
+    all_gather_objects,
+    barrier,
+    close_distributed,
+    init_distributed,
+    on_main,
+)
 
 RESULTS_JSON, RESULTS_MD, SETTINGS_JSON, JOBS_DIR = "results.json", "results.md", "settings.json", "jobs"
 REFERENCE = "crossd"  # the method every other one is compared with (else the first method of init crossd)
@@ -163,14 +172,40 @@ def _job_dir(method: str) -> str:
 
 
 class Store:
-    """The files of one output directory (see the module docstring)."""
+    """The files of one output directory (see the module docstring). ``sources``: the fingerprint of each
+    method's checkpoint (:mod:`crossd.fingerprint`), recorded in its job files and compared with theirs."""
 
     def __init__(self, out_dir: str | Path):
         self.out = Path(out_dir)
         self.jobs = self.out / JOBS_DIR
+        self.sources: dict[str, dict] = {}
 
     def job_path(self, method: str, split: Split) -> Path:
         return self.jobs / _job_dir(method) / f"r{split.repeat}f{split.fold}.json"
+
+    def mismatch(self, stored: dict, method: Method) -> tuple[str, bool] | None:
+        """Why job file content ``stored`` is not a job of ``method`` (``None`` when it is: the same init and a
+        checkpoint of the same content), and whether the reason is that the checkpoint file of the same path now
+        holds other content (which ``allow_changed`` may discard) rather than the label given to another init or
+        checkpoint (always refused)."""
+        old, new = stored.get("source"), self.sources.get(method.name)
+        if stored.get("init") == method.init and old is not None and new is not None:
+            if same_content(old, new):
+                return None  # the same checkpoint, however its path is spelled
+            if old["path"] == new["path"]:
+                then, now = describe(old), describe(new)
+                return (
+                    f"was computed from {method.checkpoint} as it was then ({then}); it holds other content now "
+                    f"({now})",
+                    True,
+                )
+        elif stored.get("init") == method.init and stored.get("checkpoint") == method.checkpoint:
+            return None  # job files written before fingerprints: paths as text
+        return (
+            f"holds method {method.name!r} with init {stored.get('init')!r} and checkpoint "
+            f"{(old or {}).get('path', stored.get('checkpoint'))!r}",
+            False,
+        )
 
     def read_job(self, method: Method, split: Split) -> dict | None:
         """The stored fold record of ``method`` on ``split``, or ``None``; a one-line error when the file holds
@@ -179,17 +214,46 @@ class Store:
         if not path.is_file():
             return None
         stored = _read_json(path)
-        if (stored.get("init"), stored.get("checkpoint")) != (method.init, method.checkpoint):
+        problem = self.mismatch(stored, method)
+        if problem is not None:
             raise OutputError(
-                f"{path} holds method {method.name!r} with init {stored.get('init')!r} and checkpoint "
-                f"{stored.get('checkpoint')!r}; use another folder, or move {path.parent} away",
-                field="output_dir",
+                f"{path} {problem[0]}; use another folder, or move {path.parent} away", field="output_dir"
             )
         return stored["record"]
 
+    def discard_changed(self, methods: list[Method], allow_changed: bool) -> dict[str, int]:
+        """Check every stored job file of ``methods`` before any training: one whose checkpoint has other
+        content now is refused in one line, or with ``allow_changed`` deleted (a method's folds never mix two
+        checkpoints). Returns ``{method: number of job files deleted}``."""
+        discarded: dict[str, int] = {}
+        for method in methods:
+            for path in sorted((self.jobs / _job_dir(method.name)).glob("r*f*.json")):
+                problem = self.mismatch(_read_json(path), method)
+                if problem is None:
+                    continue
+                why, changed = problem
+                if not (changed and allow_changed):
+                    hint = "pass allow_changed to discard its finished jobs, " if changed else ""
+                    raise OutputError(
+                        f"{path} {why}; {hint}use another folder, or move {path.parent} away",
+                        field="output_dir",
+                        mentions=("allow_changed",),
+                    )
+                path.unlink()
+                discarded[method.name] = discarded.get(method.name, 0) + 1
+        return discarded
+
+    def discard_all(self) -> int:
+        """Delete every job file (the data changed: no finished job holds)."""
+        files = sorted(self.jobs.glob("*/r*f*.json"))
+        for path in files:
+            path.unlink()
+        return len(files)
+
     def write_job(self, job: Job, record: dict) -> None:
         m = job.method
-        content = {"method": m.name, "init": m.init, "checkpoint": m.checkpoint, "seed": job.seed, "record": record}
+        content = {"method": m.name, "init": m.init, "checkpoint": m.checkpoint, "seed": job.seed}
+        content.update(source=self.sources.get(m.name), record=record)
         save_json(content, self.job_path(m.name, job.split))
 
     def stored_methods(self) -> dict[str, int]:
@@ -209,22 +273,55 @@ def _read_json(path: Path) -> dict:
         raise OutputError(f"{path}: not valid JSON ({exc}); move it away to run that part again") from None
 
 
-def check_settings(task: Task, store: Store, shard: tuple[int, int] | None) -> dict:
+def _data_fingerprint(data: str | Path) -> dict | None:
+    """The fingerprint of the data path, or ``None`` for data that is not a path (``"mni152"``)."""
+    try:
+        exists = Path(data).exists()
+    except OSError:
+        exists = True  # let fingerprint() say why it cannot be read
+    return fingerprint(data, "data") if exists else None
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def check_settings(task: Task, store: Store, shard: tuple[int, int] | None) -> tuple[dict, bool]:
     """The run's settings after checking them against the directory: a finished earlier run needs ``resume``
-    (shards and merges of shards do not), and every setting that changes numbers must match the stored ones."""
+    (shards and merges of shards do not), and every setting that changes numbers must match the stored ones.
+    The data is compared by content (:mod:`crossd.fingerprint`), not by path. Returns the settings and whether
+    the data holds other content than the stored run's (allowed only with ``allow_changed``)."""
     record = plain_json(task.settings())
     results = store.out / RESULTS_JSON
     previous = _read_json(results) if results.is_file() else None
     if previous and not task.cfg.resume and shard is None and any(m.get("folds") for m in previous["results"]):
         raise OutputError(f"{results} already holds results; resume it or use another folder", field="output_dir")
+    record["data_fingerprint"] = data = _data_fingerprint(task.cfg.data)
     stored = store.out / SETTINGS_JSON
     before = _read_json(stored) if stored.is_file() else (previous or {}).get("args")
-    if before is not None:
-        defaults = {f.name: f.default for f in fields(task.cfg)}  # a setting added since that run: its default
-        changed = [k for k in task.resume_keys() if before.get(k, defaults.get(k)) != record.get(k)]
-        if changed:
-            raise SettingsError(f"{store.out}: cannot resume, settings differ in {', '.join(changed)}")
-    return record
+    if before is None:
+        return record, False
+    old_data = before.get("data_fingerprint")
+    by_content = old_data is not None and data is not None
+    defaults = {f.name: f.default for f in fields(task.cfg)}  # a setting added since that run: its default
+    keys = [
+        k
+        for k in task.resume_keys()
+        if before.get(k, defaults.get(k)) != record.get(k) and not (k == "data" and by_content)
+    ]
+    if keys:
+        changed = [f"{k} ({_show(before.get(k, defaults.get(k)))} -> {_show(record.get(k))})" for k in keys]
+        raise SettingsError(f"{store.out}: cannot resume, settings differ in {'; '.join(changed)}", mentions=keys)
+    if by_content and not same_content(old_data, data):
+        if not task.cfg.allow_changed:
+            raise DataError(
+                f"{changed_line(str(task.cfg.data), old_data, data)}; pass allow_changed to discard the finished "
+                "jobs and evaluate the new content",
+                field="data",
+                mentions=("allow_changed",),
+            )
+        return record, True
+    return record, False
 
 
 def _adopt_legacy_results(store: Store, methods: list[Method]) -> None:
@@ -329,19 +426,16 @@ def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
     store = Store(cfg.output_dir)
     info, index, count = _process(cfg, shard)
     merging = shard is None and info.is_main
-    lock = DirectoryLock(store.out / (".lock" if shard is None else f".lock.shard-{shard[0]}-of-{shard[1]}"))
+    lock = DirectoryLock(store.out / LOCK_NAME, shard)
     try:
-        error = None
-        if info.is_main:  # one lock per run (torchrun: rank 0 takes it for all ranks)
-            try:
+
+        def take() -> None:
+            with user_path_errors("output_dir", store.out, OutputError):  # a folder that cannot hold the lock
                 lock.acquire()
-            except (CrossdError, OSError) as exc:
-                error = OutputError(str(exc), field="output_dir")
-        refused = all_gather_objects(error, info)[0]
-        if refused is not None:
-            raise refused
+
+        on_main(info, take)  # one lock per run (torchrun: rank 0 takes it for all ranks)
         try:
-            return _run_locked(task, store, info, index, count, merging, shard)
+            return _run_locked(task, store, info, index, count, merging, shard, lock.sole)
         finally:
             if info.is_main:
                 lock.release()
@@ -351,19 +445,40 @@ def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
 
 
 def _run_locked(
-    task: Task, store: Store, info: DistInfo, index: int, count: int, merging: bool, shard: tuple[int, int] | None
+    task: Task,
+    store: Store,
+    info: DistInfo,
+    index: int,
+    count: int,
+    merging: bool,
+    shard: tuple[int, int] | None,
+    sole: bool,
 ) -> dict:
     cfg = task.cfg
     methods = method_names(cfg.methods)
-    settings = check_settings(task, store, shard)
+    store.sources = {
+        m.name: fingerprint(m.checkpoint, "methods", CheckpointError, full=True) for m in methods if m.checkpoint
+    }
+    settings, data_changed = check_settings(task, store, shard)
+
+    def discard() -> dict[str, int]:
+        out = {"all methods (the data changed)": store.discard_all()} if data_changed else {}
+        out.update(store.discard_changed(methods, cfg.allow_changed))
+        for what, n in out.items():
+            if n:
+                print(f"note: discarded {n} finished job(s) of {what}: computed from other content", file=sys.stderr)
+        return out
+
+    discarded = on_main(info, discard) or {}
     task.load()
     templates, loadings = {}, {}
     for method in methods:  # build everything first: bad checkpoints fail before any training
         torch.manual_seed(cfg.seed)  # a random init depends on the seed only, not on the other methods
         templates[method.name], loadings[method.name] = task.build(method)
-    if info.is_main:
+    on_main(info, lambda: [ensure_writable_dir(store.jobs / _job_dir(m.name), "methods") for m in methods])
+    if info.is_main:  # (above: every job file's folder before any job, for a label too long or a read-only folder)
         for folder in (store.out, *(p for p in (store.out / "jobs").glob("*") if p.is_dir())):
-            remove_stale_temps(folder, min_age=60)  # a killed run's; shards may be writing theirs right now
+            remove_stale_temps(folder, min_age=0 if sole else 60)  # a killed run's; other shards may be writing
         if cfg.resume and not (store.out / SETTINGS_JSON).is_file():
             _adopt_legacy_results(store, methods)
         save_json(settings, store.out / SETTINGS_JSON)
@@ -392,6 +507,7 @@ def _run_locked(
     results = merge(task, store, methods, loadings, settings)
     if merging:
         write_results(task, store, results)
+    results["discarded"] = discarded
     results["shard"] = None if shard is None else list(shard)
     results["jobs"] = len(jobs)
     results["ran"] = sum(all_gather_objects(len(mine), info))  # jobs trained by this call, all processes

@@ -48,7 +48,8 @@ from crossd.train.optim import adam
 
 SEGMENTATION_PROTOCOLS = ("linear", "bn", "finetune")
 _ALIASES = {"frozen": "linear"}
-_RUN_ONLY = ("output_dir", "methods", "device", "progress", "resume", "num_workers")  # do not change the numbers
+# settings that do not change the numbers
+_RUN_ONLY = ("output_dir", "methods", "device", "progress", "resume", "allow_changed", "num_workers")
 
 
 @dataclass
@@ -87,6 +88,7 @@ class SegmentationConfig:
     device: str | None = None
     progress: bool = True
     resume: bool = False
+    allow_changed: bool = False
     num_workers: int = 0
 
     def validate(self) -> None:
@@ -353,6 +355,7 @@ def segmentation_config_from_args(
         drop_bn_stats=args.drop_bn_stats,
         progress=not args.quiet,
         resume=args.resume,
+        allow_changed=args.allow_changed,
         num_workers=args.workers,
         **overrides,
     )

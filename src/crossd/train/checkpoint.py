@@ -5,8 +5,9 @@
 (the :class:`~crossd.train.PretrainConfig` as a dict), ``arch`` (the :class:`~crossd.models.ModelSpec` as a dict,
 so :func:`crossd.models.load_2d_model` rebuilds the model), ``preprocessing`` (the
 :class:`~crossd.data.preprocessing.Preprocessing` of its inputs as a dict; absent from checkpoints of older
-versions), ``classes``, ``rng`` (one RNG state per process) and
-``log`` (the ``log.csv`` rows of every epoch done).
+versions), ``classes``, ``rng`` (one RNG state per process), ``log`` (the ``log.csv`` rows of every epoch done),
+``inputs`` (fingerprints of the data it read, :mod:`crossd.fingerprint`) and ``run_id`` (the same in every
+checkpoint of one run, resumes included).
 
 It is the single source of truth of a run: ``model.safetensors`` and ``log.csv`` are derived from it
 (:func:`export_run_files`) right after it is written, and again when a run resumes from it, so a kill between
@@ -25,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from crossd.convert.published import torch_load
+from crossd.convert.published import check_finite_weights, torch_load
 from crossd.data.preprocessing import Preprocessing
-from crossd.errors import CheckpointError
+from crossd.errors import CheckpointError, OutputError
+from crossd.fingerprint import fingerprint, same_content
 from crossd.io import save_safetensors, save_torch
 from crossd.models import ModelSpec
 from crossd.train.engine import NonFiniteLossError
@@ -98,7 +100,37 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: not a crossd pretrain checkpoint (expected keys {REQUIRED_KEYS}, found {found})"
         )
+    check_finite_weights(checkpoint["model"], path)
     return checkpoint
+
+
+def check_same_run(resume: Path, output_dir: Path) -> None:
+    """Refuse (one line) to resume checkpoint ``resume`` into ``output_dir`` when that folder's ``checkpoint.pt``
+    belongs to another run: another ``run_id`` (or, for checkpoints written before run ids, other content), so
+    that a resume never overwrites a run it did not come from."""
+    here = output_dir / "checkpoint.pt"
+    if not here.is_file() or resume.resolve() == here.resolve():
+        return
+    theirs, ours = _run_of(here), _run_of(resume)
+    if theirs is not None and theirs == ours:
+        return  # a copy of the same run
+    if theirs is None and ours is None and same_content(fingerprint(here, full=True), fingerprint(resume, full=True)):
+        return
+    raise OutputError(
+        f"{output_dir} holds another run (its checkpoint.pt, epoch {saved_epoch(here)}) than the checkpoint "
+        f"resumed, {resume}; resume into that run's own folder or an empty one",
+        field="output_dir",
+    )
+
+
+def _run_of(path: Path) -> str | None:
+    """The ``run_id`` of the checkpoint at ``path`` (memory-mapped), or ``None``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("run_id")
+    except Exception:  # unreadable: the load that follows says why
+        return None
 
 
 def saved_epoch(path: Path) -> int | None:

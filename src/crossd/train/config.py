@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,7 +53,9 @@ RESUME_FIXED = (
 """Settings a ``resume`` must repeat (unless ``allow_changed``): everything that shapes the data, the
 optimisation or the schedule (the model, its mode and class count must always match: ``check_same_model``).
 ``epochs`` may grow (with a cosine schedule that changes the schedule, so it counts as a change there);
-``workers``, ``device``, ``output_dir``, printing, ``weights`` and ``sync_bn`` may change."""
+``workers``, ``device``, ``output_dir``, printing, ``weights``, ``sync_bn`` and ``check_images`` may change.
+``data_path`` and ``volumes`` are compared by the content they hold (the checkpoint's ``inputs`` fingerprints,
+:mod:`crossd.fingerprint`), not as text, where the checkpoint has them."""
 
 
 @dataclass
@@ -113,6 +116,9 @@ class PretrainConfig:
             batch also goes through the model with independently drawn planes, and the symmetric KL divergence
             between the two predictions is added to their mean cross-entropy, so every slicing of a 3D kernel
             must give the same answer. 0 (default) trains as the paper does.
+        check_images: how the files of an image folder are checked before the first step: ``"full"`` (decoded
+            once), ``"header"``, ``"none"``, or ``"auto"``: full up to 200,000 files, header beyond
+            (:mod:`crossd.data.image_check`; results cached in ``output_dir``).
         window: ``(low, high)``: intensities of an ``.npz`` and of ``volumes`` are clipped to it and scaled from it
             (e.g. CT Hounsfield units ``(-1000, 400)``) instead of min-max scaled; recorded in the checkpoints.
         quiet: no console lines (the log, checkpoints and metrics are written all the same).
@@ -160,6 +166,7 @@ class PretrainConfig:
     volume_size: int | None = None
     volume_slice_axis: str = "axial"
     consistency: float = 0.0
+    check_images: str = "auto"
     window: tuple[float, float] | None = None
     quiet: bool = False
 
@@ -241,15 +248,16 @@ class PretrainConfig:
         if self.num_classes is not None and self.num_classes < 2:
             raise SettingsError(f"must be at least 2, got {self.num_classes}", field="num_classes")
 
-    def resume_differences(self, saved: dict[str, Any], epochs_done: int) -> list[str]:
+    def resume_differences(self, saved: dict[str, Any], epochs_done: int, skip: Sequence[str] = ()) -> list[str]:
         """What this run changes against a checkpoint's ``args`` (``saved``) after ``epochs_done`` epochs, as
-        ``"lr 0.001 -> 0.01"`` items (empty: a faithful resume). Raises a one-line :class:`SettingsError` when
-        ``epochs`` is below ``epochs_done``."""
+        ``"lr 0.001 -> 0.01"`` items (empty: a faithful resume); ``skip``: settings compared otherwise (input
+        paths, by the content they hold). Raises a one-line :class:`SettingsError` when ``epochs`` is below
+        ``epochs_done``."""
         if self.epochs < epochs_done:
             raise SettingsError(
                 f"{self.epochs} is fewer than the {epochs_done} the resumed checkpoint did", field="epochs"
             )
-        names = list(RESUME_FIXED)
+        names = [name for name in RESUME_FIXED if name not in skip]
         if self.lr_scheduler == "cosineannealinglr":
             names.append("epochs")  # the cosine period
         changes = []

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from crossd.errors import SettingsError
+from crossd.errors import CrossdError, SettingsError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -115,6 +117,22 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     gathered: list[Any] = [None] * info.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def on_main(info: DistInfo, work: Callable[[], T]) -> T | None:
+    """``work()`` on the main process only (checks and writes of shared files); a
+    :class:`~crossd.errors.CrossdError` it raises (a one-line user error) is raised by every process, so none waits
+    for the others at a later collective. Returns ``work()``'s result on the main process, ``None`` on the others."""
+    result, error = None, None
+    if info.is_main:
+        try:
+            result = work()
+        except CrossdError as exc:
+            error = exc
+    error = all_gather_objects(error, info)[0]
+    if error is not None:
+        raise error
+    return result
 
 
 def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:

@@ -6,6 +6,7 @@ import datetime
 import math
 import random
 import time
+import uuid
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,13 +18,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from crossd.data.image_check import CACHE_NAME, check_images, resolve_mode
 from crossd.data.images import ImageSplits, detect_dataset_kind, load_image_splits
-from crossd.errors import DataError, OutputError, SettingsError
-from crossd.io import ensure_writable_dir, remove_stale_temps, save_json
+from crossd.errors import DataError, OutputError, SettingsError, one_line
+from crossd.fingerprint import changed_line, fingerprint, same_content
+from crossd.io import check_input_path, ensure_writable_dir, remove_stale_temps, save_json
+from crossd.lock import LOCK_NAME, DirectoryLock
 from crossd.metrics import classification_metrics
 from crossd.models import ModelSpec
 from crossd.train.checkpoint import (
     check_same_model,
+    check_same_run,
     export_run_files,
     load_training_checkpoint,
     log_rows,
@@ -41,6 +46,7 @@ from crossd.train.distributed import (
     close_distributed,
     convert_sync_batchnorm,
     init_distributed,
+    on_main,
 )
 from crossd.train.engine import EpochStats, NonFiniteLossError, Precision, Predictions, predict, train_one_epoch
 from crossd.train.hybrid import HybridSteps, VolumeBatches
@@ -79,15 +85,43 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             print("\n".join(notes))
     created_group = not torch.distributed.is_initialized()
     info = init_distributed(cfg.device)
+    lock = DirectoryLock(Path(cfg.output_dir) / LOCK_NAME)
     try:
+        _take_folder(cfg, info, lock)
         run = _Run.start(cfg, info)
-        val = run.train()
+        try:
+            val = run.train()
+        except DataError as exc:  # a file unreadable mid-run (changed since the check): name it, say how to go on
+            raise DataError(f"{one_line(exc)}; training stopped {_how_to_resume(cfg)}") from None
         return run.finish(val)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the CLI raises it (the same type is kept)
         raise type(exc)(_how_to_resume(cfg)) from None
     finally:
+        if info.is_main:
+            lock.release()
         if created_group:
             close_distributed()
+
+
+def _take_folder(cfg: PretrainConfig, info: DistInfo, lock: DirectoryLock) -> None:
+    """Before anything is read or written: the output folder is writable and this run its only user (the
+    ``.lock`` that evaluation takes too, :mod:`crossd.lock`), and it holds no other run than the one resumed.
+    Every process raises the same one-line error (rank 0 checks)."""
+    output_dir = Path(cfg.output_dir)
+
+    def take() -> None:
+        ensure_writable_dir(output_dir, "output_dir")
+        if cfg.resume is None and (output_dir / "checkpoint.pt").exists():
+            raise OutputError(
+                f"{output_dir}: holds a run ({output_dir / 'checkpoint.pt'}); resume it or choose another folder",
+                field="output_dir",
+            )
+        lock.acquire()
+        remove_stale_temps(output_dir)  # the lock proves that no other process is writing here
+        if cfg.resume is not None:
+            check_same_run(check_input_path(cfg.resume, "resume"), output_dir)
+
+    on_main(info, take)
 
 
 def _how_to_resume(cfg: PretrainConfig) -> str:
@@ -120,6 +154,10 @@ class _Run:
     precision: Precision
     start_epoch: int
     log_rows: list[dict[str, str]]
+    inputs: dict[str, dict[str, Any]]
+    """The fingerprints of what the run reads (:mod:`crossd.fingerprint`), kept in every checkpoint."""
+    run_id: str
+    """Names the run in its checkpoints, so that ``--resume`` never continues one run into another's folder."""
     hybrid: HybridSteps | None = None
     epochs_done: int = 0
     """Epochs of the last checkpoint written (or resumed from)."""
@@ -131,18 +169,13 @@ class _Run:
     def start(cls, cfg: PretrainConfig, info: DistInfo) -> _Run:
         """Check the inputs (cheapest first), build data and model, and restore a checkpoint if resuming."""
         output_dir = Path(cfg.output_dir)
-        if cfg.resume is None and (output_dir / "checkpoint.pt").exists():
-            raise OutputError(
-                f"{output_dir}: holds a run ({output_dir / 'checkpoint.pt'}); resume it or choose another folder",
-                field="output_dir",
-            )
-        if info.is_main:
-            ensure_writable_dir(output_dir, "output_dir")
-            remove_stale_temps(output_dir)
-        if not Path(cfg.data_path).exists():
-            raise DataError(f"{cfg.data_path}: no such file or folder", field="data_path")
+        inputs = {"data_path": fingerprint(check_input_path(cfg.data_path, "data_path"), "data_path")}
+        if cfg.volumes is not None:
+            inputs["volumes"] = fingerprint(check_input_path(cfg.volumes, "volumes"), "volumes")
+        if cfg.weights is not None:
+            check_input_path(cfg.weights, "weights")
         checkpoint = load_training_checkpoint(cfg.resume) if cfg.resume else None
-        changes = _check_resume_settings(cfg, checkpoint)
+        changes = _check_resume_settings(cfg, checkpoint, inputs)
         if changes and info.is_main and not cfg.quiet:
             print(f"note: resuming with changed settings ({'; '.join(changes)}); recorded in the checkpoint")
         _seed_everything(cfg.seed + info.rank)
@@ -159,6 +192,7 @@ class _Run:
         spec = ModelSpec(cfg.model, cfg.conv, cfg.mode, len(splits.classes))
         if checkpoint is not None:
             check_same_model(checkpoint, spec, cfg.resume)
+        _check_image_files(cfg, info, splits, output_dir)
         bare = build_model(
             spec, None if checkpoint else cfg.weights, cfg.crossd_init, cfg.plane_sampling, cfg.granularity
         )
@@ -194,9 +228,11 @@ class _Run:
                 info.rank, info.world_size, cfg.volume_slice_axis, cfg.window,
             )  # fmt: skip
             hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info)
+        run_id = checkpoint.get("run_id") if checkpoint is not None else None
         return cls(
-            cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch, rows, hybrid
-        )
+            cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch, rows,
+            inputs, run_id or uuid.uuid4().hex, hybrid,
+        )  # fmt: skip
 
     def train(self) -> Predictions | None:
         """Epochs ``start_epoch + 1 .. cfg.epochs``; returns the last epoch's validation predictions (if any)."""
@@ -314,6 +350,8 @@ class _Run:
             "classes": self.splits.classes,
             "rng": rng_states,
             "log": rows,
+            "inputs": self.inputs,
+            "run_id": self.run_id,
         }
         if self.precision.scaler is not None:
             state["scaler"] = self.precision.scaler.state_dict()
@@ -322,17 +360,29 @@ class _Run:
         export_run_files(self.output_dir, state, self.spec)
 
 
-def _check_resume_settings(cfg: PretrainConfig, checkpoint: dict[str, Any] | None) -> list[str]:
-    """The settings ``cfg`` changes against the checkpoint's ``args``; a one-line ``ValueError`` listing them unless
+def _check_resume_settings(
+    cfg: PretrainConfig, checkpoint: dict[str, Any] | None, inputs: dict[str, dict[str, Any]]
+) -> list[str]:
+    """The settings ``cfg`` changes against the checkpoint's ``args``, and the inputs that hold other content than
+    the checkpoint's fingerprints of them (paths are not compared where it has fingerprints: the same file under
+    another spelling resumes); a one-line :class:`~crossd.errors.SettingsError` listing them unless
     ``cfg.allow_changed``."""
     if checkpoint is None or "args" not in checkpoint:
         return []
-    changes = cfg.resume_differences(checkpoint["args"], int(checkpoint["epoch"]))
+    recorded = checkpoint.get("inputs", {})
+    by_content = [name for name in inputs if name in recorded]
+    changes = cfg.resume_differences(checkpoint["args"], int(checkpoint["epoch"]), skip=by_content)
+    changes += [
+        changed_line(f"{name} {getattr(cfg, name)}", recorded[name], fp)
+        for name, fp in inputs.items()
+        if name in by_content and not same_content(recorded[name], fp)
+    ]
     if changes and not cfg.allow_changed:
         raise SettingsError(
-            f"{cfg.resume} was trained with other settings ({'; '.join(changes)}); repeat them, or allow changed "
-            "settings (allow_changed) to continue with the new ones",
+            f"{cfg.resume} was trained with other settings ({'; '.join(changes)}); repeat them, or pass "
+            "allow_changed to continue with the new ones",
             field="resume",
+            mentions=("allow_changed", *(change.split(" ", 1)[0] for change in changes)),
         )
     return changes
 
@@ -354,6 +404,23 @@ def _continue_with_new_settings(
         warnings.simplefilter("ignore")
         for _ in range(int(checkpoint["epoch"])):
             scheduler.step()
+
+
+def _check_image_files(cfg: PretrainConfig, info: DistInfo, splits: ImageSplits, output_dir: Path) -> None:
+    """Read every image of an image folder once before the first step (:mod:`crossd.data.image_check`): rank 0
+    reads, every process raises its error."""
+    on_main(info, lambda: _check_images_here(cfg, splits, output_dir))
+
+
+def _check_images_here(cfg: PretrainConfig, splits: ImageSplits, output_dir: Path) -> None:
+    files = [path for split in (splits.train, splits.val, splits.test) for path, _ in getattr(split, "samples", [])]
+    if not files:
+        return  # an .npz: checked when read
+    mode = resolve_mode(cfg.check_images, len(files))
+    if not cfg.quiet:
+        what = {"full": "decoding every one", "header": "reading the header of every one", "none": "not checked"}
+        print(f"images: {len(files)} files, {what[mode]} before training (check_images {mode})", flush=True)
+    check_images(files, mode, cfg.workers, output_dir / CACHE_NAME, progress=not cfg.quiet)
 
 
 def _seed_everything(seed: int) -> None:
