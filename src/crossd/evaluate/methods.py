@@ -11,6 +11,7 @@ from crossd.convert.kernels import planar_kernel
 from crossd.evaluate.config import INITS_2D, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
 from crossd.models.from_2d import build_3d_model, source_spec
+from crossd.models.slice_model import classifier_name
 from crossd.nn.crossd_conv import CrossDConv
 
 
@@ -40,18 +41,12 @@ def method_names(methods: list[MethodEntry]) -> list[Method]:
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
-    """Swap the model's last ``nn.Linear`` (the classifier) for a fresh one with ``num_classes`` outputs."""
-    last = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last = name
-    if last is None:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier to replace")
-    parent_name, _, attr = last.rpartition(".")
-    parent = model.get_submodule(parent_name)
-    old = getattr(parent, attr)
+    """Swap the model's last ``nn.Linear`` (the classifier, :func:`crossd.models.slice_model.classifier_name`) for a
+    fresh one with ``num_classes`` outputs."""
+    name = classifier_name(model)
+    old = model.get_submodule(name)
     head = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
-    setattr(parent, attr, head)
+    model.set_submodule(name, head)
     return head
 
 
