@@ -74,6 +74,8 @@ def _error(capsys):
         ("no_checkpoint", "needs a 2D checkpoint"),
         ("bad_nifti", "not a readable NIfTI file"),
         ("bad_device", "unknown device 'gpu0'"),
+        ("slices_2d", "init 'slices' runs the 2D network on the slices of 3D volumes, but the data holds 2D images"),
+        ("slices_segmentation", "--init cannot include 'slices3': slice aggregation gives one label per volume"),
     ],
 )
 def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, message):
@@ -99,6 +101,10 @@ def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, messa
         argv = ["--data", vol, "--init", "i3d"]
     elif case == "bad_device":
         argv = ["--data", vol, "--init", "random", "--device", "gpu0"]
+    elif case == "slices_2d":
+        argv = ["--data", img, "--init", f"slices={regular}"]
+    elif case == "slices_segmentation":
+        argv = ["--task", "segmentation", "--data", "mni152", "--init", "acs", "slices3", "--checkpoint", regular]
     else:
         (tmp_path / "a.nii.gz").write_bytes(b"not a nifti file")
         (tmp_path / "labels.csv").write_text("path,label\na.nii.gz,0\n")

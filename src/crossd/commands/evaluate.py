@@ -16,6 +16,9 @@ sub-folders of 2D images or of volumes. The data's dimension decides 2D vs 3D ne
   center     2D kernels in the central depth slice, zeros elsewhere
   random     no checkpoint, random initialisation
   regular2d  2D data only: the regular 2D network as trained (the 2D baseline of a Cross-D network)
+  slices     3D data: the 2D network (a Cross-D checkpoint's angle-0 kernels) on every axial slice, the slice
+             features pooled by --slice-pool (mean, max or a learned attention) into one volume feature
+  slices3    as slices, on the slices of all three orientations, the three pooled features concatenated
 NAME+TAG=CKPT compares one init from several checkpoints (e.g. acs=a.pt acs+volumes=b.pt). All methods of one
 call share the folds; the same --seed gives the same folds in separate calls.
 Protocols: bn (BatchNorm + head; default), linear (head), finetune (all), paper (the authors' later scripts behind
@@ -31,7 +34,7 @@ Scale-out: torchrun --nproc_per_node=N -m crossd.evaluate <these flags> (each ra
 rank 0 merges), or --shard K/N in N separate jobs (e.g. a SLURM array) followed by the same command without
 --shard to merge. A job's numbers do not depend on how many processes ran.
 --task segmentation: Dice of a UNet3D per init on image/label NIfTI pairs (a CSV with image,label columns, or
-"mni152"); see crossd.evaluate.segmentation.
+"mni152"; not slices/slices3); see crossd.evaluate.segmentation.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
 from crossd.evaluate.config import INITS, NORMALIZATION
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
 from crossd.io import ensure_writable_dir
+from crossd.models.slice_model import POOLS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--recalibrate-bn",
         action="store_true",
         help="re-estimate BatchNorm statistics on each fold's training samples before training (AdaBN)",
+    )
+    parser.add_argument(
+        "--slice-pool",
+        choices=tuple(POOLS),
+        default="mean",
+        help="how slices/slices3 pool the slice features (attention: learned, trained with the head)",
     )
     parser.add_argument("--protocol", choices=PROTOCOLS, default="bn", help="what is trained on top (see above)")
     parser.add_argument("--folds", type=int, default=None, help="cross-validation folds (default: 5)")
@@ -149,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         arch=args.arch,
         drop_bn_stats=args.drop_bn_stats,
         recalibrate_bn=args.recalibrate_bn,
+        slice_pool=args.slice_pool,
         device=None if args.device == "auto" else args.device,
         resume=args.resume,
         progress=not args.quiet,

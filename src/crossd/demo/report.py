@@ -113,6 +113,7 @@ def evaluate_command(args: dict, output_dir: str | Path) -> str:
         if args.get(flag) is not None:
             words += [f"--{flag.replace('_', '-')}", f"{args[flag]:g}" if flag == "lr" else str(args[flag])]
     words += [f"--{flag.replace('_', '-')}" for flag in ("align", "drop_bn_stats", "recalibrate_bn") if args.get(flag)]
+    words += ["--slice-pool", args["slice_pool"]] if args.get("slice_pool", "mean") != "mean" else []
     return shlex.join([*words, "--output-dir", str(output_dir)])
 
 

@@ -6,11 +6,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from crossd.convert.inits import init_names
+from crossd.errors import SettingsError
+from crossd.models.slice_model import POOLS
 
 PROTOCOLS = ("bn", "linear", "finetune", "paper")
 MethodEntry = tuple[str, str | Path | None] | tuple[str, str | Path | None, str]
 """A compared method: ``(init, checkpoint or None)``, or ``(init, checkpoint, label)`` to name it in the results."""
-INITS = (*init_names("to_3d"), "regular2d")  # regular2d: the plain 2D network, on 2D data
+SLICE_INITS = {"slices": "d", "slices3": "dhw"}
+"""Slice aggregation (:class:`crossd.models.SliceModel` of the 2D network, 3D data only): init -> axes sliced."""
+INITS = (*init_names("to_3d"), "regular2d", *SLICE_INITS)  # regular2d: the plain 2D network, on 2D data
 INITS_2D = ("crossd", "regular2d", "random")
 
 # Normalisation constants per channel (grey inputs are repeated to 3 channels). For volumes the authors use the
@@ -89,6 +93,8 @@ class EvaluateConfig:
         num_classes: the class count when labels do not show it (``--num-classes``); labels must be ``0..C-1``.
         resume: continue ``output_dir``, skipping finished jobs (see :mod:`crossd.evaluate.kfold`).
         progress: show the tqdm bar.
+        slice_pool: how ``slices``/``slices3`` pool the slice features: ``mean``, ``max`` or ``attention`` (a learned
+            gated attention, trained with the head under every protocol).
     """
 
     data: str | Path
@@ -110,6 +116,7 @@ class EvaluateConfig:
     arch: str | None = None
     drop_bn_stats: bool = False
     recalibrate_bn: bool = False
+    slice_pool: str = "mean"
     device: str | None = None
     resume: bool = False
     progress: bool = True
@@ -128,6 +135,8 @@ class EvaluateConfig:
         for init, *_ in self.methods:
             if init not in INITS:
                 raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+        if self.slice_pool not in POOLS:
+            raise SettingsError(f"must be one of {tuple(POOLS)}, got {self.slice_pool!r}", field="slice_pool")
         for name in ("folds", "repeats", "epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < (2 if name == "folds" else 1):

@@ -8,10 +8,10 @@ from pathlib import Path
 from torch import nn
 
 from crossd.convert.kernels import planar_kernel
-from crossd.evaluate.config import INITS_2D, MethodEntry
+from crossd.evaluate.config import INITS, INITS_2D, SLICE_INITS, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
 from crossd.models.from_2d import build_3d_model, source_spec
-from crossd.models.slice_model import classifier_name
+from crossd.models.slice_model import SliceModel, classifier_name
 from crossd.nn.crossd_conv import CrossDConv
 
 
@@ -56,6 +56,7 @@ def build_network(
     arch: str | None = None,
     align: bool = False,
     drop_bn_stats: bool = False,
+    slice_pool: str = "mean",
 ) -> tuple[nn.Module, dict]:
     """The network of ``method`` for ``spatial_dims``-D data (classifier not yet replaced) and a description of how
     it was loaded (recorded in ``results.json``).
@@ -63,14 +64,17 @@ def build_network(
     2D data: ``crossd`` is the Cross-D 2D network itself, ``regular2d`` the plain 2D network (of a Cross-D
     checkpoint: its angle-0 kernels), ``random`` a fresh
     regular one (of the checkpoint's architecture when given). 3D data: :func:`crossd.models.from_2d.build_3d_model`;
-    ``drop_bn_stats`` applies to ``crossd`` only.
+    ``drop_bn_stats`` applies to ``crossd`` only; ``slices``/``slices3`` (:data:`SLICE_INITS`) are a
+    :class:`~crossd.models.SliceModel` of the plain 2D network (as ``regular2d``) pooling by ``slice_pool``.
     """
     if spatial_dims == 3:
         if method.init == "regular2d":
             raise ValueError(
                 "init 'regular2d' runs the plain 2D network on 2D data, but the data holds 3D volumes; "
-                "use crossd, acs, i3d, center or random"
+                f"use one of {tuple(i for i in INITS if i != 'regular2d')}"
             )
+        if method.init in SLICE_INITS:
+            return slice_network(method, arch, slice_pool)
         model, info = build_3d_model(
             method.init, method.checkpoint, arch, align, drop_bn_stats and method.init == "crossd"
         )
@@ -82,15 +86,18 @@ def build_network(
             "align": info.align,
             "drop_bn_stats": info.drop_bn_stats,
         }
+    if method.init in SLICE_INITS:
+        raise ValueError(
+            f"init {method.init!r} runs the 2D network on the slices of 3D volumes, but the data holds 2D images; "
+            "use regular2d"
+        )
     if method.init not in INITS_2D:
         raise ValueError(f"init {method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}")
     if method.init == "random":
         spec = source_spec(method.checkpoint, arch)
         model = create_model(spec.arch, spec.num_classes)
     else:
-        if method.checkpoint is None:
-            raise ValueError(f"init {method.init!r} needs a checkpoint (--checkpoint or --init {method.init}=CKPT)")
-        model, spec = load_2d_model(method.checkpoint, arch=arch)
+        model, spec = _checkpoint_network(method, arch)
         if method.init == "crossd" and spec.conv != "crossd":
             raise ValueError(
                 f"{method.checkpoint}: init 'crossd' needs a Cross-D checkpoint, got a regular {spec.arch}"
@@ -98,6 +105,37 @@ def build_network(
         if method.init == "regular2d" and spec.conv == "crossd":
             model = planar_network(model, spec)
     return model, {"init": method.init, "checkpoint": method.checkpoint, "arch": spec.arch, "source_conv": spec.conv}
+
+
+def _checkpoint_network(method: Method, arch: str | None) -> tuple[nn.Module, ModelSpec]:
+    """The 2D network ``method``'s checkpoint holds, as trained."""
+    if method.checkpoint is None:
+        raise ValueError(f"init {method.init!r} needs a checkpoint (--checkpoint or --init {method.init}=CKPT)")
+    return load_2d_model(method.checkpoint, arch=arch)
+
+
+def slice_network(method: Method, arch: str | None, pool: str) -> tuple[SliceModel, dict]:
+    """Slice aggregation: the plain 2D network of ``method``'s checkpoint (a Cross-D one's angle-0 kernels, as
+    ``regular2d``) on every slice along the axes of ``method.init`` (:data:`SLICE_INITS`), pooled by ``pool``."""
+    model, spec = _checkpoint_network(method, arch)
+    if spec.conv == "crossd":
+        model = planar_network(model, spec)
+    sliced = SliceModel(model, SLICE_INITS[method.init], pool, inplace=True)
+    return sliced, {
+        "init": method.init,
+        "checkpoint": method.checkpoint,
+        "arch": spec.arch,
+        "source_conv": spec.conv,
+        "axes": sliced.axes,
+        "pool": pool,
+        "chunk": sliced.chunk,
+    }
+
+
+def new_layers(model: nn.Module, head: nn.Linear) -> nn.Module:
+    """The layers a protocol trains from the start (:class:`crossd.evaluate.protocols.Schedule`'s ``head``): the new
+    classifier, and for slice aggregation also the slice pool (learned for ``attention``, empty otherwise)."""
+    return nn.ModuleList([head, model.pool]) if isinstance(model, SliceModel) else head
 
 
 def planar_network(model: nn.Module, spec: ModelSpec) -> nn.Module:

@@ -1,6 +1,7 @@
 """3D segmentation with transferred encoders: k-fold Dice of a :class:`~crossd.models.UNet3D` per init.
 
-Each method (``--init NAME[=CKPT]``: ``crossd``, ``acs``, ``i3d``, ``center``, ``random``) builds its 3D encoder
+Each method (``--init NAME[=CKPT]``: ``crossd``, ``acs``, ``i3d``, ``center``, ``random``; not the slice
+aggregation inits ``slices``/``slices3``, which have no 3D encoder) builds its 3D encoder
 exactly as the classification evaluation does (:func:`crossd.evaluate.methods.build_network`), wraps it in a
 ``UNet3D`` with a fresh decoder, and trains on the same folds (KFold with shuffle, ``random_state = seed + r``
 for repeat ``r``, the first ``val_fraction`` of each training fold for validation). Protocols:
@@ -29,8 +30,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from crossd.convert.inits import init_names
 from crossd.data.segmentation import SegmentationSet, load_segmentation
-from crossd.evaluate.config import NORMALIZATION, MethodEntry, method_records
+from crossd.errors import SettingsError
+from crossd.evaluate.config import NORMALIZATION, SLICE_INITS, MethodEntry, method_records
 from crossd.evaluate.folds import paper_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
 from crossd.evaluate.methods import Method, build_network
@@ -93,6 +96,13 @@ class SegmentationConfig:
             raise ValueError(f"unknown normalisation {self.normalize!r}; expected one of {tuple(NORMALIZATION)}")
         if not self.methods:
             raise ValueError("no method to evaluate; give at least one --init")
+        for init, *_ in self.methods:
+            if init in SLICE_INITS:
+                raise SettingsError(
+                    f"cannot include {init!r}: slice aggregation gives one label per volume, no 3D encoder to "
+                    f"segment with; use one of {init_names('to_3d')}",
+                    field="methods",
+                )
         if self.folds < 2 or self.repeats < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("folds must be at least 2 and repeats, epochs and batch_size at least 1")
 

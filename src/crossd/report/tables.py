@@ -66,9 +66,11 @@ def loading_note(method: dict) -> str:
         "center": "2D kernels in the central depth slice",
         "random": "random initialisation (architecture only)",
         "regular2d": "the regular 2D network",
+        "slices": f"the 2D network on every axial slice, {loading.get('pool')}-pooled",
+        "slices3": f"the 2D network on the slices of 3 orientations, {loading.get('pool')}-pooled, concatenated",
     }
     text = f"{notes.get(init, init)} from {source}"
-    if loading.get("source_conv") == "crossd" and init in ("acs", "i3d", "center"):
+    if loading.get("source_conv") == "crossd" and init in ("acs", "i3d", "center", "slices", "slices3"):
         text += " (the Cross-D kernels' angle-0 slices)"
     if loading.get("align"):
         text += ", shift kernels aligned"
