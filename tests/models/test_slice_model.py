@@ -2,6 +2,7 @@
 identical-slices property on every classification model of docs/models.md, chunking, channels and input checks."""
 
 import copy
+import importlib
 
 import pytest
 import torch
@@ -158,3 +159,12 @@ def test_the_head_is_the_last_linear_so_evaluate_replaces_it_not_the_attention()
     assert isinstance(sliced.pool, GatedAttentionPool)
     head = replace_head(sliced, 5)
     assert sliced.head is head and sliced(torch.randn(2, 3, 3, 16, 16)).shape == (2, 5)
+
+
+def test_the_memory_benchmark_builds_each_configuration_and_measures_a_step(monkeypatch):
+    monkeypatch.syspath_prepend("benchmarks")
+    bench = importlib.import_module("slice_memory")
+    assert isinstance(bench.build("3d").conv1, nn.Conv3d)
+    assert (bench.build("slices:none").chunk, bench.build("slices3:4").axes) == (None, "dhw")
+    row = bench.measure("slices:2", 6, 1, 1, "cpu")
+    assert row["config"] == "slices:2" and row["step_s"] > 0 and row["memory_mib"] >= 0
