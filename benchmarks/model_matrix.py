@@ -1,4 +1,4 @@
-"""Every model of ``crossd.convert.model_table`` through ``to_crossd`` and ``to_3d``: the table of docs/models.md.
+"""Every model of ``tests/model_table.py`` through ``to_crossd`` and ``to_3d``: the table of docs/models.md.
 
 Per model (untrained, no downloads): ``to_crossd(model, init="center")`` with its default even-kernel policy,
 a 2D forward on a 64x64 image and the angle-0 kernels checked; then ``to_3d`` of the Cross-D model with every init
@@ -13,23 +13,39 @@ also under the really-3D check. A cell is "ok" only if nothing failed and nothin
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the test oracles (kernel_oracle, reference)
+from crossd import to_3d, to_crossd
+from crossd.convert import INITS_3D
+from crossd.convert.really_3d import check_really_3d
+from crossd.io import save_text
+from crossd.nn.crossd_conv import CrossDConv
 
-from kernel_oracle import angle0_kernels, kernel_problems  # noqa: E402
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
-from crossd import to_3d, to_crossd  # noqa: E402
-from crossd.convert import INITS_3D  # noqa: E402
-from crossd.convert.model_table import MODELS, build_model  # noqa: E402
-from crossd.convert.really_3d import check_really_3d  # noqa: E402
-from crossd.io import save_text  # noqa: E402
-from crossd.nn.crossd_conv import CrossDConv  # noqa: E402
+
+def _test_module(name: str) -> ModuleType:
+    """``tests/<name>.py`` (the model table and the test oracles) loaded from its file: ``tests/`` is no package
+    and stays off ``sys.path``; under pytest the module the tests already imported is reused."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TESTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: kernel_oracle imports reference by this name
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_test_module("reference")  # what kernel_oracle imports
+angle0_kernels, kernel_problems = (
+    getattr(_test_module("kernel_oracle"), n) for n in ("angle0_kernels", "kernel_problems")
+)
+MODELS, build_model = (getattr(_test_module("model_table"), n) for n in ("MODELS", "build_model"))
 
 SIZES = (32, 48, 64)
 HEADER = (

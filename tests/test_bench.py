@@ -10,6 +10,7 @@ from torchvision.models import resnet18
 
 from crossd.bench import interleaved_medians, load_reference_layer, measure_step_rss, resnet18_shapes
 from crossd.cli import main
+from crossd.errors import SettingsError
 
 REFERENCE = Path(__file__).parent / "reference.py"
 
@@ -46,7 +47,7 @@ def test_reference_layer_loads_from_a_file(tmp_path):
     assert load_reference_layer(f"{REFERENCE}:PublishedCrossDConv").__name__ == "PublishedCrossDConv"
     with pytest.raises(ValueError, match="no nn.Module named"):
         load_reference_layer(f"{REFERENCE}:Nope")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(SettingsError, match="^reference .*missing.py: no such file$"):
         load_reference_layer(tmp_path / "missing.py")
 
 

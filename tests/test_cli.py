@@ -9,7 +9,7 @@ import pytest
 from image_data import write_medmnist_npz
 
 import crossd
-from crossd.cli import _parsers, flag_names, main, user_message
+from crossd.cli import FIELD_FLAGS, _parsers, flag_names, main
 from crossd.commands import DEVICE_HELP, HelpFormatter
 
 
@@ -87,31 +87,22 @@ def test_one_spelling_per_concept():
         assert commands[name].parse_args([*required, "--resume"]).resume in ("", True)  # bare --resume everywhere
 
 
-def test_user_message_names_flags_and_prints_no_tuples():
-    flags = {"batch_size": "--batch-size", "epochs": "--epochs", "train_crop_scale": "--train-crop-scale"}
-    assert user_message("batch_size must be at least 1, got 0", flags) == "--batch-size must be at least 1, got 0"
-    assert user_message("lr_x (3) must be fewer than epochs (2)", flags) == "lr_x (3) must be fewer than --epochs (2)"
-    assert user_message("train_crop_scale must be in (0, 1], got (0.5, 2.0)", flags).endswith("got 0.5 2.0")
-    assert user_message("unknown 'x'; expected one of ('sgd', 'adamw')", flags).endswith("one of sgd, adamw")
-    shape = "x.npz: shape (12, 16, 16) is not 2D"
-    assert user_message(shape, flags) == shape  # shapes stay tuples
-    path = "data/mni152_tissue_2d_16.npz: the number of epochs is unknown"  # paths and prose stay as they are
-    assert user_message(path, {**flags, "mni152_tissue_2d_16": "--nope"}) == path
-
-
 def test_flag_names_cover_nested_commands_and_aliases():
     _, commands = _parsers()
     assert flag_names(commands["pretrain"])["weight_decay"] == "--wd"
     assert flag_names(commands["viz"])["max_filters"] == "--max-filters"
     assert flag_names(commands["evaluate"], {"num_workers": "--workers"})["num_workers"] == "--workers"
+    assert flag_names(commands["pretrain"], FIELD_FLAGS)["data_path"] == "--data-path"  # a dest wins over an alias
+    assert flag_names(commands["evaluate"], FIELD_FLAGS)["data_path"] == "--data"
 
 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
         (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
-        (["--train-crop-scale", "0.5", "2"], "--train-crop-scale must satisfy 0 < min <= max <= 1, got 0.5 2.0"),
-        (["--lr-warmup-epochs", "200"], "--lr-warmup-epochs (200) must be fewer than --epochs (90)"),
+        (["--train-crop-scale", "0.5", "2"], "--train-crop-scale must satisfy 0 < min <= max <= 1, got 0.5 2"),
+        (["--lr-warmup-epochs", "200"], "--lr-warmup-epochs 200 must be fewer than epochs (90)"),
+        (["--model", "resnet_nope"], "--model 'resnet_nope' is not a torchvision classification model"),
     ],
 )
 def test_pretrain_errors_name_the_flags_as_typed(tmp_path, capsys, argv, expected):
@@ -135,3 +126,68 @@ def test_init_tags_name_several_methods_of_one_init():
         ("acs", "c.pt"),
         ("random", None),
     ]
+
+
+def _failing_run(monkeypatch, exc: BaseException) -> None:
+    """``crossd transfer`` whose library call raises ``exc``."""
+    from crossd.commands import transfer
+
+    def run(args):
+        raise exc
+
+    monkeypatch.setattr(transfer, "run", run)
+
+
+def test_a_crossd_error_is_one_line_with_the_flag_of_its_field(monkeypatch, capsys):
+    from crossd.errors import CheckpointError
+
+    _failing_run(monkeypatch, CheckpointError("x.pt: holds a regular resnet18", field="drop_bn_stats"))
+    assert main(["transfer", "x.pt", "--output", "y.safetensors"]) == 2
+    err = capsys.readouterr().err
+    assert err == "crossd transfer: error: --drop-bn-stats x.pt: holds a regular resnet18\n"
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("shapes do not broadcast"), KeyError("conv1.weight")])
+def test_an_internal_error_shows_its_traceback_and_says_it_is_a_bug(monkeypatch, capsys, exc):
+    _failing_run(monkeypatch, exc)
+    assert main(["transfer", "x.pt", "--output", "y.safetensors"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and f"{type(exc).__name__}: " in err
+    assert err.splitlines()[-1].startswith("crossd transfer: internal error: this is a bug in crossd")
+
+
+def test_a_value_error_is_a_bug_not_a_user_error(monkeypatch, capsys):
+    _failing_run(monkeypatch, ValueError("too many values to unpack"))
+    assert main(["transfer", "x.pt", "--output", "y.safetensors"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_nothing_below_the_command_line_imports_it():
+    """``crossd.cli`` and ``crossd.commands`` sit on top: no library module imports them."""
+    import ast
+    from pathlib import Path
+
+    root = Path(crossd.__file__).parent
+    top = {root / "cli.py", root / "__main__.py", *root.joinpath("commands").glob("*.py")}
+    top_names = ["crossd", "commands"]
+    upward = []
+    for path in sorted(set(root.rglob("*.py")) - top):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            upward += [
+                f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[:2] in (["crossd", "cli"], top_names)
+            ]
+    assert not upward, upward
+
+
+@pytest.mark.parametrize("module", ["crossd.pretrain", "crossd.evaluate"])
+def test_the_dotted_module_spellings_run_their_command(module, monkeypatch, capsys):
+    """``python -m crossd.pretrain --help`` (run here in-process, as ``-m`` runs it)."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    assert exit_.value.code == 0
+    assert f"usage: crossd {module.split('.')[1]}" in capsys.readouterr().out

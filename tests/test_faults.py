@@ -190,7 +190,7 @@ def test_sigterm_is_one_line_with_how_to_resume_and_leaves_no_temporary(
     err = terminated.stderr.strip()
     assert "Traceback" not in err and "\n" not in err, err
     assert err.startswith(f"crossd pretrain: interrupted (SIGTERM) after epoch {epochs_done} of {EPOCHS}")
-    assert err.endswith(f"resume with the same flags and --resume {out / 'checkpoint.pt'}")
+    assert err.endswith(f"resume from {out / 'checkpoint.pt'} with the same settings")
     assert _temps(out) == []
     _resume(data, out, capsys)
     _assert_same_as_reference(out, reference)

@@ -49,7 +49,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 
 
 def test_ensure_writable_dir_creates_and_leaves_nothing_behind(tmp_path):
-    assert ensure_writable_dir(tmp_path / "a" / "b", "--output-dir") == tmp_path / "a" / "b"
+    assert ensure_writable_dir(tmp_path / "a" / "b", "output_dir") == tmp_path / "a" / "b"
     assert list((tmp_path / "a" / "b").iterdir()) == []
 
 
@@ -61,11 +61,11 @@ def test_ensure_writable_dir_creates_and_leaves_nothing_behind(tmp_path):
         ("proc", r"cannot write there \("),
     ],
 )
-def test_unwritable_folders_are_one_line_naming_the_flag(tmp_path, where, reason):
+def test_unwritable_folders_are_one_line_naming_the_field(tmp_path, where, reason):
     (tmp_path / "f").write_text("in the way")
     path = {"file": tmp_path / "f", "under_file": tmp_path / "f" / "out", "proc": Path("/proc/crossd-out")}[where]
-    with pytest.raises(OutputError, match=rf"^--output-dir {path}: {reason}") as info:
-        ensure_writable_dir(path, "--output-dir")
+    with pytest.raises(OutputError, match=rf"^output_dir {path}: {reason}") as info:
+        ensure_writable_dir(path, "output_dir")
     assert "\n" not in str(info.value)
     assert (tmp_path / "f").read_text() == "in the way"
 
@@ -77,14 +77,14 @@ def test_a_read_only_folder_is_refused(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    with pytest.raises(OutputError, match=r"^--json .*: cannot write there \(Permission denied\)$"):
-        ensure_writable_file(tmp_path / "r.json", "--json")
+    with pytest.raises(OutputError, match=r"^json .*: cannot write there \(Permission denied\)$"):
+        ensure_writable_file(tmp_path / "r.json", "json")
 
 
 def test_ensure_writable_file_refuses_a_folder(tmp_path):
     with pytest.raises(OutputError, match="is a folder, not a file"):
-        ensure_writable_file(tmp_path, "--output")
-    assert ensure_writable_file(tmp_path / "new" / "x.json", "--output").parent.is_dir()
+        ensure_writable_file(tmp_path, "output")
+    assert ensure_writable_file(tmp_path / "new" / "x.json", "output").parent.is_dir()
 
 
 @pytest.mark.parametrize("save", ["json", "torch", "safetensors"])

@@ -29,6 +29,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from crossd.convert import to_crossd
+from crossd.errors import SettingsError
 from crossd.nn import CrossDConv
 from crossd.nn.rotation_head import RotationHead
 from crossd.ops.conv import choose_path
@@ -92,7 +93,7 @@ def load_reference_layer(path: str | Path) -> type[nn.Module]:
     """
     file, _, class_name = str(path).partition(":")
     if not Path(file).is_file():
-        raise FileNotFoundError(f"reference layer file not found: {file}")
+        raise SettingsError(f"{file}: no such file", field="reference")
     spec = importlib.util.spec_from_file_location("crossd_reference_layer", file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -103,10 +104,15 @@ def load_reference_layer(path: str | Path) -> type[nn.Module]:
     }
     if class_name:
         if class_name not in classes:
-            raise ValueError(f"{file} defines no nn.Module named {class_name!r}; it has {sorted(classes)}")
+            raise SettingsError(
+                f"{file} defines no nn.Module named {class_name!r}; it has {sorted(classes)}", field="reference"
+            )
         return classes[class_name]
     if len(classes) != 1:
-        raise ValueError(f"{file} defines {len(classes)} nn.Module classes {sorted(classes)}; name one as FILE:Class")
+        raise SettingsError(
+            f"{file} defines {len(classes)} nn.Module classes {sorted(classes)}; name one as FILE:Class",
+            field="reference",
+        )
     return next(iter(classes.values()))
 
 

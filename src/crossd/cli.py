@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import signal
 import sys
+import traceback
 
 import crossd
 from crossd.commands import HelpFormatter
+from crossd.errors import CrossdError
 
 DESCRIPTION = """\
 Pretrain 3D convolution kernels on 2D images (Cross-D Conv) and move them into 3D networks for CT, MRI and
@@ -27,10 +28,6 @@ COMMANDS = {
     "viz": "pictures of Cross-D kernels: the dynamic-filter animation and the 3D kernel",
     "bench": "speed and memory of Cross-D against plain convolutions",
 }
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2."""
 
 
 def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -52,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def flag_names(parser: argparse.ArgumentParser, aliases: dict[str, str] | None = None) -> dict[str, str]:
     """``{dest: "--flag"}`` for every option of ``parser`` and its sub-commands (the first long spelling), plus
-    ``aliases`` (library field names whose flag differs, e.g. ``{"num_workers": "--workers"}``)."""
+    ``aliases`` for names that are not a dest there (library field names whose flag differs, e.g.
+    ``{"num_workers": "--workers"}``)."""
     names: dict[str, str] = {}
     for action in parser._actions:
         longs = [s for s in action.option_strings if s.startswith("--")]
@@ -60,37 +58,33 @@ def flag_names(parser: argparse.ArgumentParser, aliases: dict[str, str] | None =
             names.setdefault(action.dest, longs[0])
         for child in (action.choices or {}).values() if isinstance(action, argparse._SubParsersAction) else ():
             names.update({k: v for k, v in flag_names(child).items() if k not in names})
-    return {**names, **(aliases or {})}
+    return {**(aliases or {}), **names}
 
 
-_QUOTED_TUPLE = re.compile(r"\(('[^']*'(?:, '[^']*')*),?\)")
-_GOT_TUPLE = re.compile(r"(?<=got )\((-?[\d.e+-]+(?:, -?[\d.e+-]+)+)\)")
+FIELD_FLAGS = {
+    "num_workers": "--workers",
+    "progress": "--quiet",
+    "methods": "--init",
+    "data_path": "--data",
+    "axis": "--axes",
+}
+"""Library parameter names whose flag is not named after them (``crossd evaluate``'s ``--workers`` sets
+``EvaluateConfig.num_workers``); every other name is found in the command's parser (:func:`flag_names`)."""
 
 
-def user_message(text: str, flags: dict[str, str]) -> str:
-    """An error message as a command-line user reads it: library field names become the flags they typed
-    (``batch_size`` -> ``--batch-size``) and Python tuples become plain lists (``('sgd', 'adamw')`` -> ``sgd,
-    adamw``; ``got (0.5, 2.0)`` -> ``got 0.5 2.0``, as the flag takes them; shapes stay ``(N, H, W)``)."""
-    text = _QUOTED_TUPLE.sub(lambda m: m.group(1).replace("'", ""), text)
-    text = _GOT_TUPLE.sub(lambda m: m.group(1).replace(",", ""), text)
-
-    def swap(match: re.Match) -> str:
-        name, after = match.group(0), match.string[match.end() :]
-        # snake_case names anywhere; a one-word field name only where it names a setting ("epochs must", "(90)")
-        named = "_" in name or match.start() == 0 or re.match(r" (must|and|\(-?\d)", after)
-        return flags.get(name, name) if named else name
-
-    return re.sub(r"(?<![\w\-./`'])[a-z][a-z0-9]*(?:_[a-z0-9]+)*(?![\w'`/])", swap, text)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The error's message; for one re-raised from a DataLoader worker (the worker's traceback in the message),
-    its original last line without the exception-type prefix."""
-    text = str(exc)
+def _error_line(exc: CrossdError, flags: dict[str, str]) -> str:
+    """``"<flag> <message>"`` of a :class:`CrossdError`; one re-raised from a DataLoader worker (which keeps only
+    the type, with the worker's traceback as its message) gives the last line of that traceback, its field
+    (the first word) turned into the flag."""
+    if exc.field is not None:
+        return f"{flags.get(exc.field, exc.field)} {exc.message}"
+    text = exc.message
     if "Original Traceback" not in text:
         return text
     last = text.strip().splitlines()[-1]
-    return last.split(": ", 1)[1] if last.startswith(type(exc).__name__ + ": ") else last
+    last = last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith(type(exc).__name__) else last
+    field, _, message = last.partition(" ")
+    return f"{flags[field]} {message}" if field in flags else last
 
 
 class _Terminated(KeyboardInterrupt):
@@ -102,8 +96,10 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``crossd COMMAND ...``; user errors print ``crossd COMMAND: error: ...`` and return 2, a NaN/Inf
-    training loss returns 1, Ctrl-C returns 130 and SIGTERM 143 (128 + the signal), each with one line."""
+    """Run ``crossd COMMAND ...``. A :class:`crossd.errors.CrossdError` (bad data, paths, settings, checkpoints)
+    prints ``crossd COMMAND: error: <flag> <message>`` and returns 2; a NaN/Inf training loss returns 1; Ctrl-C
+    returns 130 and SIGTERM 143 (128 + the signal), each with one line. Any other exception is a bug in crossd: its
+    traceback is printed with where to report it, and 1 is returned."""
     from crossd.train.engine import NonFiniteLossError
 
     argv = sys.argv[1:] if argv is None else argv
@@ -113,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(module.run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as exc:
-        flags = flag_names(commands[args.command], getattr(module, "FIELD_FLAGS", None))
-        print(f"crossd {args.command}: error: {user_message(_one_line(exc), flags)}", file=sys.stderr)
+    except CrossdError as exc:
+        flags = flag_names(commands[args.command], FIELD_FLAGS)
+        print(f"crossd {args.command}: error: {_error_line(exc, flags)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:
         print(f"crossd {args.command}: error: {exc}", file=sys.stderr)
@@ -125,6 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         detail = f" {exc}" if str(exc) else ""
         print(f"crossd {args.command}: interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}){detail}", file=sys.stderr)
         return 143 if terminated else 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"crossd {args.command}: internal error: this is a bug in crossd {crossd.__version__}, not a problem with "
+            "your input; please report it to the crossd developers (issue tracker) with the traceback above and the "
+            "command you ran",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -29,15 +29,16 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def ensure_writable_dir(path: str | Path, flag: str) -> Path:
+def ensure_writable_dir(path: str | Path, field: str) -> Path:
     """Create folder ``path`` if needed and prove it writable by creating and removing a probe file.
 
-    Raises :class:`OutputError` naming ``flag`` (e.g. ``"--output-dir"``) and ``path`` when it is a file, its
-    parent is a file, or it is read-only, missing permissions or full — before any compute is spent.
+    Raises :class:`OutputError` with ``field`` (the caller's parameter, e.g. ``"output_dir"``) naming ``path``
+    when it is a file, its parent is a file, or it is read-only, missing permissions or full — before any compute
+    is spent.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OutputError(f"{flag} {path}: is a file, not a folder")
+        raise OutputError(f"{path}: is a file, not a folder", field=field)
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}probe.", dir=path)
@@ -47,19 +48,19 @@ def ensure_writable_dir(path: str | Path, flag: str) -> Path:
             os.close(fd)
             os.unlink(probe)
     except OSError as exc:
-        raise OutputError(f"{flag} {path}: cannot write there ({_reason(exc)})") from None
+        raise OutputError(f"{path}: cannot write there ({_reason(exc)})", field=field) from None
     return path
 
 
-def ensure_writable_file(path: str | Path, flag: str) -> Path:
+def ensure_writable_file(path: str | Path, field: str) -> Path:
     """Check that file ``path`` can be written: not a folder, and its folder writable (created if missing).
 
-    Raises :class:`OutputError` naming ``flag`` and ``path``; an existing file is left untouched.
+    Raises :class:`OutputError` with ``field`` naming ``path``; an existing file is left untouched.
     """
     path = Path(path)
     if path.is_dir():
-        raise OutputError(f"{flag} {path}: is a folder, not a file")
-    ensure_writable_dir(path.parent, flag)
+        raise OutputError(f"{path}: is a folder, not a file", field=field)
+    ensure_writable_dir(path.parent, field)
     return path
 
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from crossd.errors import OutputError
 from crossd.io import save_json, save_safetensors
 from crossd.models.from_2d import build_3d_model
 
@@ -26,7 +27,7 @@ def transfer_checkpoint(
     """
     output = Path(output)
     if output.suffix != ".safetensors":
-        raise ValueError(f"output must end in .safetensors, got {output}")
+        raise OutputError(f"must end in .safetensors, got {output}", field="output")
     model, info = build_3d_model(init, checkpoint, arch, align, drop_bn_stats)
     description = asdict(info)
     weights = save_safetensors(model.state_dict(), output, metadata={"crossd.transfer": json.dumps(description)})

@@ -8,6 +8,7 @@ import torch
 from crossd import load_checkpoint, to_3d, to_crossd
 from crossd.commands.transfer import add_arguments
 from crossd.convert.inits import KERNEL_INITS, USES, init_names
+from crossd.errors import SettingsError
 from crossd.models import create_model
 
 
@@ -28,7 +29,7 @@ def test_every_listed_name_is_accepted_and_others_refused(use):
         if name in init_names(use):
             _convert(use, name)
         else:
-            with pytest.raises(ValueError, match="unknown"):
+            with pytest.raises(SettingsError, match="init must be one of"):
                 _convert(use, name)
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from kernel_oracle import angle0_kernels, kernel_problems
+from model_table import MODELS, NUM_CLASSES, build_model
 
 from crossd import CrossDConv, to_3d, to_crossd
 from crossd.convert import INITS_3D
-from crossd.convert.model_table import MODELS, NUM_CLASSES, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 _CACHE: dict[str, tuple] = {}

@@ -70,7 +70,7 @@ def test_a_failing_forward_is_named_with_what_ran_before():
 
 
 def test_needs_a_volume():
-    with pytest.raises(ValueError, match=r"needs a volume \(N, C, D, H, W\), got shape \(1, 3, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"example must be a volume \(N, C, D, H, W\), got shape \(1, 3, 8, 8\)"):
         check_really_3d(nn.Identity(), torch.randn(1, 3, 8, 8))
 
 

@@ -66,9 +66,9 @@ def test_planar_inits(source):
 
 
 def test_crossd_init_needs_crossd_layers():
-    with pytest.raises(ValueError, match="init='crossd' needs a Cross-D layer"):
+    with pytest.raises(ValueError, match="init 'crossd' needs a Cross-D layer"):
         to_3d(resnet18(), init="crossd")
-    with pytest.raises(ValueError, match="unknown init"):
+    with pytest.raises(ValueError, match="init must be one of"):
         to_3d(resnet18(), init="nope")
 
 

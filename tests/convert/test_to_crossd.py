@@ -72,7 +72,7 @@ def test_project_inits_give_the_2d_kernel_and_transfer_as_i3d():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="unknown init"):
+    with pytest.raises(ValueError, match="init must be one of"):
         to_crossd(nn.Sequential(nn.Conv2d(1, 1, 3)), init="magic")
     with pytest.raises(ValueError, match="square kernels"):
         to_crossd(nn.Sequential(nn.Conv2d(1, 1, (1, 3))))
@@ -105,14 +105,14 @@ def test_even_kernels_plain_stay_conv2d_and_inflate_in_3d():
     assert "built with init='i3d'" in report3d.notes["0"] and set(report3d.notes) == {"0", "2"}
     torch.testing.assert_close(model3d[0].weight, model[0].weight[:, :, None].repeat(1, 1, 4, 1, 1) / 4)
     assert torch.equal(model3d[1].weight, converted[1].weight.detach())
-    with pytest.raises(ValueError, match="init='crossd' needs a Cross-D layer"):  # no Cross-D layer at all
+    with pytest.raises(ValueError, match="init 'crossd' needs a Cross-D layer"):  # no Cross-D layer at all
         to_3d(model, init="crossd")
 
 
 def test_even_kernels_error_and_bad_policies():
-    with pytest.raises(ValueError, match=r"^0: mode 'rotate' needs an odd kernel size.*even_kernels='shift'"):
+    with pytest.raises(ValueError, match=r"^model 0: mode 'rotate' needs an odd kernel size.*even_kernels 'shift'"):
         to_crossd(_even_and_odd(), even_kernels="error")
-    with pytest.raises(ValueError, match=r"unknown even_kernels 'odd'; expected one of \('shift', 'plain', 'error'\)"):
+    with pytest.raises(ValueError, match=r"^even_kernels must be one of \('shift', 'plain', 'error'\), got 'odd'$"):
         to_crossd(_even_and_odd(), even_kernels="odd")
-    with pytest.raises(ValueError, match="unknown Cross-D mode 'rotated'"):
+    with pytest.raises(ValueError, match="mode must be one of .*, got 'rotated'"):
         to_crossd(_even_and_odd(), mode="rotated")

@@ -38,9 +38,9 @@ def test_twin_of_a_regular_model_is_its_3d_conversion_and_trains_the_2d_weights(
 
 
 def test_twin_refuses_a_mismatched_init():
-    with pytest.raises(ValueError, match="regular 2D model needs the twin init i3d or acs"):
+    with pytest.raises(ValueError, match="init 'crossd' does not fit a regular 2D model; it needs i3d or acs"):
         volume_twin(resnet18(num_classes=3), "crossd")
-    with pytest.raises(ValueError, match="Cross-D model needs the twin init crossd"):
+    with pytest.raises(ValueError, match="init 'i3d' does not fit a Cross-D model; it needs crossd"):
         volume_twin(to_crossd(resnet18(num_classes=3)), "i3d")
 
 

@@ -11,9 +11,10 @@ from PIL import Image
 
 from crossd.cli import main
 from crossd.data import load_npz
-from crossd.data.checks import DataError, Layout, check_finite, check_labels, count_classes, infer_layout
+from crossd.data.checks import Layout, check_finite, check_labels, count_classes, infer_layout
 from crossd.data.images import read_rgb
 from crossd.data.volumes import load_samples
+from crossd.errors import CrossdError, DataError
 
 TINY = ["--epochs", "1", "-b", "4", "-j", "0", "--train-crop-size", "16", "--val-resize-size", "20"]
 TINY += ["--val-crop-size", "16", "--quiet"]
@@ -37,7 +38,7 @@ def test_layouts_recognised_by_rule(shape, layout):
 
 @pytest.mark.parametrize("shape", [(5, 32, 32, 1), (5, 1, 32, 32), (5, 3, 32, 32), (5, 4, 16, 16)])
 def test_ambiguous_4d_shapes_need_spatial_dims(shape):
-    with pytest.raises(DataError, match=r"is ambiguous .*; pass --spatial-dims 2 or 3$"):
+    with pytest.raises(DataError, match=r"^spatial_dims x.npz: shape .* is ambiguous .*; give 2 or 3$"):
         infer_layout(shape, source="x.npz")
     channel_axis = 1 if shape[1] < 8 else -1
     assert infer_layout(shape, 2) == Layout(2, channel_axis)
@@ -51,11 +52,11 @@ def test_ambiguous_4d_shapes_need_spatial_dims(shape):
         ((5, 16, 16), 3, "holds 2D images, not 3D volumes"),
         ((5, 16, 16, 16, 16), None, "cannot tell the channel axis"),
         ((5, 2), None, "fit no layout"),
-        ((5, 16, 16), 4, "--spatial-dims must be 2 or 3"),
+        ((5, 16, 16), 4, "spatial_dims must be 2 or 3"),
     ],
 )
 def test_shapes_that_fit_no_reading(shape, spatial_dims, message):
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(CrossdError, match=message):
         infer_layout(shape, spatial_dims)
 
 
@@ -180,7 +181,7 @@ def test_pretrain_num_classes_flag(tmp_path, capsys):
     data = write_image_folder(tmp_path / "data", classes=2, per_class=2)
     argv = ["pretrain", "--data-path", str(data), "--output-dir", str(tmp_path / "o"), *TINY, "--num-classes", "3"]
     assert main(argv) == 2
-    assert "--num-classes 3, but the image folders hold 2 classes" in capsys.readouterr().err
+    assert "--num-classes 3, but the image folders of " in capsys.readouterr().err
     path = _npz(tmp_path, "label7")
     assert (
         main(["pretrain", "--data-path", str(path), "--output-dir", str(tmp_path / "p"), *TINY, "--num-classes", "8"])

@@ -7,6 +7,7 @@ from image_data import write_image_folder, write_medmnist_npz
 from PIL import Image
 
 from crossd.data.images import ArrayImageDataset, detect_dataset_kind, load_image_splits, read_rgb
+from crossd.errors import DataError
 
 SIZES = {"train_crop_size": 12, "val_resize_size": 14, "val_crop_size": 12}
 
@@ -39,8 +40,8 @@ def test_image_folder_without_test_split(tmp_path):
 @pytest.mark.parametrize(
     ("setup", "error", "match"),
     [
-        (lambda root: None, FileNotFoundError, "data path not found"),
-        (lambda root: root.mkdir(), FileNotFoundError, "image folder not found"),
+        (lambda root: None, DataError, "data path not found"),
+        (lambda root: root.mkdir(), DataError, "image folder not found"),
         (lambda root: (root / "train").mkdir(parents=True), ValueError, "class folder"),
         (lambda root: write_image_folder(root, classes=1, per_class=1), ValueError, "at least 2"),
     ],
@@ -94,5 +95,5 @@ def test_npz_errors(tmp_path, arrays, match):
 
 
 def test_unknown_dataset_kind():
-    with pytest.raises(ValueError, match="unknown dataset kind"):
+    with pytest.raises(ValueError, match="dataset must be one of"):
         detect_dataset_kind("x", "coco")

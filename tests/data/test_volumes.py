@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from crossd.data.volumes import load_samples
+from crossd.errors import DataError
 
 
 def _nifti(path, volume):
@@ -37,7 +38,7 @@ def test_nifti_csv_resized_with_string_labels(tmp_path):
         _nifti(tmp_path / "vols" / f"v{i}.nii.gz", rng.random(shape))
         rows.append(f"vols/v{i}.nii.gz,{'tumour' if i % 2 else 'healthy'}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    with pytest.raises(ValueError, match="give a size"):
+    with pytest.raises(ValueError, match="give one to resize to"):
         load_samples(tmp_path / "labels.csv")
     samples = load_samples(tmp_path, size=4)  # a folder with one .csv
     assert samples.images.shape == (3, 1, 4, 4, 4) and samples.images.dtype == np.float32
@@ -119,8 +120,8 @@ def test_class_folders_of_volumes(tmp_path):
 @pytest.mark.parametrize(
     "case, error, message",
     [
-        ("missing", FileNotFoundError, "data path not found"),
-        ("missing_volume", FileNotFoundError, "volume not found"),
+        ("missing", DataError, "data path not found"),
+        ("missing_volume", DataError, "volume not found"),
         ("bad_nifti", ValueError, "not a readable NIfTI file"),
         ("no_label", ValueError, "row 1 has no label"),
         ("one_class", ValueError, "at least 2 classes"),

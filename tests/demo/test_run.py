@@ -89,7 +89,7 @@ def test_paper_protocol_keeps_its_own_constants():
     assert paper.epochs is None and paper.eval_lr is None  # the protocol's 15 epochs and lr 1e-3
     assert DemoConfig(protocol="paper", quick=True).resolved().epochs == 2  # reduced only by --quick/--epochs
     assert DemoConfig().resolved().eval_lr == 1e-2
-    with pytest.raises(ValueError, match="demo protocol"):
+    with pytest.raises(ValueError, match="protocol must be one of"):
         DemoConfig(protocol="linear").resolved()
 
 

@@ -168,7 +168,7 @@ def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path
     methods = [("random", None)]
     first = _run(data_dir, tmp_path, "vol.npz", methods, seed=3)
     (tmp_path / "jobs" / "random" / "r0f1.json").unlink()  # as if killed during the second fold
-    with pytest.raises(ValueError, match="--resume"):
+    with pytest.raises(ValueError, match="already holds results; resume it or use another folder"):
         _run(data_dir, tmp_path, "vol.npz", methods, seed=3)
     with pytest.raises(ValueError, match="settings differ in seed"):
         _run(data_dir, tmp_path, "vol.npz", methods, seed=4, resume=True)

@@ -66,15 +66,15 @@ def _error(capsys):
     [
         ("unknown_keys", "expected keys 'images'/'labels'"),
         ("count_mismatch", "30 images in 'images' but 24 labels"),
-        ("regular2d_3d", "init 'regular2d' runs the plain 2D network on 2D data"),
-        ("acs_2d", "init 'acs' builds a 3D model, but the data holds 2D images"),
+        ("regular2d_3d", "--init 'regular2d' runs the plain 2D network on 2D data"),
+        ("acs_2d", "--init 'acs' builds a 3D model, but the data holds 2D images"),
         ("crossd_regular_ckpt", "needs a Cross-D checkpoint"),
         ("missing_data", "--data "),
         ("missing_checkpoint", "checkpoint not found"),
-        ("no_checkpoint", "needs a 2D checkpoint"),
+        ("no_checkpoint", "--init 'i3d' needs a 2D checkpoint to transfer"),
         ("bad_nifti", "not a readable NIfTI file"),
-        ("bad_device", "unknown device 'gpu0'"),
-        ("slices_2d", "init 'slices' runs the 2D network on the slices of 3D volumes, but the data holds 2D images"),
+        ("bad_device", "--device 'gpu0' is not a device"),
+        ("slices_2d", "--init 'slices' runs the 2D network on the slices of 3D volumes, but the data holds 2D images"),
         ("slices_segmentation", "--init cannot include 'slices3': slice aggregation gives one label per volume"),
     ],
 )
@@ -133,7 +133,7 @@ def test_bad_data_is_refused_before_any_fold_and_spatial_dims_settles_a_layout(t
     volumes = rng.random((24, 8, 8, 8)).astype(np.float32)
     volumes[3, 1, 1, 1] = np.inf
     np.savez(tmp_path / "inf.npz", images=volumes, labels=labels)
-    for name, message in [("amb", "pass --spatial-dims 2 or 3"), ("inf", "sample 3 holds")]:
+    for name, message in [("amb", "error: --spatial-dims "), ("inf", "sample 3 holds")]:
         assert _evaluate(tmp_path, "--data", tmp_path / f"{name}.npz", "--init", "random") == 2
         assert message in _error(capsys)
         assert not (tmp_path / "out" / "jobs").exists()

@@ -12,7 +12,7 @@ from crossd.data.segmentation import (
     mni152_blocks,
     write_segmentation_csv,
 )
-from crossd.errors import SettingsError
+from crossd.errors import DataError, SettingsError
 from crossd.evaluate.methods import Method
 from crossd.evaluate.segmentation import (
     SegmentationConfig,
@@ -55,7 +55,7 @@ def test_csv_of_nifti_pairs_round_trips(tmp_path, blocks):
     (tmp_path / "bad.csv").write_text("path,label\nimage_000.nii.gz,1\n")
     with pytest.raises(ValueError, match="'image' and 'label' columns"):
         load_segmentation_csv(tmp_path / "bad.csv")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="segmentation CSV not found"):
         load_segmentation_csv(tmp_path / "missing.csv")
 
 
@@ -71,7 +71,7 @@ def test_protocols_choose_what_trains(tmp_path):
     bn = trainable_parameters(net, "bn")
     assert sum(id(p) in encoder for p in bn) == 8  # 4 BatchNorm3d x (weight, bias)
     assert all(p.requires_grad for p in trainable_parameters(net, "finetune"))
-    with pytest.raises(ValueError, match="unknown segmentation protocol"):
+    with pytest.raises(ValueError, match="protocol must be one of .* for segmentation"):
         SegmentationConfig("x", [("crossd", ckpt)], tmp_path, protocol="paper").validate()
 
 
@@ -172,7 +172,7 @@ def test_crossd_evaluate_task_segmentation_on_a_nifti_csv(tmp_path, blocks, caps
     assert results["task"] == "segmentation" and len(results["results"][0]["folds"]) == 2
     assert (out_dir / "results.md").is_file()
     assert main([*common, "--protocol", "paper", "--output-dir", str(out_dir)]) == 2
-    assert "unknown segmentation protocol" in capsys.readouterr().err
+    assert "error: --protocol must be one of" in capsys.readouterr().err
 
 
 def test_segmentation_resumes_through_the_shared_runner(tmp_path, blocks, monkeypatch):

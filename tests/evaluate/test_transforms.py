@@ -14,7 +14,7 @@ def test_global_and_per_sample_min_max():
     images = np.array([[[0, 10]], [[20, 40]]], dtype=np.uint8)  # (N=2, C=1, 2)
     np.testing.assert_allclose(scale_intensities(images, "global"), [[[0, 0.25]], [[0.5, 1.0]]])
     np.testing.assert_allclose(scale_intensities(images, "per_sample"), [[[0, 1]], [[0, 1]]])
-    with pytest.raises(ValueError, match="unknown scaling"):
+    with pytest.raises(ValueError, match="scaling must be"):
         intensity_bounds(images, "z-score")
 
 

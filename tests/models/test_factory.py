@@ -32,5 +32,5 @@ def test_foreign_state_dict_is_inferred(tmp_path):
 
 
 def test_unknown_architecture():
-    with pytest.raises(ValueError, match="unknown model 'resnet7'"):
+    with pytest.raises(ValueError, match="arch 'resnet7' is not a known model"):
         create_model("resnet7")

@@ -7,10 +7,10 @@ import importlib
 import pytest
 import torch
 import torchvision
+from model_table import MODELS, build_model
 from torch import nn
 
 from crossd import to_crossd
-from crossd.convert.model_table import MODELS, build_model
 from crossd.errors import DataError, SettingsError
 from crossd.evaluate.methods import replace_head
 from crossd.models import SliceModel

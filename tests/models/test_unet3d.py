@@ -43,5 +43,5 @@ def test_features_encoder_and_bad_encoders():
     assert net(torch.randn(1, 3, 12, 12, 12)).shape == (1, 2, 12, 12, 12)
     with pytest.raises(ValueError, match="convert it with crossd.to_3d"):
         UNet3D(resnet18(), out_channels=2)
-    with pytest.raises(ValueError, match="cannot find the stages"):
+    with pytest.raises(ValueError, match="has no stages crossd can find"):
         UNet3D(nn.Sequential(nn.Conv3d(1, 2, 3)), out_channels=2)

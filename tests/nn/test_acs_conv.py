@@ -48,7 +48,7 @@ def test_acs_conv_matches_the_per_channel_reference(ci, co, groups, stride, padd
 def test_acs_conv_bad_input():
     with pytest.raises(ValueError, match="views give different output sizes"):
         ACSConv3d(2, 3, 3, padding=0)
-    with pytest.raises(ValueError, match="divisible by groups"):
+    with pytest.raises(ValueError, match="groups 4 must divide in_channels"):
         ACSConv3d(4, 6, 3, groups=4)
     assert ACSConv3d(2, 3, 5, dilation=2).padding == 4  # the default padding keeps the views' sizes
     with pytest.raises(ValueError, match=r"expects \(B, C, D, H, W\)"):

@@ -98,7 +98,7 @@ def test_unsupported_configurations():
         CrossDConv(3, 4, 4, mode="rotate")
     with pytest.raises(ValueError, match="cubic kernel"):
         CrossDConv(3, 4, (3, 3, 5))
-    with pytest.raises(ValueError, match="divisible by groups"):
+    with pytest.raises(ValueError, match="groups 2 must divide in_channels"):
         CrossDConv(3, 4, 3, groups=2)
     assert CrossDConv(3, 4, 4, mode="shift")(torch.randn(2, 3, 8, 8)).shape == (2, 4, 5, 5)
 
@@ -197,7 +197,7 @@ def test_project_layer_at_angle_zero_is_conv2d_with_the_depth_sum():
 
 
 def test_plane_sampling_errors():
-    with pytest.raises(ValueError, match="plane_sampling='grid' needs mode 'rotate' or 'project'"):
+    with pytest.raises(ValueError, match="plane_sampling 'grid' needs mode 'rotate' or 'project'"):
         CrossDConv(2, 2, 3, mode="shift", plane_sampling="grid")
     with pytest.raises(ValueError, match="plane_sampling must be one of"):
         CrossDConv(2, 2, 3, plane_sampling="cube")

@@ -149,7 +149,7 @@ def test_bad_shapes_and_paths_are_rejected():
         crossd_conv2d(x, weight, op[:, :4], path="input")
     with pytest.raises(ValueError, match="channels"):
         crossd_conv2d(x[:, :3], weight, op)
-    with pytest.raises(ValueError, match="unknown path"):
+    with pytest.raises(ValueError, match="path must be one of"):
         crossd_conv2d(x, weight, op, path="fft")
 
 

@@ -106,7 +106,7 @@ def test_rotations():
     [
         ({"mode": "rotate", "k": 4}, "odd kernel size"),
         ({"mode": "project", "k": 2}, "mode 'project' needs an odd kernel size"),
-        ({"mode": "spin", "k": 3}, "unknown Cross-D mode"),
+        ({"mode": "spin", "k": 3}, "mode must be one of"),
     ],
 )
 def test_bad_mode_or_kernel(kwargs, message):

@@ -157,5 +157,6 @@ def test_viz_cli_explains_unsuitable_checkpoints(checkpoints, tmp_path, capsys):
     assert main(["viz", "kernel3d", str(checkpoints["regular"]), "--output", out]) == 2
     assert "not a 3D kernel" in capsys.readouterr().err
     assert main(["viz", "kernel3d", str(checkpoints["crossd"]), "--layer", "conv9", "--output", out]) == 2
-    assert "no layer 'conv9'; 3D kernels: conv1, layer1.0.conv1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error: --layer 'conv9': " in err and "has no such layer; 3D kernels: conv1, layer1.0.conv1" in err
     assert not (tmp_path / "x.gif").exists()

@@ -9,6 +9,7 @@ import torch
 from image_data import write_medmnist_npz
 
 from crossd.convert import planar_kernel
+from crossd.errors import OutputError
 from crossd.metrics import METRIC_NAMES
 from crossd.models import ModelSpec, create_model, load_2d_model
 from crossd.nn import CrossDConv
@@ -81,7 +82,7 @@ def test_existing_run_is_not_overwritten(tiny_config):
     cfg = tiny_config(conv="regular")
     pretrain(cfg)
     before = (Path(cfg.output_dir) / "checkpoint.pt").read_bytes()
-    with pytest.raises(ValueError, match="exists; pass --resume"):
+    with pytest.raises(OutputError, match=r"^output_dir .*: holds a run .*\); resume it or choose another folder$"):
         pretrain(cfg)
     assert (Path(cfg.output_dir) / "checkpoint.pt").read_bytes() == before
 
@@ -116,4 +117,4 @@ def test_sync_bn_and_amp_on_cpu_warn_and_train(tiny_config):
     with pytest.warns(UserWarning) as record:
         pretrain(tiny_config(conv="regular", sync_bn=True, amp=True, device="cpu"))
     messages = " ".join(str(w.message) for w in record)
-    assert "--sync-bn needs CUDA" in messages and "--amp needs CUDA" in messages
+    assert "sync_bn needs CUDA" in messages and "amp needs CUDA" in messages

@@ -40,8 +40,8 @@ def test_sgd_uses_momentum():
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"opt": "lamb"}, "unknown optimizer"),
-        ({"lr_scheduler": "onecycle"}, "unknown lr scheduler"),
+        ({"opt": "lamb"}, "opt must be one of"),
+        ({"lr_scheduler": "onecycle"}, "lr_scheduler must be one of"),
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"lr_warmup_epochs": 5, "epochs": 5}, "fewer than epochs"),
         ({"conv": "acs"}, "conv must be"),

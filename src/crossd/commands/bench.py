@@ -12,6 +12,7 @@ import argparse
 import torch
 
 from crossd.bench import format_report, run_benchmarks
+from crossd.errors import SettingsError
 from crossd.io import ensure_writable_file, save_json
 from crossd.ops.slicing import MODES
 
@@ -34,17 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     batch_size, size, repeats = (2, 32, 1) if args.quick else (args.batch_size, args.size, args.repeats)
-    if batch_size < 1 or size < 32 or repeats < 1:
-        raise ValueError(
-            f"need --batch-size >= 1, --size >= 32 and --repeats >= 1; got --batch-size {batch_size}, --size {size}, "
-            f"--repeats {repeats}"
-        )
+    for name, value, least in (("batch_size", batch_size, 1), ("size", size, 32), ("repeats", repeats, 1)):
+        if value < least:
+            raise SettingsError(f"must be at least {least}, got {value}", field=name)
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            raise SettingsError(f"must be at least 1, got {args.threads}", field="threads")
         torch.set_num_threads(args.threads)
     if args.json:
-        ensure_writable_file(args.json, "--json")
+        ensure_writable_file(args.json, "json")
     result = run_benchmarks(args.modes, batch_size, size, repeats, args.memory, args.reference)
     print(format_report(result))
     if args.json:

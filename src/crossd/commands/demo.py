@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from crossd.commands import add_device_flag, add_quiet_flag
+from crossd.errors import SettingsError
 from crossd.io import ensure_writable_dir
 
 
@@ -75,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("folds", "repeats", "epochs", "pretrain_epochs", "samples_2d", "samples_3d", "frames"):
         value = getattr(args, name)
         if value is not None and value < (2 if name == "folds" else 1):
-            raise ValueError(f"--{name.replace('_', '-')} must be at least {2 if name == 'folds' else 1}, got {value}")
-    ensure_writable_dir(args.output_dir, "--output-dir")
+            raise SettingsError(f"must be at least {2 if name == 'folds' else 1}, got {value}", field=name)
+    ensure_writable_dir(args.output_dir, "output_dir")
     data = QUICK_DATA if args.quick else DemoDataConfig()
     sizes = {"samples_2d": args.samples_2d, "samples_3d": args.samples_3d}
     data = replace(data, seed=args.seed, **{k: v for k, v in sizes.items() if v is not None})

@@ -30,7 +30,7 @@ network keeps all its BatchNorms, the fair comparison. results.md says which was
 Every (method, repeat, fold) is a job whose result is written to --output-dir/jobs/ the moment it ends;
 results.json, results.md and fold_accuracy.png are rebuilt from those files (Ctrl-C or a kill keeps finished jobs;
 --resume runs only what is missing, and reports methods left out of the call as kept on disk).
-Scale-out: torchrun --nproc_per_node=N -m crossd.evaluate <these flags> (each rank runs its share of the jobs,
+Scale-out: torchrun --nproc_per_node=N -m crossd evaluate <these flags> (each rank runs its share of the jobs,
 rank 0 merges), or --shard K/N in N separate jobs (e.g. a SLURM array) followed by the same command without
 --shard to merge. A job's numbers do not depend on how many processes ran.
 --task segmentation: Dice of a UNet3D per init on image/label NIfTI pairs (a CSV with image,label columns, or
@@ -44,6 +44,7 @@ import os
 from pathlib import Path
 
 from crossd.commands import add_device_flag, add_quiet_flag
+from crossd.errors import DataError, SettingsError
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
 from crossd.evaluate.config import INITS, NORMALIZATION
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
@@ -116,10 +117,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_quiet_flag(parser, "no progress bar")
 
 
-FIELD_FLAGS = {"num_workers": "--workers", "progress": "--quiet", "methods": "--init"}
-"""Settings of :class:`EvaluateConfig` whose flag has another name (for error messages)."""
-
-
 def parse_methods(values: list[str], checkpoint: str | None) -> list[tuple]:
     """``["crossd=a.pt", "acs", "acs+volumes=b.pt"]`` -> ``[("crossd", "a.pt"), ("acs", checkpoint, "acs"),
     ("acs", "b.pt", "acs+volumes")]``: ``INIT+TAG`` labels another method of the same init, and the one untagged
@@ -128,7 +125,7 @@ def parse_methods(values: list[str], checkpoint: str | None) -> list[tuple]:
     for value in values:
         name, sep, path = value.partition("=")
         if sep and not path:
-            raise ValueError(f"--init {value}: no checkpoint after '='")
+            raise SettingsError(f"{value}: no checkpoint after '='", field="init")
         parsed.append((name, name.partition("+")[0], path if sep else checkpoint))
     methods = []
     for name, init, path in parsed:
@@ -168,15 +165,15 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
 
 
 def _check_settings_then_data(cfg, data: str) -> None:
-    """Bad flag values first (they need no data), then a missing ``--data`` path, named by its flag."""
+    """Bad flag values first (they need no data), then a missing ``--data`` path."""
     cfg.validate()
     if not Path(data).exists():
-        raise FileNotFoundError(f"--data {data}: no such file or folder")
+        raise DataError(f"{data}: no such file or folder", field="data")
 
 
 def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
-    ensure_writable_dir(args.output_dir, "--output-dir")
+    ensure_writable_dir(args.output_dir, "output_dir")
     if args.task == "segmentation":
         args.device = None if args.device == "auto" else args.device
         from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines

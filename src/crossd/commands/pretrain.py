@@ -3,14 +3,14 @@ reference: `crossd pretrain` in one process, or one process per GPU with torchru
 
 Examples:
   crossd pretrain --data-path /data/radimagenet --rot --output-dir runs/rad
-  torchrun --nproc_per_node=8 --standalone -m crossd.pretrain \\
+  torchrun --nproc_per_node=8 --standalone -m crossd pretrain \\
       --data-path /path/to/radimagenet --workers 32 --batch-size 32 --sync-bn --rot
   torchrun --nproc_per_node=8 --standalone --no-python crossd pretrain --data-path ... --rot
 
 Multi-node: start the same command on every node with torchrun's rendezvous flags instead of --standalone,
 e.g. on each of 2 nodes with 8 GPUs:
   torchrun --nnodes=2 --nproc_per_node=8 --rdzv-id=job1 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 \\
-      -m crossd.pretrain --data-path ... --rot
+      -m crossd pretrain --data-path ... --rot
 (HOST is any node reachable by all; --output-dir should be on a shared file system, only global rank 0 writes.)
 
 Data: an image folder with train/ and val/ (optional test/) class sub-folders, or a MedMNIST 2D .npz. Writes

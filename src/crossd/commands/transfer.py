@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ensure_writable_file(args.output, "--output")
+    ensure_writable_file(args.output, "output")
     weights, sidecar = transfer_checkpoint(
         args.checkpoint, args.init, args.output, arch=args.arch, align=args.align, drop_bn_stats=args.drop_bn_stats
     )

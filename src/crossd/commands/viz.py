@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossd.errors import CheckpointError, SettingsError
 from crossd.io import ensure_writable_file
 
 
@@ -48,10 +49,13 @@ def _filters(args: argparse.Namespace) -> Path:
     from crossd.report.planes import npz_images
 
     if args.frames < 1:
-        raise ValueError(f"--frames must be at least 1, got {args.frames}")
+        raise SettingsError(f"must be at least 1, got {args.frames}", field="frames")
     model, spec = load_2d_model(args.checkpoint, args.arch)
     if spec.conv != "crossd":
-        raise ValueError(f"{args.checkpoint} holds a regular {spec.arch}; dynamic filters need a Cross-D checkpoint")
+        raise CheckpointError(
+            f"{args.checkpoint} holds a regular {spec.arch}; dynamic filters need a Cross-D checkpoint",
+            field="checkpoint",
+        )
     layer = find_crossd_layer(model, args.layer)
     max_filters = args.max_filters or 64
     if args.inputs:
@@ -71,19 +75,20 @@ def _kernel3d(args: argparse.Namespace) -> Path:
     if key not in state:
         kernels = [k.removesuffix(".weight") for k, v in state.items() if k.endswith(".weight") and v.dim() == 5]
         hint = f"3D kernels: {', '.join(kernels[:8])}" if kernels else "it holds no 3D kernel"
-        raise ValueError(f"{args.checkpoint} has no layer {args.layer!r}; {hint}")
+        raise SettingsError(f"{args.layer!r}: {args.checkpoint} has no such layer; {hint}", field="layer")
     weight = state[key]
     if weight.dim() != 5:
-        raise ValueError(
+        raise SettingsError(
             f"{args.layer!r} in {args.checkpoint} has a weight of shape {tuple(weight.shape)}, not a 3D kernel "
-            "(Co, Ci, K, K, K); use a Cross-D checkpoint or a 3D model from crossd transfer"
+            "(Co, Ci, K, K, K); use a Cross-D checkpoint or a 3D model from crossd transfer",
+            field="layer",
         )
     title = f"{Path(args.checkpoint).name}: {args.layer}, strongest kernels first"
     return kernel3d_png(weight, args.output, args.max_filters or 16, title=title, grey_input=args.grey)
 
 
 def run(args: argparse.Namespace) -> int:
-    ensure_writable_file(args.output, "--output")
+    ensure_writable_file(args.output, "output")
     path = _filters(args) if args.what == "filters" else _kernel3d(args)
     print(f"wrote {path}")
     return 0

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from crossd.convert.inits import init_names
 from crossd.convert.kernels import center_kernel, crossd_kernel_from_2d, inflate_kernel
 from crossd.convert.published import published_to_crossd_keys, read_state_dict, unwrap_state
+from crossd.errors import CheckpointError, SettingsError
 from crossd.nn.crossd_conv import CrossDConv
 
 CHECKPOINT_INITS = init_names("checkpoint")
@@ -147,8 +148,8 @@ def load_checkpoint(
     Args:
         model: the model to fill (changed in place).
         path: a checkpoint file, or an in-memory state dict (wrappers and prefixes handled the same way).
-        strict: raise ``ValueError`` (with the report in the message, before changing ``model``) if any key is
-            missing, unexpected or shape-mismatched.
+        strict: raise :class:`~crossd.errors.CheckpointError` (with the report in the message, before changing
+            ``model``) if any key is missing, unexpected or shape-mismatched.
         init: how a 2D kernel becomes 3D: ``"center"`` (central depth slice; in a Cross-D layer, the slice used
             at angle 0) or ``"i3d"``/``"inflate"`` (repeated over depth, divided by its size).
         exclude: module-name prefixes (e.g. ``"fc"``) whose keys are skipped, in the checkpoint and the model.
@@ -158,7 +159,7 @@ def load_checkpoint(
         The :class:`LoadReport`.
     """
     if init not in CHECKPOINT_INITS:
-        raise ValueError(f"unknown init {init!r}; expected one of {CHECKPOINT_INITS}")
+        raise SettingsError(f"must be one of {CHECKPOINT_INITS}, got {init!r}", field="init")
     source = published_to_crossd_keys(
         unwrap_state(path, "state dict") if isinstance(path, Mapping) else read_state_dict(path)
     )
@@ -199,7 +200,7 @@ def load_checkpoint(
 
     name = "state dict" if isinstance(path, Mapping) else str(path)
     if strict and not report.ok:
-        raise ValueError(f"{name}: checkpoint does not fit {type(model).__name__}: {report}")
+        raise CheckpointError(f"{name}: checkpoint does not fit {type(model).__name__}: {report}")
     model.load_state_dict(state, strict=False)
     if verbose:
         print(f"load_checkpoint {name}: {report}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from crossd.errors import SettingsError
 from crossd.nn.acs_conv import acs_split
 from crossd.nn.crossd_conv import CrossDConv
 
@@ -75,6 +76,6 @@ def crossd_kernel_from_2d(kernel2d: Tensor, init: str, mode: str) -> Tensor:
     """
     builders = {"center": center_kernel, "inflate": inflate_kernel}
     if init not in builders:
-        raise ValueError(f"unknown init {init!r} for a 2D kernel; expected one of {sorted(builders)}")
+        raise SettingsError(f"must be one of {sorted(builders)} for a 2D kernel, got {init!r}", field="init")
     kernel3d = builders[init](kernel2d)
     return shift_unalign(kernel3d) if mode == "shift" else kernel3d

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchvision.models.convnext import LayerNorm2d
 from torchvision.ops.misc import Permute
 
-from crossd.convert.walk import triple
+from crossd.ops.conv import triple
 
 # Channels-last and back, as torchvision's ConvNeXt writes them, for (N, C, H, W) -> (N, C, D, H, W).
 _PERMUTES_3D = {(0, 2, 3, 1): [0, 2, 3, 4, 1], (0, 3, 1, 2): [0, 4, 1, 2, 3]}

@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from crossd.convert.to_crossd import to_crossd
+from crossd.errors import CheckpointError
 
 _PREFIXES = ("_orig_mod.", "module.")
 
@@ -29,8 +30,8 @@ class CheckpointFile:
 
 
 def torch_load(path: Path, problem: str = "not a readable PyTorch checkpoint") -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU; a one-line ``ValueError`` ``"{path}: {problem} (why)"``
-    for a corrupt file or objects outside the safe list."""
+    """``torch.load(path, weights_only=True)`` on the CPU; a one-line :class:`~crossd.errors.CheckpointError`
+    ``"{path}: {problem} (why)"`` for a corrupt file or objects outside the safe list."""
     try:
         with warnings.catch_warnings():  # torch warns about the pickle protocol of some corrupt files
             warnings.simplefilter("ignore")
@@ -43,29 +44,30 @@ def torch_load(path: Path, problem: str = "not a readable PyTorch checkpoint") -
         else:
             first_line = text.splitlines()[0] if text else ""
             reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
-        raise ValueError(f"{path}: {problem} ({reason})") from None
+        raise CheckpointError(f"{path}: {problem} ({reason})") from None
 
 
 def unwrap_state(obj: Any, source: str) -> dict[str, torch.Tensor]:
     """The state dict inside ``obj`` (``{"model"|"state_dict"|"net": ...}`` unwrapped), keys stripped of
-    ``module.``/``_orig_mod.``; a one-line ``ValueError`` naming ``source`` when it is not a dict of tensors."""
+    ``module.``/``_orig_mod.``; a one-line :class:`~crossd.errors.CheckpointError` naming ``source`` when it is
+    not a dict of tensors."""
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict", "net"):
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{source}: no state dict of tensors found (got {type(obj).__name__})")
+        raise CheckpointError(f"{source}: no state dict of tensors found (got {type(obj).__name__})")
     return {strip_prefixes(k): v for k, v in obj.items()}
 
 
 def read_checkpoint(path: str | Path) -> CheckpointFile:
     """Read a ``.pt``/``.pth`` (``weights_only=True``) or ``.safetensors`` checkpoint once: its state dict and
-    metadata. Raises ``FileNotFoundError`` or ``ValueError`` with a one-line reason for a missing, corrupt or
+    metadata. Raises :class:`~crossd.errors.CheckpointError` with a one-line reason for a missing, corrupt or
     foreign file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
@@ -73,7 +75,7 @@ def read_checkpoint(path: str | Path) -> CheckpointFile:
             with safe_open(str(path), "pt") as f:
                 metadata, obj = dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         except Exception as exc:  # safetensors raises its own error types for corrupt files
-            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     else:
         obj = torch_load(path)
         metadata = {"arch": obj["arch"]} if isinstance(obj, dict) and "arch" in obj else {}
@@ -120,17 +122,17 @@ def load_published(path: str | Path, num_classes: int | None = None) -> nn.Modul
     """
     state = published_to_crossd_keys(read_state_dict(path))
     if "conv1.weight" not in state or state["conv1.weight"].dim() != 5:
-        raise ValueError(f"{path}: not a published Cross-D ResNet-18 checkpoint (no 5D 'conv1.weights_3d')")
+        raise CheckpointError(f"{path}: not a published Cross-D ResNet-18 checkpoint (no 5D 'conv1.weights_3d')")
     if "fc.weight" not in state:
-        raise ValueError(f"{path}: not a published Cross-D ResNet-18 checkpoint (no 'fc.weight')")
+        raise CheckpointError(f"{path}: not a published Cross-D ResNet-18 checkpoint (no 'fc.weight')")
     found = state["fc.weight"].shape[0]
     if num_classes is not None and num_classes != found:
-        raise ValueError(f"{path}: checkpoint has {found} classes but num_classes={num_classes} was requested")
+        raise CheckpointError(f"{num_classes}, but {path} has {found} classes", field="num_classes")
     model = to_crossd(resnet18(num_classes=found), mode="shift", inplace=True)
     result = model.load_state_dict(state, strict=False)
     problems = [f"missing: {', '.join(result.missing_keys[:5])}"] if result.missing_keys else []
     if result.unexpected_keys:
         problems.append(f"unexpected: {', '.join(result.unexpected_keys[:5])}")
     if problems:
-        raise ValueError(f"{path}: keys do not match a Cross-D ResNet-18 ({'; '.join(problems)})")
+        raise CheckpointError(f"{path}: keys do not match a Cross-D ResNet-18 ({'; '.join(problems)})")
     return model.eval()

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from crossd.convert.report import failed_forward, module_stack
+from crossd.errors import SettingsError
 
 # Operations that need a volume (N, C, D, H, W) in a 3D model; on a 4D tensor they work on images.
 _VOLUME_OPS = {"interpolate", "upsample", "grid_sample", "batch_norm", "instance_norm", "group_norm", "layer_norm"}
@@ -104,7 +105,7 @@ def check_really_3d(model: nn.Module, example: Tensor) -> dict[str, str]:
         fails is reported as by :func:`crossd.convert.report.check_forward`. Training flags are restored.
     """
     if example.dim() != 5:
-        raise ValueError(f"check_really_3d needs a volume (N, C, D, H, W), got shape {tuple(example.shape)}")
+        raise SettingsError(f"must be a volume (N, C, D, H, W), got shape {tuple(example.shape)}", field="example")
     with module_stack(model) as stack:
         recorder = _ImageOperationRecorder(stack)
         try:

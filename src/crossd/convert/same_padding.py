@@ -13,13 +13,7 @@ import sys
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crossd.convert.walk import triple
-
-
-def same_padding(size: int, kernel_size: int, stride: int, dilation: int) -> tuple[int, int]:
-    """``(before, after)`` padding so that a window slides to ``ceil(size / stride)`` outputs (extra one after)."""
-    total = max((math.ceil(size / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
+from crossd.ops.conv import same_padding, triple
 
 
 class PadSame(nn.Module):

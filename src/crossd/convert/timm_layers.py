@@ -38,7 +38,7 @@ from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
 from crossd.convert.layers_3d import copy_state, layer_norm_to_3d
-from crossd.convert.walk import triple
+from crossd.ops.conv import triple
 
 _SPATIAL = (2, 3, 4)
 

@@ -14,9 +14,11 @@ from crossd.convert.layers_3d import layer_to_3d
 from crossd.convert.really_3d import check_really_3d
 from crossd.convert.report import ConversionReport, own_forward, scan_2d_layers
 from crossd.convert.same_padding import PadSame, same_padded_types, wrap_same
-from crossd.convert.walk import replace_modules, triple
+from crossd.convert.walk import replace_modules
+from crossd.errors import SettingsError
 from crossd.nn.acs_conv import ACSConv3d, acs_views_agree
 from crossd.nn.crossd_conv import CrossDConv
+from crossd.ops.conv import triple
 
 INITS_3D = init_names("to_3d")
 
@@ -48,7 +50,7 @@ def _conv_to_3d(conv: nn.Module, name: str, init: str, align: bool, acs_conv3d: 
     bias = conv.bias is not None
     device, dtype = conv.weight.device, conv.weight.dtype
     if init == "acs" and len(set(kernel_size)) != 1:
-        raise ValueError(f"{name}: ACS needs square kernels, got {kernel_size}")
+        raise SettingsError(f"{name}: ACS needs square kernels, got {kernel_size}", field="model")
     if init == "acs" and not acs_conv3d:
         new = ACSConv3d(
             conv.in_channels,
@@ -80,9 +82,10 @@ def _conv_to_3d(conv: nn.Module, name: str, init: str, align: bool, acs_conv3d: 
         return new
     if init == "crossd":
         if not isinstance(conv, CrossDConv):
-            raise ValueError(
-                f"{name}: init='crossd' needs a Cross-D layer, found {type(conv).__name__}; "
-                "convert a 2D model with init='i3d', 'center' or 'acs'"
+            raise SettingsError(
+                f"'crossd' needs a Cross-D layer, found {type(conv).__name__} at {name}; "
+                "convert a 2D model with 'i3d', 'center' or 'acs'",
+                field="init",
             )
         weight = conv.weight.detach()
         kernel = shift_align(weight) if align and conv.mode == "shift" else weight
@@ -187,7 +190,7 @@ def to_3d(
         The converted model (an ordinary ``nn.Module``), and the report when ``return_report``.
     """
     if init not in INITS_3D:
-        raise ValueError(f"unknown init {init!r}; expected one of {INITS_3D}")
+        raise SettingsError(f"must be one of {INITS_3D}, got {init!r}", field="init")
     model = model if inplace else copy.deepcopy(model)
     report = ConversionReport()
     swap_forwards(model, report)

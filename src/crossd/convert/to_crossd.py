@@ -12,6 +12,7 @@ from crossd.convert.kernels import crossd_kernel_from_2d
 from crossd.convert.report import ConversionReport, check_forward, own_forward
 from crossd.convert.same_padding import same_padded_types, wrap_same
 from crossd.convert.walk import replace_modules
+from crossd.errors import SettingsError
 from crossd.nn.crossd_conv import CrossDConv
 from crossd.ops.slicing import MODES, check_mode
 
@@ -22,11 +23,11 @@ EVEN_KERNEL_POLICIES = ("shift", "plain", "error")
 def mode_for_kernel(mode: str, kernel_size: int, even_kernels: str) -> str | None:
     """The Cross-D mode a ``Conv2d`` with this kernel size gets: ``mode`` if it can hold the kernel; else by the
     ``even_kernels`` policy ``"shift"`` (the ``shift`` mode, defined for every size) or ``"plain"`` (``None``:
-    keep the ``Conv2d``); ``"error"`` raises the mode's own ``ValueError``."""
+    keep the ``Conv2d``); ``"error"`` raises the mode's own :class:`~crossd.errors.SettingsError`."""
     try:
         check_mode(mode, kernel_size)
         return mode
-    except ValueError:
+    except SettingsError:
         if even_kernels == "error":
             raise
     return "shift" if even_kernels == "shift" else None
@@ -35,9 +36,11 @@ def mode_for_kernel(mode: str, kernel_size: int, even_kernels: str) -> str | Non
 def conv2d_to_crossd(conv: nn.Conv2d, mode: str = "rotate", init: str = "random", name: str = "conv") -> CrossDConv:
     """One ``Conv2d`` as a ``CrossDConv`` with the same hyper-parameters (read from its attributes)."""
     if conv.kernel_size[0] != conv.kernel_size[1]:
-        raise ValueError(f"{name}: Cross-D needs square kernels, got kernel_size={conv.kernel_size}")
+        raise SettingsError(f"{name}: Cross-D needs square kernels, got kernel_size={conv.kernel_size}", field="model")
     if conv.padding_mode != "zeros":
-        raise ValueError(f"{name}: Cross-D supports padding_mode='zeros' only, got {conv.padding_mode!r}")
+        raise SettingsError(
+            f"{name}: Cross-D supports padding_mode='zeros' only, got {conv.padding_mode!r}", field="model"
+        )
     new = CrossDConv(
         conv.in_channels,
         conv.out_channels,
@@ -93,11 +96,11 @@ def to_crossd(
         The converted model (an ordinary ``nn.Module`` of the same class), and the report when ``return_report``.
     """
     if init not in CROSSD_INITS:
-        raise ValueError(f"unknown init {init!r}; expected one of {CROSSD_INITS}")
+        raise SettingsError(f"must be one of {CROSSD_INITS}, got {init!r}", field="init")
     if mode not in MODES:
-        raise ValueError(f"unknown Cross-D mode {mode!r}; expected one of {MODES}")
+        raise SettingsError(f"must be one of {MODES}, got {mode!r}", field="mode")
     if even_kernels not in EVEN_KERNEL_POLICIES:
-        raise ValueError(f"unknown even_kernels {even_kernels!r}; expected one of {EVEN_KERNEL_POLICIES}")
+        raise SettingsError(f"must be one of {EVEN_KERNEL_POLICIES}, got {even_kernels!r}", field="even_kernels")
     model = model if inplace else copy.deepcopy(model)
     report = ConversionReport()
     same_padded = same_padded_types()
@@ -107,8 +110,8 @@ def to_crossd(
             where = name or "model"
             try:
                 layer_mode = mode_for_kernel(mode, module.kernel_size[0], even_kernels)
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc} (or pass even_kernels='shift' or 'plain')") from None
+            except SettingsError as exc:
+                raise SettingsError(f"{where}: {exc} (or even_kernels 'shift' or 'plain')", field="model") from None
             kind = type(module).__name__
             if layer_mode != mode:
                 kept = f"{layer_mode} mode" if layer_mode else "a plain Conv2d"

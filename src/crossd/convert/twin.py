@@ -11,6 +11,7 @@ from crossd.convert.kernels import acs_kernel, inflate_kernel
 from crossd.convert.same_padding import PadSame
 from crossd.convert.to_3d import to_3d
 from crossd.convert.walk import replace_modules
+from crossd.errors import SettingsError
 from crossd.nn.crossd_conv import CrossDConv
 
 TWIN_INITS = ("crossd", "i3d", "acs")
@@ -28,8 +29,9 @@ class SharedKernelConv3d(nn.Module):
     def __init__(self, geometry: nn.Conv3d, conv: nn.Conv2d, kernel: Callable[[Tensor], Tensor]):
         super().__init__()
         if conv.padding_mode != "zeros":
-            raise ValueError(
-                f"a 3D twin sharing 2D kernels needs zero padding, found padding_mode={conv.padding_mode!r}"
+            raise SettingsError(
+                f"a 3D twin sharing 2D kernels needs zero padding, found padding_mode={conv.padding_mode!r}",
+                field="model",
             )
         self.conv, self.kernel = conv, kernel
         self.stride, self.padding = geometry.stride, geometry.padding
@@ -65,11 +67,13 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
         init: ``"crossd"``, ``"i3d"`` or ``"acs"``.
     """
     if init not in TWIN_INITS:
-        raise ValueError(f"unknown twin init {init!r}; expected one of {TWIN_INITS}")
+        raise SettingsError(f"must be one of {TWIN_INITS}, got {init!r}", field="init")
     has_crossd = any(isinstance(m, CrossDConv) for m in model.modules())
     if has_crossd != (init == "crossd"):
         kind = "a Cross-D" if has_crossd else "a regular 2D"
-        raise ValueError(f"{kind} model needs the twin init {'crossd' if has_crossd else 'i3d or acs'}, got {init!r}")
+        raise SettingsError(
+            f"{init!r} does not fit {kind} model; it needs {'crossd' if has_crossd else 'i3d or acs'}", field="init"
+        )
     twin = to_3d(model, init=init)
     source = dict(model.named_modules())
     inside_pads = {f"{n}.layer": n for n, m in twin.named_modules() if isinstance(m, PadSame)}
@@ -84,9 +88,10 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
         for key, param in list(module.named_parameters(recurse=False)):
             shared = getattr(original, key)
             if shared.shape != param.shape:
-                raise ValueError(
+                raise SettingsError(
                     f"{name}.{key}: the 3D twin needs shape {tuple(param.shape)} but the 2D model holds "
-                    f"{tuple(shared.shape)}; hybrid 2D+3D training cannot share this parameter"
+                    f"{tuple(shared.shape)}; hybrid 2D+3D training cannot share this parameter",
+                    field="model",
                 )
             setattr(module, key, shared)
         for key, _ in list(module.named_buffers(recurse=False)):

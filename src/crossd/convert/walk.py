@@ -26,15 +26,3 @@ def replace_modules(model: nn.Module, rule: Rule, prefix: str = "") -> nn.Module
         else:
             replace_modules(child, rule, qualified)
     return model
-
-
-def triple(value, name: str = "value") -> tuple:
-    """A 3D per-axis value from a 2D one: ``a -> (a, a, a)``, ``(h, w) -> (h, h, w)`` (depth copies height)."""
-    if isinstance(value, (int, float)) or value is None:
-        return (value, value, value)
-    value = tuple(value)
-    if len(value) == 2:
-        return (value[0], value[0], value[1])
-    if len(value) == 3:
-        return value
-    raise ValueError(f"{name}: cannot make a 3D value from {value!r}")

@@ -13,10 +13,10 @@ the last) *can be a channel axis* when its size is 1, 3 or 4 and every other non
   (MedMNIST's layout; no volume is 3 voxels thin); it is *ambiguous* when ``a`` can be a channel axis (2D
   ``(N, C, H, W)``, or a volume of 1, 3 or 4 slices stored depth first) or ``c`` is a size-1 channel
   (``(N, H, W, 1)``); otherwise it is 3D ``(N, D, H, W)``. An ambiguous shape needs ``spatial_dims``
-  (``--spatial-dims 2|3``); with 2 the end axis that can be a channel is the channel axis, with 3 there is none.
+  (``spatial_dims`` 2 or 3); with 2 the end axis that can be a channel is the channel axis, with 3 there is none.
 
 So ``(N, 28, 28, 3)`` is 2D RGB, ``(N, 28, 28, 28)`` and ``(N, 4, 5, 7)`` are volumes, and ``(N, 32, 32, 1)``,
-``(N, 1, 32, 32)`` and ``(N, 3, 32, 32)`` are refused without ``--spatial-dims``.
+``(N, 1, 32, 32)`` and ``(N, 3, 32, 32)`` are refused without ``spatial_dims``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossd.errors import DataError
+from crossd.errors import DataError, SettingsError
 
 CHANNEL_SIZES = (1, 3, 4)
 MIN_SPATIAL = 8
@@ -64,7 +64,7 @@ def infer_layout(shape: tuple[int, ...], spatial_dims: int | None = None, source
     """
     shape = tuple(int(s) for s in shape)
     if spatial_dims not in (None, 2, 3):
-        raise DataError(f"--spatial-dims must be 2 or 3, got {spatial_dims}")
+        raise SettingsError(f"must be 2 or 3, got {spatial_dims}", field="spatial_dims")
     expected = "(N,H,W), (N,H,W,C), (N,C,H,W) for 2D or (N,D,H,W), (N,C,D,H,W), (N,D,H,W,C) for 3D"
     if len(shape) == 3:
         layout = Layout(2, None)
@@ -100,7 +100,8 @@ def _layout_4d(shape: tuple[int, ...], spatial_dims: int | None, source: str) ->
         channels = shape[1] if first else shape[-1]
         raise DataError(
             f"{source}: shape {shape} is ambiguous (2D images with {channels} channel(s), or 3D volumes "
-            f"{shape[1:]}); pass --spatial-dims 2 or 3"
+            f"{shape[1:]}); give 2 or 3",
+            field="spatial_dims",
         )
     return Layout(3, None)
 
@@ -126,7 +127,7 @@ def check_finite(samples: np.ndarray | Sequence[np.ndarray], source: str, names:
 
 def count_classes(labels: np.ndarray | dict[str, np.ndarray], source: str, num_classes: int | None = None) -> int:
     """The number of classes ``C`` of integer labels ``(N,)`` (or of several arrays ``{source: labels}``, e.g. the
-    splits of one file): ``num_classes`` when given (``--num-classes``), else the number of distinct labels, which
+    splits of one file): ``num_classes`` when given, else the number of distinct labels, which
     must then be exactly ``0..C-1`` (a label 7 among three classes is refused, not read as an 8-class set).
     Raises :class:`DataError` naming the source and its first bad index (see :func:`check_labels`)."""
     parts = labels if isinstance(labels, dict) else {source: labels}
@@ -148,17 +149,20 @@ def check_labels(labels: np.ndarray, num_classes: int, source: str, inferred: bo
     ``0..num_classes-1``; ``inferred``: ``num_classes`` was counted from the labels (the message says so)."""
     labels = np.asarray(labels)
     if num_classes < 2:
-        raise DataError(f"--num-classes must be at least 2, got {num_classes}")
+        raise SettingsError(f"must be at least 2, got {num_classes}", field="num_classes")
     _check_integers(labels, source)
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
         why = (
-            f"the {num_classes} distinct labels must be numbered 0..{num_classes - 1}; pass --num-classes if the set "
-            "has more classes"
+            f"the {num_classes} distinct labels must be numbered 0..{num_classes - 1}; give the class count if "
+            "the set has more classes"
             if inferred
             else f"{num_classes} classes"
         )
-        raise DataError(f"{source}: label {labels[bad[0]]:g} at index {bad[0]} is outside 0..{num_classes - 1} ({why})")
+        raise DataError(
+            f"{source}: label {labels[bad[0]]:g} at index {bad[0]} is outside 0..{num_classes - 1} ({why})",
+            field="num_classes" if inferred else None,
+        )
 
 
 def _check_integers(labels: np.ndarray, source: str) -> None:

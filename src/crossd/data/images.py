@@ -22,6 +22,7 @@ from torchvision import datasets, transforms
 
 from crossd.data.checks import check_finite
 from crossd.data.npz import ArraySplit, load_npz
+from crossd.errors import DataError, SettingsError
 
 DATASET_KINDS = ("imagefolder", "medmnist")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,7 +74,7 @@ class ArrayImageDataset(Dataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable | None = None):
         if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise DataError(f"{len(images)} images but {len(labels)} labels")
         self.images, self.labels, self.transform = images, labels, transform
 
     def __len__(self) -> int:
@@ -95,7 +96,8 @@ def _as_uint8(images: np.ndarray) -> np.ndarray:
 
 def read_rgb(path: str | Path) -> Image.Image:
     """An image file as 8-bit RGB; 16-bit and float grey images (common in medical PNG/TIFF) are min-max scaled
-    to ``0..255`` first instead of being clipped. An unreadable or truncated file raises a ``ValueError`` naming it."""
+    to ``0..255`` first instead of being clipped. An unreadable or truncated file raises a
+    :class:`~crossd.errors.DataError` naming it."""
     try:
         with Image.open(path) as image:
             image.load()
@@ -105,28 +107,28 @@ def read_rgb(path: str | Path) -> Image.Image:
                 image = Image.fromarray(_as_uint8(pixels))
             return image.convert("RGB")
     except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-        raise ValueError(f"{path}: not a readable image ({exc}); remove or replace the file") from None
+        raise DataError(f"{path}: not a readable image ({exc}); remove or replace the file") from None
 
 
 def _check_classes(classes: list[str], where: Path | str) -> None:
     if len(classes) < 2:
-        raise ValueError(f"{where}: found {len(classes)} class(es) {classes}; classification needs at least 2")
+        raise DataError(f"{where}: found {len(classes)} class(es) {classes}; classification needs at least 2")
 
 
 def _image_folder(root: Path, transform: Callable) -> datasets.ImageFolder:
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
+        raise DataError(f"image folder not found: {root}")
     try:
         return datasets.ImageFolder(str(root), transform=transform, loader=read_rgb)
     except FileNotFoundError as exc:  # torchvision: no class folders, or class folders without images
-        raise ValueError(f"{root}: {str(exc).splitlines()[0]}") from None
+        raise DataError(f"{root}: {str(exc).splitlines()[0]}") from None
 
 
 def load_image_folders(root: str | Path, train_transform: Callable, eval_transform: Callable) -> ImageSplits:
     """``root/train``, ``root/val`` and optional ``root/test`` as ``ImageFolder`` datasets with one class list."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data path not found: {root}")
+        raise DataError(f"data path not found: {root}")
     train = _image_folder(root / "train", train_transform)
     _check_classes(train.classes, root / "train")
     splits = {"val": _image_folder(root / "val", eval_transform)}
@@ -134,7 +136,7 @@ def load_image_folders(root: str | Path, train_transform: Callable, eval_transfo
         splits["test"] = _image_folder(root / "test", eval_transform)
     for name, split in splits.items():
         if split.classes != train.classes:
-            raise ValueError(
+            raise DataError(
                 f"{root / name}: class folders {split.classes} differ from those of {root / 'train'} {train.classes}"
             )
     return ImageSplits(train, splits["val"], splits.get("test"), list(train.classes))
@@ -148,7 +150,7 @@ def load_medmnist(
     data = load_npz(path, spatial_dims=2, num_classes=num_classes)
     missing = [s for s in ("train", "val") if s not in data.splits]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"{path}: pretraining needs MedMNIST splits 'train_images'/'val_images' (+ labels); "
             f"missing {', '.join(missing)} (found splits: {', '.join(sorted(data.splits))})"
         )
@@ -173,7 +175,7 @@ def detect_dataset_kind(data_path: str | Path, dataset: str | None = None) -> st
     if dataset is None:
         return "medmnist" if Path(data_path).suffix == ".npz" else "imagefolder"
     if dataset not in DATASET_KINDS:
-        raise ValueError(f"unknown dataset kind {dataset!r}; expected one of {DATASET_KINDS}")
+        raise SettingsError(f"must be one of {DATASET_KINDS}, got {dataset!r}", field="dataset")
     return dataset
 
 
@@ -188,21 +190,22 @@ def load_image_splits(
 ) -> ImageSplits:
     """Train/val(/test) datasets of an image folder or a MedMNIST 2D ``.npz`` with the reference transforms.
 
-    ``num_classes`` (``--num-classes``): the class count of an ``.npz`` (default: its distinct labels, which must
+    ``num_classes``: the class count of an ``.npz`` (default: its distinct labels, which must
     be ``0..C-1``) or the number of class folders an image folder must have.
 
-    Raises one-line ``FileNotFoundError``/``ValueError`` for a missing or empty path, fewer than two classes,
+    Raises a one-line :class:`~crossd.errors.DataError` (:class:`~crossd.errors.SettingsError` for an unknown
+    ``dataset``) for a missing or empty path, fewer than two classes,
     an ``.npz`` without the expected keys, or with NaN/Inf values, labels out of range or a layout not 2D.
     """
     if not str(data_path):
-        raise ValueError("no data path given")
+        raise SettingsError("is empty", field="data_path")
     train_tf, eval_tf = classification_transforms(train_crop_size, val_resize_size, val_crop_size, train_crop_scale)
     if detect_dataset_kind(data_path, dataset) == "medmnist":
         return load_medmnist(data_path, train_tf, eval_tf, num_classes)
     splits = load_image_folders(data_path, train_tf, eval_tf)
     if num_classes is not None and num_classes != len(splits.classes):
-        raise ValueError(
-            f"{data_path}: --num-classes {num_classes}, but the image folders hold {len(splits.classes)} classes "
-            f"{splits.classes}"
+        raise DataError(
+            f"{num_classes}, but the image folders of {data_path} hold {len(splits.classes)} classes {splits.classes}",
+            field="num_classes",
         )
     return splits

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from crossd.data.checks import DataError, Layout, check_finite, count_classes, infer_layout
+from crossd.data.checks import Layout, check_finite, count_classes, infer_layout
+from crossd.errors import DataError
 
 SPLITS = ("train", "val", "test")
 
@@ -62,14 +63,14 @@ def _labels(array: np.ndarray, path: Path, key: str) -> np.ndarray:
 def load_npz(path: str | Path, spatial_dims: int | None = None, num_classes: int | None = None) -> NpzData:
     """Read and check an ``.npz`` in either layout.
 
-    ``spatial_dims`` (``--spatial-dims``) settles ambiguous shapes; ``num_classes`` (``--num-classes``) fixes
+    ``spatial_dims`` settles ambiguous shapes; ``num_classes`` fixes
     ``C`` (else the number of distinct labels over all splits, which must be ``0..C-1``). Raises one-line
-    :class:`~crossd.data.checks.DataError`/``FileNotFoundError`` for missing keys, unknown or ambiguous layouts,
+    :class:`~crossd.errors.DataError` for a missing file, missing keys, unknown or ambiguous layouts,
     NaN/Inf values and labels out of range.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise DataError(f"data file not found: {path}")
     try:
         archive = np.load(path, allow_pickle=False)
         keys = set(archive.files)

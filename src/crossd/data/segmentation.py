@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from crossd.data.volumes import read_nifti
+from crossd.errors import DataError, SettingsError
 from crossd.io import atomic_write, save_text
 
 MNI152_CLASSES = ["background", "grey matter", "white matter"]
@@ -59,24 +60,26 @@ def load_segmentation_csv(path: str | Path, size: int | None = None) -> Segmenta
     """Image/label NIfTI pairs from a CSV with ``image`` and ``label`` columns; classes ``0..max label``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"segmentation CSV not found: {path}")
+        raise DataError(f"segmentation CSV not found: {path}")
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"image", "label"} <= set(rows[0]):
-        raise ValueError(f"{path}: needs a header with 'image' and 'label' columns and at least one row")
+        raise DataError(f"{path}: needs a header with 'image' and 'label' columns and at least one row")
     images, labels = [], []
     for row in rows:
         image = _to_dhw(read_nifti(path.parent / row["image"])[0])
         label = _to_dhw(read_nifti(path.parent / row["label"])[0])
         if image.shape != label.shape:
-            raise ValueError(f"{path}: {row['image']} {image.shape} and {row['label']} {label.shape} differ in shape")
+            raise DataError(f"{path}: {row['image']} {image.shape} and {row['label']} {label.shape} differ in shape")
         if np.any(label < 0) or np.any(label != np.round(label)):
-            raise ValueError(f"{path}: {row['label']} must hold non-negative integer labels")
+            raise DataError(f"{path}: {row['label']} must hold non-negative integer labels")
         images.append(_resize(image, size, "trilinear"))
         labels.append(_resize(label, size, "nearest"))
     shapes = sorted({im.shape for im in images})
     if len(shapes) > 1:
-        raise ValueError(f"{path}: volumes differ in shape ({shapes[0]} vs {shapes[-1]}); give a size to resize to")
+        raise DataError(
+            f"{path}: volumes differ in shape ({shapes[0]} vs {shapes[-1]}); give one to resize to", field="size"
+        )
     stacked = np.stack(labels).astype(np.int64)
     classes = [str(c) for c in range(int(stacked.max()) + 1)]
     return SegmentationSet(np.stack(images)[:, None].astype(np.float32), stacked, classes)
@@ -105,7 +108,7 @@ def mni152_blocks(
         min_tissue: keep blocks whose grey + white fraction is at least this.
     """
     if resolution not in (1, 2):
-        raise ValueError(f"MNI152 resolution must be 1 or 2 (mm), got {resolution}")
+        raise SettingsError(f"must be 1 or 2 (mm), got {resolution}", field="resolution")
     t1, labels = _mni152(resolution)
     stride = stride or block
     images, targets = [], []
@@ -117,7 +120,7 @@ def mni152_blocks(
                     images.append(t1[window])
                     targets.append(labels[window])
     if not images:
-        raise ValueError(f"no MNI152 block of side {block} holds {min_tissue:.0%} tissue")
+        raise SettingsError(f"{block}: no MNI152 block of that side holds {min_tissue:.0%} tissue", field="block")
     return SegmentationSet(np.stack(images)[:, None].copy(), np.stack(targets).copy(), list(MNI152_CLASSES))
 
 

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crossd.data.checks import DataError, check_finite, count_classes
+from crossd.data.checks import check_finite, count_classes
 from crossd.data.npz import load_npz
+from crossd.errors import DataError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
@@ -61,7 +62,9 @@ def _stack(samples: list[np.ndarray], size: int | None, where: Path) -> np.ndarr
     samples = [_resize(s, size) for s in samples]
     shapes = sorted({s.shape for s in samples})
     if len(shapes) > 1:
-        raise ValueError(f"{where}: samples differ in shape ({shapes[0]} vs {shapes[-1]}); give a size to resize to")
+        raise DataError(
+            f"{where}: samples differ in shape ({shapes[0]} vs {shapes[-1]}); give one to resize to", field="size"
+        )
     return np.stack(samples)
 
 
@@ -77,13 +80,13 @@ def read_nifti(path: Path) -> np.ndarray:
     try:
         volume = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
     except Exception as exc:
-        raise ValueError(
+        raise DataError(
             f"{path}: not a readable NIfTI file ({str(exc).splitlines()[0] if str(exc) else exc!r})"
         ) from None
     if volume.ndim == 4 and volume.shape[-1] == 1:
         volume = volume[..., 0]
     if volume.ndim != 3:
-        raise ValueError(f"{path}: expected a 3D volume, got shape {volume.shape}")
+        raise DataError(f"{path}: expected a 3D volume, got shape {volume.shape}")
     return volume[None]
 
 
@@ -100,7 +103,7 @@ def read_dicom_series(folder: Path) -> np.ndarray:
             continue  # DICOMDIR-style folders hold non-DICOM files too
     slices = [s for s in slices if "PixelData" in s]
     if not slices:
-        raise ValueError(f"{folder}: no readable DICOM slices")
+        raise DataError(f"{folder}: no readable DICOM slices")
 
     def position(ds) -> float:
         if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
@@ -119,7 +122,7 @@ def read_dicom_series(folder: Path) -> np.ndarray:
         ]
         return np.stack(planes)[None]
     except Exception as exc:
-        raise ValueError(f"{folder}: DICOM slices cannot be stacked ({_reason(exc)})") from None
+        raise DataError(f"{folder}: DICOM slices cannot be stacked ({_reason(exc)})") from None
 
 
 def read_video(path: Path) -> np.ndarray:
@@ -129,17 +132,17 @@ def read_video(path: Path) -> np.ndarray:
     try:
         frames = np.asarray(iio.imread(str(path)), dtype=np.float32)
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable video ({_reason(exc)})") from None
+        raise DataError(f"{path}: not a readable video ({_reason(exc)})") from None
     if frames.ndim == 4:
         frames = frames[..., :3].mean(-1)
     if frames.ndim != 3:
-        raise ValueError(f"{path}: expected frames (T, H, W[, 3]), got shape {frames.shape}")
+        raise DataError(f"{path}: expected frames (T, H, W[, 3]), got shape {frames.shape}")
     return frames[None]
 
 
 def _read_volume(path: Path) -> np.ndarray:
     if not path.exists():
-        raise FileNotFoundError(f"volume not found: {path}")
+        raise DataError(f"volume not found: {path}")
     name = path.name.lower()
     if path.is_dir():
         return read_dicom_series(path)
@@ -147,7 +150,7 @@ def _read_volume(path: Path) -> np.ndarray:
         return read_nifti(path)
     if name.endswith(VIDEO_SUFFIXES):
         return read_video(path)
-    raise ValueError(
+    raise DataError(
         f"{path}: unsupported volume type; expected NIfTI {NIFTI_SUFFIXES}, a DICOM series folder or a video "
         f"{VIDEO_SUFFIXES}"
     )
@@ -166,7 +169,9 @@ def _class_indices(names: list[str], source: str, num_classes: int | None) -> tu
 
 def _check_class_count(classes: list[str], source: str | Path, num_classes: int | None) -> None:
     if num_classes is not None and num_classes != len(classes):
-        raise DataError(f"{source}: --num-classes {num_classes}, but the data names {len(classes)} classes {classes}")
+        raise DataError(
+            f"{num_classes}, but the data names {len(classes)} classes {classes} ({source})", field="num_classes"
+        )
 
 
 def load_csv(path: Path, size: int | None = None, num_classes: int | None = None) -> SampleSet:
@@ -176,10 +181,10 @@ def load_csv(path: Path, size: int | None = None, num_classes: int | None = None
     if rows and rows[0][0].strip().lower() in ("path", "file", "filename", "image", "volume"):
         rows = rows[1:]
     if not rows:
-        raise ValueError(f"{path}: no 'path,label' rows")
+        raise DataError(f"{path}: no 'path,label' rows")
     bad = [i for i, r in enumerate(rows) if len(r) < 2]
     if bad:
-        raise ValueError(f"{path}: row {bad[0] + 1} has no label; expected 'path,label'")
+        raise DataError(f"{path}: row {bad[0] + 1} has no label; expected 'path,label'")
     volumes = [_read_volume(path.parent / r[0].strip()) for r in rows]
     labels, classes = _class_indices([r[1].strip() for r in rows], f"{path}: labels", num_classes)
     return SampleSet(_checked_stack(volumes, size, path, [r[0].strip() for r in rows]), labels, classes)
@@ -192,7 +197,7 @@ def _read_image(file: Path) -> np.ndarray:
     try:
         return np.asarray(Image.open(file).convert("RGB")).transpose(2, 0, 1)
     except Exception as exc:
-        raise ValueError(f"{file}: not a readable image ({_reason(exc)})") from None
+        raise DataError(f"{file}: not a readable image ({_reason(exc)})") from None
 
 
 def _is_volume(entry: Path) -> bool:
@@ -210,13 +215,13 @@ def load_class_folders(root: Path, size: int | None = None, num_classes: int | N
         if entry.suffix.lower() in IMAGE_SUFFIXES or _is_volume(entry)
     ]
     if not entries:
-        raise ValueError(
+        raise DataError(
             f"{root}: no samples in class sub-folders (expected root/<class>/*.png, *.nii.gz, videos or DICOM "
             "series folders) and no .csv file"
         )
     kinds = {_is_volume(entry) for _, entry in entries}
     if len(kinds) > 1:
-        raise ValueError(f"{root}: class folders mix 2D images and volumes; keep one kind")
+        raise DataError(f"{root}: class folders mix 2D images and volumes; keep one kind")
     _check_class_count(classes, root, num_classes)
     read = _read_volume if kinds.pop() else _read_image
     samples = [read(entry) for _, entry in entries]
@@ -251,30 +256,30 @@ def load_samples(
 ) -> SampleSet:
     """Every labelled sample under ``path`` (see the module docstring for the accepted layouts).
 
-    ``spatial_dims`` (``--spatial-dims``, 2 or 3) settles ambiguous ``.npz`` shapes and must agree with other
-    sources; ``num_classes`` (``--num-classes``) fixes the class count (see :mod:`crossd.data.checks`).
+    ``spatial_dims`` (2 or 3) settles ambiguous ``.npz`` shapes and must agree with other
+    sources; ``num_classes`` fixes the class count (see :mod:`crossd.data.checks`).
 
-    Raises one-line ``FileNotFoundError``/``ValueError`` (:class:`~crossd.data.checks.DataError`) for missing
+    Raises a one-line :class:`~crossd.errors.DataError` for missing
     paths, unreadable files, unknown or ambiguous layouts, NaN/Inf values, labels out of range, label/image
     count mismatches and fewer than two classes.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"data path not found: {path}")
+        raise DataError(f"data path not found: {path}")
     if path.is_dir():
         csvs = sorted(path.glob("*.csv"))
         if len(csvs) > 1:
-            raise ValueError(f"{path}: several .csv files ({', '.join(c.name for c in csvs)}); pass one of them")
+            raise DataError(f"{path}: several .csv files ({', '.join(c.name for c in csvs)}); pass one of them")
         samples = load_csv(csvs[0], size, num_classes) if csvs else load_class_folders(path, size, num_classes)
     elif path.suffix == ".npz":
         samples = load_npz_samples(path, size, spatial_dims, num_classes)
     elif path.suffix == ".csv":
         samples = load_csv(path, size, num_classes)
     else:
-        raise ValueError(f"{path}: expected a .npz file, a path,label .csv, or a folder (of class folders or one .csv)")
+        raise DataError(f"{path}: expected a .npz file, a path,label .csv, or a folder (of class folders or one .csv)")
     kinds = {2: "2D images", 3: "3D volumes"}
     if spatial_dims is not None and samples.spatial_dims != spatial_dims:
-        raise DataError(f"{path}: holds {kinds[samples.spatial_dims]}, not {kinds[spatial_dims]} (--spatial-dims)")
+        raise DataError(f"{spatial_dims}, but {path} holds {kinds[samples.spatial_dims]}", field="spatial_dims")
     if len(np.unique(samples.labels)) < 2:
-        raise ValueError(f"{path}: all samples have the same label; classification needs at least 2 classes")
+        raise DataError(f"{path}: all samples have the same label; classification needs at least 2 classes")
     return samples

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossd.errors import DataError, SettingsError
 from crossd.io import atomic_write, save_json
 
 CLASSES = ("background", "csf", "grey", "white")
@@ -94,7 +95,7 @@ def load_volumes(resolution: int = 2, background_margin: int = 3) -> Volumes:
     from scipy import ndimage
 
     if resolution not in (1, 2):
-        raise ValueError(f"MNI152 resolution must be 1 or 2 (mm), got {resolution}")
+        raise SettingsError(f"must be 1 or 2 (mm), got {resolution}", field="resolution")
     t1 = datasets.load_mni152_template(resolution=resolution).get_fdata().astype(np.float32)
     grey = datasets.load_mni152_gm_template(resolution=resolution).get_fdata()
     white = datasets.load_mni152_wm_template(resolution=resolution).get_fdata()
@@ -129,7 +130,7 @@ def sample_centres(
     for cls, n in enumerate(per_class):
         candidates = np.argwhere(side & (labels == cls))
         if len(candidates) < n:
-            raise ValueError(f"only {len(candidates)} '{CLASSES[cls]}' voxels in the {hemisphere} hemisphere, need {n}")
+            raise DataError(f"only {len(candidates)} '{CLASSES[cls]}' voxels in the {hemisphere} hemisphere, need {n}")
         centres.append(candidates[rng.choice(len(candidates), n, replace=False)])
         targets.append(np.full(n, cls))
     order = rng.permutation(count)

@@ -35,7 +35,7 @@ import crossd
 from crossd.data.segmentation import mni152_blocks
 from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
 from crossd.demo.report import accuracy_plot, evaluate_command, read_log, report_markdown, training_curves
-from crossd.errors import SettingsError
+from crossd.errors import DataError, OutputError, SettingsError
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.config import SLICE_INITS
 from crossd.evaluate.segmentation import SegmentationConfig, evaluate_segmentation
@@ -167,7 +167,7 @@ class DemoConfig:
             "data": QUICK_DATA if quick else DemoDataConfig(),
         }
         if self.protocol not in DEMO_PROTOCOLS:
-            raise ValueError(f"demo protocol must be one of {DEMO_PROTOCOLS}, got {self.protocol!r}")
+            raise SettingsError(f"must be one of {DEMO_PROTOCOLS}, got {self.protocol!r}", field="protocol")
         if self.baselines not in BASELINES:
             raise SettingsError(f"must be one of {BASELINES}, got {self.baselines!r}", field="baselines")
         if self.protocol == "paper":  # the paper's own epochs (15) and learning rate, unless given explicitly
@@ -218,14 +218,16 @@ def _same_run(saved: dict, pcfg: PretrainConfig) -> bool:
 def pretrain_stage(pcfg: PretrainConfig) -> tuple[dict, bool]:
     """Run (or continue, or reuse) one pretraining; returns its ``metrics.json`` and whether it was reused.
 
-    Raises ``ValueError`` when the folder holds a run with other settings.
+    Raises :class:`~crossd.errors.OutputError` when the folder holds a run with other settings.
     """
     out = Path(pcfg.output_dir)
     checkpoint_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
     if checkpoint_path.is_file():
         checkpoint = load_training_checkpoint(checkpoint_path)
         if not _same_run(checkpoint.get("args", {}), pcfg):
-            raise ValueError(f"{out} holds a pretraining run with other settings; choose another --output-dir")
+            raise OutputError(
+                f"{out} holds a pretraining run with other settings; choose another folder", field="output_dir"
+            )
         if int(checkpoint["epoch"]) >= pcfg.epochs and metrics_path.is_file():
             return json.loads(metrics_path.read_text()), True
         pcfg = replace(pcfg, resume=str(checkpoint_path), allow_changed=True)  # settings checked above; paths may move
@@ -249,7 +251,9 @@ def check_output_dir(out: Path, data: DemoDataConfig) -> None:
     except json.JSONDecodeError:
         built = None
     if built != asdict(data):
-        raise ValueError(f"{out} holds a demo run on data built with other settings; choose another --output-dir")
+        raise OutputError(
+            f"{out} holds a demo run on data built with other settings; choose another folder", field="output_dir"
+        )
 
 
 class Stopwatch:
@@ -304,14 +308,16 @@ def encoder_methods(methods: list) -> list:
 
 
 def read_study(path: str | Path) -> dict:
-    """A ``study.json`` of ``benchmarks/transfer_study.py`` (``{"args", "rows"}``) with its path; ``ValueError``
-    when the file is not one."""
+    """A ``study.json`` of ``benchmarks/transfer_study.py`` (``{"args", "rows"}``) with its path; a
+    :class:`~crossd.errors.DataError` when the file is not one."""
     try:
         study = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        raise DataError(f"{path}: not valid JSON ({exc})", field="study") from None
     if not isinstance(study, dict) or not {"args", "rows"} <= set(study):
-        raise ValueError(f"{path}: not a study.json of benchmarks/transfer_study.py (no 'args' and 'rows')")
+        raise DataError(
+            f"{path}: not a study.json of benchmarks/transfer_study.py (no 'args' and 'rows')", field="study"
+        )
     return {"path": str(path), **study}
 
 

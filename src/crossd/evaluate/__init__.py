@@ -2,7 +2,7 @@
 
 ``evaluate(EvaluateConfig(data=..., methods=[("crossd", "ckpt.pt"), ("acs", "regular.pt")], output_dir=...))``
 runs every method on shared cross-validation folds and writes ``results.json``, ``results.md`` and a plot.
-``torchrun --nproc_per_node=N -m crossd.evaluate <crossd evaluate flags>`` spreads the jobs over N processes.
+``torchrun --nproc_per_node=N -m crossd evaluate <flags>`` spreads the jobs over N processes.
 """
 
 from crossd.evaluate.classification import evaluate, make_splits

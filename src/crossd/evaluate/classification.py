@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from crossd.data.volumes import SampleSet, load_samples
+from crossd.errors import DataError
 from crossd.evaluate.config import EvaluateConfig
 from crossd.evaluate.folds import Split, paper_splits, stratified_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
@@ -63,13 +64,13 @@ def make_splits(cfg: EvaluateConfig, labels: np.ndarray) -> list[Split]:
     """The run's folds: the authors' KFold seeds for ``paper``, stratified folds seeded by ``cfg.seed`` else."""
     folds, repeats, c = cfg.resolved("folds"), cfg.resolved("repeats"), cfg.constants
     if len(labels) < folds:
-        raise ValueError(f"{len(labels)} samples cannot make {folds} folds; lower --folds")
+        raise DataError(f"{folds} is too many for {len(labels)} samples", field="folds")
     if cfg.protocol == "paper":
         splits = paper_splits(len(labels), folds, repeats, c.split_seed_base + cfg.seed, c.val_fraction)
     else:
         splits = stratified_splits(labels, folds, repeats, cfg.seed, c.val_fraction)
     if any(len(s.val) == 0 or len(s.train) == 0 for s in splits):
-        raise ValueError(f"{len(labels)} samples are too few for {folds} folds with a validation split; lower --folds")
+        raise DataError(f"{folds} is too many: {len(labels)} samples are too few for a validation split", field="folds")
     return splits
 
 

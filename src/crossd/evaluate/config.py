@@ -125,22 +125,22 @@ class EvaluateConfig:
     bn: BnConstants = field(default_factory=BnConstants)
 
     def validate(self) -> None:
-        """One-line ``ValueError`` for choices outside the known sets."""
+        """One-line :class:`~crossd.errors.SettingsError` for choices outside the known sets."""
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
+            raise SettingsError(f"must be one of {PROTOCOLS}, got {self.protocol!r}", field="protocol")
         if self.normalize not in NORMALIZATION:
-            raise ValueError(f"unknown normalisation {self.normalize!r}; expected one of {tuple(NORMALIZATION)}")
+            raise SettingsError(f"must be one of {tuple(NORMALIZATION)}, got {self.normalize!r}", field="normalize")
         if not self.methods:
-            raise ValueError("no method to evaluate; give at least one --init")
+            raise SettingsError("is empty: no method to evaluate", field="methods")
         for init, *_ in self.methods:
             if init not in INITS:
-                raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+                raise SettingsError(f"{init!r} is not one of {INITS}", field="methods")
         if self.slice_pool not in POOLS:
             raise SettingsError(f"must be one of {tuple(POOLS)}, got {self.slice_pool!r}", field="slice_pool")
         for name in ("folds", "repeats", "epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < (2 if name == "folds" else 1):
-                raise ValueError(f"{name} must be at least {2 if name == 'folds' else 1}, got {value}")
+                raise SettingsError(f"must be at least {2 if name == 'folds' else 1}, got {value}", field=name)
 
     @property
     def constants(self) -> PaperConstants | BnConstants:

@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from crossd.errors import CrossdError, OutputError, SettingsError
 from crossd.evaluate.folds import Split
 from crossd.evaluate.lock import DirectoryLock
 from crossd.evaluate.methods import Method, method_names
@@ -148,12 +149,12 @@ def fit_best(
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"K/N"`` (``1 <= K <= N``) -> ``(K, N)``; one-line ``ValueError`` naming ``--shard`` otherwise."""
+    """``"K/N"`` (``1 <= K <= N``) -> ``(K, N)``; a one-line :class:`~crossd.errors.SettingsError` otherwise."""
     if text is None:
         return None
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise ValueError(f"--shard {text}: expected K/N with 1 <= K <= N, e.g. --shard 1/4")
+        raise SettingsError(f"{text}: expected K/N with 1 <= K <= N, e.g. 1/4", field="shard")
     return int(match[1]), int(match[2])
 
 
@@ -179,9 +180,10 @@ class Store:
             return None
         stored = _read_json(path)
         if (stored.get("init"), stored.get("checkpoint")) != (method.init, method.checkpoint):
-            raise ValueError(
+            raise OutputError(
                 f"{path} holds method {method.name!r} with init {stored.get('init')!r} and checkpoint "
-                f"{stored.get('checkpoint')!r}; use another --output-dir, or move {path.parent} away"
+                f"{stored.get('checkpoint')!r}; use another folder, or move {path.parent} away",
+                field="output_dir",
             )
         return stored["record"]
 
@@ -204,7 +206,7 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); move it away to run that part again") from None
+        raise OutputError(f"{path}: not valid JSON ({exc}); move it away to run that part again") from None
 
 
 def check_settings(task: Task, store: Store, shard: tuple[int, int] | None) -> dict:
@@ -214,14 +216,14 @@ def check_settings(task: Task, store: Store, shard: tuple[int, int] | None) -> d
     results = store.out / RESULTS_JSON
     previous = _read_json(results) if results.is_file() else None
     if previous and not task.cfg.resume and shard is None and any(m.get("folds") for m in previous["results"]):
-        raise ValueError(f"{results} already holds results; pass --resume to continue it or use another --output-dir")
+        raise OutputError(f"{results} already holds results; resume it or use another folder", field="output_dir")
     stored = store.out / SETTINGS_JSON
     before = _read_json(stored) if stored.is_file() else (previous or {}).get("args")
     if before is not None:
         defaults = {f.name: f.default for f in fields(task.cfg)}  # a setting added since that run: its default
         changed = [k for k in task.resume_keys() if before.get(k, defaults.get(k)) != record.get(k)]
         if changed:
-            raise ValueError(f"{store.out}: cannot resume, settings differ in {', '.join(changed)}")
+            raise SettingsError(f"{store.out}: cannot resume, settings differ in {', '.join(changed)}")
     return record
 
 
@@ -247,10 +249,12 @@ def _process(cfg: Any, shard: tuple[int, int] | None) -> tuple[DistInfo, int, in
     try:
         info = init_distributed(device)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r} given to --device ({exc})") from None
+        raise SettingsError(f"{device!r} is not a device ({exc})", field="device") from None
     if shard is not None:
         if info.distributed:
-            raise ValueError("--shard splits jobs without torchrun; under torchrun the ranks share the jobs already")
+            raise SettingsError(
+                "splits jobs without torchrun; under torchrun the ranks share the jobs already", field="shard"
+            )
         return info, shard[0] - 1, shard[1]
     return info, info.rank, info.world_size
 
@@ -331,11 +335,11 @@ def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
         if info.is_main:  # one lock per run (torchrun: rank 0 takes it for all ranks)
             try:
                 lock.acquire()
-            except (ValueError, OSError) as exc:
-                error = str(exc)
+            except (CrossdError, OSError) as exc:
+                error = OutputError(str(exc), field="output_dir")
         refused = all_gather_objects(error, info)[0]
         if refused is not None:
-            raise ValueError(refused)
+            raise refused
         try:
             return _run_locked(task, store, info, index, count, merging, shard)
         finally:
@@ -379,7 +383,8 @@ def _run_locked(
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the CLI raises it: say what is kept and how to go on
         saved = sum(store.read_job(job.method, job.split) is not None for job in jobs)
         raise type(exc)(
-            f"with {saved} of {len(jobs)} jobs saved in {store.out / 'jobs'}; resume with the same flags and --resume"
+            f"with {saved} of {len(jobs)} jobs saved in {store.out / 'jobs'}; resume with the same settings to run "
+            "the rest"
         ) from None
     finally:
         bar.close()

@@ -8,6 +8,8 @@ import socket
 import time
 from pathlib import Path
 
+from crossd.errors import OutputError
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -29,7 +31,8 @@ class DirectoryLock:
         self.owner = {"pid": os.getpid(), "host": socket.gethostname()}
 
     def acquire(self) -> DirectoryLock:
-        """Take the lock (creating the folder), or raise the one-line ``ValueError`` naming its holder."""
+        """Take the lock (creating the folder), or raise the one-line :class:`~crossd.errors.OutputError` naming its
+        holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # a stale lock is removed once; a race with another taker is retried
             try:
@@ -40,7 +43,7 @@ class DirectoryLock:
             with os.fdopen(fd, "w") as f:
                 json.dump({**self.owner, "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
             return self
-        raise ValueError(f"{self.path}: could not take the lock; another run keeps creating it")
+        raise OutputError(f"{self.path}: could not take the lock; another run keeps creating it")
 
     def _take_over_stale(self) -> None:
         try:
@@ -53,7 +56,7 @@ class DirectoryLock:
         if not holder or (isinstance(pid, int) and host == self.owner["host"] and not _alive(pid)):
             self.path.unlink(missing_ok=True)
             return
-        raise ValueError(
+        raise OutputError(
             f"{self.path.parent} is in use by pid {pid} on {host} (since {holder.get('since')}); wait for it, or "
             f"remove {self.path} if that process is gone"
         )

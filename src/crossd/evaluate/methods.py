@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from crossd.convert.kernels import planar_kernel
+from crossd.errors import CheckpointError, SettingsError
 from crossd.evaluate.config import INITS, INITS_2D, SLICE_INITS, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
 from crossd.models.from_2d import build_3d_model, source_spec
@@ -35,7 +36,7 @@ def method_names(methods: list[MethodEntry]) -> list[Method]:
         else:
             name = init if inits.count(init) == 1 else f"{init}@{Path(ckpt).stem if ckpt else 'none'}"
         if any(m.name == name for m in out):
-            raise ValueError(f"method {name!r} given twice")
+            raise SettingsError(f"{name!r} given twice", field="methods")
         out.append(Method(name, init, None if ckpt is None else str(ckpt)))
     return out
 
@@ -69,9 +70,10 @@ def build_network(
     """
     if spatial_dims == 3:
         if method.init == "regular2d":
-            raise ValueError(
-                "init 'regular2d' runs the plain 2D network on 2D data, but the data holds 3D volumes; "
-                f"use one of {tuple(i for i in INITS if i != 'regular2d')}"
+            raise SettingsError(
+                "'regular2d' runs the plain 2D network on 2D data, but the data holds 3D volumes; "
+                f"use one of {tuple(i for i in INITS if i != 'regular2d')}",
+                field="methods",
             )
         if method.init in SLICE_INITS:
             return slice_network(method, arch, slice_pool)
@@ -87,19 +89,22 @@ def build_network(
             "drop_bn_stats": info.drop_bn_stats,
         }
     if method.init in SLICE_INITS:
-        raise ValueError(
-            f"init {method.init!r} runs the 2D network on the slices of 3D volumes, but the data holds 2D images; "
-            "use regular2d"
+        raise SettingsError(
+            f"{method.init!r} runs the 2D network on the slices of 3D volumes, but the data holds 2D images; "
+            "use regular2d",
+            field="methods",
         )
     if method.init not in INITS_2D:
-        raise ValueError(f"init {method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}")
+        raise SettingsError(
+            f"{method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}", field="methods"
+        )
     if method.init == "random":
         spec = source_spec(method.checkpoint, arch)
         model = create_model(spec.arch, spec.num_classes)
     else:
         model, spec = _checkpoint_network(method, arch)
         if method.init == "crossd" and spec.conv != "crossd":
-            raise ValueError(
+            raise CheckpointError(
                 f"{method.checkpoint}: init 'crossd' needs a Cross-D checkpoint, got a regular {spec.arch}"
             )
         if method.init == "regular2d" and spec.conv == "crossd":
@@ -110,7 +115,9 @@ def build_network(
 def _checkpoint_network(method: Method, arch: str | None) -> tuple[nn.Module, ModelSpec]:
     """The 2D network ``method``'s checkpoint holds, as trained."""
     if method.checkpoint is None:
-        raise ValueError(f"init {method.init!r} needs a checkpoint (--checkpoint or --init {method.init}=CKPT)")
+        raise SettingsError(
+            f"{method.init!r} needs a checkpoint ({method.init}=CKPT, or one checkpoint for all)", field="methods"
+        )
     return load_2d_model(method.checkpoint, arch=arch)
 
 

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from crossd.evaluate.config import BnConstants, PaperConstants
+from crossd.errors import SettingsError
+from crossd.evaluate.config import PROTOCOLS, BnConstants, PaperConstants
 from crossd.train.optim import adam
 
 
@@ -91,7 +92,7 @@ class Schedule:
             elif protocol == "linear":
                 params = _only_trainable(model, head_params)
             else:
-                raise ValueError(f"unknown protocol {protocol!r}")
+                raise SettingsError(f"must be one of {PROTOCOLS}, got {protocol!r}", field="protocol")
             self.optimizer = adam(params, lr)
             milestones = [int(f * epochs) for f in constants.milestones_fraction]
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, constants.gamma)

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from crossd.convert.inits import init_names
 from crossd.data.segmentation import SegmentationSet, load_segmentation
-from crossd.errors import SettingsError
+from crossd.errors import DataError, SettingsError
 from crossd.evaluate.config import NORMALIZATION, SLICE_INITS, MethodEntry, method_records
 from crossd.evaluate.folds import paper_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
@@ -86,16 +86,17 @@ class SegmentationConfig:
     num_workers: int = 0
 
     def validate(self) -> None:
-        """One-line ``ValueError`` for settings outside the known sets."""
+        """One-line :class:`~crossd.errors.SettingsError` for settings outside the known sets."""
         self.protocol = _ALIASES.get(self.protocol, self.protocol)
         if self.protocol not in SEGMENTATION_PROTOCOLS:
-            raise ValueError(
-                f"unknown segmentation protocol {self.protocol!r}; expected one of {SEGMENTATION_PROTOCOLS} or 'frozen'"
+            raise SettingsError(
+                f"must be one of {SEGMENTATION_PROTOCOLS} or 'frozen' for segmentation, got {self.protocol!r}",
+                field="protocol",
             )
         if self.normalize not in NORMALIZATION:
-            raise ValueError(f"unknown normalisation {self.normalize!r}; expected one of {tuple(NORMALIZATION)}")
+            raise SettingsError(f"must be one of {tuple(NORMALIZATION)}, got {self.normalize!r}", field="normalize")
         if not self.methods:
-            raise ValueError("no method to evaluate; give at least one --init")
+            raise SettingsError("is empty: no method to evaluate", field="methods")
         for init, *_ in self.methods:
             if init in SLICE_INITS:
                 raise SettingsError(
@@ -103,8 +104,11 @@ class SegmentationConfig:
                     f"segment with; use one of {init_names('to_3d')}",
                     field="methods",
                 )
-        if self.folds < 2 or self.repeats < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("folds must be at least 2 and repeats, epochs and batch_size at least 1")
+        for name in ("folds", "repeats", "epochs", "batch_size"):
+            if getattr(self, name) < (2 if name == "folds" else 1):
+                raise SettingsError(
+                    f"must be at least {2 if name == 'folds' else 1}, got {getattr(self, name)}", field=name
+                )
 
 
 def prepare_volumes(images: np.ndarray, normalize: str, channels: int = 3) -> Tensor:
@@ -218,11 +222,13 @@ class Segmentation(Task):
         cfg = self.cfg
         data = load_segmentation(cfg.data, cfg.size) if self.data is None else self.data
         if data.num_classes < 2:
-            raise ValueError(f"{cfg.data}: labels hold a single class; nothing to segment")
+            raise DataError(f"{cfg.data}: labels hold a single class; nothing to segment")
         self.num_classes = data.num_classes
         self.splits = paper_splits(len(data.labels), cfg.folds, cfg.repeats, cfg.seed - 1, cfg.val_fraction)
         if any(len(s.train) < 2 or len(s.val) == 0 for s in self.splits):
-            raise ValueError(f"{len(data.labels)} volumes are too few for {cfg.folds} folds with a validation split")
+            raise DataError(
+                f"{cfg.folds} is too many: {len(data.labels)} volumes are too few for a validation split", field="folds"
+            )
         self.images, self.labels = prepare_volumes(data.images, cfg.normalize), torch.from_numpy(data.labels)
         self.data_record = {"samples": len(data.labels), "shape": list(data.labels.shape[1:]), "classes": data.classes}
 
@@ -315,9 +321,11 @@ def segmentation_config_from_args(
     args: argparse.Namespace, methods: list[tuple[str, str | None]]
 ) -> SegmentationConfig:
     """The :class:`SegmentationConfig` of ``crossd evaluate --task segmentation`` flags (``None`` flags take the
-    segmentation defaults; ``--protocol paper`` and ``--recalibrate-bn`` are refused)."""
+    segmentation defaults; protocol ``paper`` and ``recalibrate_bn`` are refused)."""
     if getattr(args, "recalibrate_bn", False):
-        raise ValueError("--recalibrate-bn is for classification; segmentation protocols train the BatchNorms")
+        raise SettingsError(
+            "is for classification; segmentation protocols train the BatchNorms", field="recalibrate_bn"
+        )
     overrides = {
         name: getattr(args, name)
         for name in ("folds", "repeats", "epochs", "batch_size", "lr", "size", "arch", "device")

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from crossd.errors import SettingsError
 from crossd.evaluate.config import NORMALIZATION, BnConstants, PaperConstants
 
 Transform = Callable[[Tensor], Tensor]
@@ -29,7 +30,7 @@ def intensity_bounds(images: np.ndarray, scaling: str) -> tuple[np.ndarray, np.n
         flat = images.reshape(n, -1)
         lo, hi = flat.min(axis=1).astype(np.float32), flat.max(axis=1).astype(np.float32)
     else:
-        raise ValueError(f"unknown scaling {scaling!r}; expected 'global' or 'per_sample'")
+        raise SettingsError(f"must be 'global' or 'per_sample', got {scaling!r}", field="scaling")
     return lo, hi
 
 

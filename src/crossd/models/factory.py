@@ -19,6 +19,7 @@ from torch import nn
 from crossd.convert.checkpoints import load_checkpoint
 from crossd.convert.published import published_to_crossd_keys, read_checkpoint
 from crossd.convert.to_crossd import to_crossd
+from crossd.errors import CheckpointError, SettingsError
 from crossd.models.small_cnn import SmallCNN
 
 CONV_TYPES = ("regular", "crossd")
@@ -68,12 +69,13 @@ def create_model(
     ``crossd.convert.read_state_dict``.
     """
     if arch not in available_architectures():
-        raise ValueError(
-            f"unknown model {arch!r}; torchvision classification models are e.g. resnet18, resnet50, "
-            "densenet121, vgg11_bn, convnext_tiny, efficientnet_b0, mobilenet_v3_small"
+        raise SettingsError(
+            f"{arch!r} is not a known model; torchvision classification models are e.g. resnet18, resnet50, "
+            "densenet121, vgg11_bn, convnext_tiny, efficientnet_b0, mobilenet_v3_small",
+            field="arch",
         )
     if conv not in CONV_TYPES:
-        raise ValueError(f"conv must be one of {CONV_TYPES}, got {conv!r}")
+        raise SettingsError(f"must be one of {CONV_TYPES}, got {conv!r}", field="conv")
     if arch in LOCAL_MODELS:
         model = LOCAL_MODELS[arch](num_classes=num_classes)
     else:
@@ -93,7 +95,7 @@ def _classifier_classes(state: dict[str, torch.Tensor]) -> int:
     ):
         if key in state:
             return int(state[key].shape[0])
-    raise ValueError("cannot infer the number of classes from the checkpoint; no known classifier key found")
+    raise CheckpointError("cannot infer the number of classes from the checkpoint; no known classifier key found")
 
 
 def spec_from_metadata(metadata: dict) -> ModelSpec | None:
@@ -134,11 +136,13 @@ def load_2d_model(path: str | Path, arch: str | None = None) -> tuple[nn.Module,
         conv = "crossd" if first is not None and first.dim() == 5 else "regular"
         spec = ModelSpec(arch or "resnet18", conv, "shift" if published else "rotate", _classifier_classes(state))
     elif arch is not None and arch != spec.arch:
-        raise ValueError(f"{path}: checkpoint holds a {spec.arch}, not a {arch}")
+        raise CheckpointError(f"{arch}, but {path} holds a {spec.arch}", field="arch")
     model = create_model(spec.arch, spec.num_classes, spec.conv, spec.mode)
     report = load_checkpoint(model, state, strict=False, verbose=False)  # 1 <-> 3 input channels, with a warning
     if not report.ok:
         problems = {"missing": report.missing, "unexpected": report.unexpected, "mismatched": list(report.mismatched)}
         found = ", ".join(f"{k} {v[:3]}" for k, v in problems.items() if v)
-        raise ValueError(f"{path}: weights do not fit a {spec.conv} {spec.arch} ({found}); pass the right --arch")
+        raise CheckpointError(
+            f"{spec.arch}: the weights of {path} do not fit a {spec.conv} {spec.arch} ({found})", field="arch"
+        )
     return model, spec

@@ -10,6 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from crossd.convert.to_3d import INITS_3D, to_3d
+from crossd.errors import CheckpointError, SettingsError
 from crossd.models.factory import ModelSpec, create_model, load_2d_model, read_spec
 
 DEFAULT_ARCH = "resnet18"
@@ -67,16 +68,18 @@ def build_3d_model(
         drop_bn_stats: reset BatchNorms named ``*bn*`` after conversion (the authors' Cross-D loading).
     """
     if init not in INITS_3D:
-        raise ValueError(f"unknown init {init!r} for a 3D model; expected one of {INITS_3D}")
+        raise SettingsError(f"must be one of {INITS_3D} for a 3D model, got {init!r}", field="init")
     if checkpoint is None and init != "random":
-        raise ValueError(f"init {init!r} needs a 2D checkpoint to transfer; only 'random' works without one")
+        raise SettingsError(
+            f"{init!r} needs a 2D checkpoint to transfer; only 'random' works without one", field="init"
+        )
     if init == "random":
         spec = source_spec(checkpoint, arch)
         model2d = create_model(spec.arch, spec.num_classes)
     else:
         model2d, spec = load_2d_model(checkpoint, arch=arch)
     if init == "crossd" and spec.conv != "crossd":
-        raise ValueError(
+        raise CheckpointError(
             f"{checkpoint}: init 'crossd' needs a Cross-D checkpoint, this one holds a regular {spec.arch}; "
             "use acs, i3d or center for regular checkpoints"
         )

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crossd.errors import SettingsError
 from crossd.nn.crossd_conv import CrossDConv
 
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
@@ -25,16 +26,17 @@ def encoder_stages(encoder: nn.Module) -> list[tuple[str, ...]]:
     features = getattr(encoder, "features", None)
     if isinstance(features, nn.Sequential):
         return [(f"features.{name}",) for name, _ in features.named_children()]
-    raise ValueError(
-        f"cannot find the stages of a {type(encoder).__name__}: expected a torchvision ResNet layout "
-        "(conv1, bn1, relu, maxpool, layer1..layer4) or a 'features' nn.Sequential; pass stages=[...] instead"
+    raise SettingsError(
+        f"{type(encoder).__name__} has no stages crossd can find: expected a torchvision ResNet layout "
+        "(conv1, bn1, relu, maxpool, layer1..layer4) or a 'features' nn.Sequential; give stages=[...] instead",
+        field="encoder",
     )
 
 
 def _stage_channels(stage: nn.Module, name: str) -> int:
     convs = [m for m in stage.modules() if isinstance(getattr(m, "out_channels", None), int)]
     if not convs:
-        raise ValueError(f"encoder stage {name} has no convolution to read its output channels from")
+        raise SettingsError(f"stage {name} has no convolution to read its output channels from", field="encoder")
     return int(convs[-1].out_channels)
 
 
@@ -76,13 +78,16 @@ class UNet3D(nn.Module):
         super().__init__()
         flat = [n for n, m in encoder.named_modules() if isinstance(m, (nn.Conv2d, CrossDConv, nn.ConvTranspose2d))]
         if flat:
-            raise ValueError(
-                f"the encoder still has 2D or Cross-D layers ({', '.join(flat[:3])}, ...); "
-                "convert it with crossd.to_3d(encoder, init=...) first"
+            raise SettingsError(
+                f"still has 2D or Cross-D layers ({', '.join(flat[:3])}, ...); "
+                "convert it with crossd.to_3d(encoder, init=...) first",
+                field="encoder",
             )
         stages = [tuple(stage) for stage in (stages or encoder_stages(encoder))]
         if len(decoder_channels) < len(stages):
-            raise ValueError(f"need {len(stages)} decoder_channels for {len(stages)} encoder stages")
+            raise SettingsError(
+                f"needs {len(stages)} values for {len(stages)} encoder stages", field="decoder_channels"
+            )
         self.encoder = encoder
         self.stage_names = stages
         widths = [_stage_channels(self._stage(i), "+".join(s)) for i, s in enumerate(stages)]

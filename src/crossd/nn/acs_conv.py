@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crossd.errors import SettingsError
+
 
 def acs_split(out_channels: int) -> tuple[int, int, int]:
     """Output channels per view ``(axial, coronal, sagittal)``; the first views take the remainder."""
@@ -49,13 +51,16 @@ class ACSConv3d(nn.Module):
         self.kernel_size, self.padding, self.dilation = kernel_size, padding, dilation
         self.stride = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
         if not acs_views_agree(kernel_size, padding, dilation):
-            raise ValueError(
+            raise SettingsError(
                 f"ACSConv3d needs padding = dilation * (kernel_size - 1) / 2, got padding {padding} for kernel_size "
                 f"{kernel_size}, dilation {dilation}: otherwise its three views give different output sizes "
-                "(crossd.to_3d(init='acs') puts such a layer's views in one Conv3d)"
+                "(crossd.to_3d(init='acs') puts such a layer's views in one Conv3d)",
+                field="padding",
             )
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must be divisible by groups")
+            raise SettingsError(
+                f"{groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})", field="groups"
+            )
         self.weight = nn.Parameter(nn.Conv2d(in_channels, out_channels, kernel_size, groups=groups).weight.data)
         self.bias = nn.Parameter(nn.init.zeros_(self.weight.new_empty(out_channels))) if bias else None
 

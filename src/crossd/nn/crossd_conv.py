@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crossd.errors import SettingsError
 from crossd.nn.rotation_head import RotationHead
-from crossd.ops.conv import PATHS, Path, crossd_conv2d
+from crossd.ops.conv import PATHS, Path, crossd_conv2d, triple
 from crossd.ops.rotation import PLANE_SAMPLERS
 from crossd.ops.slicing import ROTATING_MODES, check_mode, slice_operator
 
@@ -18,22 +19,12 @@ PlaneSampling = Literal["head", "random", "grid"]
 PLANE_SAMPLING = ("head", *PLANE_SAMPLERS)
 
 
-def _triple(value: int | tuple[int, ...], name: str) -> tuple[int, int, int]:
-    """A per-axis ``(d, h, w)`` value from an int, ``(h, w)`` (depth takes ``h``) or ``(d, h, w)``."""
-    if isinstance(value, int):
-        return (value, value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) == 2:
-        return (value[0], value[0], value[1])
-    if len(value) == 3:
-        return value  # type: ignore[return-value]
-    raise ValueError(f"{name} must be an int or a tuple of 2 or 3 ints, got {value!r}")
-
-
 def _cubic_kernel_size(kernel_size: int | tuple[int, ...]) -> int:
     sizes = {kernel_size} if isinstance(kernel_size, int) else set(kernel_size)
     if len(sizes) != 1:
-        raise ValueError(f"CrossDConv needs a cubic kernel (one size on every axis), got {kernel_size!r}")
+        raise SettingsError(
+            f"must be one size on every axis (a cubic kernel), got {kernel_size!r}", field="kernel_size"
+        )
     return int(sizes.pop())
 
 
@@ -85,21 +76,21 @@ class CrossDConv(nn.Module):
         k = _cubic_kernel_size(kernel_size)
         check_mode(mode, k)
         if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
+            raise SettingsError(
+                f"{groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})", field="groups"
             )
         if granularity not in ("sample", "batch"):
-            raise ValueError(f"granularity must be 'sample' or 'batch', got {granularity!r}")
+            raise SettingsError(f"must be 'sample' or 'batch', got {granularity!r}", field="granularity")
         if path not in PATHS:
-            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+            raise SettingsError(f"must be one of {PATHS}, got {path!r}", field="path")
         check_plane_sampling(plane_sampling, mode)
         if isinstance(padding, str) and padding not in ("same", "valid"):
-            raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+            raise SettingsError(f"must be an int, a tuple, 'same' or 'valid', got {padding!r}", field="padding")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = (k, k, k)
-        self.stride = _triple(stride, "stride")
-        self.padding = padding if isinstance(padding, str) else _triple(padding, "padding")
-        self.dilation = _triple(dilation, "dilation")
+        self.stride = triple(stride, "stride")
+        self.padding = padding if isinstance(padding, str) else triple(padding, "padding")
+        self.dilation = triple(dilation, "dilation")
         self.mode, self.granularity, self.path = mode, granularity, path
         self.plane_sampling = plane_sampling
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, k, k, k))
@@ -163,11 +154,14 @@ class CrossDConv(nn.Module):
 
 
 def check_plane_sampling(plane_sampling: str, mode: str) -> None:
-    """Raise ``ValueError`` unless ``plane_sampling`` is known and fits ``mode`` (sampled planes need a rotation)."""
+    """Raise :class:`~crossd.errors.SettingsError` unless ``plane_sampling`` is known and fits ``mode`` (sampled
+    planes need a rotation)."""
     if plane_sampling not in PLANE_SAMPLING:
-        raise ValueError(f"plane_sampling must be one of {PLANE_SAMPLING}, got {plane_sampling!r}")
+        raise SettingsError(f"must be one of {PLANE_SAMPLING}, got {plane_sampling!r}", field="plane_sampling")
     if plane_sampling != "head" and mode not in ROTATING_MODES:
-        raise ValueError(f"plane_sampling={plane_sampling!r} needs mode 'rotate' or 'project', got mode {mode!r}")
+        raise SettingsError(
+            f"{plane_sampling!r} needs mode 'rotate' or 'project', got mode {mode!r}", field="plane_sampling"
+        )
 
 
 def set_plane_sampling(
@@ -176,7 +170,7 @@ def set_plane_sampling(
     """Set ``plane_sampling`` (and ``granularity`` when given) on every :class:`CrossDConv` of ``model`` (in place);
     returns ``model``."""
     if granularity not in (None, "sample", "batch"):
-        raise ValueError(f"granularity must be 'sample' or 'batch', got {granularity!r}")
+        raise SettingsError(f"must be 'sample' or 'batch', got {granularity!r}", field="granularity")
     for module in model.modules():
         if isinstance(module, CrossDConv):
             check_plane_sampling(plane_sampling, module.mode)

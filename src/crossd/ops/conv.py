@@ -17,11 +17,13 @@ operator (``M`` of batch 1) means one rotation for the whole batch and runs a pl
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from crossd.errors import SettingsError
 from crossd.ops.input_side import InputSideConv, output_shape
 from crossd.ops.slicing import apply_slice_operator
 from crossd.ops.weight_side import WeightSideConv
@@ -48,9 +50,24 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (value[-2], value[-1])
 
 
-def same_padding(kernel_size: int, dilation: int) -> tuple[int, int]:
-    """Left and right padding that keep the size at stride 1 (the extra pixel goes right, as in PyTorch)."""
-    total = dilation * (kernel_size - 1)
+def triple(value, name: str = "value") -> tuple:
+    """A per-axis ``(d, h, w)`` value from a 2D one: ``a -> (a, a, a)`` (numbers and ``None``), ``(h, w) -> (h, h,
+    w)`` (depth copies height), ``(d, h, w)`` as it is; a :class:`~crossd.errors.SettingsError` naming ``name``
+    otherwise."""
+    if isinstance(value, (int, float)) or value is None:
+        return (value, value, value)
+    value = tuple(value)
+    if len(value) == 2:
+        return (value[0], value[0], value[1])
+    if len(value) == 3:
+        return value
+    raise SettingsError(f"must be a number or a tuple of 2 or 3, got {value!r}", field=name)
+
+
+def same_padding(size: int, kernel_size: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+    """``(before, after)`` padding of one axis so that a window slides to ``ceil(size / stride)`` outputs, the
+    extra one after (TensorFlow's ``"SAME"``; at stride 1 it keeps any size, as PyTorch's ``padding="same"``)."""
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
     return total // 2, total - total // 2
 
 
@@ -63,8 +80,10 @@ def resolve_padding(
     if padding != "same":
         return x, _pair(padding)
     if _pair(stride) != (1, 1):
-        raise ValueError("padding='same' is only supported with stride 1")
-    (top, bottom), (left, right) = (same_padding(kernel_size, d) for d in dilation)
+        raise SettingsError("'same' is only supported with stride 1", field="padding")
+    (top, bottom), (left, right) = (
+        same_padding(n, kernel_size, 1, d) for n, d in zip(x.shape[-2:], dilation, strict=True)
+    )
     if top == bottom and left == right:
         return x, (top, left)
     return F.pad(x, (left, right, top, bottom)), (0, 0)
@@ -124,7 +143,7 @@ def crossd_conv2d(
         ``(B, Co, Ho, Wo)``.
     """
     if path not in PATHS:
-        raise ValueError(f"unknown path {path!r}; expected one of {PATHS}")
+        raise SettingsError(f"must be one of {PATHS}, got {path!r}", field="path")
     _check_shapes(x, weight, op, groups)
     co, cig, k = weight.shape[:3]
     stride, dilation = _pair(stride), _pair(dilation)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from crossd.errors import SettingsError
 from crossd.ops.rotation import first_order_rotation, normalize_axis, rodrigues_rotation
 
 MODES = ("shift", "rotate", "project")
@@ -45,15 +46,17 @@ ROTATING_MODES = ("rotate", "project")
 
 
 def check_mode(mode: str, kernel_size: int) -> None:
-    """Raise ``ValueError`` for an unknown mode, or a kernel size that the mode does not support."""
+    """Raise :class:`~crossd.errors.SettingsError` for an unknown mode, or a kernel size that the mode does not
+    support."""
     if mode not in MODES:
-        raise ValueError(f"unknown Cross-D mode {mode!r}; expected one of {MODES}")
+        raise SettingsError(f"must be one of {MODES}, got {mode!r}", field="mode")
     if kernel_size < 1:
-        raise ValueError(f"kernel size must be positive, got {kernel_size}")
+        raise SettingsError(f"must be positive, got {kernel_size}", field="kernel_size")
     if mode in ROTATING_MODES and kernel_size % 2 == 0:
-        raise ValueError(
-            f"mode {mode!r} needs an odd kernel size (a centre voxel to rotate about), got {kernel_size}; "
-            "use mode='shift' for even kernels"
+        raise SettingsError(
+            f"{mode!r} needs an odd kernel size (a centre voxel to rotate about), got {kernel_size}; "
+            "use mode 'shift' for even kernels",
+            field="mode",
         )
 
 

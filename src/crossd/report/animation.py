@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from crossd.errors import SettingsError
 from crossd.io import atomic_write
 from crossd.nn import CrossDConv
 from crossd.ops.rotation import MAX_ANGLE
@@ -38,20 +39,21 @@ PANEL_INCHES = (3.2, 3.6)
 
 
 def find_crossd_layer(model: nn.Module, name: str) -> CrossDConv:
-    """The :class:`CrossDConv` called ``name`` in ``model``; ``ValueError`` naming the available ones otherwise."""
+    """The :class:`CrossDConv` called ``name`` in ``model``; a :class:`~crossd.errors.SettingsError` naming the
+    available ones otherwise."""
     available = [n for n, m in model.named_modules() if isinstance(m, CrossDConv)]
     module = dict(model.named_modules()).get(name)
     if isinstance(module, CrossDConv):
         return module
     what = "no layer" if module is None else f"a {type(module).__name__}, not a CrossDConv"
     hint = f"Cross-D layers: {', '.join(available[:8])}{' ...' if len(available) > 8 else ''}"
-    raise ValueError(f"{name!r} is {what}; {hint if available else 'the model has no Cross-D layer'}")
+    raise SettingsError(f"{name!r} is {what}; {hint if available else 'the model has no Cross-D layer'}", field="layer")
 
 
 def sweep_angles(frames: int, max_angle: float = MAX_ANGLE) -> Tensor:
     """``frames`` angles ``max_angle * sin(2 pi t / frames)``: 0 -> +max -> 0 -> -max, looping smoothly."""
     if frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}")
+        raise SettingsError(f"must be at least 1, got {frames}", field="frames")
     t = torch.arange(frames, dtype=torch.float64)
     return max_angle * torch.sin(2 * math.pi * t / frames)
 
@@ -60,7 +62,7 @@ def sweep_angles(frames: int, max_angle: float = MAX_ANGLE) -> Tensor:
 def sweep_kernels(layer: CrossDConv, angles: Tensor, axis: str) -> Tensor:
     """2D kernels ``(F, Co, Ci, K, K)`` of ``layer`` rotated by ``angles (F,)`` about axis ``d``, ``h`` or ``w``."""
     if axis not in AXES:
-        raise ValueError(f"unknown axis {axis!r}; expected one of {tuple(AXES)}")
+        raise SettingsError(f"must be one of {tuple(AXES)}, got {axis!r}", field="axis")
     weight = layer.weight.detach().double()
     axes = torch.tensor(AXES[axis], dtype=weight.dtype).expand(len(angles), 3)
     return kernel_slice(weight, axes, angles.to(weight.dtype), layer.mode).float()

@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from crossd.errors import DataError
 from crossd.io import atomic_write
 from crossd.nn import CrossDConv
 from crossd.ops.rotation import MAX_ANGLE
@@ -99,9 +100,9 @@ def npz_images(path: str | Path, count: int, size: int | None = None, split: str
 
     data = load_npz(path)
     if data.spatial_dims != 2:
-        raise ValueError(f"{path}: needs 2D images, the file holds 3D volumes")
+        raise DataError(f"{path}: needs 2D images, the file holds 3D volumes")
     if split is not None and split not in data.splits:
-        raise ValueError(f"{path}: no split {split!r}; it holds {', '.join(data.splits)}")
+        raise DataError(f"{path}: no split {split!r}; it holds {', '.join(data.splits)}")
     pooled = data.pooled() if split is None else data.splits[split]
     side = size or pooled.images.shape[1]
     _, eval_tf = classification_transforms(side, side, side)

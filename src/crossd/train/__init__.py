@@ -1,7 +1,7 @@
 """2D pretraining of regular or Cross-D torchvision classifiers (torchvision classification-reference style).
 
 ``pretrain(PretrainConfig(data_path=..., conv="crossd"))`` trains in this process, or in each process started
-by ``torchrun`` (``DistributedDataParallel``); ``crossd pretrain`` and ``python -m crossd.pretrain`` are its CLI.
+by ``torchrun`` (``DistributedDataParallel``); ``crossd pretrain`` and ``python -m crossd pretrain`` are its CLI.
 """
 
 from crossd.train.checkpoint import load_training_checkpoint

@@ -24,8 +24,10 @@ import numpy as np
 import torch
 
 from crossd.convert.published import torch_load
+from crossd.errors import CheckpointError
 from crossd.io import save_safetensors, save_torch
 from crossd.models import ModelSpec
+from crossd.train.engine import NonFiniteLossError
 from crossd.train.progress import write_log_csv
 
 REQUIRED_KEYS = ("model", "optimizer", "lr_scheduler", "epoch", "arch", "rng")
@@ -58,12 +60,14 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 def save_checkpoint(output_dir: Path, checkpoint: dict[str, Any]) -> None:
     """Write ``checkpoint.pt`` atomically; then call :func:`export_run_files` for the files derived from it.
 
-    Raises ``ValueError`` (and writes nothing) when a weight holds NaN/Inf: a non-finite model never replaces the
-    last good checkpoint.
+    Raises :class:`~crossd.train.engine.NonFiniteLossError` (and writes nothing) when a weight holds NaN/Inf: a
+    non-finite model never replaces the last good checkpoint.
     """
     bad = [k for k, v in checkpoint["model"].items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
-        raise ValueError(f"{len(bad)} tensor(s) of the model hold NaN/Inf (first: {bad[0]}); checkpoint not written")
+        raise NonFiniteLossError(
+            f"{len(bad)} tensor(s) of the model hold NaN/Inf (first: {bad[0]}); checkpoint not written"
+        )
     save_torch(checkpoint, output_dir / "checkpoint.pt")
 
 
@@ -77,15 +81,17 @@ def export_run_files(output_dir: Path, checkpoint: dict[str, Any], spec: ModelSp
 def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a ``checkpoint.pt`` written by :func:`crossd.train.pretrain` (``weights_only=True``).
 
-    Raises ``FileNotFoundError`` or a one-line ``ValueError`` for a missing, corrupt or foreign file.
+    Raises a one-line :class:`~crossd.errors.CheckpointError` for a missing, corrupt or foreign file.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     checkpoint = torch_load(path, "corrupt or unreadable checkpoint")
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{path}: not a crossd pretrain checkpoint (expected keys {REQUIRED_KEYS}, found {found})")
+        raise CheckpointError(
+            f"{path}: not a crossd pretrain checkpoint (expected keys {REQUIRED_KEYS}, found {found})"
+        )
     return checkpoint
 
 
@@ -113,12 +119,13 @@ def log_rows(checkpoint: dict[str, Any], output_dir: Path) -> list[dict[str, str
 
 
 def check_same_model(checkpoint: dict[str, Any], spec: ModelSpec, path: str | Path) -> None:
-    """Raise a one-line ``ValueError`` when ``checkpoint`` was written for another model than ``spec``."""
+    """Raise a one-line :class:`~crossd.errors.CheckpointError` when ``checkpoint`` was written for another model
+    than ``spec``."""
     saved = checkpoint["arch"]
     if saved != asdict(spec):
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: checkpoint is a {_describe(saved)} but this run builds a {_describe(asdict(spec))}; "
-            "resume with the same --model/--conv/--mode and data"
+            "resume with the same model, conv, mode and data"
         )
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from crossd.convert.to_crossd import CROSSD_INITS
+from crossd.errors import SettingsError
+from crossd.models.factory import available_architectures
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
@@ -40,12 +42,10 @@ RESUME_FIXED = (
     "volume_size",
     "consistency",
 )
-"""Settings a ``--resume`` must repeat (unless ``--allow-changed``): everything that shapes the data, the
+"""Settings a ``resume`` must repeat (unless ``allow_changed``): everything that shapes the data, the
 optimisation or the schedule (the model, its mode and class count must always match: ``check_same_model``).
 ``epochs`` may grow (with a cosine schedule that changes the schedule, so it counts as a change there);
 ``workers``, ``device``, ``output_dir``, printing, ``weights`` and ``sync_bn`` may change."""
-
-FLAG_NAMES = {"batch_size": "--batch-size", "weight_decay": "--wd"}
 
 
 @dataclass
@@ -152,51 +152,67 @@ class PretrainConfig:
         return self.volume_init or "acs"
 
     def validate(self) -> None:
-        """Raise a one-line ``ValueError`` for settings that cannot work."""
+        """Raise a one-line :class:`~crossd.errors.SettingsError` for settings that cannot work."""
+        if self.model not in available_architectures():
+            raise SettingsError(f"{self.model!r} is not a torchvision classification model", field="model")
         if self.conv not in ("regular", "crossd"):
-            raise ValueError(f"conv must be 'regular' or 'crossd', got {self.conv!r}")
+            raise SettingsError(f"must be 'regular' or 'crossd', got {self.conv!r}", field="conv")
         if self.opt not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.opt!r}; expected one of {OPTIMIZERS}")
+            raise SettingsError(f"must be one of {OPTIMIZERS}, got {self.opt!r}", field="opt")
         if self.lr_scheduler not in LR_SCHEDULERS:
-            raise ValueError(f"unknown lr scheduler {self.lr_scheduler!r}; expected one of {LR_SCHEDULERS}")
+            raise SettingsError(f"must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}", field="lr_scheduler")
         for name in ("epochs", "batch_size", "lr_step_size", "print_freq", "train_crop_size", "val_crop_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.workers < 0 or self.lr_warmup_epochs < 0:
-            raise ValueError("workers and lr_warmup_epochs must not be negative")
+                raise SettingsError(f"must be at least 1, got {getattr(self, name)}", field=name)
+        for name in ("workers", "lr_warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"must not be negative, got {getattr(self, name)}", field=name)
         if self.lr_warmup_epochs >= self.epochs:
-            raise ValueError(f"lr_warmup_epochs ({self.lr_warmup_epochs}) must be fewer than epochs ({self.epochs})")
+            raise SettingsError(
+                f"{self.lr_warmup_epochs} must be fewer than epochs ({self.epochs})", field="lr_warmup_epochs"
+            )
         low, high = self.train_crop_scale
         if not 0 < low <= high <= 1:
-            raise ValueError(f"train_crop_scale must satisfy 0 < min <= max <= 1, got {self.train_crop_scale}")
+            raise SettingsError(f"must satisfy 0 < min <= max <= 1, got {low:g} {high:g}", field="train_crop_scale")
         if self.crossd_init not in CROSSD_INITS:
-            raise ValueError(f"crossd_init must be one of {CROSSD_INITS}, got {self.crossd_init!r}")
+            raise SettingsError(f"must be one of {CROSSD_INITS}, got {self.crossd_init!r}", field="crossd_init")
         if self.plane_sampling not in ("head", "random", "grid"):
-            raise ValueError(f"plane_sampling must be 'head', 'random' or 'grid', got {self.plane_sampling!r}")
+            raise SettingsError(
+                f"must be 'head', 'random' or 'grid', got {self.plane_sampling!r}", field="plane_sampling"
+            )
         if self.plane_sampling != "head" and (self.conv != "crossd" or self.mode not in ("rotate", "project")):
-            raise ValueError(f"plane_sampling {self.plane_sampling!r} needs a Cross-D model in mode rotate or project")
+            raise SettingsError(
+                f"{self.plane_sampling!r} needs a Cross-D model in mode rotate or project", field="plane_sampling"
+            )
         if self.granularity not in ("sample", "batch"):
-            raise ValueError(f"granularity must be 'sample' or 'batch', got {self.granularity!r}")
+            raise SettingsError(f"must be 'sample' or 'batch', got {self.granularity!r}", field="granularity")
         if self.granularity == "batch" and self.conv != "crossd":
-            raise ValueError("granularity 'batch' needs a Cross-D model (--rot)")
+            raise SettingsError("'batch' needs a Cross-D model (conv 'crossd')", field="granularity")
         if self.consistency < 0 or (self.consistency > 0 and self.plane_sampling != "random"):
-            raise ValueError("consistency needs random planes (--plane-sampling random) and must not be negative")
+            raise SettingsError(
+                "needs random planes (plane_sampling 'random') and must not be negative", field="consistency"
+            )
         allowed = ("crossd",) if self.conv == "crossd" else ("i3d", "acs")
         if self.twin_init not in allowed:
-            raise ValueError(f"volume_init for a {self.conv} model must be one of {allowed}, got {self.volume_init!r}")
-        if self.volume_every < 1 or self.volume_batch_size < 2:
-            raise ValueError("volume_every must be at least 1 and volume_batch_size at least 2")
+            raise SettingsError(
+                f"for a {self.conv} model must be one of {allowed}, got {self.volume_init!r}", field="volume_init"
+            )
+        for name, least in (("volume_every", 1), ("volume_batch_size", 2)):
+            if getattr(self, name) < least:
+                raise SettingsError(f"must be at least {least}, got {getattr(self, name)}", field=name)
         if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise SettingsError(f"must be positive, got {self.lr}", field="lr")
         if self.num_classes is not None and self.num_classes < 2:
-            raise ValueError(f"--num-classes must be at least 2, got {self.num_classes}")
+            raise SettingsError(f"must be at least 2, got {self.num_classes}", field="num_classes")
 
     def resume_differences(self, saved: dict[str, Any], epochs_done: int) -> list[str]:
         """What this run changes against a checkpoint's ``args`` (``saved``) after ``epochs_done`` epochs, as
-        ``"--lr 0.001 -> 0.01"`` items (empty: a faithful resume). Raises a one-line ``ValueError`` when
+        ``"lr 0.001 -> 0.01"`` items (empty: a faithful resume). Raises a one-line :class:`SettingsError` when
         ``epochs`` is below ``epochs_done``."""
         if self.epochs < epochs_done:
-            raise ValueError(f"--epochs {self.epochs} is fewer than the {epochs_done} the --resume checkpoint did")
+            raise SettingsError(
+                f"{self.epochs} is fewer than the {epochs_done} the resumed checkpoint did", field="epochs"
+            )
         names = list(RESUME_FIXED)
         if self.lr_scheduler == "cosineannealinglr":
             names.append("epochs")  # the cosine period
@@ -204,8 +220,7 @@ class PretrainConfig:
         for name in names:
             old, new = _plain(saved.get(name, getattr(PretrainConfig, name))), _plain(getattr(self, name))
             if old != new:
-                flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
-                changes.append(f"{flag} {_show(old)} -> {_show(new)}")
+                changes.append(f"{name} {_show(old)} -> {_show(new)}")
         return changes
 
 

@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from crossd.errors import SettingsError
+
 
 @dataclass
 class DistInfo:
@@ -39,10 +41,13 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; a bare ``"cuda"`` picks this process's ``LOCAL_RANK`` GPU."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise SettingsError(f"{device!r} is not a device ({exc})", field="device") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
+            raise SettingsError(f"{device!r} requested but CUDA is not available", field="device")
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank)
     return resolved
@@ -73,9 +78,7 @@ def convert_sync_batchnorm(model: nn.Module, info: DistInfo, warn: bool = True) 
     """``SyncBatchNorm`` on distributed CUDA runs; CPU runs keep per-process BatchNorm (SyncBN needs GPUs)."""
     if info.device.type != "cuda":
         if warn and info.is_main:
-            warnings.warn(
-                "--sync-bn needs CUDA (SyncBatchNorm raises on CPU); using per-process BatchNorm", stacklevel=2
-            )
+            warnings.warn("sync_bn needs CUDA (SyncBatchNorm raises on CPU); using per-process BatchNorm", stacklevel=2)
         return model
     return nn.SyncBatchNorm.convert_sync_batchnorm(model) if info.distributed else model
 

@@ -38,7 +38,9 @@ def check_finite(loss: float, where: str) -> None:
     """Raise :class:`NonFiniteLossError` naming ``where`` when ``loss`` is NaN or infinite."""
     if not math.isfinite(loss):
         raise NonFiniteLossError(
-            f"{where}: loss is {loss}; check the data for NaN/Inf values or lower --lr (nothing was reported)", loss
+            f"{where}: loss is {loss}; check the data for NaN/Inf values or lower the learning rate (nothing was "
+            "reported)",
+            loss,
         )
 
 
@@ -57,7 +59,7 @@ class Precision:
             return cls()
         if info.device.type != "cuda":
             if info.is_main:
-                warnings.warn("--amp needs CUDA; training in float32 on CPU", stacklevel=3)
+                warnings.warn("amp needs CUDA; training in float32 on CPU", stacklevel=3)
             return cls()
         if torch.cuda.is_bf16_supported():
             return cls(torch.bfloat16)

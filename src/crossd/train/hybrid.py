@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from crossd.convert.twin import volume_twin
 from crossd.data.npz import load_npz
 from crossd.data.volumes import load_samples
+from crossd.errors import DataError
 from crossd.train.distributed import DistInfo, all_reduce_sum, average_gradients
 
 VOLUME_MEAN, VOLUME_STD = 0.449, 0.226
@@ -61,8 +62,9 @@ class VolumeBatches:
     ):
         images, labels, classes = _load_volumes(Path(path), size)
         if classes > num_classes:
-            raise ValueError(
-                f"{path}: class-count mismatch: volumes have {classes} classes, but the 2D data has {num_classes}"
+            raise DataError(
+                f"{path}: class-count mismatch: volumes have {classes} classes, but the 2D data has {num_classes}",
+                field="volumes",
             )
         images = images.astype(np.float32)
         lo, hi = float(images.min()), float(images.max())
@@ -71,7 +73,9 @@ class VolumeBatches:
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.batch_size = min(batch_size, len(self.labels) // world_size)
         if self.batch_size < 1:
-            raise ValueError(f"{path}: {len(self.labels)} volumes cannot be shared by {world_size} processes")
+            raise DataError(
+                f"{path}: {len(self.labels)} volumes cannot be shared by {world_size} processes", field="volumes"
+            )
         self.seed, self.device, self.rank, self.world_size = seed, device, rank, world_size
 
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from crossd.data.images import ImageSplits, load_image_splits
+from crossd.errors import DataError, OutputError, SettingsError
 from crossd.io import ensure_writable_dir, remove_stale_temps, save_json
 from crossd.metrics import classification_metrics
 from crossd.models import ModelSpec
@@ -64,8 +65,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         of the final model; also ``"epochs"``, the number of epochs trained in total.
 
     Raises:
-        FileNotFoundError, ValueError: one-line messages for bad data, models, checkpoints, settings or output
-            locations; nothing already written is removed.
+        CrossdError: one-line messages for bad data, models, checkpoints, settings or output locations
+            (:mod:`crossd.errors`); nothing already written is removed.
         NonFiniteLossError: the training loss (or a weight) became NaN/Inf; the last good checkpoint is kept.
         KeyboardInterrupt: on Ctrl-C (or SIGTERM, where the CLI turns it into one), with a message that says how
             to resume.
@@ -94,7 +95,7 @@ def _how_to_resume(cfg: PretrainConfig) -> str:
     if cfg.resume is not None and Path(cfg.resume).resolve() == checkpoint.resolve():
         how = "run the same command again"
     else:
-        how = f"resume with the same flags and --resume {checkpoint}"
+        how = f"resume from {checkpoint} with the same settings"
     return f"after epoch {epoch} of {cfg.epochs} (saved in {checkpoint}); {how}"
 
 
@@ -126,15 +127,15 @@ class _Run:
         """Check the inputs (cheapest first), build data and model, and restore a checkpoint if resuming."""
         output_dir = Path(cfg.output_dir)
         if cfg.resume is None and (output_dir / "checkpoint.pt").exists():
-            raise ValueError(
-                f"{output_dir / 'checkpoint.pt'} exists; pass --resume {output_dir / 'checkpoint.pt'} to continue "
-                "it or choose another --output-dir"
+            raise OutputError(
+                f"{output_dir}: holds a run ({output_dir / 'checkpoint.pt'}); resume it or choose another folder",
+                field="output_dir",
             )
         if info.is_main:
-            ensure_writable_dir(output_dir, "--output-dir")
+            ensure_writable_dir(output_dir, "output_dir")
             remove_stale_temps(output_dir)
         if not Path(cfg.data_path).exists():
-            raise FileNotFoundError(f"--data-path {cfg.data_path}: no such file or folder")
+            raise DataError(f"{cfg.data_path}: no such file or folder", field="data_path")
         checkpoint = load_training_checkpoint(cfg.resume) if cfg.resume else None
         changes = _check_resume_settings(cfg, checkpoint)
         if changes and info.is_main and not cfg.quiet:
@@ -279,7 +280,7 @@ class _Run:
         """Stop with :class:`NonFiniteLossError` before a NaN/Inf loss or weight can reach a checkpoint."""
         losses = {"training loss": stats.loss}
         if self.hybrid is not None and self.hybrid.count:
-            losses["volume (--volumes) loss"] = self.hybrid.mean_loss()  # every process calls it (a collective)
+            losses["volume loss"] = self.hybrid.mean_loss()  # every process calls it (a collective)
         bad = [f"{name} {value}" for name, value in losses.items() if not math.isfinite(value)]
         if not bad and not all(bool(p.isfinite().all()) for p in self.bare.parameters()):
             bad = ["weights"]
@@ -291,7 +292,7 @@ class _Run:
             )
             raise NonFiniteLossError(
                 f"non-finite {', '.join(bad)} in epoch {epoch}; training stopped and {kept}; "
-                "lower --lr or check the data"
+                "lower the learning rate or check the data"
             )
 
     def _save(self, epochs_done: int, rng_states: list[dict[str, Any]], rows: list[dict[str, str]]) -> None:
@@ -320,9 +321,10 @@ def _check_resume_settings(cfg: PretrainConfig, checkpoint: dict[str, Any] | Non
         return []
     changes = cfg.resume_differences(checkpoint["args"], int(checkpoint["epoch"]))
     if changes and not cfg.allow_changed:
-        raise ValueError(
-            f"--resume {cfg.resume} was trained with other settings ({'; '.join(changes)}); repeat its flags, "
-            "or pass --allow-changed to continue with the new ones"
+        raise SettingsError(
+            f"{cfg.resume} was trained with other settings ({'; '.join(changes)}); repeat them, or allow changed "
+            "settings (allow_changed) to continue with the new ones",
+            field="resume",
         )
     return changes
 

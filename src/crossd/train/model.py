@@ -7,6 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from crossd.convert.to_crossd import to_crossd
+from crossd.errors import CheckpointError
 from crossd.models import ModelSpec, create_model, load_2d_model
 from crossd.nn.crossd_conv import set_plane_sampling
 
@@ -37,14 +38,19 @@ def build_model(
         return set_plane_sampling(model, plane_sampling, granularity)
     source, source_spec = load_2d_model(weights, arch=spec.arch)
     if source_spec.conv == "crossd" and spec.conv == "regular":
-        raise ValueError(f"{weights}: holds Cross-D weights; a regular model cannot start from them (use --rot)")
+        raise CheckpointError(
+            f"{weights}: holds Cross-D weights; a regular model cannot start from them (use conv 'crossd')",
+            field="weights",
+        )
     if source_spec.conv == "crossd" and source_spec.mode != spec.mode:
-        raise ValueError(f"{weights}: Cross-D weights of mode {source_spec.mode!r}, but --mode is {spec.mode!r}")
+        raise CheckpointError(
+            f"{weights}: Cross-D weights of mode {source_spec.mode!r}, not {spec.mode!r}", field="weights"
+        )
     model = create_model(spec.arch, spec.num_classes, source_spec.conv, spec.mode)
     target = model.state_dict()
     fitting = {k: v for k, v in source.state_dict().items() if k in target and v.shape == target[k].shape}
     if not fitting:
-        raise ValueError(f"{weights}: no weights fit a {spec.arch}")
+        raise CheckpointError(f"{weights}: no weights fit a {spec.arch}", field="weights")
     model.load_state_dict(fitting, strict=False)
     if spec.conv == "crossd" and source_spec.conv == "regular":
         model = to_crossd(model, mode=spec.mode, init="center", inplace=True)

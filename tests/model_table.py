@@ -1,4 +1,5 @@
-"""The 2D networks the converters are checked on (tests, ``benchmarks/model_matrix.py``, ``docs/models.md``).
+"""Test fixture: the 2D networks the converters are checked on (``tests/convert/test_model_table.py``, and
+``benchmarks/model_matrix.py``, which loads this file by path, for ``docs/models.md``).
 
 Each entry builds an untrained model (no weights are downloaded) with a small head, so the table can be rebuilt
 anywhere. timm entries need the optional extra (``pip install -e ".[timm]"``).
