@@ -2,9 +2,10 @@
 
 Per model (untrained, no downloads): ``to_crossd(model, init="center")`` with its default even-kernel policy,
 a 2D forward on a 64x64 image and the angle-0 kernels checked; then ``to_3d`` of the Cross-D model with every init
-(and ``init="i3d"`` of the plain 2D model), each with its kernels checked against ``tests/kernel_oracle.py``
-and run under ``check_really_3d`` on a 32^3 volume; then the ``init="crossd"`` model on 48^3 and 64^3 volumes,
-also under the really-3D check. A cell is "ok" only if nothing failed and nothing was reported unconverted.
+(and ``init="i3d"`` and ``"2.5d"`` of the plain 2D model), each with its kernels checked against
+``tests/kernel_oracle.py`` and run under ``check_really_3d`` on a 32^3 volume; then the ``init="crossd"`` model on
+48^3 and 64^3 volumes, also under the really-3D check. A cell is "ok" only if nothing failed and nothing was
+reported unconverted.
 
     python benchmarks/model_matrix.py --out docs/models.md            # the whole table (a few minutes, 1 thread)
     python benchmarks/model_matrix.py timm/convnext_nano --out -        # some rows, printed
@@ -95,11 +96,13 @@ def row(name: str) -> str:
     model = build_model(name)
     crossd, planars, crossd_cell = _crossd_row(model, entry.in_channels)
     cells, really = [], True
-    for source, init in [*((crossd, init) for init in INITS_3D), (model, "i3d")]:
+    for source, init in [*((crossd, init) for init in INITS_3D), (model, "i3d"), (model, "2.5d")]:
         cell, ok = _to_3d_cell(source, init, entry.in_channels, planars if source is crossd else None)
         cells.append(cell)
         really &= ok
-    inits = "ok (" + ", ".join(INITS_3D) + ", i3d from 2D)" if really else "; ".join(c for c in cells if c != "ok")
+    inits = (
+        "ok (" + ", ".join(INITS_3D) + ", i3d and 2.5d from 2D)" if really else "; ".join(c for c in cells if c != "ok")
+    )
     model3d = to_3d(crossd, init="crossd").eval()
     sizes = []
     for side in SIZES:

@@ -162,6 +162,19 @@ VARIANTS = {
             {"conv": "crossd", "mode": "project", "plane_sampling": "grid", "volumes": "hybrid"},
             description="project + grid rotations + hybrid 2D+3D pretraining",
         ),
+        *(
+            Variant(
+                f"{base}_g{g}",
+                {**pretrain, "granularity": g},
+                description=f"{base} with {g} plane(s) per batch (study 9; plane groups)",
+            )
+            for base, pretrain, groups in [
+                ("project_random", {"conv": "crossd", "mode": "project", "plane_sampling": "random"}, (4, 1)),
+                ("project_grid", {"conv": "crossd", "mode": "project", "plane_sampling": "grid"}, (4, 1)),
+                ("rotate", {"conv": "crossd", "mode": "rotate"}, (4,)),
+            ]
+            for g in groups
+        ),
         Variant(
             "volumes_only",
             {"conv": "crossd"},
@@ -212,10 +225,13 @@ def run_pretraining(args, seed: int, variant: Variant, data_path: Path, volumes:
             seed=seed,
             **settings,
         )
+        start = time.perf_counter()
         if variant.volumes_only:
             train_volumes_only(config, volumes, load_npz(data_path))
         else:
             pretrain(config)
+        # beside metrics.json, which must stay byte-identical across reruns (see restore)
+        save_json({"seconds": time.perf_counter() - start}, out / "wall_time.json")
     return out
 
 
@@ -325,6 +341,9 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path, prot
                 align=align,
                 recalibrate_bn=args.recalibrate_bn,
                 arch=args.arch,
+                # every study of docs/experiments.md ran with evaluate's default of then; kept explicit so that
+                # reruns and --resume-from give the same numbers now that checkpoints record imagenet (warns)
+                normalize="radimagenet",
                 resume=True,
                 progress=False,
             ),
@@ -439,7 +458,7 @@ def archive(output_dir: Path, target: Path, seeds: list[int], variants: list[str
     for seed in seeds:
         seed_dir = output_dir / f"seed{seed}"
         seed_kernel_energy(seed_dir, variants)
-        paths = [*seed_dir.glob("*/metrics.json"), seed_dir / "kernel_energy.json"]
+        paths = [*seed_dir.glob("*/metrics.json"), *seed_dir.glob("*/wall_time.json"), seed_dir / "kernel_energy.json"]
         for folder in sorted(seed_dir.glob("eval*")):
             results = folder / "results.json"
             finished = results.is_file() and json.loads(results.read_text()).get("complete")

@@ -61,8 +61,9 @@ def kernel_problems(
     ``init="crossd"``: a Cross-D layer's 3D kernel is copied; a plain ``Conv2d`` beside Cross-D layers is
     inflated. ``"i3d"``: every depth slice is the 2D kernel / Kd. ``"center"``: the 2D kernel in slice Kd // 2,
     zeros elsewhere. ``"acs"``: ``ACSConv3d`` holding the 2D kernel. ``"random"``: a ``(Co, Ci/g, K, K, K)``
-    kernel. Transposed convolutions: centre for ``"center"``, random for ``"random"``, else inflated. Rotation
-    heads are dropped. Biases are copied except for ``"random"``.
+    kernel. ``"2.5d"`` (axis ``"d"``): a ``(Co, Ci/g, 1, K, K)`` kernel holding the 2D kernel. Transposed
+    convolutions: centre for ``"center"``, random for ``"random"``, for ``"2.5d"`` the 2D kernel in each of
+    ``stride`` depth slices, else inflated. Rotation heads are dropped. Biases are copied except for ``"random"``.
     """
     problems: dict[str, str] = {}
     built, layers = dict(model3d.named_modules()), dict(source.named_modules())
@@ -89,6 +90,11 @@ def kernel_problems(
             ok = torch.allclose(weight[:, :, depth // 2], planar, atol=1e-7) and not weight[:, :, others].any()
         elif how == "acs" and isinstance(new, ACSConv3d):
             ok = torch.allclose(weight, planar, atol=1e-7)
+        elif how == "2.5d":  # axis "d": (1, K, K); a transposed one holds it in `stride` slices (depth copies height)
+            slices = old.stride[0] if isinstance(old, nn.ConvTranspose2d) else 1
+            ok = weight.shape[2:] == (slices, *planar.shape[2:]) and all(
+                torch.allclose(weight[:, :, d], planar, atol=1e-7) for d in range(slices)
+            )
         elif how == "acs":  # grouped or SAME-padded: a Conv3d, each channel's kernel in the central plane of its view
             ok = weight.dim() == 5 and _in_view_planes(weight, planar)
         else:

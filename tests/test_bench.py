@@ -86,3 +86,30 @@ def test_a_resnet18_training_step_on_cuda_channels_last_bf16(kind):
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss) and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_granularities_are_candidates_of_the_same_run():
+    from crossd.bench import layer_ratios, step_ratios
+
+    rows = layer_ratios(["project"], 4, 32, 1, granularities=("batch", 2), plane_sampling="random")
+    assert len(rows) == 5
+    for row in rows:  # one plane per batch is a plain conv2d (auto only); 2 groups time every formulation
+        assert {k for k in row if k.endswith(" x")} == {
+            "project G=batch/auto x", "head only x",
+            *(f"project G=2/{p} x" for p in ("auto", "stacked", "loop", "weight", "input")),
+        }  # fmt: skip
+        assert row["auto_path G=2"] in ("stacked", "loop", "input") and row["project G=2/loop x"] > 0
+    step = step_ratios(["project"], 4, 32, 1, granularities=("sample", 2), plane_sampling="random")
+    assert set(step["ratio"]) == {"project", "project G=2"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--granularity", "0"], "--granularity must be 'sample', 'batch' or a positive integer, got 0"),
+        (["--modes", "shift", "--plane-sampling", "grid"], "needs mode 'rotate' or 'project'"),
+    ],
+)
+def test_cli_rejects_bad_plane_settings_before_timing(argv, message, capsys):
+    assert main(["bench", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """crossd transfer: 3D models from 2D checkpoints, checked against independent computations."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +11,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from crossd.cli import main
+from crossd.errors import CheckpointError
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
-from crossd.models.from_2d import build_3d_model
+from crossd.models.from_2d import build_3d_model, load_3d_model
 from crossd.nn import ACSConv3d
 from crossd.transfer import transfer_checkpoint
 
@@ -118,9 +120,50 @@ def test_cli(checkpoints, tmp_path, capsys):
     assert "must end in .safetensors" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("conv", ["regular", "crossd"])
+def test_cli_2_5d_writes_a_model_that_loads(checkpoints, tmp_path, conv):
+    """``--init 2.5d --axis h``: kernels flat along H (the angle-0 kernels of a Cross-D checkpoint), recorded."""
+    path, state = checkpoints[conv]
+    out = tmp_path / "m.safetensors"
+    assert main(["transfer", str(path), "--init", "2.5d", "--axis", "h", "--output", str(out)]) == 0
+    description = json.loads(out.with_suffix(".json").read_text())
+    assert (description["init"], description["axis"], description["source_conv"]) == ("2.5d", "h", conv)
+    model, _ = build_3d_model("2.5d", path, axis="h")
+    model.load_state_dict(load_file(str(out)))  # strict: the 2.5D architecture
+    weight = state["layer1.0.conv1.weight"]
+    kernel = weight if conv == "regular" else weight[:, :, weight.shape[2] // 2]  # rotate mode: angle 0
+    assert torch.equal(model.layer1[0].conv1.weight, kernel.unsqueeze(3))
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 8, 8, 8)).shape == (1, 5)
+
+
 def test_plain_torchvision_state_dicts_in_pt_files(checkpoints, tmp_path):
     _, state = checkpoints["regular"]
     torch.save({"model": state}, tmp_path / "wrapped.pt")  # no crossd metadata: architecture inferred
     model, info = build_3d_model("center", tmp_path / "wrapped.pt")
     assert info.arch == "resnet18" and info.source_conv == "regular" and info.source_num_classes == 5
     assert torch.equal(model.conv1.weight[:, :, 3], state["conv1.weight"])
+
+
+def _readme_block(after: str) -> str:
+    """The first fenced Python block of README.md after the line containing ``after``."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("```python", text.index(after)) + len("```python")
+    return text[start : text.index("```", start)]
+
+
+def test_readme_snippet_loads_a_transferred_model(checkpoints, tmp_path, monkeypatch, capsys):
+    path, _ = checkpoints["crossd"]
+    transfer_checkpoint(path, "crossd", tmp_path / "m3d.safetensors")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(_readme_block("A model written by `crossd transfer` loads back"), namespace)
+    assert namespace["logits"].shape == (1, 2)
+    assert capsys.readouterr().out.split() == ["resnet18", "crossd", "5"]
+    model, _ = build_3d_model("crossd", path)
+    loaded = namespace["model"]
+    for name, tensor in model.state_dict().items():
+        if not name.startswith("fc."):
+            assert torch.equal(loaded.state_dict()[name], tensor), name
+    with pytest.raises(CheckpointError, match="not a crossd transfer output"):
+        load_3d_model(path)

@@ -8,6 +8,11 @@ the ratios survive a noisy, shared machine better than absolute times do. Three 
 - :func:`step_ratios`: a whole SGD training step of ``to_crossd(resnet18())`` against ``resnet18()``;
 - :func:`peak_memory`: the maximum resident set size of that training step, each model in its own process.
 
+``granularities`` (``"sample"``, ``"batch"``, integers ``G``: planes per batch, :mod:`crossd.ops.groups`) and
+``plane_sampling`` configure the Cross-D layers and models; every granularity is a candidate of the same
+interleaved timing, labelled ``"<mode>"`` for ``"sample"`` and ``"<mode> G=<granularity>"`` otherwise. For plane
+groups the layer timings force each formulation (``"stacked"``, ``"loop"``, ``"weight"``, ``"input"``).
+
 ``reference`` (a Python file defining the authors' layer, never bundled) adds its layer timings.
 """
 
@@ -31,11 +36,28 @@ from torchvision.models import resnet18
 from crossd.convert import to_crossd
 from crossd.errors import SettingsError
 from crossd.nn import CrossDConv
+from crossd.nn.crossd_conv import set_plane_sampling
 from crossd.nn.rotation_head import RotationHead
-from crossd.ops.conv import choose_path
+from crossd.ops.conv import choose_group_path, choose_path
+from crossd.ops.groups import Granularity, group_count, group_size
 from crossd.ops.input_side import output_size
 
 PATHS = ("auto", "weight", "input")
+GROUP_PATHS = ("auto", "stacked", "loop", "weight", "input")
+
+
+def label(mode: str, granularity: Granularity = "sample") -> str:
+    """A candidate's name: the mode, with ``" G=<granularity>"`` unless it is per sample."""
+    return mode if granularity == "sample" else f"{mode} G={granularity}"
+
+
+def group_paths(granularity: Granularity, batch_size: int) -> tuple[str, ...]:
+    """The formulations worth timing: every one for plane groups, ``PATHS`` per sample, ``auto`` alone for one
+    plane per batch (a plain ``conv2d`` whatever the path)."""
+    n = group_count(batch_size, group_size(batch_size, granularity))
+    if n == batch_size:
+        return PATHS
+    return ("auto",) if n == 1 else GROUP_PATHS
 
 
 @dataclass(frozen=True)
@@ -117,11 +139,18 @@ def load_reference_layer(path: str | Path) -> type[nn.Module]:
 
 
 def layer_ratios(
-    modes: list[str], batch_size: int, image_size: int, repeats: int, reference: str | None = None
+    modes: list[str],
+    batch_size: int,
+    image_size: int,
+    repeats: int,
+    reference: str | None = None,
+    granularities: tuple[Granularity, ...] = ("sample",),
+    plane_sampling: str = "head",
 ) -> list[dict]:
     """Per ResNet-18 layer shape: ``nn.Conv2d`` forward+backward time and each Cross-D variant's ratio to it.
 
     ``"head only"`` is the rotation head alone (part of every Cross-D time): the share no path can remove.
+    ``auto_path`` is the per-sample choice; ``auto_path <label>`` the choice for each plane-group granularity.
     """
     reference_cls = load_reference_layer(reference) if reference else None
     rows = []
@@ -132,8 +161,11 @@ def layer_ratios(
         conf = (shape.in_channels, shape.out_channels, shape.kernel_size, shape.stride, shape.padding)
         candidates = {"conv2d": _fwd_bwd(nn.Conv2d(*conf, bias=False), x)}
         for mode in modes:
-            for path in PATHS:
-                candidates[f"{mode}/{path}"] = _fwd_bwd(CrossDConv(*conf, mode=mode, path=path), x)
+            for granularity in granularities:
+                for path in group_paths(granularity, batch_size):
+                    layer = CrossDConv(*conf, mode=mode, path=path, granularity=granularity)
+                    layer = set_plane_sampling(layer, plane_sampling)
+                    candidates[f"{label(mode, granularity)}/{path}"] = _fwd_bwd(layer, x)
         candidates["head only"] = _fwd_bwd(RotationHead(shape.in_channels), x)
         if reference_cls is not None:
             layer = reference_cls(*conf[:3], stride=shape.stride, padding=shape.padding)
@@ -141,10 +173,15 @@ def layer_ratios(
         medians = interleaved_medians(candidates, repeats)
         base = medians.pop("conv2d")
         out_pixels = output_size(shape.size, shape.kernel_size, shape.stride, shape.padding, 1) ** 2
-        auto = choose_path(shape.out_channels, 1, shape.kernel_size, out_pixels)
+        auto = {"auto_path": choose_path(shape.out_channels, 1, shape.kernel_size, out_pixels)}
+        for granularity in granularities:
+            n = group_count(batch_size, group_size(batch_size, granularity))
+            if 1 < n < batch_size:
+                auto[f"auto_path G={granularity}"] = choose_group_path(
+                    shape.out_channels, shape.in_channels, 1, shape.kernel_size, out_pixels, batch_size, n
+                )
         rows.append(
-            {**asdict(shape), "conv2d_ms": base * 1e3, "auto_path": auto}
-            | {f"{name} x": t / base for name, t in medians.items()}
+            {**asdict(shape), "conv2d_ms": base * 1e3, **auto} | {f"{name} x": t / base for name, t in medians.items()}
         )
     return rows
 
@@ -163,22 +200,41 @@ def _train_step(model: nn.Module, batch_size: int, image_size: int) -> Callable[
     return run
 
 
-def build_model(kind: str) -> nn.Module:
-    """``"plain"`` (torchvision ResNet-18) or a Cross-D mode name (the same model through ``to_crossd``)."""
+def build_model(kind: str, granularity: Granularity = "sample", plane_sampling: str = "head") -> nn.Module:
+    """``"plain"`` (torchvision ResNet-18) or a Cross-D mode name (the same model through ``to_crossd``, with the
+    given granularity and plane sampling)."""
     torch.manual_seed(0)
     model = resnet18(weights=None)
-    return model if kind == "plain" else to_crossd(model, mode=kind, inplace=True)
+    if kind == "plain":
+        return model
+    model = to_crossd(model, mode=kind, inplace=True, granularity=granularity)
+    return set_plane_sampling(model, plane_sampling) if plane_sampling != "head" else model
 
 
-def step_ratios(modes: list[str], batch_size: int, image_size: int, repeats: int) -> dict:
-    """Seconds per SGD step of plain ResNet-18 and each Cross-D mode's ratio to it, with images per second."""
-    kinds = ["plain", *modes]
-    medians = interleaved_medians({k: _train_step(build_model(k), batch_size, image_size) for k in kinds}, repeats)
+def _variants(modes: list[str], granularities: tuple[Granularity, ...]) -> dict[str, tuple[str, Granularity]]:
+    """Every Cross-D model to time by its label: ``{label: (mode, granularity)}``."""
+    return {label(m, g): (m, g) for m in modes for g in granularities}
+
+
+def step_ratios(
+    modes: list[str],
+    batch_size: int,
+    image_size: int,
+    repeats: int,
+    granularities: tuple[Granularity, ...] = ("sample",),
+    plane_sampling: str = "head",
+) -> dict:
+    """Seconds per SGD step of plain ResNet-18 and each Cross-D variant's ratio to it, with images per second."""
+    variants = _variants(modes, granularities)
+    candidates = {"plain": _train_step(build_model("plain"), batch_size, image_size)}
+    for name, (mode, granularity) in variants.items():
+        candidates[name] = _train_step(build_model(mode, granularity, plane_sampling), batch_size, image_size)
+    medians = interleaved_medians(candidates, repeats)
     base = medians["plain"]
     return {
         "plain_ms": base * 1e3,
         "images_per_s": {k: batch_size / t for k, t in medians.items()},
-        "ratio": {k: medians[k] / base for k in modes},
+        "ratio": {k: medians[k] / base for k in variants},
     }
 
 
@@ -195,14 +251,23 @@ def _memory_status_mib(field: str) -> float:
     raise RuntimeError(f"{field} not found in /proc/self/status (peak memory needs Linux)")
 
 
-def measure_step_rss(kind: str, batch_size: int, image_size: int, threads: int, steps: int = 3) -> dict:
-    """Memory (MiB) of ``steps`` training steps of ``build_model(kind)`` in this process (Linux).
+def measure_step_rss(
+    kind: str,
+    batch_size: int,
+    image_size: int,
+    threads: int,
+    steps: int = 3,
+    granularity: Granularity = "sample",
+    plane_sampling: str = "head",
+) -> dict:
+    """Memory (MiB) of ``steps`` training steps of ``build_model(kind, granularity, plane_sampling)`` in this
+    process (Linux).
 
     Returns ``max_rss`` (the process's peak resident set) and ``training``: the peak minus the resident set just
     before the first step (libraries, model and data already loaded), i.e. what training itself adds.
     """
     torch.set_num_threads(threads)
-    step = _train_step(build_model(kind), batch_size, image_size)
+    step = _train_step(build_model(kind, granularity, plane_sampling), batch_size, image_size)
     before = _memory_status_mib("VmRSS")
     for _ in range(steps):
         step()
@@ -210,22 +275,30 @@ def measure_step_rss(kind: str, batch_size: int, image_size: int, threads: int, 
     return {"max_rss": peak, "training": peak - before}
 
 
-def peak_memory(modes: list[str], batch_size: int, image_size: int) -> dict:
+def peak_memory(
+    modes: list[str],
+    batch_size: int,
+    image_size: int,
+    granularities: tuple[Granularity, ...] = ("sample",),
+    plane_sampling: str = "head",
+) -> dict:
     """Memory of a training step (:func:`measure_step_rss`), each model in a fresh process, and ratios to plain."""
+    variants = _variants(modes, granularities)
     rss = {}
-    for kind in ["plain", *modes]:
-        code = (
-            "import json; from crossd.bench import measure_step_rss; "
-            f"print(json.dumps(measure_step_rss({kind!r}, {batch_size}, {image_size}, {torch.get_num_threads()})))"
+    for name, (kind, granularity) in {"plain": ("plain", "sample"), **variants}.items():
+        call = (
+            f"measure_step_rss({kind!r}, {batch_size}, {image_size}, {torch.get_num_threads()}, "
+            f"granularity={granularity!r}, plane_sampling={plane_sampling!r})"
         )
+        code = f"import json; from crossd.bench import measure_step_rss; print(json.dumps({call}))"
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
         if done.returncode:
-            raise RuntimeError(f"memory probe for {kind!r} failed: {done.stderr.strip().splitlines()[-1:]}")
-        rss[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+            raise RuntimeError(f"memory probe for {name!r} failed: {done.stderr.strip().splitlines()[-1:]}")
+        rss[name] = json.loads(done.stdout.strip().splitlines()[-1])
     return {
         "mib": rss,
-        "max_rss_ratio": {k: rss[k]["max_rss"] / rss["plain"]["max_rss"] for k in modes},
-        "training_ratio": {k: rss[k]["training"] / rss["plain"]["training"] for k in modes},
+        "max_rss_ratio": {k: rss[k]["max_rss"] / rss["plain"]["max_rss"] for k in variants},
+        "training_ratio": {k: rss[k]["training"] / rss["plain"]["training"] for k in variants},
     }
 
 
@@ -236,8 +309,11 @@ def run_benchmarks(
     repeats: int,
     memory: bool = False,
     reference: str | None = None,
+    granularities: tuple[Granularity, ...] = ("sample",),
+    plane_sampling: str = "head",
 ) -> dict:
     """All measurements as one JSON-serialisable dict (see the module docstring)."""
+    variant = {"granularities": list(granularities), "plane_sampling": plane_sampling}
     result = {
         "config": {
             "modes": modes,
@@ -246,12 +322,13 @@ def run_benchmarks(
             "repeats": repeats,
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            **variant,
         },
-        "layers": layer_ratios(modes, batch_size, image_size, repeats, reference),
-        "step": step_ratios(modes, batch_size, image_size, repeats),
+        "layers": layer_ratios(modes, batch_size, image_size, repeats, reference, granularities, plane_sampling),
+        "step": step_ratios(modes, batch_size, image_size, repeats, granularities, plane_sampling),
     }
     if memory:
-        result["memory"] = peak_memory(modes, batch_size, image_size)
+        result["memory"] = peak_memory(modes, batch_size, image_size, granularities, plane_sampling)
     return result
 
 
@@ -260,15 +337,19 @@ def format_report(result: dict) -> str:
     cfg = result["config"]
     lines = [
         f"batch {cfg['batch_size']}, {cfg['image_size']}x{cfg['image_size']}, medians of {cfg['repeats']} "
-        f"interleaved repeats, {cfg['threads']} threads, torch {cfg['torch']}",
+        f"interleaved repeats, {cfg['threads']} threads, torch {cfg['torch']}"
+        + (f", planes {cfg['plane_sampling']}" if cfg.get("plane_sampling", "head") != "head" else ""),
         "",
         "layer forward+backward, ratio to nn.Conv2d (rotation head included):",
     ]
+    autos = [k for k in result["layers"][0] if k.startswith("auto_path")]
     keys = [k for k in result["layers"][0] if k.endswith(" x")]
-    lines.append(f"{'layer':<28}{'conv2d ms':>10}{'auto':>8}" + "".join(f"{k[:-2]:>16}" for k in keys))
+    width = max(len(k) for k in keys) + 1
+    header = "".join(f"{k.replace('auto_path', 'auto'):>12}" for k in autos)
+    lines.append(f"{'layer':<28}{'conv2d ms':>10}{header}" + "".join(f"{k[:-2]:>{width}}" for k in keys))
     for row in result["layers"]:
-        cells = "".join(f"{row[k]:>16.2f}" for k in keys)
-        lines.append(f"{row['name']:<28}{row['conv2d_ms']:>10.1f}{row['auto_path']:>8}{cells}")
+        cells = "".join(f"{row[k]:>12}" for k in autos) + "".join(f"{row[k]:>{width}.2f}" for k in keys)
+        lines.append(f"{row['name']:<28}{row['conv2d_ms']:>10.1f}{cells}")
     step = result["step"]
     lines += ["", f"ResNet-18 SGD step: plain {step['plain_ms']:.0f} ms"]
     for kind, ratio in step["ratio"].items():

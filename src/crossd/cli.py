@@ -7,6 +7,7 @@ import importlib
 import signal
 import sys
 import traceback
+import warnings
 
 import crossd
 from crossd.commands import HelpFormatter
@@ -16,7 +17,7 @@ DESCRIPTION = """\
 Pretrain 3D convolution kernels on 2D images (Cross-D Conv) and move them into 3D networks for CT, MRI and
 ultrasound volumes.
 
-Start with `crossd demo`: it runs the whole idea on real MRI on a laptop CPU in minutes and writes a report.
+Start with `crossd demo`: it runs the whole idea on real MRI on a CPU and writes a report (run time: README).
 Then, on your own data: `crossd pretrain` (2D), `crossd transfer` (to 3D), `crossd evaluate` (k-fold comparison
 of the 3D initialisations). `crossd COMMAND --help` lists each command's options with their defaults."""
 
@@ -87,6 +88,18 @@ def _error_line(exc: CrossdError, flags: dict[str, str]) -> str:
     return f"{flags[field]} {message}" if field in flags else last
 
 
+def _warning_line(text: str, flags: dict[str, str]) -> str:
+    """A warning as one line, its library field name turned into the flag (as :func:`_error_line` does for errors):
+    the library writes ``"<field> <message>"`` or ``"<field>: <message>"`` (``"normalize none is deprecated ..."``
+    -> ``"--normalize none is deprecated ..."``); a first word that is no field stays as it is."""
+    text = " ".join(text.split())
+    first, space, rest = text.partition(" ")
+    field = first.removesuffix(":")
+    if field not in flags:
+        return text
+    return f"{flags[field]}{first[len(field) :]}{space}{rest}"
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM (what ``kill`` and torchrun send), raised like Ctrl-C so the same clean-up runs."""
 
@@ -99,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``crossd COMMAND ...``. A :class:`crossd.errors.CrossdError` (bad data, paths, settings, checkpoints)
     prints ``crossd COMMAND: error: <flag> <message>`` and returns 2; a NaN/Inf training loss returns 1; Ctrl-C
     returns 130 and SIGTERM 143 (128 + the signal), each with one line. Any other exception is a bug in crossd: its
-    traceback is printed with where to report it, and 1 is returned."""
+    traceback is printed with where to report it, and 1 is returned. Warnings print as one line
+    ``crossd COMMAND: warning: ...``, a leading library field name shown as its flag (:func:`_warning_line`)."""
     from crossd.train.engine import NonFiniteLossError
 
     argv = sys.argv[1:] if argv is None else argv
@@ -107,10 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     module = importlib.import_module(f"crossd.commands.{args.command}")
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    flags = flag_names(commands[args.command], FIELD_FLAGS)
+
+    def one_line_warning(message, category, filename, lineno, line=None) -> str:
+        return f"crossd {args.command}: warning: {_warning_line(str(message), flags)}\n"
+
+    previous_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         return int(module.run(args) or 0)
     except CrossdError as exc:
-        flags = flag_names(commands[args.command], FIELD_FLAGS)
         print(f"crossd {args.command}: error: {_error_line(exc, flags)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:
@@ -132,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":

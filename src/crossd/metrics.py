@@ -7,6 +7,14 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_recall_fscore_support
 
 METRIC_NAMES = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro")
+TOP_K = 5
+
+
+def reports_top5(num_classes: int) -> bool:
+    """Whether top-5 accuracy says anything: only with more than :data:`TOP_K` classes (with 5 or fewer every
+    label is among the top 5, so it is 100 % by construction). Pretraining logs and metrics leave ``acc5`` out
+    otherwise."""
+    return num_classes > TOP_K
 
 
 def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> dict[str, float]:

@@ -94,6 +94,21 @@ def test_torchvision_2d_weights_into_a_3d_model_give_the_2d_model_on_one_slice()
     torch.testing.assert_close(inflated.layer1[0].conv1.weight.sum(2), source.layer1[0].conv1.weight)
 
 
+@pytest.mark.parametrize("axis", ["d", "h"])
+def test_2d_weights_into_a_2_5d_model_find_the_flat_axis(axis):
+    """Into a 2.5D model a 2D kernel goes flat along the axis where the 3D kernel has size 1: the model then equals
+    ``to_3d(source, init="2.5d")``; into a full 3D kernel ``init="2.5d"`` cannot place it and says so."""
+    source = resnet18(num_classes=3)
+    expected = to_3d(source, init="2.5d", axis=axis)
+    target = to_3d(resnet18(num_classes=3), init="2.5d", axis=axis)
+    report = load_checkpoint(target, source.state_dict(), init="2.5d", verbose=False)
+    assert report.ok and len(report.adapted) == 20 and "2D kernel -> 3D (2.5d)" in report.adapted["conv1.weight"]
+    _assert_same_state(target, expected.state_dict())
+    cube = to_3d(resnet18(num_classes=3), init="random")
+    report = load_checkpoint(cube, source.state_dict(), init="2.5d", strict=False, verbose=False)
+    assert report.mismatched["conv1.weight"] == "(64, 3, 7, 7) vs (64, 3, 7, 7, 7)"
+
+
 def _medicalnet_state(model3d: nn.Module, shortcut: str) -> dict:
     """A MedicalNet-style checkpoint: 1-channel 7x7x7 conv1, `module.` prefix, a `conv_seg` head, no `fc`."""
     state = {}

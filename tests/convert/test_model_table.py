@@ -1,4 +1,5 @@
-"""Every model of docs/models.md: to_crossd, every to_3d init with its kernels checked, really 3D at 32^3.
+"""Every model of docs/models.md: to_crossd, every to_3d init with its kernels checked, really 3D at 32^3 (the
+Cross-D, ACS and 2.5D models).
 
 The 48^3 and 64^3 columns come from ``benchmarks/model_matrix.py``; one small run of it is checked here too.
 """
@@ -11,6 +12,7 @@ import pytest
 import torch
 from kernel_oracle import angle0_kernels, kernel_problems
 from model_table import MODELS, NUM_CLASSES, build_model
+from torch import nn
 
 from crossd import CrossDConv, to_3d, to_crossd
 from crossd.convert import INITS_3D
@@ -54,14 +56,17 @@ def test_to_crossd_keeps_every_kernel_at_angle_zero(name):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_to_3d_every_init_builds_the_right_kernels(name):
     model, crossd, _, planars = _converted(name)
-    for source, init in [*((crossd, init) for init in INITS_3D), (model, "i3d")]:
+    for source, init in [*((crossd, init) for init in INITS_3D), (model, "i3d"), (model, "2.5d")]:
         model3d, report = to_3d(source, init=init, return_report=True)
         assert report.ok, (init, report.unconverted)
         assert kernel_problems(source, model3d, init, planars if source is crossd else None) == {}, init
+    built = dict(model3d.named_modules())  # 2.5d of the 2D model: every kernel is the 2D kernel, bit for bit
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert convs and all(torch.equal(getattr(built[n], "layer", built[n]).weight[:, :, 0], m.weight) for n, m in convs)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize("init", ["crossd", "acs"])
+@pytest.mark.parametrize("init", ["crossd", "acs", "2.5d"])
 def test_3d_forward_is_really_3d(name, init):
     _, crossd, _, _ = _converted(name)
     entry = MODELS[name]

@@ -7,6 +7,7 @@ from torchvision.models import resnet18
 
 from crossd import ACSConv3d, CrossDConv, to_3d, to_crossd
 from crossd.convert import acs_kernel
+from crossd.errors import SettingsError
 
 
 def test_crossd_resnet18_runs_on_volumes_with_stored_kernels():
@@ -68,7 +69,7 @@ def test_planar_inits(source):
 def test_crossd_init_needs_crossd_layers():
     with pytest.raises(ValueError, match="init 'crossd' needs a Cross-D layer"):
         to_3d(resnet18(), init="crossd")
-    with pytest.raises(ValueError, match="init must be one of"):
+    with pytest.raises(SettingsError, match="init 'nope' is unknown; expected one of crossd, i3d"):
         to_3d(resnet18(), init="nope")
 
 
@@ -88,3 +89,78 @@ def test_acs_kernel_in_one_conv3d_equals_acs_conv(stride, dilation):
     model3d, report = to_3d(nn.Sequential(patchify), init="acs", return_report=True)
     assert type(model3d[0]) is nn.Conv3d and "ACS views as one Conv3d" in report.notes["0"]
     assert model3d[0](torch.randn(1, 3, 9, 10, 11)).shape == (1, 6, 2, 2, 2)
+
+
+# 2.5D: each 2D kernel a 3D kernel of size 1 along one axis; the reference is the 2D layer run on every slice.
+
+_AXIS = {"d": 2, "h": 3, "w": 4}
+
+
+def _per_slice(layer2d: nn.Module, volume: torch.Tensor, axis: str, step: int = 1) -> torch.Tensor:
+    """``layer2d`` run on every ``step``-th slice of ``volume`` across ``axis`` (the independent reference)."""
+    dim = _AXIS[axis]
+    return torch.stack([layer2d(volume.select(dim, i)) for i in range(0, volume.shape[dim], step)], dim)
+
+
+@pytest.mark.parametrize("axis", ["d", "h", "w"])
+@pytest.mark.parametrize("stride", [1, (2, 3)])
+def test_2_5d_kernels_are_flat_along_the_axis_and_convolve_every_slice_as_the_2d_layer(axis, stride):
+    """Along ``axis``: kernel 1, padding 0, dilation 1, and the stride every init gives that axis (``(h, w) ->
+    (h, h, w)``): the layer convolves every ``stride``-th slice across ``axis`` as the 2D layer does."""
+    conv = nn.Conv2d(4, 6, (3, 5), stride=stride, padding=(1, 3), dilation=(1, 2), groups=2).eval()
+    new = to_3d(nn.Sequential(conv), init="2.5d", axis=axis)[0]
+    dim = _AXIS[axis]
+    assert new.weight.shape == conv.weight.unsqueeze(dim).shape  # (6, 2, 1, 3, 5) for "d", (6, 2, 3, 1, 5) for "h"
+    assert torch.equal(new.weight.squeeze(dim), conv.weight) and torch.equal(new.bias, conv.bias)
+    step = 1 if stride == 1 else {"d": 2, "h": 2, "w": 3}[axis]
+    assert (new.stride[dim - 2], new.padding[dim - 2], new.dilation[dim - 2], new.groups) == (step, 0, 1, 2)
+    volume = torch.randn(2, 4, 5, 7, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(new(volume), _per_slice(conv, volume, axis, step), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("axis", ["d", "w"])
+def test_2_5d_on_identical_slices_is_the_2d_network_on_each_slice(axis):
+    """A conv stack with a strided convolution and an up-sampling transposed one (no pooling): on a volume whose
+    slices across ``axis`` are one image, every output slice is the 2D network's output on that image; the strided
+    convolution keeps every other slice and the transposed one writes each slice to ``stride`` slices."""
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, stride=2, padding=1),
+        nn.ConvTranspose2d(4, 3, 2, stride=2),
+    )
+    model[1].running_mean.normal_()
+    model.eval()
+    image = torch.randn(2, 2, 8, 10)
+    volume = image.unsqueeze(_AXIS[axis]).repeat_interleave(6, _AXIS[axis])
+    model3d = to_3d(model, init="2.5d", axis=axis).eval()
+    with torch.no_grad():
+        out, expected = model3d(volume), model(image)
+    assert out.shape[_AXIS[axis]] == 6  # halved by the strided convolution, doubled by the transposed one
+    for i in range(6):
+        torch.testing.assert_close(out.select(_AXIS[axis], i), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_2_5d_resnet_on_identical_slices_gives_the_2d_logits():
+    """Pools stay 3D (slices mix there), but over identical slices they change nothing: the logits are the 2D ones."""
+    model = resnet18(num_classes=3).eval()
+    image = torch.randn(2, 3, 32, 32)
+    model3d = to_3d(model, init="2.5d").eval()
+    assert isinstance(model3d.maxpool, nn.MaxPool3d) and model3d.conv1.weight.shape == (64, 3, 1, 7, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(model3d(image[:, :, None].repeat(1, 1, 4, 1, 1)), model(image), rtol=1e-4, atol=1e-5)
+
+
+def test_2_5d_of_a_crossd_model_uses_its_angle_0_kernels():
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ConvTranspose2d(3, 2, 2, stride=2))
+    crossd = to_crossd(model, init="center")
+    assert isinstance(crossd[0], CrossDConv)
+    from_crossd, from_2d = to_3d(crossd, init="2.5d"), to_3d(model, init="2.5d")
+    assert all(torch.equal(a, b) for a, b in zip(from_crossd.parameters(), from_2d.parameters(), strict=True))
+
+
+def test_2_5d_refuses_an_unknown_axis():
+    with pytest.raises(SettingsError, match="axis must be one of d, h, w, got 'z'"):
+        to_3d(nn.Sequential(nn.Conv2d(1, 1, 3)), init="2.5d", axis="z")

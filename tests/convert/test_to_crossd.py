@@ -7,6 +7,7 @@ from torchvision.models import resnet18
 
 from crossd import CrossDConv, to_3d, to_crossd
 from crossd.convert.kernels import planar_kernel, shift_align
+from crossd.errors import SettingsError
 
 
 def _zero_heads(model):
@@ -72,7 +73,7 @@ def test_project_inits_give_the_2d_kernel_and_transfer_as_i3d():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="init must be one of"):
+    with pytest.raises(SettingsError, match="init 'magic' is unknown; expected one of inflate, center, random"):
         to_crossd(nn.Sequential(nn.Conv2d(1, 1, 3)), init="magic")
     with pytest.raises(ValueError, match="square kernels"):
         to_crossd(nn.Sequential(nn.Conv2d(1, 1, (1, 3))))
@@ -116,3 +117,11 @@ def test_even_kernels_error_and_bad_policies():
         to_crossd(_even_and_odd(), even_kernels="odd")
     with pytest.raises(ValueError, match="mode must be one of .*, got 'rotated'"):
         to_crossd(_even_and_odd(), mode="rotated")
+
+
+def test_granularity_reaches_every_layer_and_is_checked():
+    model = to_crossd(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1)), mode="project", granularity=4)
+    assert [m.granularity for m in model] == [4, 4]
+    with pytest.raises(SettingsError, match="granularity must be") as err:
+        to_crossd(nn.Sequential(nn.Conv2d(1, 1, 3)), granularity=0)
+    assert err.value.field == "granularity"

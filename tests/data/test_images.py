@@ -97,3 +97,16 @@ def test_npz_errors(tmp_path, arrays, match):
 def test_unknown_dataset_kind():
     with pytest.raises(ValueError, match="dataset must be one of"):
         detect_dataset_kind("x", "coco")
+
+
+def test_a_window_clips_npz_images_before_8_bits_and_image_folders_refuse_one(tmp_path):
+    from crossd.data.images import _as_uint8
+    from crossd.errors import SettingsError
+    from crossd.train import PretrainConfig
+
+    hounsfield = np.array([[-3000, -1000, -300, 400, 3000]], dtype=np.int16)
+    assert _as_uint8(hounsfield, (-1000, 400)).tolist() == [[0, 0, 128, 255, 255]]
+    assert _as_uint8(hounsfield).tolist() == [[0, 85, 115, 144, 255]]  # min-max over the array without one
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SettingsError, match="window applies to .npz data and volumes"):
+        PretrainConfig(data_path=str(tmp_path / "folder"), window=(-1000, 400)).validate()

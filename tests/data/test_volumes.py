@@ -38,8 +38,9 @@ def test_nifti_csv_resized_with_string_labels(tmp_path):
         _nifti(tmp_path / "vols" / f"v{i}.nii.gz", rng.random(shape))
         rows.append(f"vols/v{i}.nii.gz,{'tumour' if i % 2 else 'healthy'}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    with pytest.raises(ValueError, match="give one to resize to"):
+    with pytest.raises(DataError, match=r"^size is needed: samples differ in shape") as info:
         load_samples(tmp_path / "labels.csv")
+    assert info.value.field == "size"
     samples = load_samples(tmp_path, size=4)  # a folder with one .csv
     assert samples.images.shape == (3, 1, 4, 4, 4) and samples.images.dtype == np.float32
     assert samples.classes == ["healthy", "tumour"] and samples.labels.tolist() == [0, 1, 0]
@@ -113,7 +114,8 @@ def test_class_folders_of_volumes(tmp_path):
         for i in range(2):
             _nifti(tmp_path / name / f"s{i}.nii.gz", np.full((4, 5, 6), c + i))
     samples = load_samples(tmp_path)
-    assert samples.images.shape == (4, 1, 4, 5, 6) and samples.labels.tolist() == [0, 0, 1, 1]
+    # (x, y, z) files become (z, y, x): docs/conventions.md, tests/data/test_orientation.py
+    assert samples.images.shape == (4, 1, 6, 5, 4) and samples.labels.tolist() == [0, 0, 1, 1]
     assert samples.images[3].max() == 2 and samples.classes == ["ad", "cn"]
 
 

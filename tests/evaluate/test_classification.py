@@ -121,8 +121,9 @@ def test_bn_protocol_leaves_convolutions_bit_identical(data_dir, monkeypatch):
     labels = np.arange(24) % 2
     samples = SampleSet(np.random.default_rng(0).random((24, 1, 8, 8, 8)), labels, ["0", "1"])
     cfg = EvaluateConfig(
-        data_dir / "vol.npz", [("acs", "x")], "unused", folds=2, repeats=1, epochs=2, batch_size=4, lr=1e-2
-    )
+        data_dir / "vol.npz", [("acs", data_dir / "regular.safetensors")], "unused", folds=2, repeats=1, epochs=2,
+        batch_size=4, lr=1e-2, normalize="radimagenet",
+    )  # fmt: skip
     task = Classification(cfg)
     task.samples, task.bounds = samples, intensity_bounds(samples.images, "per_sample")
     model, _ = build_network(Method("acs", "acs", str(data_dir / "regular.safetensors")), 3)
@@ -236,3 +237,18 @@ def test_progress_in_a_log_file_is_not_a_line_per_job(data_dir, tmp_path, capsys
     evaluate(cfg)
     err = capsys.readouterr().err
     assert "8/8" in err and err.count("evaluate:") <= 3, err
+
+
+def test_official_split_tests_every_fold_on_the_files_test_split(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 12), ("val", 4), ("test", 6)):
+        labels = np.arange(n) % 2
+        arrays[f"{split}_images"] = (rng.random((n, 8, 8, 8)) * 100 + labels[:, None, None, None] * 60).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels[:, None]
+    np.savez(tmp_path / "m.npz", **arrays)
+    results = _run(tmp_path, tmp_path / "out", "m.npz", [("random", None)], split="official", arch="small_cnn")
+    folds = results["results"][0]["folds"]
+    assert [(f["n_train"], f["n_val"], f["n_test"]) for f in folds] == [(8, 8, 6), (8, 8, 6)]
+    assert results["args"]["split"] == "official" and results["data"]["test_samples"] == 6
+    assert "official test split (6 samples) in every job" in (tmp_path / "out" / "results.md").read_text()

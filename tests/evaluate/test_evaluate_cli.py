@@ -2,6 +2,7 @@
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -75,7 +76,12 @@ def _error(capsys):
         ("bad_nifti", "not a readable NIfTI file"),
         ("bad_device", "--device 'gpu0' is not a device"),
         ("slices_2d", "--init 'slices' runs the 2D network on the slices of 3D volumes, but the data holds 2D images"),
-        ("slices_segmentation", "--init cannot include 'slices3': slice aggregation gives one label per volume"),
+        (
+            "slices_segmentation",
+            "--init 'slices3' builds no 3D segmentation encoder: slice aggregation gives one label per volume",
+        ),
+        ("mixed_shapes", "--size is needed: samples differ in shape ((1, 6, 5, 4) vs (1, 8, 8, 8))"),
+        ("no_official_split", "--split official needs a MedMNIST .npz with a test split"),
     ],
 )
 def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, message):
@@ -105,6 +111,13 @@ def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, messa
         argv = ["--data", img, "--init", f"slices={regular}"]
     elif case == "slices_segmentation":
         argv = ["--task", "segmentation", "--data", "mni152", "--init", "acs", "slices3", "--checkpoint", regular]
+    elif case == "mixed_shapes":
+        for name, shape in (("a", (4, 5, 6)), ("b", (8, 8, 8))):
+            nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), str(tmp_path / f"{name}.nii.gz"))
+        (tmp_path / "labels.csv").write_text("path,label\na.nii.gz,0\nb.nii.gz,1\n")
+        argv = ["--data", tmp_path / "labels.csv", "--init", "random"]
+    elif case == "no_official_split":
+        argv = ["--data", vol, "--init", "random", "--split", "official"]
     else:
         (tmp_path / "a.nii.gz").write_bytes(b"not a nifti file")
         (tmp_path / "labels.csv").write_text("path,label\na.nii.gz,0\n")

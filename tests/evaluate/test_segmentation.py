@@ -78,13 +78,17 @@ def test_protocols_choose_what_trains(tmp_path):
 @pytest.mark.parametrize("init", ["slices", "slices3"])
 def test_slice_aggregation_is_refused_in_one_line(tmp_path, init):
     cfg = SegmentationConfig("x", [("acs", "a.pt"), (init, "a.pt")], tmp_path)
-    with pytest.raises(SettingsError, match=rf"^methods cannot include '{init}': slice aggregation gives one label"):
+    with pytest.raises(SettingsError) as caught:
         cfg.validate()
+    assert str(caught.value) == (
+        f"methods '{init}' builds no 3D segmentation encoder: slice aggregation gives one label per volume; use one "
+        "of crossd, i3d, center, acs, random, 2.5d"
+    )
 
 
 def test_prepare_volumes_scales_repeats_and_normalises():
     images = np.stack([np.linspace(0, 5, 8), np.linspace(10, 30, 8)]).reshape(2, 1, 2, 2, 2).astype(np.float32)
-    out = prepare_volumes(images, "none")
+    out = prepare_volumes(images, "minmax")
     assert out.shape == (2, 3, 2, 2, 2) and torch.equal(out[:, 0], out[:, 2])
     assert out.amin(dim=(1, 2, 3, 4)).tolist() == [0, 0] and out.amax(dim=(1, 2, 3, 4)).tolist() == [1, 1]
 

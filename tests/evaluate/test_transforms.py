@@ -49,3 +49,12 @@ def test_bn_protocol_flips_depth_of_volumes():
 def test_transforms_pickle_for_data_loader_workers(protocol, dims):
     constants = PaperConstants() if protocol == "paper" else BnConstants()
     pickle.loads(pickle.dumps(protocol_transforms(protocol, constants, dims, 16)))
+
+
+def test_a_window_replaces_min_max_scaling_and_clips_every_sample():
+    images = np.array([[[-2000, -1000, -300]], [[400, 1000, 0]]], dtype=np.int16)  # (N=2, C=1, 3) Hounsfield units
+    bounds = intensity_bounds(images, "per_sample", window=(-1000, 400))
+    np.testing.assert_allclose(bounds[0], [-1000, -1000]) and np.testing.assert_allclose(bounds[1], [400, 400])
+    np.testing.assert_allclose(scale_intensities(images, "global", (-1000, 400)), [[[0, 0, 0.5]], [[1, 1, 5 / 7]]])
+    dataset = SampleDataset(images[:, :, None, None], np.array([0, 1]), bounds, np.array([0, 1]), lambda x: x, "minmax")
+    assert dataset[0][0][:, 0, 0].tolist() == [[0.0, 0.0, 0.5]] * 3 and dataset[1][0].max() == 1.0

@@ -5,9 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from crossd import CrossDConv
+from crossd.errors import SettingsError
 from crossd.nn.crossd_conv import set_plane_sampling
 from crossd.ops import kernel_slice
-from crossd.ops.rotation import grid_rotations, random_rotation
+from crossd.ops.rotation import grid_rotations, random_grid_rotation, random_rotation
 from crossd.ops.slicing import apply_slice_operator, slice_operator
 from reference import reference_conv2d
 
@@ -203,3 +204,76 @@ def test_plane_sampling_errors():
         CrossDConv(2, 2, 3, plane_sampling="cube")
     with pytest.raises(ValueError, match="granularity must be"):
         set_plane_sampling(CrossDConv(2, 2, 3), "grid", "pixel")
+
+
+def _pair_of_layers(granularity, other, **kwargs):
+    """Two layers with the same parameters, one at each granularity."""
+    torch.manual_seed(0)
+    a = CrossDConv(3, 4, 3, padding=1, granularity=granularity, **kwargs).double()
+    b = CrossDConv(3, 4, 3, padding=1, granularity=other, **kwargs).double()
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+@pytest.mark.parametrize("groups, same_as", [(5, "sample"), (9, "sample"), (1, "batch")])
+@pytest.mark.parametrize("sampling", ["head", "random"])
+def test_granularity_g_equal_to_the_batch_is_per_sample_and_one_is_per_batch(groups, same_as, sampling):
+    """``G >= B`` is ``"sample"`` and ``G = 1`` is ``"batch"``: equal outputs and gradients in float64 (to 1e-12,
+    training mode, the same sampled planes under the same seed)."""
+    a, b = _pair_of_layers(groups, same_as, mode="project", plane_sampling=sampling)
+    x = torch.randn(5, 3, 7, 7, dtype=torch.float64)
+    results = []
+    for layer in (a, b):
+        torch.manual_seed(1)
+        out = layer(x)
+        out.square().sum().backward()
+        results.append((out, layer.weight.grad, layer.rotation_head[3].weight.grad))
+    for got, expected in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def test_head_planes_are_the_head_output_averaged_over_each_contiguous_group():
+    layer = CrossDConv(3, 4, 3, padding=1, granularity=3).double()
+    x = torch.randn(7, 3, 6, 6, dtype=torch.float64)  # groups of 3, 3 and 1 samples
+    axis, angle = layer.rotation(x)
+    v = layer.rotation_head(x)
+    means = torch.stack([v[0:3].mean(0), v[3:6].mean(0), v[6]])
+    torch.testing.assert_close(axis, means[:, :3], rtol=0, atol=1e-14)
+    torch.testing.assert_close(angle, torch.tanh(means[:, 3]) * torch.pi / 4, rtol=0, atol=1e-14)
+    expected = torch.cat([F.conv2d(x[i : i + 3], kernel_slice(layer.weight, axis[j], angle[j])[0], padding=1)
+                          for j, i in enumerate((0, 3, 6))])  # fmt: skip
+    torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("sampling", ["random", "grid"])
+def test_sampled_planes_are_one_draw_per_group(sampling):
+    """Seeded: the layer draws exactly one turn per group (3 for 7 samples in groups of 3), in group order."""
+    layer = CrossDConv(2, 3, 3, padding=1, mode="project", plane_sampling=sampling, granularity=3).double()
+    x = torch.randn(7, 2, 6, 6, dtype=torch.float64)
+    torch.manual_seed(5)
+    out = layer(x)
+    after = torch.rand(1)
+    axis, angle = layer.rotation(x)
+    torch.manual_seed(5)
+    sampler = random_rotation if sampling == "random" else random_grid_rotation
+    base = sampler(3, torch.float64)
+    assert torch.equal(torch.rand(1), after), "one draw of 3 rotations, nothing more"
+    kernels = apply_slice_operator(layer.weight, slice_operator(axis, angle, 3, "project", base))
+    expected = torch.cat([F.conv2d(part, kernels[j], padding=1) for j, part in enumerate(x.split(3))])
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+
+
+def test_3d_input_ignores_granularity():
+    layer = CrossDConv(2, 3, 3, padding=1, granularity=2, plane_sampling="random", mode="project")
+    x = torch.randn(5, 2, 4, 5, 6)
+    torch.testing.assert_close(layer(x), F.conv3d(x, layer.weight, None, 1, 1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "pixel", "4", None])
+def test_bad_granularity_is_a_settings_error_naming_the_field(bad):
+    with pytest.raises(SettingsError, match="granularity must be 'sample', 'batch' or a positive integer") as err:
+        CrossDConv(2, 2, 3, granularity=bad)
+    assert err.value.field == "granularity"
+    if bad is not None:  # None leaves each layer's granularity as it is
+        with pytest.raises(SettingsError, match="granularity must be"):
+            set_plane_sampling(CrossDConv(2, 2, 3), "head", bad)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from crossd.ops.conv import PATHS, choose_path, crossd_conv2d
+from crossd.ops.conv import PATHS, choose_group_path, choose_path, crossd_conv2d
 from crossd.ops.slicing import kernel_slice, slice_operator
 from reference import fft_slice, reference_conv2d
 
@@ -193,3 +193,96 @@ def test_bf16_autocast_on_cuda_is_close_to_fp32(path):
     assert _rel_err(out.float(), ref) <= 5e-2
     out.float().sum().backward()
     assert weight.grad.dtype == torch.float32 and torch.isfinite(weight.grad).all()
+
+
+def _group_problem(k, groups, batch, n, dtype=torch.float64):
+    x, weight, _, _, bias = _problem(k, groups, batch, dtype)
+    axis = torch.randn(n, 3, dtype=dtype)
+    angle = (torch.rand(n, dtype=dtype) - 0.5) * 1.5
+    return x, weight, axis, angle, bias
+
+
+def _loop_over_groups(x, weight, axis, angle, mode, bias, stride, padding, dilation, groups, size):
+    """The slow reference: one ``kernel_slice`` and one ``F.conv2d`` per contiguous group of ``size`` samples."""
+    outs = []
+    for i, part in enumerate(x.split(size)):
+        kernel = kernel_slice(weight, axis[i], angle[i], mode)[0]
+        if padding == "same":
+            outs.append(F.conv2d(part, kernel, bias, stride, "same", dilation, groups))
+        else:
+            outs.append(F.conv2d(part, kernel, bias, stride, padding, dilation, groups))
+    return torch.cat(outs)
+
+
+# (K, stride, padding, dilation, groups, batch, operators): groups of 3, 3, 3, 1 / 2, 2, 2 / 3, 2 samples
+GROUP_CASES = [(3, 2, 1, 2, 2, 10, 4), (3, 1, "same", 1, 1, 6, 3), (3, 1, 1, 1, 1, 5, 2), (1, 2, 0, 1, 2, 10, 4)]
+
+
+@pytest.mark.parametrize("mode", ["rotate", "project"])
+@pytest.mark.parametrize("case", GROUP_CASES[:2])
+def test_plane_groups_match_the_fft_oracle(case, mode):
+    """One operator per contiguous group (the last smaller) is the FFT oracle applied per sample with its group's
+    rotation, in float64 to 1e-10."""
+    k, stride, padding, dilation, groups, batch, n = case
+    x, weight, axis, angle, bias = _group_problem(k, groups, batch, n)
+    size = -(-batch // n)
+    out = crossd_conv2d(x, weight, slice_operator(axis, angle, k, mode), bias, stride, padding, dilation, groups)
+    per_sample = (axis.repeat_interleave(size, 0)[:batch], angle.repeat_interleave(size, 0)[:batch])
+    oracle = reference_conv2d(x, weight, *per_sample, mode, stride, padding, dilation, groups, bias)
+    assert _rel_err(out, oracle) <= 1e-10
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", GROUP_CASES)
+def test_plane_group_paths_match_a_loop_over_groups_with_gradients(case, path):
+    """Every path with one operator per contiguous group equals a loop of ``conv2d`` over the groups with
+    ``kernel_slice`` kernels, in float64 to 1e-10 (values) and 1e-9 (gradients of ``x``, ``W``, axes, angles)."""
+    k, stride, padding, dilation, groups, batch, n = case
+    mode = "project"
+    x, weight, axis, angle, bias = _group_problem(k, groups, batch, n)
+    size = -(-batch // n)
+    leaves = [t.requires_grad_() for t in (x, weight, axis, angle)]
+    out = crossd_conv2d(x, weight, slice_operator(axis, angle, k, mode), bias, stride, padding, dilation, groups, path)
+    ref = _loop_over_groups(x, weight, axis, angle, mode, bias, stride, padding, dilation, groups, size)
+    assert out.shape == ref.shape
+    assert _rel_err(out, ref) <= 1e-10
+    probe = torch.randn_like(ref)
+    grads = torch.autograd.grad((out * probe).sum(), leaves)
+    ref_grads = torch.autograd.grad((ref * probe).sum(), leaves, allow_unused=True)
+    for name, g, r in zip(("x", "weight", "axis", "angle"), grads, ref_grads, strict=True):
+        if k == 1 and name in ("axis", "angle"):  # a 1x1x1 slice does not depend on the rotation
+            continue
+        assert _rel_err(g, r) <= 1e-9, name
+
+
+def test_plane_groups_reject_an_operator_count_that_contiguous_groups_cannot_make():
+    x, weight, axis, angle, _ = _group_problem(3, 1, 9, 4)  # groups of ceil(9/4) = 3 samples make 3 groups, not 4
+    with pytest.raises(ValueError, match="n contiguous groups"):
+        crossd_conv2d(x, weight, slice_operator(axis, angle, 3, "rotate"), None, 1, 1)
+    with pytest.raises(ValueError, match="n contiguous groups"):
+        crossd_conv2d(x[:2], weight, slice_operator(axis[:3], angle[:3], 3, "rotate"), None, 1, 1)
+
+
+def test_choose_group_path_follows_the_measured_resnet18_choices():
+    """Batch 16 in 4 groups at ResNet-18's 112² shapes (``crossd bench --granularity 4``, benchmarks/RESULTS.md)."""
+    assert choose_group_path(64, 3, 1, 7, 56 * 56, 16, 4) == "loop"  # the 3-channel stem
+    assert choose_group_path(64, 64, 1, 3, 28 * 28, 16, 4) == "stacked"
+    assert choose_group_path(128, 128, 1, 3, 14 * 14, 16, 4) == "stacked"
+    assert choose_group_path(512, 512, 1, 3, 4 * 4, 16, 4) == "input"
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("path", ["stacked", "loop"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_float32_group_paths_on_each_device_and_layout(device, path, channels_last):
+    x, weight, axis, angle, bias = _group_problem(3, 1, 7, 3)  # groups of 3, 3, 1
+    ref = _loop_over_groups(x, weight, axis, angle, "project", bias, 1, 1, 1, 1, 3)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    xd = x.float().to(device).contiguous(memory_format=layout)
+    op = slice_operator(axis.float().to(device), angle.float().to(device), 3, "project")
+    out = crossd_conv2d(xd, weight.float().to(device), op, bias.float().to(device), 1, 1, path=path)
+    assert out.device.type == device and out.dtype == torch.float32
+    assert _rel_err(out.cpu().double(), ref) <= 1e-3  # float32; on CUDA cuDNN may use TF32
+    with torch.autocast(device, dtype=torch.bfloat16):
+        low = crossd_conv2d(xd, weight.float().to(device), op, bias.float().to(device), 1, 1, path=path)
+    assert low.dtype == torch.bfloat16 and _rel_err(low.cpu().double(), ref) <= 5e-2

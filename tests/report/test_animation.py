@@ -15,6 +15,7 @@ from crossd.report.animation import (
     find_crossd_layer,
     grey_kernels,
     input_filters_gif,
+    kernel3d_figure,
     kernel3d_png,
     neighbour_correlation,
     render_frames,
@@ -76,8 +77,24 @@ def test_kernel3d_png_draws_rows_of_depth_slices(tmp_path):
     assert iio.imread(tall).shape[:2] == (round((0.8 * 4 + 0.6) * 50), round((0.8 * 3 + 0.6) * 50))
     with pytest.raises(ValueError, match="3D kernel"):
         kernel3d_png(torch.randn(2, 1, 3, 3), tmp_path / "c.png")
-    beside = kernel3d_png(torch.randn(6, 3, 3, 3, 3), tmp_path / "d.png", 4, regular=torch.randn(5, 3, 3, 3), dpi=50)
+    beside = kernel3d_png(torch.randn(6, 3, 3, 3, 3), tmp_path / "d.png", 4, regular=torch.randn(6, 3, 3, 3), dpi=50)
     assert iio.imread(beside).shape[:2] == (round((0.8 * 4 + 0.6) * 50), round((0.8 * 4 + 0.6) * 50))
+    with pytest.raises(ValueError, match="same layer"):
+        kernel3d_png(torch.randn(6, 3, 3, 3, 3), tmp_path / "e.png", regular=torch.randn(5, 3, 3, 3))
+
+
+def test_the_regular_column_shows_the_same_kernels_as_its_row():
+    """Row r shows Cross-D kernel #k in its depth columns and the regular network's kernel #k beside it, even
+    though the regular network's strongest kernels are other ones."""
+    rng = np.random.default_rng(0)
+    weight = torch.from_numpy(rng.normal(size=(6, 1, 3, 3, 3)) * np.arange(1, 7)[:, None, None, None, None])
+    regular = torch.from_numpy(rng.normal(size=(6, 1, 3, 3)) * np.arange(6, 0, -1)[:, None, None, None])
+    fig = kernel3d_figure(weight.float(), max_filters=3, regular=regular.float())
+    axes = np.array(fig.axes).reshape(3, 4)
+    for row, k in enumerate((5, 4, 3)):  # the Cross-D kernel's strongest first
+        assert axes[row, 0].get_ylabel() == axes[row, 3].get_ylabel() == f"#{k}"
+        expected = regular[k, 0].numpy() / np.abs(regular[k, 0].numpy()).max()
+        np.testing.assert_allclose(axes[row, 3].images[0].get_array()[..., 0], (expected + 1) / 2, atol=1e-6)
 
 
 def test_kernels_are_grey_summed_peak_normalised_and_strongest_first():

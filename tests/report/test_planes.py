@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from crossd import CrossDConv
-from crossd.report.planes import npz_images, plane_tilt, planes_png, predicted_planes
+from crossd.report.planes import npz_images, plane_tilt, planes_figure, planes_png, predicted_planes
 
 
 def _rotation_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
@@ -54,3 +54,19 @@ def test_npz_images_takes_one_split(tmp_path):
     assert npz_images(path, 10).shape == (8, 3, 8, 8)  # pooled
     with pytest.raises(ValueError, match="no split 'val'"):
         npz_images(path, 2, split="val")
+
+
+def test_every_text_of_the_figure_is_readable():
+    from matplotlib.text import Text
+
+    rng = np.random.default_rng(0)
+    planes = {
+        f"layer{i}.0.conv{j}": {"angle": rng.normal(size=9), "tilt": rng.random(9)} for i in range(4) for j in (1, 2)
+    }
+    fig = planes_figure(planes, title="t")
+    fig.canvas.draw()
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    labels = [t.get_text() for t in fig.axes[1].get_xticklabels()]
+    assert labels == list(planes) and len(texts) > 20
+    assert min(t.get_fontsize() for t in texts) >= 9  # points; 9 pt at 100 dpi is 12.5 px
+    assert fig.dpi == 100

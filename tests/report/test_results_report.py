@@ -127,3 +127,29 @@ def test_the_table_warns_when_the_design_cannot_reach_significance():
     assert note in text and "0.25, not significant" in text
     assert "cannot give p below" not in results_markdown(_results())  # 10 pairs can
     assert "0.00195, significant" in results_markdown(_results())
+
+
+def test_collapsed_and_under_chance_runs_are_flagged():
+    results = _results()
+    assert "⚠" not in results_markdown(results) and "Check these runs" not in results_markdown(results)
+    acs = results["results"][1]
+    for fold in acs["folds"][:2]:
+        fold["predicted_classes"] = 1
+    for fold in acs["folds"]:
+        fold["balanced_accuracy"] = 0.30
+    acs.update(summarize(acs["folds"]))
+    text = results_markdown(results)
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert " | 10 ⚠ | " in rows["| acs"] and " | 10 | " in rows["| crossd"]  # the flagged method's folds cell
+    assert (
+        "- ⚠ **acs**: 2 of 10 folds predicted one class for every test sample; mean balanced accuracy 30.00 % "
+        "is under chance (33.33 % for 3 classes)." in text
+    )
+
+
+def test_official_split_is_stated():
+    results = _results()
+    assert "official test split" not in results_markdown(results)
+    results["args"]["split"] = "official"
+    results["data"]["test_samples"] = 20
+    assert "Test set: the file's official test split (20 samples) in every job" in results_markdown(results)

@@ -106,8 +106,11 @@ def test_volume_batches_read_a_nifti_csv_resized_to_one_size(tmp_path):
     batches = VolumeBatches(tmp_path / "volumes.csv", 2, seed=0, num_classes=2, device=torch.device("cpu"), size=6)
     volumes, labels = next(batches.epoch(0))
     assert volumes.shape == (2, 3, 6, 6, 6) and set(labels.tolist()) <= {0, 1}
-    with pytest.raises(ValueError, match="differ in shape"):
+    with pytest.raises(ValueError, match="^volume_size is needed: samples differ in shape") as info:
         VolumeBatches(tmp_path / "volumes.csv", 2, seed=0, num_classes=2, device=torch.device("cpu"))
+    assert info.value.field == "volume_size"  # the pretraining setting (--volume-size), not evaluate's size
+    with pytest.raises(ValueError, match="^volume_slice_axis must be one of"):
+        VolumeBatches(tmp_path / "volumes.csv", 2, 0, 2, torch.device("cpu"), size=6, slice_axis="oblique")
 
 
 def test_volume_batches_are_deterministic_and_check_classes(tmp_path):

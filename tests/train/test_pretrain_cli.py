@@ -10,6 +10,9 @@ from image_data import write_image_folder
 
 from crossd.cli import main
 from crossd.commands import pretrain as command
+from crossd.errors import SettingsError
+from crossd.models import ModelSpec
+from crossd.nn import CrossDConv
 from crossd.train import PretrainConfig
 from crossd.train.model import build_model
 
@@ -119,3 +122,18 @@ def test_granularity_flag_sets_every_crossd_layer(tmp_path, monkeypatch):
     assert _parse(["--data-path", "d", "--rot"]).granularity == "sample"
     with pytest.raises(ValueError, match="granularity 'batch' needs a Cross-D model"):
         _parse(["--data-path", "d", "--granularity", "batch"]).validate()
+
+
+def test_granularity_flag_takes_a_group_count_and_rejects_bad_values(capsys):
+    cfg = _parse(["--data-path", "d", "--rot", "--granularity", "4"])
+    assert cfg.granularity == 4
+    cfg.validate()
+    spec_layers = build_model(ModelSpec("small_cnn", "crossd", "project", 2), granularity=cfg.granularity).modules()
+    assert {m.granularity for m in spec_layers if isinstance(m, CrossDConv)} == {4}
+    for bad in ("0", "pixel"):
+        assert main(["pretrain", "--data-path", "d", "--rot", "--granularity", bad]) == 2
+        err = capsys.readouterr().err
+        assert "--granularity must be 'sample', 'batch' or a positive integer" in err, err
+    with pytest.raises(SettingsError, match="granularity 4 needs a Cross-D model") as exc:
+        _parse(["--data-path", "d", "--granularity", "4"]).validate()
+    assert exc.value.field == "granularity"

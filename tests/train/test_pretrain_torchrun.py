@@ -29,7 +29,7 @@ def test_torchrun_two_processes_writes_a_checkpoint_that_transfers_to_3d(tmp_pat
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stderr.count("sync_bn needs CUDA") == 1  # rank 0 warns once; BatchNorm stays per process
+    assert done.stderr.count("sync-bn needs CUDA") == 1  # rank 0 warns once; BatchNorm stays per process
     assert done.stdout.count("Epoch [1/1] train loss") == 1  # only rank 0 reports
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.csv", "metrics.json", "model.safetensors"]
     assert load_training_checkpoint(out / "checkpoint.pt")["epoch"] == 1

@@ -2,7 +2,8 @@
 
 Times forward+backward of single layers at ResNet-18's convolution shapes and a whole ResNet-18 SGD step,
 ``to_crossd(resnet18())`` against ``resnet18()``; ``--memory`` adds the peak RSS of that step, each model in its
-own process. See ``crossd.bench``.
+own process. ``--granularity`` times Cross-D with plane groups (one plane per group of a batch) beside per-sample
+planes, all in the same interleaved run. See ``crossd.bench``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch
 from crossd.bench import format_report, run_benchmarks
 from crossd.errors import SettingsError
 from crossd.io import ensure_writable_file, save_json
+from crossd.nn.crossd_conv import PLANE_SAMPLING, check_plane_sampling
+from crossd.ops.groups import check_granularity, parse_granularity
 from crossd.ops.slicing import MODES
 
 
@@ -27,6 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="images per timed step")
     parser.add_argument("--size", type=int, default=112, help="image size fed to ResNet-18")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per timing (median)")
+    parser.add_argument(
+        "--granularity",
+        nargs="+",
+        type=parse_granularity,
+        metavar="{sample,batch,G}",
+        help="planes per batch to time, each a candidate of the same run: sample (default), batch, or G groups",
+    )
+    parser.add_argument(
+        "--plane-sampling",
+        choices=PLANE_SAMPLING,
+        default="head",
+        help="planes of the timed Cross-D layers and models in training (random/grid: rotate, project modes)",
+    )
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS of a training step")
     parser.add_argument("--reference", metavar="PATH", help="also time the authors' layer: FILE or FILE:ClassName")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
@@ -42,9 +58,16 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise SettingsError(f"must be at least 1, got {args.threads}", field="threads")
         torch.set_num_threads(args.threads)
+    granularities = tuple(dict.fromkeys(args.granularity or ["sample"]))
+    for granularity in granularities:
+        check_granularity(granularity)
+    for mode in args.modes:
+        check_plane_sampling(args.plane_sampling, mode)
     if args.json:
         ensure_writable_file(args.json, "json")
-    result = run_benchmarks(args.modes, batch_size, size, repeats, args.memory, args.reference)
+    result = run_benchmarks(
+        args.modes, batch_size, size, repeats, args.memory, args.reference, granularities, args.plane_sampling
+    )
     print(format_report(result))
     if args.json:
         save_json(result, args.json)

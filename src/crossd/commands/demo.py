@@ -1,8 +1,9 @@
 """`crossd demo`: pretrain Cross-D and regular ResNet-18s on 2D MRI patches from nilearn's MNI152 template,
 transfer them to 3D, compare the inits on 3D patches, and write report.md with plots and the filter GIF.
 
-The default run takes a few minutes on 2 CPU cores; --quick is a smoke test (under 2 minutes);
---folds 5 --repeats 3 --epochs 100 --eval-lr 1e-3 runs the full bn protocol. Rerunning in the same
+Run time: see README (one measured figure, with its machine); report.md lists each stage's wall-clock and CPU
+seconds of your run. --quick is a smoke test; --folds 5 --repeats 3 --epochs 100 --eval-lr 1e-3 runs the full bn
+protocol. Rerunning in the same
 --output-dir reuses what is done (an interrupted demo continues).
 """
 
@@ -46,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--volumes",
         action="store_true",
         help="also the hybrid 2D+3D pretrainings (crossd+volumes, the best Cross-D setting we found, and its fair "
-        "baseline acs+volumes); about 13 minutes in all instead of 5",
+        "baseline acs+volumes); more than doubles the pretraining time (see README)",
     )
     parser.add_argument(
         "--baselines",

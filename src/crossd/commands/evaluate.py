@@ -6,14 +6,17 @@ Examples:
   crossd evaluate --data volumes/labels.csv --size 64 --checkpoint crossd.pt --init crossd i3d random \\
       --protocol bn --epochs 50 --output-dir runs/mri
 
---data: a MedMNIST .npz (splits pooled) or the authors' pooled .npz (images, labels); a path,label .csv of NIfTI
-files, DICOM series folders or ultrasound videos (or a folder holding that one .csv); a folder of class
-sub-folders of 2D images or of volumes. The data's dimension decides 2D vs 3D networks.
+--data: a MedMNIST .npz (splits pooled; --split official keeps its test split) or the authors' pooled .npz
+(images, labels); a path,label .csv of NIfTI files, DICOM series folders or ultrasound videos (or a folder holding
+that one .csv); a folder of class sub-folders of 2D images or of volumes. The data's dimension decides 2D vs 3D
+networks. NIfTI and DICOM volumes are reoriented to RAS+ and laid out (C, D, H, W) with the --slice-axis plane
+(axial: D inferior->superior, rows anterior->posterior, columns the patient's right->left) as the 2D plane.
 --init NAME[=CKPT]: how each compared network gets its weights (names without =CKPT use --checkpoint):
   crossd     the Cross-D checkpoint's 3D kernels copied into Conv3d (2D data: the Cross-D network itself)
   acs        ACS convolution of a 2D checkpoint's kernels (a third of the output channels per orthogonal plane)
   i3d        2D kernels inflated over depth (repeated and divided by the depth)
   center     2D kernels in the central depth slice, zeros elsewhere
+  2.5d       2D kernels as (1, k, k) 3D kernels: each depth slice convolved in-plane (2.5D)
   random     no checkpoint, random initialisation
   regular2d  2D data only: the regular 2D network as trained (the 2D baseline of a Cross-D network)
   slices     3D data: the 2D network (a Cross-D checkpoint's angle-0 kernels) on every axial slice, the slice
@@ -33,6 +36,12 @@ results.json, results.md and fold_accuracy.png are rebuilt from those files (Ctr
 Scale-out: torchrun --nproc_per_node=N -m crossd evaluate <these flags> (each rank runs its share of the jobs,
 rank 0 merges), or --shard K/N in N separate jobs (e.g. a SLURM array) followed by the same command without
 --shard to merge. A job's numbers do not depend on how many processes ran.
+Inputs: each sample is scaled to [0, 1] (min-max per sample; over the whole array under --protocol paper; or
+clipped to --window LOW,HIGH), repeated to 3 channels, then normalised with --normalize's mean/std: imagenet,
+radimagenet, or minmax (mean 0, std 1: the [0, 1] values alone; `none` is its old name). By default both come
+from the checkpoints (crossd pretrain records them; crossd pretrain and crossd demo use imagenet); a value given
+that differs from the checkpoints', checkpoints that disagree, or checkpoints that record none (older files,
+foreign checkpoints: radimagenet is used) each print a one-line warning.
 --task segmentation: Dice of a UNet3D per init on image/label NIfTI pairs (a CSV with image,label columns, or
 "mni152"; not slices/slices3); see crossd.evaluate.segmentation.
 """
@@ -44,9 +53,11 @@ import os
 from pathlib import Path
 
 from crossd.commands import add_device_flag, add_quiet_flag
+from crossd.data.orientation import SLICE_AXES
+from crossd.data.preprocessing import DEPRECATED_NORMALIZATION, NORMALIZATION, parse_window
 from crossd.errors import DataError, SettingsError
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
-from crossd.evaluate.config import INITS, NORMALIZATION
+from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, SPLITS
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
 from crossd.io import ensure_writable_dir
 from crossd.models.slice_model import POOLS
@@ -58,6 +69,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--task", choices=("classification", "segmentation"), default="classification", help="what to evaluate"
     )
     parser.add_argument("--size", type=int, default=None, help="resize every sample to SIZE per axis")
+    parser.add_argument(
+        "--slice-axis",
+        choices=tuple(SLICE_AXES),
+        default="axial",
+        help="plane of NIfTI/DICOM volumes that becomes the kernels' (h, w) plane (docs/conventions.md)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="kfold",
+        help="kfold: folds over all samples; official: a MedMNIST .npz's test split is every job's test set, "
+        "folds of train+val give training and validation",
+    )
     parser.add_argument(
         "--spatial-dims", type=int, choices=(2, 3), default=None, help="2 or 3, where the array shape is ambiguous"
     )
@@ -97,10 +121,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.001 in every protocol)")
     parser.add_argument(
         "--normalize",
-        choices=tuple(NORMALIZATION),
-        default="radimagenet",
-        help="intensity normalisation after min-max scaling; use the one the checkpoints were pretrained with "
-        "(crossd pretrain and crossd demo use imagenet)",
+        choices=(*NORMALIZATION, *DEPRECATED_NORMALIZATION),
+        default=None,
+        help="mean/std step after the [0, 1] scaling (see above) (default: from the checkpoints, else "
+        f"{DEFAULT_NORMALIZATION})",
+    )
+    parser.add_argument(
+        "--window",
+        default=None,
+        metavar="LOW,HIGH",
+        help="clip intensities to LOW..HIGH and scale that to [0, 1] instead of min-max scaling, e.g. "
+        "--window=-1000,400 for CT in Hounsfield units (default: from the checkpoints, else min-max)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds and the training")
     add_device_flag(parser)
@@ -147,8 +178,11 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         batch_size=args.batch_size,
         lr=args.lr,
         normalize=args.normalize,
+        window=args.window,
         seed=args.seed,
         size=args.size,
+        slice_axis=args.slice_axis,
+        split=args.split,
         spatial_dims=args.spatial_dims,
         num_classes=args.num_classes,
         image_size=args.image_size,
@@ -173,6 +207,7 @@ def _check_settings_then_data(cfg, data: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
+    args.window = None if args.window is None else parse_window(args.window)
     ensure_writable_dir(args.output_dir, "output_dir")
     if args.task == "segmentation":
         args.device = None if args.device == "auto" else args.device

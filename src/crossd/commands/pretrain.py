@@ -16,7 +16,9 @@ e.g. on each of 2 nodes with 8 GPUs:
 Data: an image folder with train/ and val/ (optional test/) class sub-folders, or a MedMNIST 2D .npz. Writes
 checkpoint.pt and model.safetensors every epoch, log.csv, and metrics.json (macro precision/recall/F1, balanced
 accuracy, accuracy on val and test). --batch-size is per process; --sync-bn needs CUDA (CPU runs warn and keep
-per-process BatchNorm); --amp is CUDA only.
+per-process BatchNorm); --amp is CUDA only. Inputs are normalised with ImageNet's mean/std; checkpoint.pt and
+model.safetensors record that (with --window, the crop size and 3 channels), and crossd evaluate and crossd
+transfer take it from there.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from pathlib import Path
 
 from crossd.commands import add_device_flag, add_quiet_flag
 from crossd.convert.to_crossd import CROSSD_INITS
+from crossd.data.orientation import SLICE_AXES
+from crossd.data.preprocessing import parse_window
+from crossd.ops.groups import parse_granularity
 from crossd.train import PretrainConfig, pretrain
 from crossd.train.defaults import FittedDefaults, fit_defaults
 
@@ -61,6 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("MIN", "MAX"),
         help="area range of the random-resized crop (1 1 keeps whole images, e.g. centre-labelled patches)",
     )
+    data.add_argument(
+        "--window",
+        default=None,
+        metavar="LOW,HIGH",
+        help="clip .npz and --volumes intensities to LOW..HIGH and scale that to [0, 1] instead of min-max scaling, "
+        "e.g. --window=-1000,400 for CT in Hounsfield units",
+    )
     data.add_argument("-j", "--workers", type=int, help="data-loading workers per process (default: min(4, CPU cores))")
 
     model = parser.add_argument_group("model")
@@ -84,9 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--granularity",
-        choices=("sample", "batch"),
+        type=parse_granularity,
         default=d.granularity,
-        help="one rotation (or sampled plane) per training sample, as the paper, or one per batch",
+        metavar="{sample,batch,G}",
+        help="one rotation (or sampled plane) per training sample, as the paper, one per batch, or one per each of G "
+        "contiguous groups of a process's batch",
     )
     model.add_argument(
         "--consistency",
@@ -125,6 +139,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--volumes", default=None, help="3D .npz (MedMNIST layout), NIfTI path,label CSV or folder; 2D data's classes"
     )
     hybrid.add_argument("--volume-size", type=int, default=None, help="resize CSV/folder volumes to this cube side")
+    hybrid.add_argument(
+        "--volume-slice-axis",
+        choices=tuple(SLICE_AXES),
+        default=d.volume_slice_axis,
+        help="plane of NIfTI/DICOM volumes that matches the 2D images (docs/conventions.md)",
+    )
     hybrid.add_argument("--volume-every", type=int, default=d.volume_every, help="a 3D batch after every N 2D batches")
     hybrid.add_argument("--volume-batch-size", type=int, default=d.volume_batch_size, help="volumes per 3D batch")
     hybrid.add_argument(
@@ -171,6 +191,8 @@ def config_from_args(args: argparse.Namespace, fitted: FittedDefaults | None = N
     values["train_crop_scale"] = tuple(values.get("train_crop_scale", PretrainConfig.train_crop_scale))
     if args.resume == "":
         values["resume"] = str(Path(args.output_dir) / "checkpoint.pt")
+    window = getattr(args, "window", None)
+    values["window"] = None if window is None else parse_window(window)
     fitted = fitted or fitted_defaults(args)
     values.update({name: getattr(fitted, name) for name in SIZES})
     return PretrainConfig(**values)

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from crossd.convert.inits import init_names
-from crossd.convert.kernels import center_kernel, crossd_kernel_from_2d, inflate_kernel
+from crossd.convert.inits import KernelInit, get_init, init_names
+from crossd.convert.kernels import crossd_kernel_from_2d
 from crossd.convert.published import published_to_crossd_keys, read_state_dict, unwrap_state
-from crossd.errors import CheckpointError, SettingsError
+from crossd.errors import CheckpointError
 from crossd.nn.crossd_conv import CrossDConv
 
 CHECKPOINT_INITS = init_names("checkpoint")
@@ -98,15 +98,15 @@ def _fit_in_channels(key: str, src: Tensor, dst_shape: torch.Size) -> Tensor | N
     return new
 
 
-def _kernel_to_3d(src: Tensor, module: nn.Module, init: str) -> Tensor:
-    """A 2D kernel ``(Co, Ci, K, K)`` as the 3D kernel of ``module`` (``Conv3d``/``ConvTranspose3d``/Cross-D)."""
+def _kernel_to_3d(src: Tensor, module: nn.Module, init: KernelInit) -> Tensor | None:
+    """A 2D kernel ``(Co, Ci, K, K)`` as the 3D kernel of ``module`` (``Conv3d``/``ConvTranspose3d``/Cross-D), or
+    ``None`` if ``init`` cannot place it there."""
     if isinstance(module, CrossDConv):
-        return crossd_kernel_from_2d(src, "center" if init == "center" else "inflate", module.mode)
-    build = center_kernel if init == "center" else inflate_kernel
-    return build(src, module.weight.shape[2])
+        return crossd_kernel_from_2d(src, init.kernel, module.mode)
+    return init.kernel(src, module.weight.shape)
 
 
-def _adapt(key: str, src: Tensor, dst: Tensor, module: nn.Module | None, init: str) -> tuple[Tensor, str] | None:
+def _adapt(key: str, src: Tensor, dst: Tensor, module: nn.Module | None, init: KernelInit) -> tuple[Tensor, str] | None:
     """``src`` changed to the shape of ``dst``, with a note on how, or ``None`` if it cannot be."""
     notes = []
     if src.dim() >= 3 and src.shape[1] != dst.shape[1] and not isinstance(module, nn.ConvTranspose3d):
@@ -119,8 +119,8 @@ def _adapt(key: str, src: Tensor, dst: Tensor, module: nn.Module | None, init: s
         return src, ", ".join(notes)
     if src.dim() == 4 and dst.dim() == 5 and module is not None and key.endswith(".weight"):
         kernel = _kernel_to_3d(src, module, init)
-        if kernel.shape == dst.shape:
-            return kernel, ", ".join([*notes, f"2D kernel -> 3D ({init})"])
+        if kernel is not None and kernel.shape == dst.shape:
+            return kernel, ", ".join([*notes, f"2D kernel -> 3D ({init.name})"])
     if src.dim() == 3 and tuple(src.shape[1:]) == (1, 1) and dst.shape == (*src.shape, 1):
         return src.unsqueeze(-1), ", ".join([*notes, "(C, 1, 1) -> (C, 1, 1, 1)"])
     return None
@@ -158,8 +158,7 @@ def load_checkpoint(
     Returns:
         The :class:`LoadReport`.
     """
-    if init not in CHECKPOINT_INITS:
-        raise SettingsError(f"must be one of {CHECKPOINT_INITS}, got {init!r}", field="init")
+    kernel_init = get_init(init, "checkpoint")
     source = published_to_crossd_keys(
         unwrap_state(path, "state dict") if isinstance(path, Mapping) else read_state_dict(path)
     )
@@ -181,7 +180,7 @@ def load_checkpoint(
         elif src.shape == target[key].shape:
             state[key] = src
             report.loaded.append(key)
-        elif (fitted := _adapt(key, src, target[key], modules.get(key.rpartition(".")[0]), init)) is not None:
+        elif (fitted := _adapt(key, src, target[key], modules.get(key.rpartition(".")[0]), kernel_init)) is not None:
             state[key], report.adapted[key] = fitted
         else:
             report.mismatched[key] = f"{tuple(src.shape)} vs {tuple(target[key].shape)}"

@@ -15,12 +15,11 @@ torchvision:
   over depth and divided by 7) after ``AdaptiveAvgPool3d((7, 7, 7))`` whenever the depth is a multiple of 7,
   at a seventh of the parameters, and gives the 2D logits on a depth-constant volume.
 
-timm's twins (:mod:`crossd.convert.timm_layers`) join when timm has been imported.
+Forward twins are registered with :func:`crossd.convert.twins.register_twin`; timm's
+(:mod:`crossd.convert.timm_layers`) join when timm is installed.
 """
 
 from __future__ import annotations
-
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +27,10 @@ from torch import Tensor, nn
 from torchvision.models import VGG, AlexNet, DenseNet, MobileNetV2
 
 from crossd.convert.report import ConversionReport
+from crossd.convert.twins import forward_twin, register_twin
 
 
+@register_twin(DenseNet)
 class DenseNet3d(DenseNet):
     """torchvision's ``DenseNet`` on volumes: global average pooling over depth, height and width."""
 
@@ -38,6 +39,7 @@ class DenseNet3d(DenseNet):
         return self.classifier(torch.flatten(F.adaptive_avg_pool3d(out, 1), 1))
 
 
+@register_twin(MobileNetV2)
 class MobileNetV23d(MobileNetV2):
     """torchvision's ``MobileNetV2`` on volumes: global average pooling over depth, height and width."""
 
@@ -46,18 +48,7 @@ class MobileNetV23d(MobileNetV2):
         return self.classifier(torch.flatten(out, 1))
 
 
-_TORCHVISION_TWINS: dict[type[nn.Module], type[nn.Module]] = {DenseNet: DenseNet3d, MobileNetV2: MobileNetV23d}
 _DEPTH_POOLED = (VGG, AlexNet)  # models whose `avgpool` feeds a classifier sized for its (h, w) map
-
-
-def forward_twins() -> dict[type[nn.Module], type[nn.Module]]:
-    """``2D class -> 3D twin class`` for every known case (timm's only when timm has been imported)."""
-    twins = dict(_TORCHVISION_TWINS)
-    if "timm" in sys.modules:
-        from crossd.convert.timm_layers import FORWARD_TWINS
-
-        twins.update(FORWARD_TWINS)
-    return twins
 
 
 def _pool_depth_away(model: nn.Module, name: str, report: ConversionReport) -> None:
@@ -76,11 +67,10 @@ def _pool_depth_away(model: nn.Module, name: str, report: ConversionReport) -> N
 
 def swap_forwards(model: nn.Module, report: ConversionReport) -> None:
     """Give every module of a known 2D type its 3D forward twin (in place), and record it in ``report``."""
-    twins = forward_twins()
     for name, module in list(model.named_modules()):
         if type(module) in _DEPTH_POOLED:
             _pool_depth_away(module, name, report)
-        twin = twins.get(type(module))
+        twin = forward_twin(module)
         if twin is not None:
             module.__class__ = twin
             report.converted[name] = f"{twin.__base__.__name__}.forward -> {twin.__name__} (3D forward)"

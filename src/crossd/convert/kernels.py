@@ -5,12 +5,17 @@ All functions take and return plain tensors: 2D kernels ``(Co, Ci, K, K)``, 3D k
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor
 
-from crossd.errors import SettingsError
 from crossd.nn.acs_conv import acs_split
 from crossd.nn.crossd_conv import CrossDConv
+
+KernelFn = Callable[[Tensor, Sequence[int]], "Tensor | None"]
+"""How an init places a 2D kernel in a 3D one: ``(2D kernel (Co, Ci, Kh, Kw), 3D kernel shape (Co, Ci, Kd, Kh,
+Kw)) -> 3D kernel``, or ``None`` when it cannot make a kernel of that shape (:mod:`crossd.convert.inits`)."""
 
 
 def center_kernel(kernel2d: Tensor, depth: int | None = None) -> Tensor:
@@ -68,14 +73,18 @@ def planar_kernel(conv: CrossDConv) -> Tensor:
     return weight[:, :, weight.shape[2] // 2].clone()
 
 
-def crossd_kernel_from_2d(kernel2d: Tensor, init: str, mode: str) -> Tensor:
-    """A Cross-D 3D kernel whose angle-0 slice relates to a given 2D kernel.
+def flat_kernel(kernel2d: Tensor, axis: str = "d") -> Tensor:
+    """2.5D: the 2D kernel as a 3D kernel of size 1 along ``axis``, its two axes on the other two:
+    ``(Co, Ci, Kh, Kw) -> (Co, Ci, 1, Kh, Kw)`` for ``"d"``, ``(Co, Ci, Kh, 1, Kw)`` for ``"h"``,
+    ``(Co, Ci, Kh, Kw, 1)`` for ``"w"``."""
+    return kernel2d.unsqueeze(2 + "dhw".index(axis))
 
-    ``init="center"``: angle 0 reproduces ``kernel2d`` exactly, in every mode (zeros off the plane);
-    ``init="inflate"``: ``kernel2d / K`` in every depth slice (I3D style), placed the same way.
-    """
-    builders = {"center": center_kernel, "inflate": inflate_kernel}
-    if init not in builders:
-        raise SettingsError(f"must be one of {sorted(builders)} for a 2D kernel, got {init!r}", field="init")
-    kernel3d = builders[init](kernel2d)
-    return shift_unalign(kernel3d) if mode == "shift" else kernel3d
+
+def crossd_kernel_from_2d(kernel2d: Tensor, kernel: KernelFn, mode: str) -> Tensor | None:
+    """A Cross-D 3D kernel ``(Co, Ci, K, K, K)`` whose angle-0 slice relates to a given 2D kernel as ``kernel``
+    places it in a 3D one (e.g. :func:`center_kernel`: angle 0 reproduces ``kernel2d`` exactly, in every mode,
+    zeros off the plane; :func:`inflate_kernel`: ``kernel2d / K`` in every depth slice), placed for ``mode``;
+    ``None`` when ``kernel`` makes no cubic kernel."""
+    k = kernel2d.shape[-2]
+    kernel3d = kernel(kernel2d, (*kernel2d.shape[:2], k, k, k))
+    return shift_unalign(kernel3d) if mode == "shift" and kernel3d is not None else kernel3d

@@ -1,18 +1,18 @@
-"""3D twins of the non-convolution 2D layers: norms, pools, padding, up-sampling, dropout, permutes.
+"""3D twins of torch's and torchvision's non-convolution 2D layers: norms, pools, padding, up-sampling, dropout,
+permutes, registered as layer twins (:func:`crossd.convert.twins.register_twin`).
 
 Every twin is built from the 2D layer's attributes (never from its constructor's signature); per-axis values
-``(h, w)`` become ``(h, h, w)`` (depth copies height, see :func:`crossd.convert.walk.triple`).
+``(h, w)`` become ``(h, h, w)`` (depth copies height, see :func:`crossd.ops.conv.triple`).
 """
 
 from __future__ import annotations
-
-import sys
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.convnext import LayerNorm2d
 from torchvision.ops.misc import Permute
 
+from crossd.convert.twins import register_twin
 from crossd.ops.conv import triple
 
 # Channels-last and back, as torchvision's ConvNeXt writes them, for (N, C, H, W) -> (N, C, D, H, W).
@@ -46,12 +46,24 @@ def _norm(norm: nn.Module, cls: type[nn.Module]) -> nn.Module:
     return copy_state(norm, cls(norm.num_features, norm.eps, norm.momentum, norm.affine, norm.track_running_stats))
 
 
+@register_twin(nn.BatchNorm2d)
+def _batch_norm(norm: nn.BatchNorm2d) -> nn.BatchNorm3d:
+    return _norm(norm, nn.BatchNorm3d)
+
+
+@register_twin(nn.InstanceNorm2d)
+def _instance_norm(norm: nn.InstanceNorm2d) -> nn.InstanceNorm3d:
+    return _norm(norm, nn.InstanceNorm3d)
+
+
+@register_twin(LayerNorm2d)
 def layer_norm_to_3d(norm: nn.LayerNorm) -> LayerNorm3d:
     """A :class:`LayerNorm3d` with the settings and affine parameters of a channels-first ``LayerNorm2d``."""
     new = LayerNorm3d(norm.normalized_shape, norm.eps, norm.elementwise_affine, bias=norm.bias is not None)
     return copy_state(norm, new)
 
 
+@register_twin(nn.Upsample)
 def _upsample(up: nn.Upsample) -> nn.Module | None:
     mode = _UPSAMPLE_3D.get(up.mode)
     if mode is None:
@@ -67,58 +79,60 @@ def _pad(pad: nn.Module, cls: type[nn.Module], *extra) -> nn.Module:
     return cls((left, right, top, bottom, top, bottom), *extra)
 
 
+@register_twin(Permute)
 def _permute(module: Permute) -> Permute | None:
     dims = _PERMUTES_3D.get(tuple(module.dims))
     return None if dims is None else Permute(dims)
 
 
-def layer_to_3d(module: nn.Module) -> nn.Module | None:
-    """The 3D twin of a non-convolution 2D layer, or ``None`` if ``module`` is not one this function knows.
+@register_twin(nn.MaxPool2d)
+def _max_pool(pool: nn.MaxPool2d) -> nn.MaxPool3d:
+    k, s, p, d = (triple(v) for v in (pool.kernel_size, pool.stride, pool.padding, pool.dilation))
+    return nn.MaxPool3d(k, s, p, d, pool.return_indices, pool.ceil_mode)
 
-    Covered: ``BatchNorm2d``, ``InstanceNorm2d``, torchvision's ``LayerNorm2d`` (-> :class:`LayerNorm3d`),
-    max/avg/LP/adaptive pools (adaptive output sizes tripled), ``MaxUnpool2d``, zero/constant/reflection/
-    replication/circular padding, ``Upsample``/``UpsamplingBilinear2d``/``UpsamplingNearest2d`` (bilinear and
-    bicubic -> trilinear, nearest stays), ``Dropout2d``, and channels-last ``Permute`` modules. Dimension-agnostic
-    layers (``GroupNorm``, ``LayerNorm``, activations, ``Dropout``, ``Linear``, ``Flatten``, ...) need no twin.
-    When timm has been imported, its layers are tried first (:func:`crossd.convert.timm_layers.timm_layer_to_3d`).
-    """
-    if "timm" in sys.modules:  # timm's layers (most subclass torch's) first; timm stays optional
-        from crossd.convert.timm_layers import timm_layer_to_3d
 
-        if (twin := timm_layer_to_3d(module)) is not None:
-            return twin
-    if isinstance(module, nn.BatchNorm2d):
-        return _norm(module, nn.BatchNorm3d)
-    if isinstance(module, nn.InstanceNorm2d):
-        return _norm(module, nn.InstanceNorm3d)
-    if isinstance(module, LayerNorm2d):
-        return layer_norm_to_3d(module)
-    if isinstance(module, nn.MaxPool2d):
-        k, s, p, d = (triple(v) for v in (module.kernel_size, module.stride, module.padding, module.dilation))
-        return nn.MaxPool3d(k, s, p, d, module.return_indices, module.ceil_mode)
-    if isinstance(module, nn.AvgPool2d):
-        k, s, p = (triple(v) for v in (module.kernel_size, module.stride, module.padding))
-        return nn.AvgPool3d(k, s, p, module.ceil_mode, module.count_include_pad, module.divisor_override)
-    if isinstance(module, nn.LPPool2d):
-        stride = None if module.stride is None else triple(module.stride)
-        return nn.LPPool3d(module.norm_type, triple(module.kernel_size), stride, module.ceil_mode)
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        return nn.AdaptiveAvgPool3d(triple(module.output_size))
-    if isinstance(module, nn.AdaptiveMaxPool2d):
-        return nn.AdaptiveMaxPool3d(triple(module.output_size), module.return_indices)
-    if isinstance(module, nn.MaxUnpool2d):
-        return nn.MaxUnpool3d(triple(module.kernel_size), triple(module.stride), triple(module.padding))
-    if isinstance(module, nn.Upsample):
-        return _upsample(module)
-    if isinstance(module, nn.Dropout2d):
-        return nn.Dropout3d(module.p, module.inplace)
-    if isinstance(module, nn.ZeroPad2d):
-        return _pad(module, nn.ZeroPad3d)
-    if isinstance(module, nn.ConstantPad2d):
-        return _pad(module, nn.ConstantPad3d, module.value)
-    for cls2d, cls3d in _PADS_3D.items():
-        if isinstance(module, cls2d):
-            return _pad(module, cls3d)
-    if isinstance(module, Permute):
-        return _permute(module)
-    return None
+@register_twin(nn.AvgPool2d)
+def _avg_pool(pool: nn.AvgPool2d) -> nn.AvgPool3d:
+    k, s, p = (triple(v) for v in (pool.kernel_size, pool.stride, pool.padding))
+    return nn.AvgPool3d(k, s, p, pool.ceil_mode, pool.count_include_pad, pool.divisor_override)
+
+
+@register_twin(nn.LPPool2d)
+def _lp_pool(pool: nn.LPPool2d) -> nn.LPPool3d:
+    stride = None if pool.stride is None else triple(pool.stride)
+    return nn.LPPool3d(pool.norm_type, triple(pool.kernel_size), stride, pool.ceil_mode)
+
+
+@register_twin(nn.AdaptiveAvgPool2d)
+def _adaptive_avg_pool(pool: nn.AdaptiveAvgPool2d) -> nn.AdaptiveAvgPool3d:
+    return nn.AdaptiveAvgPool3d(triple(pool.output_size))
+
+
+@register_twin(nn.AdaptiveMaxPool2d)
+def _adaptive_max_pool(pool: nn.AdaptiveMaxPool2d) -> nn.AdaptiveMaxPool3d:
+    return nn.AdaptiveMaxPool3d(triple(pool.output_size), pool.return_indices)
+
+
+@register_twin(nn.MaxUnpool2d)
+def _max_unpool(unpool: nn.MaxUnpool2d) -> nn.MaxUnpool3d:
+    return nn.MaxUnpool3d(triple(unpool.kernel_size), triple(unpool.stride), triple(unpool.padding))
+
+
+@register_twin(nn.Dropout2d)
+def _dropout(dropout: nn.Dropout2d) -> nn.Dropout3d:
+    return nn.Dropout3d(dropout.p, dropout.inplace)
+
+
+@register_twin(nn.ZeroPad2d)
+def _zero_pad(pad: nn.ZeroPad2d) -> nn.ZeroPad3d:
+    return _pad(pad, nn.ZeroPad3d)
+
+
+@register_twin(nn.ConstantPad2d)
+def _constant_pad(pad: nn.ConstantPad2d) -> nn.ConstantPad3d:
+    return _pad(pad, nn.ConstantPad3d, pad.value)
+
+
+@register_twin(*_PADS_3D)
+def _other_pad(pad: nn.Module) -> nn.Module:
+    return _pad(pad, next(_PADS_3D[cls] for cls in type(pad).__mro__ if cls in _PADS_3D))

@@ -23,7 +23,7 @@ _PREFIXES = ("_orig_mod.", "module.")
 @dataclass
 class CheckpointFile:
     """One read of a checkpoint file: its tensors (unwrapped, prefixes stripped) and what describes them
-    (``.safetensors`` metadata strings, or a ``.pt`` dict's ``"arch"`` entry)."""
+    (``.safetensors`` metadata strings, or a ``.pt`` dict's ``"arch"`` and ``"preprocessing"`` entries)."""
 
     state: dict[str, torch.Tensor]
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -78,7 +78,7 @@ def read_checkpoint(path: str | Path) -> CheckpointFile:
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     else:
         obj = torch_load(path)
-        metadata = {"arch": obj["arch"]} if isinstance(obj, dict) and "arch" in obj else {}
+        metadata = {k: obj[k] for k in ("arch", "preprocessing") if isinstance(obj, dict) and k in obj}
     return CheckpointFile(unwrap_state(obj, str(path)), metadata)
 
 

@@ -8,7 +8,6 @@ model (images) and the 3D model (volumes).
 from __future__ import annotations
 
 import math
-import sys
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,15 +42,18 @@ class PadSame(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}, value={self.value}"
 
 
-def same_padded_types() -> tuple[type, ...]:
-    """timm's dynamically ``"SAME"``-padded conv and pool classes; ``()`` when timm has not been imported (a
-    model cannot hold them then)."""
-    if "timm" not in sys.modules:
-        return ()
-    from timm.layers import AvgPool2dSame, Conv2dSame
-    from timm.layers.pool2d_same import MaxPool2dSame
+_SAME_PADDED: list[type[nn.Module]] = []
 
-    return (Conv2dSame, MaxPool2dSame, AvgPool2dSame)
+
+def register_same_padded(*types: type[nn.Module]) -> None:
+    """Register 2D conv and pool classes that pad ``"SAME"`` in ``forward`` (timm's ``Conv2dSame``, ...): the
+    converters wrap them in :class:`PadSame` (:mod:`crossd.convert.timm_layers` registers timm's)."""
+    _SAME_PADDED.extend(t for t in types if t not in _SAME_PADDED)
+
+
+def same_padded_types() -> tuple[type, ...]:
+    """The registered dynamically ``"SAME"``-padded conv and pool classes (``()`` without timm)."""
+    return tuple(_SAME_PADDED)
 
 
 def wrap_same(old: nn.Module, new: nn.Module) -> PadSame:

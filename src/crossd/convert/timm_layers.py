@@ -1,17 +1,18 @@
-"""3D twins of timm's layers, chosen by type (never by layer name). Imports timm: load it only when timm is.
+"""3D twins of timm's layers, chosen by type (never by layer name), registered with
+:func:`crossd.convert.twins.register_twin`. Imports timm: :mod:`crossd.convert` imports it when timm is installed.
 
 Two kinds of twin:
 
-- *Forward twins* (:data:`FORWARD_TWINS`): a subclass whose only change is a 3D ``forward``; the module's class is
+- *Forward twins*: a subclass whose only change is a 3D ``forward``; the module's class is
   swapped, so parameters, buffers, children and ``state_dict`` keys stay as they are. ``ConvNeXtBlock``
   (channels-last permutes and the ``gamma`` reshape), the squeeze-excite blocks (``SEModule``,
   ``EffectiveSEModule``, EfficientNet's ``SqueezeExcite``: a mean over all three spatial axes), the
   avg+max adaptive pools, and, renamed only, ``SelectAdaptivePool2d`` and ``MixedConv2d`` (dimension-agnostic
   forwards over children that become 3D).
-- *Layer twins* (:func:`timm_layer_to_3d`): ``BatchNormAct2d`` -> :class:`BatchNormAct3d` (keeps its
+- *Layer twins*: ``BatchNormAct2d`` -> :class:`BatchNormAct3d` (keeps its
   activation and drop layer), ``LayerNorm2d``/``LayerNorm2dFp32`` -> :class:`~crossd.convert.LayerNorm3d`, and
   the fast global pools (their reduced axes widened to the volume's). ``Conv2dSame``, ``MaxPool2dSame`` and
-  ``AvgPool2dSame`` are handled by :mod:`crossd.convert.same_padding`.
+  ``AvgPool2dSame`` are registered as ``"SAME"``-padded layers of :mod:`crossd.convert.same_padding`.
 
 Dimension-agnostic timm layers need no twin: ``DropPath`` (a per-sample mask of shape ``(N, 1, ..., 1)``),
 activations, ``ConvMlp``
@@ -23,7 +24,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import BatchNormAct2d, EffectiveSEModule, LayerNorm2d, MixedConv2d, SelectAdaptivePool2d, SEModule
+from timm.layers import (
+    AvgPool2dSame,
+    BatchNormAct2d,
+    Conv2dSame,
+    EffectiveSEModule,
+    LayerNorm2d,
+    MixedConv2d,
+    SelectAdaptivePool2d,
+    SEModule,
+)
 from timm.layers.adaptive_avgmax_pool import (
     AdaptiveAvgMaxPool2d,
     AdaptiveCatAvgMaxPool2d,
@@ -33,16 +43,20 @@ from timm.layers.adaptive_avgmax_pool import (
     FastAdaptiveMaxPool,
 )
 from timm.layers.norm import LayerNorm2dFp32
+from timm.layers.pool2d_same import MaxPool2dSame
 from timm.models._efficientnet_blocks import SqueezeExcite
 from timm.models.convnext import ConvNeXtBlock
 from torch import Tensor, nn
 
 from crossd.convert.layers_3d import copy_state, layer_norm_to_3d
+from crossd.convert.same_padding import register_same_padded
+from crossd.convert.twins import register_twin
 from crossd.ops.conv import triple
 
 _SPATIAL = (2, 3, 4)
 
 
+@register_twin(ConvNeXtBlock)
 class ConvNeXtBlock3d(ConvNeXtBlock):
     """timm's ``ConvNeXtBlock`` on volumes ``(N, C, D, H, W)``: channels-last is ``(N, D, H, W, C)``."""
 
@@ -58,6 +72,7 @@ class ConvNeXtBlock3d(ConvNeXtBlock):
         return self.drop_path(x) + self.shortcut(shortcut)
 
 
+@register_twin(SEModule)
 class SEModule3d(SEModule):
     """timm's ``SEModule`` squeezing over all three spatial axes of ``(N, C, D, H, W)``."""
 
@@ -69,6 +84,7 @@ class SEModule3d(SEModule):
         return x * self.gate(x_se)
 
 
+@register_twin(EffectiveSEModule)
 class EffectiveSEModule3d(EffectiveSEModule):
     """timm's ``EffectiveSEModule`` squeezing over all three spatial axes of ``(N, C, D, H, W)``."""
 
@@ -79,6 +95,7 @@ class EffectiveSEModule3d(EffectiveSEModule):
         return x * self.gate(self.fc(x_se))
 
 
+@register_twin(SqueezeExcite)
 class SqueezeExcite3d(SqueezeExcite):
     """timm EfficientNet's ``SqueezeExcite`` squeezing over all three spatial axes of ``(N, C, D, H, W)``."""
 
@@ -87,6 +104,7 @@ class SqueezeExcite3d(SqueezeExcite):
         return x * self.gate(x_se)
 
 
+@register_twin(AdaptiveAvgMaxPool2d)
 class AdaptiveAvgMaxPool3d(AdaptiveAvgMaxPool2d):
     """Mean of adaptive average and max pooling of a volume to ``output_size`` (an int or ``(d, h, w)``)."""
 
@@ -95,6 +113,7 @@ class AdaptiveAvgMaxPool3d(AdaptiveAvgMaxPool2d):
         return 0.5 * (F.adaptive_avg_pool3d(x, size) + F.adaptive_max_pool3d(x, size))
 
 
+@register_twin(AdaptiveCatAvgMaxPool2d)
 class AdaptiveCatAvgMaxPool3d(AdaptiveCatAvgMaxPool2d):
     """Adaptive average and max pooling of a volume, concatenated over channels."""
 
@@ -103,26 +122,17 @@ class AdaptiveCatAvgMaxPool3d(AdaptiveCatAvgMaxPool2d):
         return torch.cat((F.adaptive_avg_pool3d(x, size), F.adaptive_max_pool3d(x, size)), 1)
 
 
+@register_twin(SelectAdaptivePool2d)
 class SelectAdaptivePool3d(SelectAdaptivePool2d):
     """timm's ``SelectAdaptivePool2d`` whose pool and flatten children have been made 3D (same ``forward``)."""
 
 
+@register_twin(MixedConv2d)
 class MixedConv3d(MixedConv2d):
     """timm's ``MixedConv2d`` whose convolutions have been made 3D (same, channel-splitting ``forward``)."""
 
 
-FORWARD_TWINS: dict[type[nn.Module], type[nn.Module]] = {
-    ConvNeXtBlock: ConvNeXtBlock3d,
-    SEModule: SEModule3d,
-    EffectiveSEModule: EffectiveSEModule3d,
-    SqueezeExcite: SqueezeExcite3d,
-    AdaptiveAvgMaxPool2d: AdaptiveAvgMaxPool3d,
-    AdaptiveCatAvgMaxPool2d: AdaptiveCatAvgMaxPool3d,
-    SelectAdaptivePool2d: SelectAdaptivePool3d,
-    MixedConv2d: MixedConv3d,
-}
-
-
+@register_twin(BatchNormAct2d)
 class BatchNormAct3d(nn.BatchNorm3d):
     """``BatchNorm3d`` followed by the drop and activation layers of a timm ``BatchNormAct2d``."""
 
@@ -140,6 +150,7 @@ _FAST_POOL_AXES = {(2, 3): ((2, 3, 4), 1), (1, 2): ((1, 2, 3), 4)}
 _FAST_POOLS = (FastAdaptiveAvgPool, FastAdaptiveMaxPool, FastAdaptiveAvgMaxPool, FastAdaptiveCatAvgMaxPool)
 
 
+@register_twin(*_FAST_POOLS)
 def _fast_pool_to_3d(pool: nn.Module) -> nn.Module:
     attr = "dim_reduce" if isinstance(pool, FastAdaptiveCatAvgMaxPool) else "dim"
     axes, channel = _FAST_POOL_AXES[tuple(getattr(pool, attr))]
@@ -150,12 +161,5 @@ def _fast_pool_to_3d(pool: nn.Module) -> nn.Module:
     return new
 
 
-def timm_layer_to_3d(module: nn.Module) -> nn.Module | None:
-    """The 3D twin of a timm norm or fast pool, or ``None`` if ``module`` is not one (see the module docstring)."""
-    if isinstance(module, BatchNormAct2d):
-        return BatchNormAct3d(module)
-    if isinstance(module, (LayerNorm2d, LayerNorm2dFp32)):
-        return layer_norm_to_3d(module)
-    if isinstance(module, _FAST_POOLS):
-        return _fast_pool_to_3d(module)
-    return None
+register_twin(LayerNorm2d, LayerNorm2dFp32)(layer_norm_to_3d)
+register_same_padded(Conv2dSame, MaxPool2dSame, AvgPool2dSame)

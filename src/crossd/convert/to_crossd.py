@@ -7,13 +7,14 @@ import copy
 import torch
 from torch import nn
 
-from crossd.convert.inits import init_names
+from crossd.convert.inits import get_init, init_names
 from crossd.convert.kernels import crossd_kernel_from_2d
 from crossd.convert.report import ConversionReport, check_forward, own_forward
 from crossd.convert.same_padding import same_padded_types, wrap_same
 from crossd.convert.walk import replace_modules
 from crossd.errors import SettingsError
 from crossd.nn.crossd_conv import CrossDConv
+from crossd.ops.groups import Granularity, check_granularity
 from crossd.ops.slicing import MODES, check_mode
 
 CROSSD_INITS = init_names("to_crossd")
@@ -33,7 +34,9 @@ def mode_for_kernel(mode: str, kernel_size: int, even_kernels: str) -> str | Non
     return "shift" if even_kernels == "shift" else None
 
 
-def conv2d_to_crossd(conv: nn.Conv2d, mode: str = "rotate", init: str = "random", name: str = "conv") -> CrossDConv:
+def conv2d_to_crossd(
+    conv: nn.Conv2d, mode: str = "rotate", init: str = "random", name: str = "conv", granularity: Granularity = "sample"
+) -> CrossDConv:
     """One ``Conv2d`` as a ``CrossDConv`` with the same hyper-parameters (read from its attributes)."""
     if conv.kernel_size[0] != conv.kernel_size[1]:
         raise SettingsError(f"{name}: Cross-D needs square kernels, got kernel_size={conv.kernel_size}", field="model")
@@ -51,10 +54,12 @@ def conv2d_to_crossd(conv: nn.Conv2d, mode: str = "rotate", init: str = "random"
         groups=conv.groups,
         bias=conv.bias is not None,
         mode=mode,
+        granularity=granularity,
     ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-    if init != "random":
+    kernel = get_init(init, "to_crossd").kernel
+    if kernel is not None:
         with torch.no_grad():
-            new.weight.copy_(crossd_kernel_from_2d(conv.weight.detach(), init, mode))
+            new.weight.copy_(crossd_kernel_from_2d(conv.weight.detach(), kernel, mode))
             if conv.bias is not None:
                 new.bias.copy_(conv.bias)
     return new
@@ -68,6 +73,7 @@ def to_crossd(
     inplace: bool = False,
     example_input: torch.Tensor | None = None,
     return_report: bool = False,
+    granularity: Granularity = "sample",
 ) -> nn.Module | tuple[nn.Module, ConversionReport]:
     """Replace every ``nn.Conv2d`` with a ``CrossDConv`` keeping its hyper-parameters.
 
@@ -91,16 +97,19 @@ def to_crossd(
         example_input: a small image batch ``(N, C, H, W)``; when given, the converted model is run on it (eval
             mode, no gradients) and the module whose forward fails is reported in a warning.
         return_report: also return the :class:`~crossd.convert.report.ConversionReport`.
+        granularity: planes per 2D batch of every new layer: ``"sample"``, ``"batch"`` or an integer ``G``
+            (contiguous groups of ``ceil(B / G)`` samples, per process under ``torchrun``; see
+            :class:`~crossd.nn.CrossDConv`).
 
     Returns:
         The converted model (an ordinary ``nn.Module`` of the same class), and the report when ``return_report``.
     """
-    if init not in CROSSD_INITS:
-        raise SettingsError(f"must be one of {CROSSD_INITS}, got {init!r}", field="init")
+    get_init(init, "to_crossd")
     if mode not in MODES:
         raise SettingsError(f"must be one of {MODES}, got {mode!r}", field="mode")
     if even_kernels not in EVEN_KERNEL_POLICIES:
         raise SettingsError(f"must be one of {EVEN_KERNEL_POLICIES}, got {even_kernels!r}", field="even_kernels")
+    check_granularity(granularity)
     model = model if inplace else copy.deepcopy(model)
     report = ConversionReport()
     same_padded = same_padded_types()
@@ -118,7 +127,7 @@ def to_crossd(
                 report.notes[name] = f"{kind} kernel {module.kernel_size} cannot be {mode!r}: {kept} (even_kernels)"
             if layer_mode is None:
                 return None
-            new = conv2d_to_crossd(module, layer_mode, init, where).train(module.training)
+            new = conv2d_to_crossd(module, layer_mode, init, where, granularity).train(module.training)
             if (dropped := own_forward(module, nn.Conv2d, same_padded)) is not None:
                 report.add_unconverted({name: dropped})
             if isinstance(module, same_padded):

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crossd.convert.kernels import acs_kernel, inflate_kernel
+from crossd.convert.inits import get_init, init_names
 from crossd.convert.same_padding import PadSame
 from crossd.convert.to_3d import to_3d
 from crossd.convert.walk import replace_modules
 from crossd.errors import SettingsError
 from crossd.nn.crossd_conv import CrossDConv
 
-TWIN_INITS = ("crossd", "i3d", "acs")
+TWIN_INITS = init_names("twin")
 
 
 class SharedKernelConv3d(nn.Module):
@@ -42,14 +43,8 @@ class SharedKernelConv3d(nn.Module):
         return F.conv3d(x, self.kernel(conv.weight), conv.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
-        return f"kernel={getattr(self.kernel, '__name__', self.kernel)}, stride={self.stride}, padding={self.padding}"
-
-
-def _inflate(weight: Tensor) -> Tensor:
-    return inflate_kernel(weight, weight.shape[-2])
-
-
-_SHARED_KERNELS = {"i3d": _inflate, "acs": acs_kernel}
+        kernel = getattr(self.kernel, "func", self.kernel)  # a KernelInit's kernel with its shape bound
+        return f"kernel={getattr(kernel, '__name__', kernel)}, stride={self.stride}, padding={self.padding}"
 
 
 def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
@@ -66,14 +61,12 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
             ``ACSConv3d`` or, for the layers ``to_3d`` gives one ``Conv3d``, :class:`SharedKernelConv3d`).
         init: ``"crossd"``, ``"i3d"`` or ``"acs"``.
     """
-    if init not in TWIN_INITS:
-        raise SettingsError(f"must be one of {TWIN_INITS}, got {init!r}", field="init")
+    kernel_init = get_init(init, "twin")
     has_crossd = any(isinstance(m, CrossDConv) for m in model.modules())
-    if has_crossd != (init == "crossd"):
+    if has_crossd != kernel_init.needs_crossd:
         kind = "a Cross-D" if has_crossd else "a regular 2D"
-        raise SettingsError(
-            f"{init!r} does not fit {kind} model; it needs {'crossd' if has_crossd else 'i3d or acs'}", field="init"
-        )
+        fitting = " or ".join(n for n in TWIN_INITS if get_init(n).needs_crossd == has_crossd)
+        raise SettingsError(f"{init!r} does not fit {kind} model; it needs {fitting}", field="init")
     twin = to_3d(model, init=init)
     source = dict(model.named_modules())
     inside_pads = {f"{n}.layer": n for n, m in twin.named_modules() if isinstance(m, PadSame)}
@@ -82,7 +75,7 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
         original = source.get(inside_pads.get(name, name))
         if original is None:
             continue
-        if init in _SHARED_KERNELS and isinstance(original, nn.Conv2d) and isinstance(module, nn.Conv3d):
+        if kernel_init.kernel is not None and isinstance(original, nn.Conv2d) and isinstance(module, nn.Conv3d):
             rebuilt[name] = original
             continue
         for key, param in list(module.named_parameters(recurse=False)):
@@ -97,8 +90,11 @@ def volume_twin(model: nn.Module, init: str = "crossd") -> nn.Module:
         for key, _ in list(module.named_buffers(recurse=False)):
             module._buffers[key] = original._buffers[key]
     if rebuilt:
-        kernel = _SHARED_KERNELS[init]
-        twin = replace_modules(
-            twin, lambda name, m: SharedKernelConv3d(m, rebuilt[name], kernel) if name in rebuilt else None
-        )
+
+        def shared(name: str, module: nn.Module) -> nn.Module | None:
+            if name not in rebuilt:
+                return None
+            return SharedKernelConv3d(module, rebuilt[name], partial(kernel_init.kernel, shape=module.weight.shape))
+
+        twin = replace_modules(twin, shared)
     return twin

@@ -22,11 +22,13 @@ from torchvision import datasets, transforms
 
 from crossd.data.checks import check_finite
 from crossd.data.npz import ArraySplit, load_npz
+from crossd.data.preprocessing import NORMALIZATION, scale_to_unit
 from crossd.errors import DataError, SettingsError
 
 DATASET_KINDS = ("imagefolder", "medmnist")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+PRETRAIN_NORMALIZATION = "imagenet"
+"""The normalisation of pretraining (recorded in its checkpoints: :class:`crossd.data.preprocessing.Preprocessing`)."""
+IMAGENET_MEAN, IMAGENET_STD = NORMALIZATION[PRETRAIN_NORMALIZATION]
 
 
 @dataclass
@@ -85,13 +87,13 @@ class ArrayImageDataset(Dataset):
         return (self.transform(image) if self.transform else image), int(self.labels[index])
 
 
-def _as_uint8(images: np.ndarray) -> np.ndarray:
-    """uint8 images unchanged; anything else min-max scaled over the whole array to ``0..255``."""
-    if images.dtype == np.uint8:
+def _as_uint8(images: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
+    """``images`` clipped to ``window`` and scaled to ``0..255`` when one is given; else uint8 images unchanged and
+    anything else min-max scaled over the whole array to ``0..255``."""
+    if window is None and images.dtype == np.uint8:
         return images
-    lo, hi = float(images.min()), float(images.max())
-    scaled = (images.astype(np.float32) - lo) / (hi - lo if hi > lo else 1.0)
-    return np.round(scaled * 255).astype(np.uint8)
+    lo, hi = window if window is not None else (float(images.min()), float(images.max()))
+    return np.round(scale_to_unit(images, lo, hi if hi > lo else lo + 1.0) * 255).astype(np.uint8)
 
 
 def read_rgb(path: str | Path) -> Image.Image:
@@ -143,10 +145,15 @@ def load_image_folders(root: str | Path, train_transform: Callable, eval_transfo
 
 
 def load_medmnist(
-    path: str | Path, train_transform: Callable, eval_transform: Callable, num_classes: int | None = None
+    path: str | Path,
+    train_transform: Callable,
+    eval_transform: Callable,
+    num_classes: int | None = None,
+    window: tuple[float, float] | None = None,
 ) -> ImageSplits:
     """A MedMNIST 2D ``.npz`` (``train_*``, ``val_*``, optional ``test_*``) as in-memory datasets; images may be
-    stored ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` (read as 2D, :func:`crossd.data.load_npz`)."""
+    stored ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` (read as 2D, :func:`crossd.data.load_npz`) and are
+    clipped to ``window`` and scaled to 8 bits when one is given."""
     data = load_npz(path, spatial_dims=2, num_classes=num_classes)
     missing = [s for s in ("train", "val") if s not in data.splits]
     if missing:
@@ -159,7 +166,7 @@ def load_medmnist(
     def dataset(split: ArraySplit, transform: Callable) -> ArrayImageDataset:
         images = np.moveaxis(data.layout.channels_first(split.images), 1, -1)  # (N, H, W, C) for PIL
         images = images[..., 0] if images.shape[-1] == 1 else images
-        return ArrayImageDataset(_as_uint8(images), split.labels, transform)
+        return ArrayImageDataset(_as_uint8(images, window), split.labels, transform)
 
     test = data.splits.get("test")
     return ImageSplits(
@@ -187,11 +194,13 @@ def load_image_splits(
     val_crop_size: int = 224,
     train_crop_scale: tuple[float, float] = (0.08, 1.0),
     num_classes: int | None = None,
+    window: tuple[float, float] | None = None,
 ) -> ImageSplits:
     """Train/val(/test) datasets of an image folder or a MedMNIST 2D ``.npz`` with the reference transforms.
 
     ``num_classes``: the class count of an ``.npz`` (default: its distinct labels, which must
-    be ``0..C-1``) or the number of class folders an image folder must have.
+    be ``0..C-1``) or the number of class folders an image folder must have. ``window``: ``(low, high)`` intensity
+    window of an ``.npz`` (:mod:`crossd.data.preprocessing`); image folders hold 8-bit images and refuse one.
 
     Raises a one-line :class:`~crossd.errors.DataError` (:class:`~crossd.errors.SettingsError` for an unknown
     ``dataset``) for a missing or empty path, fewer than two classes,
@@ -201,7 +210,9 @@ def load_image_splits(
         raise SettingsError("is empty", field="data_path")
     train_tf, eval_tf = classification_transforms(train_crop_size, val_resize_size, val_crop_size, train_crop_scale)
     if detect_dataset_kind(data_path, dataset) == "medmnist":
-        return load_medmnist(data_path, train_tf, eval_tf, num_classes)
+        return load_medmnist(data_path, train_tf, eval_tf, num_classes, window)
+    if window is not None:
+        raise SettingsError("applies to .npz data (and volumes), not to image folders of 8-bit images", field="window")
     splits = load_image_folders(data_path, train_tf, eval_tf)
     if num_classes is not None and num_classes != len(splits.classes):
         raise DataError(

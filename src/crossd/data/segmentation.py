@@ -6,8 +6,8 @@
   (0), grey matter (1) or white matter (2) by the larger of ``1 - gm - wm``, ``gm`` and ``wm`` (nilearn's
   GM/WM probability maps). Blocks of one template are correlated: a demo and test set, not a benchmark.
 
-Arrays follow ``docs/conventions.md``: volumes ``(D, H, W)``; NIfTI ``(x, y, z)`` arrays are transposed to
-``(z, y, x)``.
+Volumes are ``(D, H, W)`` in the orientation rule of :mod:`crossd.data.orientation` (``docs/conventions.md``):
+RAS+ canonical, the ``slice_axis`` plane (axial by default) as ``(H, W)``; image and label get the same layout.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crossd.data.volumes import read_nifti
+from crossd.data.orientation import layout_affine, oriented
+from crossd.data.volumes import mixed_shapes_error, read_nifti
 from crossd.errors import DataError, SettingsError
 from crossd.io import atomic_write, save_text
 
@@ -51,12 +52,15 @@ def _resize(volume: np.ndarray, size: int | None, mode: str) -> np.ndarray:
     return F.interpolate(tensor, size=(size,) * 3, mode=mode, **kwargs)[0, 0].numpy()
 
 
-def _to_dhw(volume: np.ndarray) -> np.ndarray:
-    """A nibabel ``(x, y, z)`` array as ``(z, y, x)`` = ``(D, H, W)``."""
-    return np.ascontiguousarray(np.transpose(volume, (2, 1, 0)))
+def _grey(path: Path, slice_axis: str) -> np.ndarray:
+    """A one-channel NIfTI volume as ``(D, H, W)``."""
+    volume = read_nifti(path, slice_axis)
+    if volume.shape[0] != 1:
+        raise DataError(f"{path}: segmentation needs one-channel volumes, got {volume.shape[0]} channels")
+    return volume[0]
 
 
-def load_segmentation_csv(path: str | Path, size: int | None = None) -> SegmentationSet:
+def load_segmentation_csv(path: str | Path, size: int | None = None, slice_axis: str = "axial") -> SegmentationSet:
     """Image/label NIfTI pairs from a CSV with ``image`` and ``label`` columns; classes ``0..max label``."""
     path = Path(path)
     if not path.is_file():
@@ -67,8 +71,8 @@ def load_segmentation_csv(path: str | Path, size: int | None = None) -> Segmenta
         raise DataError(f"{path}: needs a header with 'image' and 'label' columns and at least one row")
     images, labels = [], []
     for row in rows:
-        image = _to_dhw(read_nifti(path.parent / row["image"])[0])
-        label = _to_dhw(read_nifti(path.parent / row["label"])[0])
+        image = _grey(path.parent / row["image"], slice_axis)
+        label = _grey(path.parent / row["label"], slice_axis)
         if image.shape != label.shape:
             raise DataError(f"{path}: {row['image']} {image.shape} and {row['label']} {label.shape} differ in shape")
         if np.any(label < 0) or np.any(label != np.round(label)):
@@ -77,27 +81,31 @@ def load_segmentation_csv(path: str | Path, size: int | None = None) -> Segmenta
         labels.append(_resize(label, size, "nearest"))
     shapes = sorted({im.shape for im in images})
     if len(shapes) > 1:
-        raise DataError(
-            f"{path}: volumes differ in shape ({shapes[0]} vs {shapes[-1]}); give one to resize to", field="size"
-        )
+        raise mixed_shapes_error(path, shapes[0], shapes[-1])
     stacked = np.stack(labels).astype(np.int64)
     classes = [str(c) for c in range(int(stacked.max()) + 1)]
     return SegmentationSet(np.stack(images)[:, None].astype(np.float32), stacked, classes)
 
 
-@functools.lru_cache(maxsize=2)
-def _mni152(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=6)
+def _mni152(resolution: int, slice_axis: str) -> tuple[np.ndarray, np.ndarray]:
+    """The template ``(D, H, W)`` float32 and its labels ``(D, H, W)`` int64 in the layout of ``slice_axis``."""
     from nilearn import datasets
 
-    t1 = datasets.load_mni152_template(resolution=resolution).get_fdata()
-    grey = datasets.load_mni152_gm_template(resolution=resolution).get_fdata()
-    white = datasets.load_mni152_wm_template(resolution=resolution).get_fdata()
+    t1, grey, white = (
+        oriented(load(resolution=resolution), slice_axis)[0]
+        for load in (
+            datasets.load_mni152_template,
+            datasets.load_mni152_gm_template,
+            datasets.load_mni152_wm_template,
+        )
+    )
     labels = np.argmax(np.stack([1.0 - grey - white, grey, white]), axis=0)
-    return _to_dhw(t1.astype(np.float32)), _to_dhw(labels.astype(np.int64))
+    return t1, labels.astype(np.int64)
 
 
 def mni152_blocks(
-    block: int = 24, stride: int | None = None, resolution: int = 2, min_tissue: float = 0.3
+    block: int = 24, stride: int | None = None, resolution: int = 2, min_tissue: float = 0.3, slice_axis: str = "axial"
 ) -> SegmentationSet:
     """Cubic blocks ``block^3`` of the MNI152 T1 template with grey/white-matter labels (see module doc).
 
@@ -106,10 +114,11 @@ def mni152_blocks(
         stride: distance between block origins (default ``block``: no overlap).
         resolution: template resolution in mm (1 or 2).
         min_tissue: keep blocks whose grey + white fraction is at least this.
+        slice_axis: the template's plane that becomes ``(H, W)`` (:mod:`crossd.data.orientation`).
     """
     if resolution not in (1, 2):
         raise SettingsError(f"must be 1 or 2 (mm), got {resolution}", field="resolution")
-    t1, labels = _mni152(resolution)
+    t1, labels = _mni152(resolution, slice_axis)
     stride = stride or block
     images, targets = [], []
     for d in range(0, t1.shape[0] - block + 1, stride):
@@ -125,9 +134,9 @@ def mni152_blocks(
 
 
 def write_segmentation_csv(data: SegmentationSet, output_dir: str | Path) -> Path:
-    """Save every pair as ``image_<i>.nii.gz``/``label_<i>.nii.gz`` (1 mm identity affine) plus ``pairs.csv``;
-    returns the CSV path. The inverse of :func:`load_segmentation_csv` (arrays transposed back to ``(x, y, z)``).
-    """
+    """Save every pair as ``image_<i>.nii.gz``/``label_<i>.nii.gz`` (1 mm voxels, the axial layout's affine
+    :func:`~crossd.data.orientation.layout_affine`) plus ``pairs.csv``; returns the CSV path. The inverse of
+    :func:`load_segmentation_csv` with the default ``slice_axis``."""
     import nibabel as nib
 
     out = Path(output_dir)
@@ -135,14 +144,14 @@ def write_segmentation_csv(data: SegmentationSet, output_dir: str | Path) -> Pat
     lines = ["image,label"]
     for i, (image, label) in enumerate(zip(data.images[:, 0], data.labels, strict=True)):
         for name, array in ((f"image_{i:03d}.nii.gz", image), (f"label_{i:03d}.nii.gz", label.astype(np.int16))):
-            payload = gzip.compress(nib.Nifti1Image(np.transpose(array, (2, 1, 0)), np.eye(4)).to_bytes())
+            payload = gzip.compress(nib.Nifti1Image(np.ascontiguousarray(array), layout_affine()).to_bytes())
             atomic_write(out / name, lambda p, payload=payload: p.write_bytes(payload))
         lines.append(f"image_{i:03d}.nii.gz,label_{i:03d}.nii.gz")
     return save_text("\n".join(lines) + "\n", out / "pairs.csv")
 
 
-def load_segmentation(data: str | Path, size: int | None = None) -> SegmentationSet:
+def load_segmentation(data: str | Path, size: int | None = None, slice_axis: str = "axial") -> SegmentationSet:
     """``"mni152"`` (the template's blocks, :func:`mni152_blocks` defaults) or an ``image,label`` CSV."""
     if str(data) == "mni152":
-        return mni152_blocks()
-    return load_segmentation_csv(data, size)
+        return mni152_blocks(slice_axis=slice_axis)
+    return load_segmentation_csv(data, size, slice_axis)

@@ -1,4 +1,4 @@
-"""``crossd demo``: the whole Cross-D idea end to end on real MRI, on a laptop CPU in minutes.
+"""``crossd demo``: the whole Cross-D idea end to end on real MRI, on a CPU (measured run time: README).
 
 - :mod:`crossd.demo.data`: the tissue-classification sets built from nilearn's MNI152 template.
 - :mod:`crossd.demo.run`: :func:`run_demo`, pretraining, transfer, evaluation and figures in one folder.

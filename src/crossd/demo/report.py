@@ -371,9 +371,10 @@ def _filters_section(summary: dict) -> list[str]:
     ]
     pictures = (
         f"`{f['kernel3d']}` draws the 12 strongest (most energy) Cross-D `conv1` kernels as depth slices, the "
-        "centre one marked 0°, beside the regular network's 12 strongest 2D kernels (I3D repeats those at every "
-        f"depth, ACS uses them in three orthogonal planes); `{f['filters']}` animates the 16 Cross-D kernels that "
-        "change most as the plane turns about each kernel axis through ±45°, the range the heads may use. Each "
+        "centre one marked 0°, beside the regular network's 2D kernels of the same channels `#k` (I3D repeats "
+        f"those at every depth, ACS uses them in three orthogonal planes); `{f['filters']}` animates the 16 Cross-D "
+        "kernels that change most as the plane turns about each kernel axis through ±45°, the range the heads may use. "
+        "Each "
         "kernel is scaled to its own peak (white positive, black negative). `crossd viz kernel3d --grey` and "
         "`crossd viz filters --grey` draw them for any checkpoint."
     )
@@ -425,8 +426,21 @@ def _read_first_section(summary: dict) -> list[str]:
             "",
             *shipped_study_table().strip().splitlines(),
             "",
+            STUDY7_NOTE,
+            "",
         ]
     return [*lines, *_study_table(study)]
+
+
+STUDY7_NOTE = (
+    "The crossd README's multi-seed table (study 7, ResNet-18, `bn` column) is the same setting run again: the "
+    "same network, budget, probe and seeds, on 2026-12-03 with the code of then (commit `4714a57`), against this "
+    "table's run of 2026-11-25 (commit `e652cb7`). Its arms differ from these by up to 2.1 points (ACS 52.2 % "
+    "there, 53.6 % here; `shift` 46.4 % and 48.5 %), within what two runs of one study differ by (up to 3.2 "
+    'points; study 7\'s "Two runs of the same study" in `docs/experiments.md`), and both runs reach the same '
+    "conclusions."
+)
+"""Where the README's study 7 table and this report's study 6 table meet, and why their numbers differ."""
 
 
 def shipped_study_table() -> str:

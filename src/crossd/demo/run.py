@@ -1,4 +1,4 @@
-"""``run_demo``: the whole Cross-D idea end to end on real MRI, on a laptop CPU in minutes.
+"""``run_demo``: the whole Cross-D idea end to end on real MRI, on a CPU (measured run time: README).
 
 1. Build the tissue-classification sets from nilearn's MNI152 template (:mod:`crossd.demo.data`).
 2. Pretrain a Cross-D ResNet-18 and a regular ResNet-18 on the 2D set (:func:`crossd.train.pretrain`), and, with
@@ -32,12 +32,12 @@ import numpy as np
 import torch
 
 import crossd
+from crossd.convert.inits import get_init
 from crossd.data.segmentation import mni152_blocks
 from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
 from crossd.demo.report import accuracy_plot, evaluate_command, read_log, report_markdown, training_curves
 from crossd.errors import DataError, OutputError, SettingsError
 from crossd.evaluate import EvaluateConfig, evaluate
-from crossd.evaluate.config import SLICE_INITS
 from crossd.evaluate.segmentation import SegmentationConfig, evaluate_segmentation
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import plain_json, save_json, save_text
@@ -100,7 +100,7 @@ class DemoConfig:
     Attributes:
         output_dir: everything is written here (data in ``data/``, pretraining runs in ``pretrain-<conv>/``,
             the evaluation in ``evaluate/``, the report and figures at the top).
-        quick: a smoke-test sized run (tiny sets, one epoch, two folds): under 2 minutes.
+        quick: a smoke-test sized run (tiny sets, one epoch, two folds).
         folds, repeats, epochs: the evaluation's cross-validation and epochs per fold
             (``--folds 5 --repeats 3 --epochs 100`` is the full ``bn`` protocol).
         pretrain_epochs, pretrain_batch_size, lr: the 2D pretraining of both networks.
@@ -116,8 +116,8 @@ class DemoConfig:
             constants stay the protocol's).
         volumes: also pretrain both networks with hybrid 2D+3D training on the left-hemisphere volumes
             (``crossd+volumes``, the best Cross-D setting of ``docs/experiments.md``, and its fair baseline
-            ``acs+volumes``); off by default: it more than doubles the pretraining time (about 13 minutes in all
-            on 2 CPU cores instead of 5).
+            ``acs+volumes``); off by default: it more than doubles the pretraining time (measured run times:
+            README).
         study: a ``study.json`` written by ``benchmarks/transfer_study.py``; the report shows its multi-seed table
             beside this run's (without one it points to the study in ``docs/experiments.md``).
         baselines: ``"default"`` (I3D, ACS, random) or ``"all"`` (also :data:`EXTRA_TRANSFERS`: ``slices`` and
@@ -304,7 +304,7 @@ def margins(results: dict) -> dict[str, dict[str, dict]]:
 
 def encoder_methods(methods: list) -> list:
     """The methods with a 3D encoder to segment with: slice aggregation (``slices``) has none."""
-    return [m for m in methods if m[0] not in SLICE_INITS]
+    return [m for m in methods if get_init(m[0]).segmentation]
 
 
 def read_study(path: str | Path) -> dict:

@@ -21,11 +21,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from crossd.data.volumes import SampleSet, load_samples
-from crossd.errors import DataError
+from crossd.errors import DataError, SettingsError
 from crossd.evaluate.config import EvaluateConfig
-from crossd.evaluate.folds import Split, paper_splits, stratified_splits
+from crossd.evaluate.folds import Split, official_splits, paper_splits, stratified_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
-from crossd.evaluate.methods import Method, build_network, new_layers, replace_head
+from crossd.evaluate.methods import Method, build_network, new_layers, replace_head, resolve_preprocessing
 from crossd.evaluate.protocols import Schedule, recalibrate_batchnorm
 from crossd.evaluate.stats import summarize
 from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
@@ -46,8 +46,11 @@ RESUME_KEYS = (
     "batch_size",
     "lr",
     "normalize",
+    "window",
     "seed",
     "size",
+    "slice_axis",
+    "split",
     "spatial_dims",
     "num_classes",
     "image_size",
@@ -60,12 +63,24 @@ RESUME_KEYS = (
 )
 
 
-def make_splits(cfg: EvaluateConfig, labels: np.ndarray) -> list[Split]:
-    """The run's folds: the authors' KFold seeds for ``paper``, stratified folds seeded by ``cfg.seed`` else."""
+def make_splits(cfg: EvaluateConfig, labels: np.ndarray, official_test: np.ndarray | None = None) -> list[Split]:
+    """The run's folds: the authors' KFold seeds for ``paper``, stratified folds seeded by ``cfg.seed`` else. With
+    ``cfg.split == "official"``, ``official_test`` (the data's own test indices) is every job's test set and the
+    folds of the other samples give training and validation (:func:`crossd.evaluate.folds.official_splits`, with
+    the same seeds: ``paper`` unstratified from ``split_seed_base + seed + 1``)."""
     folds, repeats, c = cfg.resolved("folds"), cfg.resolved("repeats"), cfg.constants
     if len(labels) < folds:
         raise DataError(f"{folds} is too many for {len(labels)} samples", field="folds")
-    if cfg.protocol == "paper":
+    if cfg.split == "official":
+        if official_test is None or len(official_test) == 0:
+            raise SettingsError(
+                f"official needs a MedMNIST .npz with a test split (test_images, test_labels); {cfg.data} has none",
+                field="split",
+            )
+        paper = cfg.protocol == "paper"
+        seed = c.split_seed_base + cfg.seed + 1 if paper else cfg.seed
+        splits = official_splits(labels, official_test, folds, repeats, seed, stratify=not paper)
+    elif cfg.protocol == "paper":
         splits = paper_splits(len(labels), folds, repeats, c.split_seed_base + cfg.seed, c.val_fraction)
     else:
         splits = stratified_splits(labels, folds, repeats, cfg.seed, c.val_fraction)
@@ -105,6 +120,7 @@ class Classification(Task):
 
     def __init__(self, cfg: EvaluateConfig):
         cfg.validate()
+        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
         super().__init__(cfg)
 
     def settings(self) -> dict:
@@ -119,9 +135,9 @@ class Classification(Task):
 
     def load(self) -> None:
         cfg = self.cfg
-        self.samples = samples = load_samples(cfg.data, cfg.size, cfg.spatial_dims, cfg.num_classes)
-        self.splits = make_splits(cfg, samples.labels)
-        self.bounds = intensity_bounds(samples.images, cfg.constants.scaling)
+        self.samples = samples = load_samples(cfg.data, cfg.size, cfg.spatial_dims, cfg.num_classes, cfg.slice_axis)
+        self.splits = make_splits(cfg, samples.labels, samples.split_indices.get("test"))
+        self.bounds = intensity_bounds(samples.images, cfg.constants.scaling, cfg.window)
         self.data_record = {
             "path": str(cfg.data),
             "samples": len(samples.labels),
@@ -131,6 +147,8 @@ class Classification(Task):
             "spatial_dims": samples.spatial_dims,
             "shape": list(samples.images.shape[1:]),
         }
+        if cfg.split == "official":
+            self.data_record["test_samples"] = len(self.splits[0].test)  # the same test set in every job
 
     def build(self, method: Method) -> tuple[nn.Module, dict]:
         cfg = self.cfg
@@ -177,6 +195,7 @@ class Classification(Task):
         test = predict(model, loaders["test"], info, precision)
         return {
             **classification_metrics(test.targets, test.topk[:, 0]),
+            "predicted_classes": len(np.unique(test.topk[:, 0])),
             "best_epoch": best_epoch,
             "n_train": len(split.train),
             "n_val": len(split.val),
@@ -200,8 +219,9 @@ def evaluate(cfg: EvaluateConfig, shard: tuple[int, int] | None = None) -> dict:
 
     Returns the ``results.json`` dictionary: ``{"task", "args", "data", "results": [{"method", "init",
     "checkpoint", "loading", "accuracy_mean", "accuracy_std", ... , "folds": [{"repeat", "fold", "accuracy",
-    "f1_macro", "balanced_accuracy", "precision_macro", "recall_macro", "best_epoch", "n_train", "n_val",
-    "n_test", "history": {"train_loss", "val_loss", "val_accuracy", "lr"}}]}], "comparisons", "complete",
+    "f1_macro", "balanced_accuracy", "precision_macro", "recall_macro", "predicted_classes" (distinct classes
+    among the test predictions), "best_epoch", "n_train", "n_val", "n_test", "history": {"train_loss",
+    "val_loss", "val_accuracy", "lr"}}]}], "comparisons", "complete",
     "not_reported"}``.
     """
     return run_kfold(Classification(cfg), shard)

@@ -5,25 +5,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from crossd.convert.inits import init_names
+from crossd.convert.inits import get_init, init_names
+from crossd.data.orientation import check_slice_axis
+from crossd.data.preprocessing import check_window, normalization_name
 from crossd.errors import SettingsError
 from crossd.models.slice_model import POOLS
 
 PROTOCOLS = ("bn", "linear", "finetune", "paper")
+SPLITS = ("kfold", "official")
+"""``kfold``: folds over all samples (a file's own splits pooled); ``official``: a MedMNIST ``.npz``'s test split is
+the test set of every job, the folds of train + val give training and validation (:func:`crossd.evaluate.folds.
+official_splits`)."""
 MethodEntry = tuple[str, str | Path | None] | tuple[str, str | Path | None, str]
 """A compared method: ``(init, checkpoint or None)``, or ``(init, checkpoint, label)`` to name it in the results."""
-SLICE_INITS = {"slices": "d", "slices3": "dhw"}
-"""Slice aggregation (:class:`crossd.models.SliceModel` of the 2D network, 3D data only): init -> axes sliced."""
-INITS = (*init_names("to_3d"), "regular2d", *SLICE_INITS)  # regular2d: the plain 2D network, on 2D data
-INITS_2D = ("crossd", "regular2d", "random")
-
-# Normalisation constants per channel (grey inputs are repeated to 3 channels). For volumes the authors use the
-# channel means of these (ImageNet 0.449 / 0.226), which is what repeating a grey volume and normalising gives.
-NORMALIZATION = {
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "radimagenet": ((0.3162, 0.3162, 0.3162), (0.3213, 0.3213, 0.3213)),
-    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
+INITS = init_names("evaluate")
+INITS_2D = tuple(name for name in INITS if 2 in get_init(name).spatial_dims)
+DEFAULT_NORMALIZATION = "radimagenet"
+"""The normalisation when the checkpoints record none, or disagree (constants:
+:data:`crossd.data.preprocessing.NORMALIZATION`; for volumes the authors use the channel means, ImageNet
+0.449 / 0.226, which is what repeating a grey volume gives)."""
 
 
 @dataclass
@@ -82,7 +82,15 @@ class EvaluateConfig:
         data: ``.npz``, ``path,label`` CSV, or folder (see :mod:`crossd.data.volumes`).
         methods: ``(init, checkpoint or None[, label])`` entries (:data:`MethodEntry`); all share the folds.
         protocol: ``bn``, ``linear``, ``finetune`` or ``paper``.
+        normalize: a key of :data:`crossd.data.preprocessing.NORMALIZATION` (``none``, the old name of ``minmax``,
+            warns); ``None`` takes the one the checkpoints record, else :data:`DEFAULT_NORMALIZATION` (see
+            :func:`crossd.evaluate.methods.resolve_preprocessing`, which warns when a given one differs).
+        window: ``(low, high)``: clip intensities to it and scale it to ``[0, 1]`` instead of min-max scaling
+            (CT: Hounsfield windows such as ``(-1000, 400)``); ``None`` takes the checkpoints' as ``normalize`` does.
         size: resize every sample to ``size`` per spatial axis (needed when sample shapes differ).
+        slice_axis: the anatomical plane of NIfTI/DICOM volumes that becomes ``(H, W)``: ``axial`` (default),
+            ``coronal`` or ``sagittal`` (:mod:`crossd.data.orientation`).
+        split: ``kfold`` (default) or ``official`` (see :data:`SPLITS`).
         image_size: 2D crop size for protocol ``paper`` (default 224); ignored for volumes.
         align: ``shift``-mode Cross-D kernels rolled to centre their angle-0 slice.
         arch: torchvision name for checkpoints without crossd metadata (default resnet18).
@@ -106,9 +114,12 @@ class EvaluateConfig:
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
-    normalize: str = "radimagenet"
+    normalize: str | None = None
+    window: tuple[float, float] | None = None
     seed: int = 0
     size: int | None = None
+    slice_axis: str = "axial"
+    split: str = "kfold"
     spatial_dims: int | None = None
     num_classes: int | None = None
     image_size: int | None = None
@@ -128,13 +139,16 @@ class EvaluateConfig:
         """One-line :class:`~crossd.errors.SettingsError` for choices outside the known sets."""
         if self.protocol not in PROTOCOLS:
             raise SettingsError(f"must be one of {PROTOCOLS}, got {self.protocol!r}", field="protocol")
-        if self.normalize not in NORMALIZATION:
-            raise SettingsError(f"must be one of {tuple(NORMALIZATION)}, got {self.normalize!r}", field="normalize")
+        if self.normalize is not None:
+            self.normalize = normalization_name(self.normalize)
+        self.window = check_window(self.window)
+        check_slice_axis(self.slice_axis)
+        if self.split not in SPLITS:
+            raise SettingsError(f"must be one of {SPLITS}, got {self.split!r}", field="split")
         if not self.methods:
             raise SettingsError("is empty: no method to evaluate", field="methods")
         for init, *_ in self.methods:
-            if init not in INITS:
-                raise SettingsError(f"{init!r} is not one of {INITS}", field="methods")
+            get_init(init, "evaluate", field="methods")
         if self.slice_pool not in POOLS:
             raise SettingsError(f"must be one of {tuple(POOLS)}, got {self.slice_pool!r}", field="slice_pool")
         for name in ("folds", "repeats", "epochs", "batch_size"):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
+from crossd.convert.inits import get_init
 from crossd.convert.kernels import planar_kernel
+from crossd.convert.published import read_checkpoint
+from crossd.data.preprocessing import Preprocessing, PreprocessingWarning
 from crossd.errors import CheckpointError, SettingsError
-from crossd.evaluate.config import INITS, INITS_2D, SLICE_INITS, MethodEntry
+from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, INITS_2D, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
 from crossd.models.from_2d import build_3d_model, source_spec
 from crossd.models.slice_model import SliceModel, classifier_name
@@ -65,20 +70,22 @@ def build_network(
     2D data: ``crossd`` is the Cross-D 2D network itself, ``regular2d`` the plain 2D network (of a Cross-D
     checkpoint: its angle-0 kernels), ``random`` a fresh
     regular one (of the checkpoint's architecture when given). 3D data: :func:`crossd.models.from_2d.build_3d_model`;
-    ``drop_bn_stats`` applies to ``crossd`` only; ``slices``/``slices3`` (:data:`SLICE_INITS`) are a
-    :class:`~crossd.models.SliceModel` of the plain 2D network (as ``regular2d``) pooling by ``slice_pool``.
+    ``drop_bn_stats`` applies to ``crossd`` only; the slice aggregation inits ``slices``/``slices3`` (a
+    :attr:`~crossd.convert.inits.KernelInit.slice_axes`) are a :class:`~crossd.models.SliceModel` of the plain 2D
+    network (as ``regular2d``) pooling by ``slice_pool``.
     """
+    kernel_init = get_init(method.init, "evaluate", field="methods")
     if spatial_dims == 3:
-        if method.init == "regular2d":
+        if 3 not in kernel_init.spatial_dims:
             raise SettingsError(
-                "'regular2d' runs the plain 2D network on 2D data, but the data holds 3D volumes; "
-                f"use one of {tuple(i for i in INITS if i != 'regular2d')}",
+                f"{method.init!r} runs the plain 2D network on 2D data, but the data holds 3D volumes; "
+                f"use one of {', '.join(n for n in INITS if 3 in get_init(n).spatial_dims)}",
                 field="methods",
             )
-        if method.init in SLICE_INITS:
+        if kernel_init.slice_axes is not None:
             return slice_network(method, arch, slice_pool)
         model, info = build_3d_model(
-            method.init, method.checkpoint, arch, align, drop_bn_stats and method.init == "crossd"
+            method.init, method.checkpoint, arch, align, drop_bn_stats and kernel_init.needs_crossd
         )
         return model, {
             "init": method.init,
@@ -88,46 +95,43 @@ def build_network(
             "align": info.align,
             "drop_bn_stats": info.drop_bn_stats,
         }
-    if method.init in SLICE_INITS:
+    if 2 not in kernel_init.spatial_dims:
+        built = "runs the 2D network on the slices of 3D volumes" if kernel_init.slice_axes else "builds a 3D model"
         raise SettingsError(
-            f"{method.init!r} runs the 2D network on the slices of 3D volumes, but the data holds 2D images; "
-            "use regular2d",
-            field="methods",
+            f"{method.init!r} {built}, but the data holds 2D images; use one of {INITS_2D}", field="methods"
         )
-    if method.init not in INITS_2D:
-        raise SettingsError(
-            f"{method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}", field="methods"
-        )
-    if method.init == "random":
-        spec = source_spec(method.checkpoint, arch)
-        model = create_model(spec.arch, spec.num_classes)
-    else:
-        model, spec = _checkpoint_network(method, arch)
-        if method.init == "crossd" and spec.conv != "crossd":
-            raise CheckpointError(
-                f"{method.checkpoint}: init 'crossd' needs a Cross-D checkpoint, got a regular {spec.arch}"
-            )
-        if method.init == "regular2d" and spec.conv == "crossd":
-            model = planar_network(model, spec)
+    model, spec = network_2d(method, arch)
     return model, {"init": method.init, "checkpoint": method.checkpoint, "arch": spec.arch, "source_conv": spec.conv}
 
 
-def _checkpoint_network(method: Method, arch: str | None) -> tuple[nn.Module, ModelSpec]:
-    """The 2D network ``method``'s checkpoint holds, as trained."""
+def network_2d(method: Method, arch: str | None) -> tuple[nn.Module, ModelSpec]:
+    """The 2D network of ``method`` and its spec: a fresh one for an init that needs no checkpoint, else the
+    checkpoint's network as trained, for an init that uses angle-0 kernels the plain network of a Cross-D one
+    (:func:`planar_network`)."""
+    kernel_init = get_init(method.init, "evaluate", field="methods")
+    if not kernel_init.needs_checkpoint:
+        spec = source_spec(method.checkpoint, arch)
+        return create_model(spec.arch, spec.num_classes), spec
     if method.checkpoint is None:
         raise SettingsError(
             f"{method.init!r} needs a checkpoint ({method.init}=CKPT, or one checkpoint for all)", field="methods"
         )
-    return load_2d_model(method.checkpoint, arch=arch)
+    model, spec = load_2d_model(method.checkpoint, arch=arch)
+    if kernel_init.needs_crossd and spec.conv != "crossd":
+        raise CheckpointError(
+            f"{method.checkpoint}: init {method.init!r} needs a Cross-D checkpoint, got a regular {spec.arch}"
+        )
+    if kernel_init.angle0 and spec.conv == "crossd":
+        model = planar_network(model, spec)
+    return model, spec
 
 
 def slice_network(method: Method, arch: str | None, pool: str) -> tuple[SliceModel, dict]:
     """Slice aggregation: the plain 2D network of ``method``'s checkpoint (a Cross-D one's angle-0 kernels, as
-    ``regular2d``) on every slice along the axes of ``method.init`` (:data:`SLICE_INITS`), pooled by ``pool``."""
-    model, spec = _checkpoint_network(method, arch)
-    if spec.conv == "crossd":
-        model = planar_network(model, spec)
-    sliced = SliceModel(model, SLICE_INITS[method.init], pool, inplace=True)
+    ``regular2d``) on every slice along the init's :attr:`~crossd.convert.inits.KernelInit.slice_axes`, pooled by
+    ``pool``."""
+    model, spec = network_2d(method, arch)
+    sliced = SliceModel(model, get_init(method.init).slice_axes, pool, inplace=True)
     return sliced, {
         "init": method.init,
         "checkpoint": method.checkpoint,
@@ -155,3 +159,59 @@ def planar_network(model: nn.Module, spec: ModelSpec) -> nn.Module:
             state[f"{name}.weight"] = planar_kernel(module)
     planar.load_state_dict(state)
     return planar
+
+
+def resolve_preprocessing(
+    methods: list[MethodEntry], normalize: str | None, window: tuple[float, float] | None
+) -> tuple[str, tuple[float, float] | None]:
+    """The ``(normalize, window)`` of an evaluation: each as given, else as the methods' checkpoints record it
+    (:class:`crossd.data.preprocessing.Preprocessing`, written by ``crossd pretrain``).
+
+    Warns (:class:`~crossd.data.preprocessing.PreprocessingWarning`, one line) when a given value differs from the
+    one the checkpoints agree on; when none is given and the checkpoints disagree, or none of them records a
+    normalisation, it falls back to :data:`~crossd.evaluate.config.DEFAULT_NORMALIZATION` (no window) and warns.
+    """
+    paths = sorted({str(m[1]) for m in methods if m[1] is not None})
+    records = {p: Preprocessing.from_metadata(read_checkpoint(p).metadata) for p in paths}
+    recorded = {p: r for p, r in records.items() if r is not None}
+    normalize = _resolve(
+        "normalize", normalize, {p: r.normalize for p, r in recorded.items()}, DEFAULT_NORMALIZATION, bool(paths)
+    )
+    return normalize, _resolve("window", window, {p: r.window for p, r in recorded.items()}, None, False)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return "none (min-max scaling)" if value is None else str(value)
+
+
+def _resolve(field: str, given: Any, recorded: dict[str, Any], default: Any, warn_unrecorded: bool) -> Any:
+    values = set(recorded.values())
+    if given is not None:
+        if len(values) == 1 and given != next(iter(values)):
+            warnings.warn(
+                f"{field} {_show(given)} overrides {_show(next(iter(values)))}, the one the checkpoints were "
+                f"pretrained with ({', '.join(Path(p).name for p in recorded)})",
+                PreprocessingWarning,
+                stacklevel=3,
+            )
+        return given
+    if len(values) == 1:
+        return values.pop()
+    if len(values) > 1:
+        seen = ", ".join(f"{Path(p).name}: {_show(v)}" for p, v in recorded.items())
+        warnings.warn(
+            f"{field}: the checkpoints were pretrained with different ones ({seen}); using {_show(default)}, the "
+            "default; give it to choose",
+            PreprocessingWarning,
+            stacklevel=3,
+        )
+    elif warn_unrecorded:
+        warnings.warn(
+            f"{field}: no checkpoint records the one it was pretrained with; using {_show(default)}, the default; "
+            "give it to choose (crossd pretrain and crossd demo use imagenet)",
+            PreprocessingWarning,
+            stacklevel=3,
+        )
+    return default

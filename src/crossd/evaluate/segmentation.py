@@ -1,8 +1,8 @@
 """3D segmentation with transferred encoders: k-fold Dice of a :class:`~crossd.models.UNet3D` per init.
 
-Each method (``--init NAME[=CKPT]``: ``crossd``, ``acs``, ``i3d``, ``center``, ``random``; not the slice
-aggregation inits ``slices``/``slices3``, which have no 3D encoder) builds its 3D encoder
-exactly as the classification evaluation does (:func:`crossd.evaluate.methods.build_network`), wraps it in a
+Each method (``--init NAME[=CKPT]``: ``crossd``, ``acs``, ``i3d``, ``center``, ``2.5d``, ``random``; not the slice
+aggregation inits ``slices``/``slices3``, which have no 3D encoder) builds its 3D encoder exactly as the
+classification evaluation does (:func:`crossd.evaluate.methods.build_network`), wraps it in a
 ``UNet3D`` with a fresh decoder, and trains on the same folds (KFold with shuffle, ``random_state = seed + r``
 for repeat ``r``, the first ``val_fraction`` of each training fold for validation). Protocols:
 
@@ -30,13 +30,15 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from crossd.convert.inits import init_names
+from crossd.convert.inits import get_init, init_names
+from crossd.data.orientation import check_slice_axis
+from crossd.data.preprocessing import NORMALIZATION, check_window, normalization_name
 from crossd.data.segmentation import SegmentationSet, load_segmentation
 from crossd.errors import DataError, SettingsError
-from crossd.evaluate.config import NORMALIZATION, SLICE_INITS, MethodEntry, method_records
+from crossd.evaluate.config import MethodEntry, method_records
 from crossd.evaluate.folds import paper_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
-from crossd.evaluate.methods import Method, build_network
+from crossd.evaluate.methods import Method, build_network, resolve_preprocessing
 from crossd.evaluate.protocols import batchnorm_parameters
 from crossd.evaluate.transforms import scale_intensities
 from crossd.models.unet3d import DECODER_CHANNELS, UNet3D
@@ -59,8 +61,9 @@ class SegmentationConfig:
         methods: ``(init, 2D checkpoint or None[, label])`` entries; all share the folds.
         protocol: ``linear``/``frozen`` (frozen encoder), ``bn`` or ``finetune``.
         size: resize every volume to ``size`` per axis (needed when shapes differ).
+        slice_axis: the plane of the NIfTI volumes that becomes ``(H, W)`` (:mod:`crossd.data.orientation`).
         arch: torchvision name for checkpoints without crossd metadata, or for ``random`` without a checkpoint.
-        align, drop_bn_stats: as for classification (:class:`crossd.evaluate.EvaluateConfig`).
+        align, drop_bn_stats, normalize, window: as for classification (:class:`crossd.evaluate.EvaluateConfig`).
     """
 
     data: str | Path
@@ -73,9 +76,11 @@ class SegmentationConfig:
     batch_size: int = 2
     lr: float = 1e-3
     val_fraction: float = 0.2
-    normalize: str = "radimagenet"
+    normalize: str | None = None
+    window: tuple[float, float] | None = None
     seed: int = 0
     size: int | None = None
+    slice_axis: str = "axial"
     arch: str | None = None
     align: bool = False
     drop_bn_stats: bool = False
@@ -93,15 +98,19 @@ class SegmentationConfig:
                 f"must be one of {SEGMENTATION_PROTOCOLS} or 'frozen' for segmentation, got {self.protocol!r}",
                 field="protocol",
             )
-        if self.normalize not in NORMALIZATION:
-            raise SettingsError(f"must be one of {tuple(NORMALIZATION)}, got {self.normalize!r}", field="normalize")
+        if self.normalize is not None:
+            self.normalize = normalization_name(self.normalize)
+        self.window = check_window(self.window)
+        check_slice_axis(self.slice_axis)
         if not self.methods:
             raise SettingsError("is empty: no method to evaluate", field="methods")
         for init, *_ in self.methods:
-            if init in SLICE_INITS:
+            kernel_init = get_init(init, "evaluate", field="methods")
+            if not kernel_init.segmentation:
+                why = ": slice aggregation gives one label per volume" if kernel_init.slice_axes else ""
                 raise SettingsError(
-                    f"cannot include {init!r}: slice aggregation gives one label per volume, no 3D encoder to "
-                    f"segment with; use one of {init_names('to_3d')}",
+                    f"{init!r} builds no 3D segmentation encoder{why}; use one of "
+                    f"{', '.join(n for n in init_names('evaluate') if get_init(n).segmentation)}",
                     field="methods",
                 )
         for name in ("folds", "repeats", "epochs", "batch_size"):
@@ -111,10 +120,12 @@ class SegmentationConfig:
                 )
 
 
-def prepare_volumes(images: np.ndarray, normalize: str, channels: int = 3) -> Tensor:
-    """Per-volume min-max scaling, grey repeated to ``channels``, then the normalisation constants:
+def prepare_volumes(
+    images: np.ndarray, normalize: str, channels: int = 3, window: tuple[float, float] | None = None
+) -> Tensor:
+    """Per-volume min-max scaling (or ``window``), grey repeated to ``channels``, then the normalisation constants:
     ``(N, 1, D, H, W)`` -> ``(N, channels, D, H, W)`` float32."""
-    scaled = torch.from_numpy(scale_intensities(images, "per_sample")).repeat(1, channels, 1, 1, 1)
+    scaled = torch.from_numpy(scale_intensities(images, "per_sample", window)).repeat(1, channels, 1, 1, 1)
     mean, std = (torch.tensor(v[:channels]).view(1, channels, 1, 1, 1) for v in NORMALIZATION[normalize])
     return (scaled - mean) / std
 
@@ -207,6 +218,7 @@ class Segmentation(Task):
 
     def __init__(self, cfg: SegmentationConfig, data: SegmentationSet | None = None):
         cfg.validate()
+        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
         super().__init__(cfg)
         self.data = data
 
@@ -220,7 +232,7 @@ class Segmentation(Task):
 
     def load(self) -> None:
         cfg = self.cfg
-        data = load_segmentation(cfg.data, cfg.size) if self.data is None else self.data
+        data = load_segmentation(cfg.data, cfg.size, cfg.slice_axis) if self.data is None else self.data
         if data.num_classes < 2:
             raise DataError(f"{cfg.data}: labels hold a single class; nothing to segment")
         self.num_classes = data.num_classes
@@ -229,7 +241,8 @@ class Segmentation(Task):
             raise DataError(
                 f"{cfg.folds} is too many: {len(data.labels)} volumes are too few for a validation split", field="folds"
             )
-        self.images, self.labels = prepare_volumes(data.images, cfg.normalize), torch.from_numpy(data.labels)
+        self.images = prepare_volumes(data.images, cfg.normalize, window=cfg.window)
+        self.labels = torch.from_numpy(data.labels)
         self.data_record = {"samples": len(data.labels), "shape": list(data.labels.shape[1:]), "classes": data.classes}
 
     def build(self, method: Method) -> tuple[nn.Module, dict]:
@@ -305,7 +318,7 @@ def evaluate_segmentation(
 
     Args:
         cfg: the run's settings.
-        data: volumes already in memory (default: ``load_segmentation(cfg.data, cfg.size)``).
+        data: volumes already in memory (default: ``load_segmentation(cfg.data, cfg.size, cfg.slice_axis)``).
         shard: ``(K, N)``: run only shard K of N of the jobs.
 
     Returns:
@@ -326,9 +339,13 @@ def segmentation_config_from_args(
         raise SettingsError(
             "is for classification; segmentation protocols train the BatchNorms", field="recalibrate_bn"
         )
+    if getattr(args, "split", "kfold") != "kfold":
+        raise SettingsError(
+            "official is for classification on a MedMNIST .npz; segmentation uses k folds", field="split"
+        )
     overrides = {
         name: getattr(args, name)
-        for name in ("folds", "repeats", "epochs", "batch_size", "lr", "size", "arch", "device")
+        for name in ("folds", "repeats", "epochs", "batch_size", "lr", "size", "slice_axis", "arch", "device")
         if getattr(args, name, None) is not None
     }
     return SegmentationConfig(
@@ -337,6 +354,7 @@ def segmentation_config_from_args(
         output_dir=args.output_dir,
         protocol=args.protocol,
         normalize=args.normalize,
+        window=args.window,
         seed=args.seed,
         align=args.align,
         drop_bn_stats=args.drop_bn_stats,

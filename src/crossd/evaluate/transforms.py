@@ -1,7 +1,7 @@
 """Intensity scaling, augmentation and normalisation of evaluation samples, per protocol.
 
-Samples are tensors ``(C, H, W)`` or ``(C, D, H, W)`` in ``[0, 1]`` after scaling; the dataset repeats grey
-samples to 3 channels and normalises them last.
+Samples are tensors ``(C, H, W)`` or ``(C, D, H, W)`` in ``[0, 1]`` after scaling (min-max, or a fixed window:
+:mod:`crossd.data.preprocessing`); the dataset repeats grey samples to 3 channels and normalises them last.
 """
 
 from __future__ import annotations
@@ -14,17 +14,23 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from crossd.data.preprocessing import NORMALIZATION, scale_to_unit
 from crossd.errors import SettingsError
-from crossd.evaluate.config import NORMALIZATION, BnConstants, PaperConstants
+from crossd.evaluate.config import BnConstants, PaperConstants
 
 Transform = Callable[[Tensor], Tensor]
 
 
-def intensity_bounds(images: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
-    """Min-max bounds ``(lo, hi)``, each ``(N,)`` float32: the whole array's (``"global"``, protocol ``paper``)
-    repeated for every sample, or each sample's own (``"per_sample"``). ``images``: ``(N, C, *spatial)``."""
+def intensity_bounds(
+    images: np.ndarray, scaling: str, window: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds ``(lo, hi)`` that map to ``[0, 1]``, each ``(N,)`` float32: ``window`` for every sample when given
+    (values outside it are clipped when scaled), else min-max bounds: the whole array's (``"global"``, protocol
+    ``paper``) repeated for every sample, or each sample's own (``"per_sample"``). ``images``: ``(N, C, *spatial)``."""
     n = len(images)
-    if scaling == "global":
+    if window is not None:
+        lo, hi = np.full(n, window[0], np.float32), np.full(n, window[1], np.float32)
+    elif scaling == "global":
         lo, hi = np.full(n, images.min(), np.float32), np.full(n, images.max(), np.float32)
     elif scaling == "per_sample":
         flat = images.reshape(n, -1)
@@ -34,14 +40,10 @@ def intensity_bounds(images: np.ndarray, scaling: str) -> tuple[np.ndarray, np.n
     return lo, hi
 
 
-def _scale(sample: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return (sample.astype(np.float32) - lo) / max(float(hi - lo), 1e-8)
-
-
-def scale_intensities(images: np.ndarray, scaling: str) -> np.ndarray:
-    """``images`` ``(N, C, *spatial)`` min-max scaled to ``[0, 1]`` float32 (see :func:`intensity_bounds`)."""
-    lo, hi = intensity_bounds(images, scaling)
-    return np.stack([_scale(x, a, b) for x, a, b in zip(images, lo, hi, strict=True)]) if len(images) else images
+def scale_intensities(images: np.ndarray, scaling: str, window: tuple[float, float] | None = None) -> np.ndarray:
+    """``images`` ``(N, C, *spatial)`` scaled to ``[0, 1]`` float32 (see :func:`intensity_bounds`)."""
+    lo, hi = intensity_bounds(images, scaling, window)
+    return np.stack([scale_to_unit(x, a, b) for x, a, b in zip(images, lo, hi, strict=True)]) if len(images) else images
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -127,7 +129,8 @@ class SampleDataset(Dataset):
         images: ``(N, C, *spatial)`` of any numeric dtype (shared, not copied: a uint8 dataset stays uint8 in
             memory and each sample is scaled when read).
         labels: ``(N,)`` int.
-        bounds: ``(lo, hi)`` per sample from :func:`intensity_bounds`; each sample is mapped to ``[0, 1]``.
+        bounds: ``(lo, hi)`` per sample from :func:`intensity_bounds`; each sample is mapped to ``[0, 1]`` (and
+            clipped there, for a window).
         indices: which samples this dataset holds.
         transform: applied to the ``(C, *spatial)`` tensor before channel repetition (colour jitter needs 3
             channels, so 2D samples are repeated first).
@@ -158,7 +161,7 @@ class SampleDataset(Dataset):
 
     def __getitem__(self, item: int) -> tuple[Tensor, int]:
         index = self.indices[item]
-        x = torch.from_numpy(_scale(self.images[index], self.lo[index], self.hi[index]))
+        x = torch.from_numpy(scale_to_unit(self.images[index], self.lo[index], self.hi[index]))
         if self.spatial_dims == 2:
             x = self.transform(x.expand(3, *x.shape[1:]) if x.shape[0] == 1 else x)
         else:

@@ -11,10 +11,10 @@ from torch import Tensor, nn
 from crossd.errors import SettingsError
 from crossd.nn.rotation_head import RotationHead
 from crossd.ops.conv import PATHS, Path, crossd_conv2d, triple
+from crossd.ops.groups import Granularity, check_granularity, group_mean, group_size
 from crossd.ops.rotation import PLANE_SAMPLERS
 from crossd.ops.slicing import ROTATING_MODES, check_mode, slice_operator
 
-Granularity = Literal["sample", "batch"]
 PlaneSampling = Literal["head", "random", "grid"]
 PLANE_SAMPLING = ("head", *PLANE_SAMPLERS)
 
@@ -41,13 +41,19 @@ class CrossDConv(nn.Module):
         mode: ``"rotate"`` (default; exact rotation, central-plane slice), ``"project"`` (exact rotation, the
             kernel's projection along the rotated normal by the Fourier slice theorem: ``W.sum(depth)`` at angle
             0) or ``"shift"`` (the published formula).
-        granularity: ``"sample"`` (default, the paper's method: one rotation per sample) or ``"batch"`` (one
-            rotation per batch from the batch-averaged head output, and one sampled plane per batch: a single
-            plain convolution, faster but less adaptive).
-        path: how the 2D convolution is computed (``"auto"``, ``"weight"``, ``"input"``); same numbers.
+        granularity: how many planes a 2D batch of ``B`` gets (:mod:`crossd.ops.groups`): ``"sample"`` (default,
+            the paper's method: one rotation per sample), ``"batch"`` (one for the whole batch: a single plain
+            convolution) or an integer ``G``: the batch is cut into contiguous groups of ``ceil(B / G)`` samples
+            (the last may be smaller; ``G >= B`` is per sample, ``G = 1`` is ``"batch"``), each group gets one
+            plane: the head's output ``(4,)`` averaged over the group, then turned into an axis-angle, and with
+            sampled planes one draw per group. A layer is then a few ordinary convolutions (same multiply-adds as
+            a plain one): faster, less adaptive. It applies in training and evaluation. Under ``torchrun`` the
+            groups are per process (each cuts its own share of the batch).
+        path: how the 2D convolution is computed (``"auto"``, ``"weight"``, ``"input"``, and for plane groups
+            ``"stacked"``, ``"loop"``; :func:`crossd.ops.crossd_conv2d`); same numbers.
         plane_sampling: ``"head"`` (default: the plane is the head's rotation of the central plane),
             ``"random"`` or ``"grid"`` (``rotate`` and ``project`` modes, training only: each sample's plane, or
-            the batch's with ``granularity="batch"``, is first turned by a uniformly random rotation from SO(3)
+            each group's (``granularity``), is first turned by a uniformly random rotation from SO(3)
             (``random``) or from the 24 rotations of the cube (``grid``: axial, coronal and sagittal views with
             in-plane quarter turns), so every voxel of the 3D kernel is trained; evaluation uses the head alone).
 
@@ -79,8 +85,7 @@ class CrossDConv(nn.Module):
             raise SettingsError(
                 f"{groups} must divide in_channels ({in_channels}) and out_channels ({out_channels})", field="groups"
             )
-        if granularity not in ("sample", "batch"):
-            raise SettingsError(f"must be 'sample' or 'batch', got {granularity!r}", field="granularity")
+        check_granularity(granularity)
         if path not in PATHS:
             raise SettingsError(f"must be one of {PATHS}, got {path!r}", field="path")
         check_plane_sampling(plane_sampling, mode)
@@ -107,10 +112,9 @@ class CrossDConv(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def rotation(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Axes ``(B', 3)`` (unnormalised) and angles ``(B',)`` for a 2D input (``B' = 1`` for batch granularity)."""
-        v = self.rotation_head(x)
-        if self.granularity == "batch":
-            v = v.mean(0, keepdim=True)
+        """Axes ``(n, 3)`` (unnormalised) and angles ``(n,)`` for a 2D input ``(B, Ci, H, W)``: one per plane group
+        (``n = B`` per sample, ``1`` per batch), from the head's output averaged over each group."""
+        v = group_mean(self.rotation_head(x), group_size(x.shape[0], self.granularity))
         return RotationHead.axis_angle(v)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -169,11 +173,11 @@ def set_plane_sampling(
 ) -> nn.Module:
     """Set ``plane_sampling`` (and ``granularity`` when given) on every :class:`CrossDConv` of ``model`` (in place);
     returns ``model``."""
-    if granularity not in (None, "sample", "batch"):
-        raise SettingsError(f"must be 'sample' or 'batch', got {granularity!r}", field="granularity")
+    if granularity is not None:
+        check_granularity(granularity)
     for module in model.modules():
         if isinstance(module, CrossDConv):
             check_plane_sampling(plane_sampling, module.mode)
             module.plane_sampling = plane_sampling
-            module.granularity = granularity or module.granularity
+            module.granularity = module.granularity if granularity is None else granularity
     return model

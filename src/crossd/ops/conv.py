@@ -13,6 +13,12 @@ Both are custom autograd functions that keep only ``x``, ``W`` and ``M`` for bac
 the ``K^3``-expanded input are recomputed), compute in autocast's dtype when autocast is on, and return
 channels-last outputs. ``path="auto"`` picks by the measured cost model in :func:`choose_path`. A single
 operator (``M`` of batch 1) means one rotation for the whole batch and runs a plain ``conv2d``.
+
+Plane groups (:mod:`crossd.ops.groups`): ``n`` operators for ``1 < n < B`` samples, one per contiguous group of
+``ceil(B / n)`` samples. Besides the two per-sample paths (each sample given its group's operator), two more exact
+formulations (:mod:`crossd.ops.group_conv`) build only the ``n`` kernels: ``"stacked"`` (one grouped convolution
+over the groups stacked into the channels) and ``"loop"`` (one ``conv2d`` per group); ``path="auto"`` picks among
+``"stacked"``, ``"loop"`` and ``"input"`` by :func:`choose_group_path`.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from crossd.errors import SettingsError
+from crossd.ops.group_conv import GROUP_CONVS
+from crossd.ops.groups import expand_groups, group_count
 from crossd.ops.input_side import InputSideConv, output_shape
 from crossd.ops.slicing import apply_slice_operator
 from crossd.ops.weight_side import WeightSideConv
 
-Path = Literal["auto", "weight", "input"]
-PATHS = ("auto", "weight", "input")
+Path = Literal["auto", "weight", "input", "stacked", "loop"]
+PATHS = ("auto", "weight", "input", "stacked", "loop")
 
 # Cost of each path relative to ``conv2d`` of the same shape (forward + backward), fitted to single-thread
 # timings on a 2-core AVX-512 Xeon (``crossd bench``; benchmarks/RESULTS.md). Weight side: a grouped convolution
@@ -41,6 +49,13 @@ WEIGHT_BASE = 1.1
 WEIGHT_BUILD = 8.0
 INPUT_GEMM = 0.5
 INPUT_MIX = 27.0
+# Plane groups (``crossd bench --granularity``; benchmarks/RESULTS.md): a grouped convolution over the stacked
+# groups costs about STACKED_BASE x conv2d, or STACKED_FEW x with fewer than STACKED_MIN_CHANNELS input channels per
+# convolution group (the 3-channel stem); a loop of ``conv2d`` over the groups about LOOP_BASE x.
+STACKED_BASE = 1.1
+STACKED_FEW = 2.0
+STACKED_MIN_CHANNELS = 16
+LOOP_BASE = 1.35
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
@@ -101,6 +116,27 @@ def choose_path(out_channels: int, groups: int, kernel_size: int, out_pixels: in
     return "weight" if weight_cost <= input_cost else "input"
 
 
+def choose_group_path(
+    out_channels: int, in_channels: int, groups: int, kernel_size: int, out_pixels: int, batch: int, operators: int
+) -> Literal["stacked", "loop", "input"]:
+    """Pick the fastest formulation for ``operators`` plane groups in a batch of ``batch`` (costs relative to
+    ``conv2d``, fitted like :func:`choose_path`).
+
+    stacked: ``STACKED_BASE`` (``STACKED_FEW`` with fewer than ``STACKED_MIN_CHANNELS`` input channels per
+    convolution group) plus building the kernels, ``WEIGHT_BUILD n K^3 / (B L)``; loop: ``LOOP_BASE`` plus the
+    same build; input: as in :func:`choose_path` (it does not depend on ``n``).
+    """
+    k3 = kernel_size**3
+    build = WEIGHT_BUILD * operators * k3 / max(batch * out_pixels, 1)
+    few = in_channels // groups < STACKED_MIN_CHANNELS
+    costs = {
+        "stacked": (STACKED_FEW if few else STACKED_BASE) + build,
+        "loop": LOOP_BASE + build,
+        "input": INPUT_GEMM * kernel_size + INPUT_MIX * k3 * groups / out_channels,
+    }
+    return min(costs, key=costs.get)
+
+
 def _check_shapes(x: Tensor, weight: Tensor, op: Tensor, groups: int) -> None:
     if x.dim() != 4:
         raise ValueError(f"x must be a 2D batch (B, Ci, H, W), got shape {tuple(x.shape)}")
@@ -112,8 +148,12 @@ def _check_shapes(x: Tensor, weight: Tensor, op: Tensor, groups: int) -> None:
             f"x has {x.shape[1]} channels but weight {tuple(weight.shape)} with groups={groups} expects "
             f"{weight.shape[1] * groups}"
         )
-    if op.dim() != 3 or op.shape[1:] != (k * k, k**3) or op.shape[0] not in (1, x.shape[0]):
-        raise ValueError(f"op must have shape ({x.shape[0]} or 1, {k * k}, {k**3}) for K={k}, got {tuple(op.shape)}")
+    b, n = x.shape[0], (op.shape[0] if op.dim() == 3 else 0)
+    if op.shape[1:] != (k * k, k**3) or not 1 <= n <= b or group_count(b, -(-b // n)) != n:
+        raise ValueError(
+            f"op must have shape (n, {k * k}, {k**3}) for K={k}, with n operators for n contiguous groups of "
+            f"ceil({b} / n) samples (n = 1, {b}, or a count such groups make), got {tuple(op.shape)}"
+        )
 
 
 def crossd_conv2d(
@@ -132,12 +172,14 @@ def crossd_conv2d(
     Args:
         x: input ``(B, Ci, H, W)``.
         weight: 3D kernel ``(Co, Ci/groups, K, K, K)``.
-        op: slice operators ``(B, K^2, K^3)`` (one per sample) or ``(1, K^2, K^3)`` (one for the batch).
+        op: slice operators ``(B, K^2, K^3)`` (one per sample), ``(1, K^2, K^3)`` (one for the batch) or
+            ``(n, K^2, K^3)`` (one per contiguous group of ``ceil(B / n)`` samples, the last may be smaller).
         bias: optional ``(Co,)``, added after the convolution.
         stride, padding, dilation: as ``conv2d`` (int, ``(h, w)`` or ``(d, h, w)`` whose last two are used;
             padding may be ``"same"`` or ``"valid"``).
         groups: as ``conv2d``.
-        path: ``"weight"``, ``"input"`` or ``"auto"`` (cost model, :func:`choose_path`).
+        path: ``"weight"``, ``"input"``, ``"stacked"``, ``"loop"`` or ``"auto"`` (cost model: :func:`choose_path`
+            for one operator per sample, :func:`choose_group_path` for groups). All give the same numbers.
 
     Returns:
         ``(B, Co, Ho, Wo)``.
@@ -148,15 +190,24 @@ def crossd_conv2d(
     co, cig, k = weight.shape[:3]
     stride, dilation = _pair(stride), _pair(dilation)
     x, pad = resolve_padding(x, k, padding, dilation, stride)
+    b, n = x.shape[0], op.shape[0]
     if k == 1:  # the slice of a 1x1x1 kernel is the kernel times a per-sample scalar (1 in both modes)
         out = F.conv2d(x, weight.reshape(co, cig, 1, 1), None, stride, pad, dilation, groups)
-        return _add_bias(out * op.reshape(-1, 1, 1, 1).to(out.dtype), bias)
-    if op.shape[0] == 1:
+        scale = op if n in (1, b) else expand_groups(op, b)
+        return _add_bias(out * scale.reshape(-1, 1, 1, 1).to(out.dtype), bias)
+    if n == 1:
         return F.conv2d(x, apply_slice_operator(weight, op)[0], bias, stride, pad, dilation, groups)
     if path == "auto":
         ho, wo = output_shape(x.shape[2:], k, stride, pad, dilation)
-        path = choose_path(co, groups, k, ho * wo)
+        if n == b:
+            path = choose_path(co, groups, k, ho * wo)
+        else:
+            path = choose_group_path(co, x.shape[1], groups, k, ho * wo, b, n)
+    if path in GROUP_CONVS:
+        out = GROUP_CONVS[path](x, apply_slice_operator(weight, op), stride, pad, dilation, groups)
+        return _add_bias(out, bias)
     conv = WeightSideConv if path == "weight" else InputSideConv
+    op = op if n == b else expand_groups(op, b)
     return _add_bias(conv.apply(x, weight, op, stride, pad, dilation, groups), bias)
 
 

@@ -261,18 +261,38 @@ def kernel3d_png(
     grey_input: bool = False,
     regular: Tensor | None = None,
 ) -> Path:
+    """:func:`kernel3d_figure` written as a PNG, atomically."""
+    fig = kernel3d_figure(weight, max_filters, title, dpi, grey_input, regular)
+    return atomic_write(path, lambda p: fig.savefig(p, format="png"))
+
+
+def kernel3d_figure(
+    weight: Tensor,
+    max_filters: int = 16,
+    title: str = "",
+    dpi: int = 100,
+    grey_input: bool = False,
+    regular: Tensor | None = None,
+) -> Figure:
     """Draw a 3D kernel ``(Co, Ci, K, K, K)``: one row per output channel, the ``max_filters`` with the most
     energy first, one column per depth slice ``d = 0..K-1`` (the middle one is the plane a Cross-D layer uses at
-    angle 0), each kernel scaled to its peak. ``regular``, a 2D kernel ``(Co', Ci, K, K)`` of a regular network's
-    same layer, adds a last column with its strongest kernels (I3D repeats each over depth; rows do not pair
-    up). ``grey_input`` sums the input channels (see module doc). Writes a PNG atomically; the figure is
+    angle 0), each kernel scaled to its peak. ``regular``, the 2D kernel ``(Co, Ci, K, K)`` of a regular network's
+    same layer, adds a last column with its kernels of the same output channels (``#k`` on both sides of a row;
+    I3D repeats each over depth). ``grey_input`` sums the input channels (see module doc). The figure is
     ``(0.8 (K + [1]) + 0.6, 0.8 rows + 0.6)`` inches."""
     if weight.dim() != 5:
         raise ValueError(f"expected a 3D kernel (Co, Ci, K, K, K), got shape {tuple(weight.shape)}")
-    if regular is not None and regular.dim() != 4:
-        raise ValueError(f"regular: expected a 2D kernel (Co, Ci, K, K), got shape {tuple(regular.shape)}")
+    if regular is not None and (regular.dim() != 4 or regular.shape[:2] != weight.shape[:2]):
+        raise ValueError(
+            f"regular: expected the same layer's 2D kernel {tuple(weight.shape[:2])} + (K, K), got shape "
+            f"{tuple(regular.shape)}"
+        )
     kernel, order = _strongest(weight.detach().float().cpu().numpy(), max_filters, grey_input)
-    flat = None if regular is None else _strongest(regular.detach().float().cpu().numpy(), len(kernel), grey_input)
+    if regular is not None:
+        flat = regular.detach().float().cpu().numpy()
+        flat = peak_normalised((grey_kernels(flat, 1) if grey_input else flat)[order], 0)
+    else:
+        flat = None
     rows, depth = kernel.shape[0], kernel.shape[2]
     columns = depth + (flat is not None)
     fig = Figure(figsize=(0.8 * columns + 0.6, 0.8 * rows + 0.6), dpi=dpi)
@@ -281,7 +301,7 @@ def kernel3d_png(
     for r in range(rows):
         for c in range(columns):
             ax = axes[r, c]
-            tile = kernel[r, :, c] if c < depth else flat[0][r]
+            tile = kernel[r, :, c] if c < depth else flat[r]
             ax.imshow(_tile_image(tile, 1.0), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -292,7 +312,7 @@ def kernel3d_png(
                 ax.set_ylabel(f"#{order[r]}", fontsize=7)
             if c == depth:
                 ax.yaxis.set_label_position("right")
-                ax.set_ylabel(f"#{flat[1][r]}", fontsize=7)
+                ax.set_ylabel(f"#{order[r]}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    return atomic_write(path, lambda p: fig.savefig(p, format="png"))
+    return fig

@@ -61,34 +61,47 @@ def predicted_planes(model: nn.Module, images: Tensor) -> dict[str, dict[str, np
     return planes
 
 
-def planes_png(planes: dict[str, dict[str, np.ndarray]], path: str | Path, title: str = "") -> Path:
+FONT_SIZE = 9
+"""Smallest text in the figure, in points (tick labels included): readable at the figure's 100 dpi."""
+
+
+def planes_figure(planes: dict[str, dict[str, np.ndarray]], title: str = "") -> Figure:
     """Two panels from :func:`predicted_planes`: the first layer's angles and tilts as histograms, and the tilt
-    per layer as box plots (whiskers 5-95 %). Writes a PNG atomically."""
+    per layer as box plots (whiskers 5-95 %); no text smaller than :data:`FONT_SIZE` points."""
     if not planes:
         raise ValueError("no Cross-D layer: nothing to draw")
     names = list(planes)
     first = planes[names[0]]
-    fig = Figure(figsize=(10.0, 3.6), dpi=100)
+    fig = Figure(figsize=(11.0, 4.6), dpi=100)
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": (1, 2)})
     limit = math.degrees(MAX_ANGLE)
     bins = np.linspace(-limit, limit, 37)
     left.hist(first["angle"], bins=bins, color="C0", alpha=0.7, label="rotation angle")
     left.hist(first["tilt"], bins=bins, color="C1", alpha=0.7, label="plane tilt")
-    left.set_xlabel("degrees")
-    left.set_ylabel("samples")
-    left.set_title(f"{names[0]}: {len(first['angle'])} images", fontsize=9)
-    left.legend(fontsize=7)
+    left.set_xlabel("degrees", fontsize=FONT_SIZE + 1)
+    left.set_ylabel("samples", fontsize=FONT_SIZE + 1)
+    left.set_title(f"{names[0]}: {len(first['angle'])} images", fontsize=FONT_SIZE + 1)
+    left.legend(fontsize=FONT_SIZE)
     right.boxplot([planes[n]["tilt"] for n in names], whis=(5, 95), showfliers=False)
-    right.set_xticks(range(1, len(names) + 1), names, rotation=60, ha="right", fontsize=6)
+    right.set_xticks(range(1, len(names) + 1), names, rotation=60, ha="right")
     right.set_ylim(0, limit)
-    right.set_ylabel("plane tilt (degrees)")
-    right.set_title(f"tilt per layer (0° = centre slice only; the head allows up to {limit:.0f}°)", fontsize=9)
+    right.set_ylabel("plane tilt (degrees)", fontsize=FONT_SIZE + 1)
+    right.set_title(
+        f"tilt per layer (0° = centre slice only; the head allows up to {limit:.0f}°)", fontsize=FONT_SIZE + 1
+    )
     for ax in (left, right):
         ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=FONT_SIZE)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=FONT_SIZE + 2)
     fig.tight_layout()
+    return fig
+
+
+def planes_png(planes: dict[str, dict[str, np.ndarray]], path: str | Path, title: str = "") -> Path:
+    """:func:`planes_figure` written as a PNG, atomically."""
+    fig = planes_figure(planes, title)
     return atomic_write(path, lambda p: fig.savefig(p, format="png"))
 
 

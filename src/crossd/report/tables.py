@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from crossd.convert.inits import KERNEL_INITS
+
 COLUMNS = (
     ("accuracy", "Accuracy"),
     ("balanced_accuracy", "Balanced acc."),
@@ -64,17 +66,19 @@ def loading_note(method: dict) -> str:
         "acs": "ACS convolution of the 2D kernels",
         "i3d": "2D kernels inflated over depth (I3D)",
         "center": "2D kernels in the central depth slice",
+        "2.5d": "2D kernels as (1, k, k) 3D kernels (2.5D: slices mixed only by pooling and strides)",
         "random": "random initialisation (architecture only)",
         "regular2d": "the regular 2D network",
         "slices": f"the 2D network on every axial slice, {loading.get('pool')}-pooled",
         "slices3": f"the 2D network on the slices of 3 orientations, {loading.get('pool')}-pooled, concatenated",
     }
     text = f"{notes.get(init, init)} from {source}"
-    if loading.get("source_conv") == "crossd" and init in ("acs", "i3d", "center", "slices", "slices3"):
+    kernel_init = KERNEL_INITS.get(init)  # None for names of older results
+    if loading.get("source_conv") == "crossd" and kernel_init is not None and kernel_init.angle0:
         text += " (the Cross-D kernels' angle-0 slices)"
     if loading.get("align"):
         text += ", shift kernels aligned"
-    if loading.get("spatial_dims") == 3 and init != "random":
+    if loading.get("spatial_dims") == 3 and (kernel_init is None or kernel_init.needs_checkpoint):
         if loading.get("drop_bn_stats"):
             text += "; BatchNorms named `*bn*` reset, downsample BatchNorms kept (the authors' loading)"
         else:
@@ -105,6 +109,33 @@ def reference_method(results: dict) -> str:
     return results.get("reference") or "crossd"
 
 
+def split_note(args: dict, data: dict) -> str:
+    """One sentence on the test sets when the file's official test split was kept, else ``""``."""
+    if args.get("split") != "official":
+        return ""
+    return (
+        f"Test set: the file's official test split ({data['test_samples']} samples) in every job; the folds cut "
+        "train + val into training and validation (the held-out fold)."
+    )
+
+
+def quality_flags(method: dict, num_classes: int) -> list[str]:
+    """Warnings about a method's folds: folds whose test predictions all fell in one class (the network collapsed
+    to a constant), and a mean balanced accuracy under chance (``1 / num_classes``)."""
+    flags = []
+    folds = method["folds"]
+    collapsed = sum(f.get("predicted_classes") == 1 for f in folds)
+    if collapsed:
+        flags.append(f"{collapsed} of {len(folds)} folds predicted one class for every test sample")
+    balanced = method.get("balanced_accuracy_mean")
+    if balanced is not None and balanced < 1 / num_classes:
+        flags.append(
+            f"mean balanced accuracy {100 * balanced:.2f} % is under chance ({100 / num_classes:.2f} % for "
+            f"{num_classes} classes)"
+        )
+    return flags
+
+
 def results_markdown(results: dict) -> str:
     """The ``results.md`` text of an evaluation ``results.json`` dictionary."""
     args, data = results["args"], results["data"]
@@ -119,12 +150,14 @@ def results_markdown(results: dict) -> str:
         f"`{args['normalize']}` normalisation, seed {args['seed']}.",
         f"Data: {data['samples']} samples, {data['num_classes']} classes, {data['spatial_dims']}D, sample shape "
         f"{tuple(data['shape'])}.",
+        *filter(None, [split_note(args, data)]),
         schedule_note(args),
         "",
         "| Method | " + " | ".join(title for _, title in COLUMNS) + f" | Folds | Wilcoxon vs {reference}: p (Δ acc.) |",
         "|---|" + "---|" * (len(COLUMNS) + 2),
     ]
     comparisons = results.get("comparisons", {})
+    flags = {m["method"]: quality_flags(m, data["num_classes"]) for m in results["results"]}
     for method in results["results"]:
         cells = [mean_std(method.get(f"{key}_mean"), method.get(f"{key}_std")) for key, _ in COLUMNS]
         if method["method"] == reference:
@@ -133,8 +166,13 @@ def results_markdown(results: dict) -> str:
             p = "– (no crossd method)"
         else:
             p = _p_value(comparisons[method["method"]])
-        lines.append(f"| {method['method']} | " + " | ".join(cells) + f" | {len(method['folds'])} | {p} |")
+        folds = f"{len(method['folds'])} ⚠" if flags[method["method"]] else str(len(method["folds"]))
+        lines.append(f"| {method['method']} | " + " | ".join(cells) + f" | {folds} | {p} |")
     lines += ["", "Values are percentages, mean ± population std over folds; Δ is the mean paired difference."]
+    warnings = [f"- ⚠ **{name}**: {'; '.join(texts)}." for name, texts in flags.items() if texts]
+    if warnings:
+        lines += ["", "**⚠ Check these runs before reading their numbers** (a collapsed or under-chance network):", ""]
+        lines += warnings
     pairs = [c["pairs"] for c in comparisons.values()]
     note = design_note(min(pairs)) if pairs else ""
     lines += ["", note, ""] if note else [""]

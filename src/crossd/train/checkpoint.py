@@ -3,7 +3,9 @@
 ``checkpoint.pt`` is a dict of tensors and plain containers (it loads with ``torch.load(weights_only=True)``):
 ``model``, ``optimizer``, ``lr_scheduler``, ``scaler`` (fp16 AMP only), ``epoch`` (epochs completed), ``args``
 (the :class:`~crossd.train.PretrainConfig` as a dict), ``arch`` (the :class:`~crossd.models.ModelSpec` as a dict,
-so :func:`crossd.models.load_2d_model` rebuilds the model), ``classes``, ``rng`` (one RNG state per process) and
+so :func:`crossd.models.load_2d_model` rebuilds the model), ``preprocessing`` (the
+:class:`~crossd.data.preprocessing.Preprocessing` of its inputs as a dict; absent from checkpoints of older
+versions), ``classes``, ``rng`` (one RNG state per process) and
 ``log`` (the ``log.csv`` rows of every epoch done).
 
 It is the single source of truth of a run: ``model.safetensors`` and ``log.csv`` are derived from it
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from crossd.convert.published import torch_load
+from crossd.data.preprocessing import Preprocessing
 from crossd.errors import CheckpointError
 from crossd.io import save_safetensors, save_torch
 from crossd.models import ModelSpec
@@ -72,9 +75,12 @@ def save_checkpoint(output_dir: Path, checkpoint: dict[str, Any]) -> None:
 
 
 def export_run_files(output_dir: Path, checkpoint: dict[str, Any], spec: ModelSpec) -> None:
-    """``model.safetensors`` (the checkpoint's weights, ``spec`` as metadata) and ``log.csv`` (its ``log`` rows),
-    both rewritten atomically from ``checkpoint``."""
-    save_safetensors(checkpoint["model"], output_dir / "model.safetensors", metadata=spec.metadata())
+    """``model.safetensors`` (the checkpoint's weights; ``spec`` and its ``preprocessing``, when recorded, as
+    metadata) and ``log.csv`` (its ``log`` rows), both rewritten atomically from ``checkpoint``."""
+    metadata = spec.metadata()
+    if "preprocessing" in checkpoint:
+        metadata.update(Preprocessing.from_dict(checkpoint["preprocessing"]).metadata())
+    save_safetensors(checkpoint["model"], output_dir / "model.safetensors", metadata=metadata)
     write_log_csv(checkpoint.get("log", []), output_dir / "log.csv")
 
 

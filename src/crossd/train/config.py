@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from crossd.convert.to_crossd import CROSSD_INITS
+from crossd.convert.inits import get_init, init_names
+from crossd.data.images import PRETRAIN_NORMALIZATION, detect_dataset_kind
+from crossd.data.orientation import check_slice_axis
+from crossd.data.preprocessing import Preprocessing, check_window
 from crossd.errors import SettingsError
 from crossd.models.factory import available_architectures
+from crossd.ops.groups import check_granularity
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
@@ -40,7 +44,9 @@ RESUME_FIXED = (
     "volume_batch_size",
     "volume_init",
     "volume_size",
+    "volume_slice_axis",
     "consistency",
+    "window",
 )
 """Settings a ``resume`` must repeat (unless ``allow_changed``): everything that shapes the data, the
 optimisation or the schedule (the model, its mode and class count must always match: ``check_same_model``).
@@ -83,8 +89,10 @@ class PretrainConfig:
         plane_sampling: ``"head"`` (the paper), ``"random"`` or ``"grid"`` (each training sample's plane is first
             turned by a uniformly random rotation from SO(3), or from the cube's 24, so every voxel is trained;
             ``rotate`` and ``project`` modes only).
-        granularity: ``"sample"`` (the paper: every training sample gets its own rotation) or ``"batch"`` (one
-            rotation, or one sampled plane, for the whole batch; Cross-D models only).
+        granularity: ``"sample"`` (the paper: every training sample gets its own rotation), ``"batch"`` (one
+            rotation, or one sampled plane, for the whole batch) or an integer ``G`` (one per contiguous group of
+            ``ceil(batch_size / G)`` samples of each process's batch; :class:`crossd.nn.CrossDConv`); Cross-D
+            models only.
         volumes: a MedMNIST-style 3D ``.npz``, a ``path,label`` CSV of NIfTI volumes or a folder of class folders,
             with the same classes: hybrid 2D+3D training, where the same weights
             also take a 3D batch through a parameter-sharing 3D twin after every ``volume_every`` 2D batches
@@ -94,10 +102,14 @@ class PretrainConfig:
             ``"i3d"`` (inflated 2D kernels); a Cross-D model's twin always uses its stored 3D kernels (``"crossd"``).
         volume_batch_size: 3D batch size per process (like ``batch_size``).
         volume_size: resize CSV/folder volumes to this cube side (needed when their shapes differ).
+        volume_slice_axis: the plane of NIfTI/DICOM volumes that becomes ``(H, W)``, the plane of the 2D images
+            (``axial``, ``coronal`` or ``sagittal``; :mod:`crossd.data.orientation`).
         consistency: weight of a slice-consistency term (``rotate`` with ``plane_sampling="random"`` only): each
             batch also goes through the model with independently drawn planes, and the symmetric KL divergence
             between the two predictions is added to their mean cross-entropy, so every slicing of a 3D kernel
             must give the same answer. 0 (default) trains as the paper does.
+        window: ``(low, high)``: intensities of an ``.npz`` and of ``volumes`` are clipped to it and scaled from it
+            (e.g. CT Hounsfield units ``(-1000, 400)``) instead of min-max scaled; recorded in the checkpoints.
         quiet: no console lines (the log, checkpoints and metrics are written all the same).
     """
 
@@ -135,14 +147,21 @@ class PretrainConfig:
     train_crop_scale: tuple[float, float] = (0.08, 1.0)
     crossd_init: str = "random"
     plane_sampling: str = "head"
-    granularity: str = "sample"
+    granularity: str | int = "sample"
     volumes: str | None = None
     volume_every: int = 4
     volume_batch_size: int = 8
     volume_init: str | None = None
     volume_size: int | None = None
+    volume_slice_axis: str = "axial"
     consistency: float = 0.0
+    window: tuple[float, float] | None = None
     quiet: bool = False
+
+    def preprocessing(self) -> Preprocessing:
+        """What the network's inputs are (recorded in every checkpoint): ImageNet normalisation, ``window``,
+        ``train_crop_size`` pixels, 3 channels."""
+        return Preprocessing(PRETRAIN_NORMALIZATION, self.window, self.train_crop_size, 3)
 
     @property
     def twin_init(self) -> str:
@@ -174,8 +193,7 @@ class PretrainConfig:
         low, high = self.train_crop_scale
         if not 0 < low <= high <= 1:
             raise SettingsError(f"must satisfy 0 < min <= max <= 1, got {low:g} {high:g}", field="train_crop_scale")
-        if self.crossd_init not in CROSSD_INITS:
-            raise SettingsError(f"must be one of {CROSSD_INITS}, got {self.crossd_init!r}", field="crossd_init")
+        get_init(self.crossd_init, "to_crossd", field="crossd_init")
         if self.plane_sampling not in ("head", "random", "grid"):
             raise SettingsError(
                 f"must be 'head', 'random' or 'grid', got {self.plane_sampling!r}", field="plane_sampling"
@@ -184,24 +202,30 @@ class PretrainConfig:
             raise SettingsError(
                 f"{self.plane_sampling!r} needs a Cross-D model in mode rotate or project", field="plane_sampling"
             )
-        if self.granularity not in ("sample", "batch"):
-            raise SettingsError(f"must be 'sample' or 'batch', got {self.granularity!r}", field="granularity")
-        if self.granularity == "batch" and self.conv != "crossd":
-            raise SettingsError("'batch' needs a Cross-D model (conv 'crossd')", field="granularity")
+        check_granularity(self.granularity)
+        if self.granularity != "sample" and self.conv != "crossd":
+            raise SettingsError(f"{self.granularity!r} needs a Cross-D model (conv 'crossd')", field="granularity")
         if self.consistency < 0 or (self.consistency > 0 and self.plane_sampling != "random"):
             raise SettingsError(
                 "needs random planes (plane_sampling 'random') and must not be negative", field="consistency"
             )
-        allowed = ("crossd",) if self.conv == "crossd" else ("i3d", "acs")
+        allowed = tuple(n for n in init_names("twin") if get_init(n).needs_crossd == (self.conv == "crossd"))
         if self.twin_init not in allowed:
             raise SettingsError(
                 f"for a {self.conv} model must be one of {allowed}, got {self.volume_init!r}", field="volume_init"
             )
+        check_slice_axis(self.volume_slice_axis, "volume_slice_axis")
         for name, least in (("volume_every", 1), ("volume_batch_size", 2)):
             if getattr(self, name) < least:
                 raise SettingsError(f"must be at least {least}, got {getattr(self, name)}", field=name)
         if self.lr <= 0:
             raise SettingsError(f"must be positive, got {self.lr}", field="lr")
+        self.window = check_window(self.window)
+        medmnist = detect_dataset_kind(self.data_path, self.dataset) == "medmnist"
+        if self.window is not None and not medmnist and self.volumes is None:
+            raise SettingsError(
+                "applies to .npz data and volumes, not to image folders of 8-bit images", field="window"
+            )
         if self.num_classes is not None and self.num_classes < 2:
             raise SettingsError(f"must be at least 2, got {self.num_classes}", field="num_classes")
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from crossd.metrics import TOP_K, reports_top5
 from crossd.train.distributed import DistInfo, all_gather_objects, all_reduce_sum
 from crossd.train.progress import DataWait, ProgressPrinter
 
@@ -73,11 +74,12 @@ class Precision:
 
 @dataclass
 class EpochStats:
-    """Mean loss, top-1/top-5 accuracy (%), throughput and data-wait share of a training epoch, all processes."""
+    """Mean loss, top-1/top-5 accuracy (%), throughput and data-wait share of a training epoch, all processes.
+    ``acc5`` is ``None`` for 5 classes or fewer (:func:`crossd.metrics.reports_top5`)."""
 
     loss: float
     acc1: float
-    acc5: float
+    acc5: float | None
     images_per_second: float
     seconds: float
     data_wait: float = 0.0
@@ -86,11 +88,13 @@ class EpochStats:
 
 @dataclass
 class Predictions:
-    """Every evaluated sample (all processes): true labels ``(N,)``, top-k predictions ``(N, k)``, losses ``(N,)``."""
+    """Every evaluated sample (all processes): true labels ``(N,)``, top-k predictions ``(N, k)`` with
+    ``k = min(5, num_classes)``, losses ``(N,)``, and the model's class count."""
 
     targets: np.ndarray
     topk: np.ndarray
     losses: np.ndarray
+    num_classes: int
 
     @property
     def loss(self) -> float:
@@ -101,13 +105,16 @@ class Predictions:
         return 100.0 * float((self.topk[:, 0] == self.targets).mean())
 
     @property
-    def acc5(self) -> float:
-        return 100.0 * float((self.topk[:, :5] == self.targets[:, None]).any(1).mean())
+    def acc5(self) -> float | None:
+        """Top-5 accuracy (%), ``None`` for 5 classes or fewer (:func:`crossd.metrics.reports_top5`)."""
+        if not reports_top5(self.num_classes):
+            return None
+        return 100.0 * float((self.topk[:, :TOP_K] == self.targets[:, None]).any(1).mean())
 
 
 def _correct_topk(logits: Tensor, targets: Tensor) -> tuple[int, int]:
     """Numbers of samples whose label is the top-1 / among the top-5 (top-``C`` for fewer classes) logits."""
-    topk = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    topk = logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices
     hits = topk == targets[:, None]
     return int(hits[:, 0].sum()), int(hits.any(1).sum())
 
@@ -148,6 +155,7 @@ def train_one_epoch(
     lr = optimizer.param_groups[0]["lr"]
     progress = ProgressPrinter(header, len(loader), print_freq or 1, enabled=info.is_main and print_freq is not None)
     totals = np.zeros(4)  # loss sum, top-1 hits, top-5 hits, samples (this process)
+    top5 = True  # False once a batch shows 5 classes or fewer
     start = time.perf_counter()
     batches = DataWait(loader)
     for step, (images, targets) in enumerate(batches, start=1):
@@ -173,33 +181,36 @@ def train_one_epoch(
         if after_step is not None:
             after_step(step)
         n = len(targets)
-        hits = _correct_topk(logits.detach(), targets) if logits.dim() == 2 and targets.dim() == 1 else (0, 0)
+        classify = logits.dim() == 2 and targets.dim() == 1
+        top5 = top5 and classify and reports_top5(logits.shape[1])
+        hits = _correct_topk(logits.detach(), targets) if classify else (0, 0)
         totals += (loss_value * n, *hits, n)
-        progress.step(
-            step, totals[0] / totals[3], 100 * totals[1] / totals[3], 100 * totals[2] / totals[3], lr, n * step
-        )
+        acc5 = 100 * totals[2] / totals[3] if top5 else None
+        progress.step(step, totals[0] / totals[3], 100 * totals[1] / totals[3], acc5, lr, n * step)
     seconds = time.perf_counter() - start
-    loss_sum, top1, top5, count, waited, spent = all_reduce_sum([*totals.tolist(), batches.seconds, seconds], info)
+    loss_sum, top1, hits5, count, waited, spent = all_reduce_sum([*totals.tolist(), batches.seconds, seconds], info)
     count = max(count, 1)
     rate = count / max(seconds, 1e-9)
     return EpochStats(
-        loss_sum / count, 100 * top1 / count, 100 * top5 / count, rate, seconds, waited / max(spent, 1e-9)
-    )
+        loss_sum / count, 100 * top1 / count, 100 * hits5 / count if top5 else None, rate, seconds,
+        waited / max(spent, 1e-9),
+    )  # fmt: skip
 
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, info: DistInfo, precision: Precision) -> Predictions:
     """Evaluate ``model`` on this process's share of ``loader`` and gather every process's predictions."""
     model.eval()
-    targets, topk, losses = [], [], []
+    targets, topk, losses, classes = [], [], [], 0
     for images, labels in loader:
         images, labels = images.to(info.device, non_blocking=True), labels.to(info.device, non_blocking=True)
         with precision.autocast(info.device):
             logits = model(images)
         logits = logits.float()
         losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
-        topk.append(logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu())
+        topk.append(logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices.cpu())
+        classes = logits.shape[1]
         targets.append(labels.cpu())
     local = [torch.cat(x).numpy() if x else None for x in (targets, topk, losses)]
-    parts = [p for p in all_gather_objects(local, info) if p[0] is not None]
-    return Predictions(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+    parts = [p for p in all_gather_objects([*local, classes], info) if p[0] is not None]
+    return Predictions(*(np.concatenate([p[i] for p in parts]) for i in range(3)), num_classes=parts[0][3])

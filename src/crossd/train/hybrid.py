@@ -26,8 +26,9 @@ from torch import Tensor, nn
 
 from crossd.convert.twin import volume_twin
 from crossd.data.npz import load_npz
+from crossd.data.preprocessing import scale_to_unit
 from crossd.data.volumes import load_samples
-from crossd.errors import DataError
+from crossd.errors import CrossdError, DataError
 from crossd.train.distributed import DistInfo, all_reduce_sum, average_gradients
 
 VOLUME_MEAN, VOLUME_STD = 0.449, 0.226
@@ -39,9 +40,11 @@ class VolumeBatches:
 
     ``path``: a MedMNIST-style 3D ``.npz`` (its ``train`` split, or all samples) or anything
     :func:`crossd.data.volumes.load_samples` reads (a ``path,label`` CSV of NIfTI files, a folder of class folders;
-    ``size`` resizes them to a common cube, multi-channel volumes are averaged to grey). Labels must use the 2D
+    ``size`` resizes them to a common cube, multi-channel volumes are averaged to grey, NIfTI and DICOM volumes
+    are laid out with the ``slice_axis`` plane as ``(H, W)``: :mod:`crossd.data.orientation`). Labels must use the 2D
     data's class indices (for CSVs: the same class names, sorted). Intensities are min-max scaled over the whole
-    array to [0, 1], normalised with :data:`VOLUME_MEAN` / :data:`VOLUME_STD` and repeated to 3 channels. The order
+    array to [0, 1] (or clipped to ``window`` and scaled from it, :mod:`crossd.data.preprocessing`), normalised
+    with :data:`VOLUME_MEAN` / :data:`VOLUME_STD` and repeated to 3 channels. The order
     and flips of epoch ``e`` depend on ``(seed, e)`` only, so a resumed run sees the same batches.
 
     ``batch_size`` is per process: with ``world_size`` processes every global batch holds
@@ -59,16 +62,17 @@ class VolumeBatches:
         size: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        slice_axis: str = "axial",
+        window: tuple[float, float] | None = None,
     ):
-        images, labels, classes = _load_volumes(Path(path), size)
+        images, labels, classes = _load_volumes(Path(path), size, slice_axis)
         if classes > num_classes:
             raise DataError(
                 f"{path}: class-count mismatch: volumes have {classes} classes, but the 2D data has {num_classes}",
                 field="volumes",
             )
-        images = images.astype(np.float32)
-        lo, hi = float(images.min()), float(images.max())
-        images = ((images - lo) / (hi - lo if hi > lo else 1.0) - VOLUME_MEAN) / VOLUME_STD
+        lo, hi = window if window is not None else (float(images.min()), float(images.max()))
+        images = (scale_to_unit(images, lo, hi if hi > lo else lo + 1.0) - VOLUME_MEAN) / VOLUME_STD
         self.images = torch.from_numpy(images)[:, None]  # (N, 1, D, H, W)
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.batch_size = min(batch_size, len(self.labels) // world_size)
@@ -95,13 +99,20 @@ class VolumeBatches:
                 yield volumes.expand(-1, 3, -1, -1, -1).to(self.device), self.labels[index].to(self.device)
 
 
-def _load_volumes(path: Path, size: int | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Grey volumes ``(N, D, H, W)``, labels ``(N,)`` and the class count of a 3D ``.npz``, CSV or folder."""
+def _load_volumes(path: Path, size: int | None, slice_axis: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Grey volumes ``(N, D, H, W)``, labels ``(N,)`` and the class count of a 3D ``.npz``, CSV or folder (NIfTI
+    and DICOM in the layout of ``slice_axis``). Errors about the settings name the pretraining ones
+    (``volume_size``, ``volume_slice_axis``)."""
     if path.suffix == ".npz":
         data = load_npz(path, spatial_dims=3)
         split = data.splits.get("train") or data.pooled()
         return split.images, split.labels, data.num_classes
-    samples = load_samples(path, size, spatial_dims=3)
+    try:
+        samples = load_samples(path, size, spatial_dims=3, slice_axis=slice_axis)
+    except CrossdError as exc:
+        if exc.field in ("size", "slice_axis"):
+            raise type(exc)(exc.message, field=f"volume_{exc.field}") from None
+        raise
     return samples.images.astype(np.float32).mean(1), samples.labels, samples.num_classes
 
 

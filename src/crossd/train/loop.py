@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from crossd.data.images import ImageSplits, load_image_splits
+from crossd.data.images import ImageSplits, detect_dataset_kind, load_image_splits
 from crossd.errors import DataError, OutputError, SettingsError
 from crossd.io import ensure_writable_dir, remove_stale_temps, save_json
 from crossd.metrics import classification_metrics
@@ -61,8 +61,9 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 
     Returns:
         ``{"val": {...}, "test": {...}}`` (``test`` only when the data has a test split): accuracy,
-        balanced_accuracy, precision_macro, recall_macro, f1_macro (scikit-learn) plus loss and acc1/acc5 (%)
-        of the final model; also ``"epochs"``, the number of epochs trained in total.
+        balanced_accuracy, precision_macro, recall_macro, f1_macro (scikit-learn) plus loss and acc1 (%)
+        of the final model (and acc5 with more than 5 classes); also ``"epochs"``, the number of epochs trained in
+        total.
 
     Raises:
         CrossdError: one-line messages for bad data, models, checkpoints, settings or output locations
@@ -149,6 +150,7 @@ class _Run:
             cfg.val_crop_size,
             cfg.train_crop_scale,
             cfg.num_classes,
+            cfg.window if detect_dataset_kind(cfg.data_path, cfg.dataset) == "medmnist" else None,
         )
         spec = ModelSpec(cfg.model, cfg.conv, cfg.mode, len(splits.classes))
         if checkpoint is not None:
@@ -185,7 +187,7 @@ class _Run:
         if cfg.volumes is not None:
             volumes = VolumeBatches(
                 cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device, cfg.volume_size,
-                info.rank, info.world_size,
+                info.rank, info.world_size, cfg.volume_slice_axis, cfg.window,
             )  # fmt: skip
             hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info)
         return cls(
@@ -226,9 +228,10 @@ class _Run:
             volume_loss = self.hybrid.mean_loss() if self.hybrid is not None else None
             if info.is_main and not cfg.quiet:
                 left = (time.perf_counter() - run_start) / (epoch + 1 - self.start_epoch) * (cfg.epochs - epoch - 1)
+                top5 = "" if val.acc5 is None else f" acc5 {val.acc5:.2f}"
                 print(
                     f"{header} train loss {stats.loss:.4f} acc1 {stats.acc1:.2f} | val loss {val.loss:.4f} "
-                    f"acc1 {val.acc1:.2f} acc5 {val.acc5:.2f} | {stats.seconds:.1f} s, "
+                    f"acc1 {val.acc1:.2f}{top5} | {stats.seconds:.1f} s, "
                     f"{stats.images_per_second:.1f} img/s, data wait {100 * stats.data_wait:.0f}%, "
                     f"run eta {datetime.timedelta(seconds=round(left))}",
                     flush=True,
@@ -303,6 +306,7 @@ class _Run:
             "epoch": epochs_done,
             "args": asdict(self.cfg),
             "arch": asdict(self.spec),
+            "preprocessing": self.cfg.preprocessing().to_dict(),
             "classes": self.splits.classes,
             "rng": rng_states,
             "log": rows,
@@ -367,21 +371,23 @@ def _restore_rng(states: list[dict[str, Any]], info: DistInfo) -> None:
 
 
 def _log_row(epoch: int, lr: float, stats: EpochStats, val: Predictions) -> dict[str, float]:
-    return {
+    """One ``log.csv`` row (``val_acc5`` only with more than 5 classes)."""
+    row = {
         "epoch": epoch,
         "lr": lr,
         "train_loss": stats.loss,
         "train_acc1": stats.acc1,
         "val_loss": val.loss,
         "val_acc1": val.acc1,
-        "val_acc5": val.acc5,
         "img/s": stats.images_per_second,
         "data_wait": stats.data_wait,
         "seconds": stats.seconds,
     }
+    return row if val.acc5 is None else {**row, "val_acc5": val.acc5}
 
 
 def _summary(predictions: Predictions) -> dict[str, float]:
-    """Table-1 metrics plus loss and acc@1/acc@5 (%)."""
+    """Table-1 metrics plus loss and acc@1 (%), and acc@5 (%) with more than 5 classes."""
     metrics = classification_metrics(predictions.targets, predictions.topk[:, 0])
-    return {**metrics, "loss": predictions.loss, "acc1": predictions.acc1, "acc5": predictions.acc5}
+    top5 = {} if predictions.acc5 is None else {"acc5": predictions.acc5}
+    return {**metrics, "loss": predictions.loss, "acc1": predictions.acc1, **top5}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
+from crossd.convert.inits import get_init
 from crossd.convert.to_crossd import to_crossd
 from crossd.errors import CheckpointError
 from crossd.models import ModelSpec, create_model, load_2d_model
@@ -17,7 +18,7 @@ def build_model(
     weights: str | Path | None = None,
     crossd_init: str = "random",
     plane_sampling: str = "head",
-    granularity: str = "sample",
+    granularity: str | int = "sample",
 ) -> nn.Module:
     """``spec``'s model, randomly initialised or warm-started from a local 2D checkpoint.
 
@@ -30,7 +31,7 @@ def build_model(
     Cross-D model starts as the regular one at rotation angle 0.
     """
     if weights is None:
-        if spec.conv == "crossd" and crossd_init != "random":
+        if spec.conv == "crossd" and get_init(crossd_init, "to_crossd", field="crossd_init").kernel is not None:
             regular = create_model(spec.arch, spec.num_classes, "regular")
             model = to_crossd(regular, mode=spec.mode, init=crossd_init, inplace=True)
         else:

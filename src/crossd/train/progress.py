@@ -13,10 +13,9 @@ from typing import TypeVar
 
 from crossd.io import save_text
 
-LOG_COLUMNS = (
-    "epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "img/s", "data_wait", "seconds",
-)  # fmt: skip
-"""``data_wait``: the share of the training epoch's time spent waiting for the next batch (0 to 1)."""
+LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "img/s", "data_wait", "seconds")
+"""``data_wait``: the share of the training epoch's time spent waiting for the next batch (0 to 1). ``val_acc5``
+follows as an extra column with more than 5 classes (:func:`crossd.metrics.reports_top5`)."""
 
 Batch = TypeVar("Batch")
 
@@ -48,22 +47,25 @@ class DataWait:
 
 
 class ProgressPrinter:
-    """Every ``print_freq`` steps (and at the last), one line: running loss, acc@1/acc@5, lr, img/s and ETA."""
+    """Every ``print_freq`` steps (and at the last), one line: running loss, acc@1 (and acc@5 when given), lr, img/s
+    and ETA."""
 
     def __init__(self, header: str, total_steps: int, print_freq: int, enabled: bool = True):
         self.header, self.total, self.freq, self.enabled = header, total_steps, print_freq, enabled
         self.start = time.perf_counter()
 
-    def step(self, step: int, loss: float, acc1: float, acc5: float, lr: float, images: int) -> None:
-        """``step`` is 1-based; metrics are running averages over the epoch; ``images`` seen so far by all processes."""
+    def step(self, step: int, loss: float, acc1: float, acc5: float | None, lr: float, images: int) -> None:
+        """``step`` is 1-based; metrics are running averages over the epoch (``acc5`` ``None``: not shown);
+        ``images`` seen so far by all processes."""
         if not self.enabled or (step % self.freq and step != self.total):
             return
         elapsed = time.perf_counter() - self.start
         eta = datetime.timedelta(seconds=round(elapsed / step * (self.total - step)))
         width = len(str(self.total))
         print(
-            f"{self.header} [{step:>{width}}/{self.total}]  loss {loss:.4f}  acc1 {acc1:6.2f}  acc5 {acc5:6.2f}  "
-            f"lr {lr:.2e}  img/s {images / max(elapsed, 1e-9):7.1f}  eta {eta}",
+            f"{self.header} [{step:>{width}}/{self.total}]  loss {loss:.4f}  acc1 {acc1:6.2f}  "
+            + ("" if acc5 is None else f"acc5 {acc5:6.2f}  ")
+            + f"lr {lr:.2e}  img/s {images / max(elapsed, 1e-9):7.1f}  eta {eta}",
             flush=True,
         )
 
