@@ -35,7 +35,9 @@ def _record(**overrides) -> dict:
     return cfg.record()
 
 
-@pytest.mark.parametrize("overrides", [{}, {"protocol": "paper", "drop_bn_stats": True, "size": 16}])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"protocol": "paper", "drop_bn_stats": True, "size": 16}, {"slice_pool": "attention"}]
+)
 def test_the_printed_evaluate_command_repeats_the_same_evaluation(overrides):
     record = _record(**overrides)
     command = evaluate_command(record, "o/again")

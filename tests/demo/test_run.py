@@ -112,3 +112,43 @@ def test_the_default_demo_runs_the_2d_only_pair():
         "pretrain-crossd-volumes",
         "pretrain-regular-volumes",
     ]
+
+
+def test_baselines_all_adds_slice_aggregation_and_2_5d_and_the_report_says_which_ran(demo):
+    report = (demo / "report.md").read_text()
+    assert "Baselines in this run (the default set): `acs`, `i3d`, `acs+volumes`, `random`." in report
+    assert "`crossd demo --baselines all` adds" in report
+    assert main(["demo", "--quick", "--volumes", "--baselines", "all", "--output-dir", str(demo), "--no-progress"]) == 0
+    added = ["slices", "2.5d"]
+    results = json.loads((demo / "evaluate" / "results.json").read_text())
+    methods = ["crossd", "crossd+volumes", "acs", "i3d", "acs+volumes", *added, "random"]
+    assert [m["method"] for m in results["results"]] == methods
+    assert all(len(m["folds"]) == 2 for m in results["results"])
+    report = (demo / "report.md").read_text()
+    assert "Baselines in this run (`--baselines all`): `acs`, `i3d`, `acs+volumes`, " in report
+    assert all(f"`{label}`" in report for label in added)
+    assert "--volumes --baselines all" in report
+    slices = next(m for m in results["results"] if m["method"] == "slices")
+    assert slices["loading"]["pool"] == "mean" and slices["loading"]["source_conv"] == "regular"
+    row = next(line for line in report.splitlines() if line.startswith("| slices | the 2D network on every axial"))
+    assert mean_std(slices["accuracy_mean"], slices["accuracy_std"]) in row
+    summary = json.loads((demo / "demo.json").read_text())
+    assert set(summary["margins"]["crossd"]) == {"i3d", "acs", "acs+volumes", *added}
+
+
+def test_baselines_are_a_known_set_and_segmentation_keeps_the_3d_encoders():
+    from crossd.demo.run import DemoConfig, encoder_methods
+    from crossd.errors import SettingsError
+
+    assert [label for _, _, label in DemoConfig().transfers()] == [
+        "crossd",
+        "crossd+volumes",
+        "acs",
+        "i3d",
+        "acs+volumes",
+    ]
+    assert [label for _, _, label in DemoConfig(baselines="all").transfers()][-2:] == ["slices", "2.5d"]
+    with pytest.raises(SettingsError, match="baselines must be one of"):
+        DemoConfig(baselines="some").resolved()
+    methods = [("crossd", "c"), ("slices", "r", "slices"), ("acs", "r"), ("random", None, "random")]
+    assert encoder_methods(methods) == [("crossd", "c"), ("acs", "r"), ("random", None, "random")]

@@ -92,6 +92,21 @@ def test_linear_protocol_with_batchnorm_recalibration(data_dir, tmp_path, monkey
     assert all(len(loader.dataset) == fold["n_train"] for loader, fold in zip(calls, folds, strict=True))
 
 
+def test_slice_inits_run_and_are_compared_with_crossd(data_dir, tmp_path):
+    crossd, regular = data_dir / "crossd.safetensors", data_dir / "regular.safetensors"
+    methods = [("crossd", crossd), ("slices", regular), ("slices3", crossd)]
+    results = _run(data_dir, tmp_path, "vol.npz", methods, slice_pool="attention", batch_size=8)
+    _check_results(results, tmp_path, ["crossd", "slices", "slices3"])
+    assert {name: c["pairs"] for name, c in results["comparisons"].items()} == {"slices": 2, "slices3": 2}
+    assert results["args"]["slice_pool"] == "attention"
+    table = (tmp_path / "results.md").read_text()
+    assert "the 2D network on every axial slice, attention-pooled from `regular.safetensors`" in table
+    assert (
+        "3 orientations, attention-pooled, concatenated from `crossd.safetensors` (the Cross-D kernels' angle-0"
+        in table
+    )
+
+
 @pytest.mark.parametrize("protocol", ["bn", "paper"])
 def test_2d_inits_run(data_dir, tmp_path, protocol):
     methods = [("crossd", data_dir / "crossd.safetensors"), ("regular2d", data_dir / "regular.safetensors")]

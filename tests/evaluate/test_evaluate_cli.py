@@ -75,6 +75,11 @@ def _error(capsys):
         ("no_checkpoint", "--init 'i3d' needs a 2D checkpoint to transfer"),
         ("bad_nifti", "not a readable NIfTI file"),
         ("bad_device", "--device 'gpu0' is not a device"),
+        ("slices_2d", "--init 'slices' runs the 2D network on the slices of 3D volumes, but the data holds 2D images"),
+        (
+            "slices_segmentation",
+            "--init 'slices3' builds no 3D segmentation encoder: slice aggregation gives one label per volume",
+        ),
         ("mixed_shapes", "--size is needed: samples differ in shape ((1, 6, 5, 4) vs (1, 8, 8, 8))"),
         ("no_official_split", "--split official needs a MedMNIST .npz with a test split"),
     ],
@@ -102,6 +107,10 @@ def test_bad_input_gives_one_line_errors(data_dir, tmp_path, capsys, case, messa
         argv = ["--data", vol, "--init", "i3d"]
     elif case == "bad_device":
         argv = ["--data", vol, "--init", "random", "--device", "gpu0"]
+    elif case == "slices_2d":
+        argv = ["--data", img, "--init", f"slices={regular}"]
+    elif case == "slices_segmentation":
+        argv = ["--task", "segmentation", "--data", "mni152", "--init", "acs", "slices3", "--checkpoint", regular]
     elif case == "mixed_shapes":
         for name, shape in (("a", (4, 5, 6)), ("b", (8, 8, 8))):
             nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), str(tmp_path / f"{name}.nii.gz"))

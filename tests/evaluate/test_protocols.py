@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from crossd.evaluate import BnConstants, PaperConstants
-from crossd.evaluate.methods import replace_head
+from crossd.evaluate.methods import new_layers, replace_head
 from crossd.evaluate.protocols import Schedule, batchnorm_parameters, recalibrate_batchnorm
-from crossd.models import create_model
+from crossd.models import SliceModel, create_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
 
@@ -102,3 +102,28 @@ def test_recalibrate_batchnorm_estimates_test_time_features_with_dropout_off_and
     batch_vars = torch.stack([model[0](x).transpose(0, 1).flatten(1).var(1) for x, _ in data])  # unbiased, per batch
     torch.testing.assert_close(model[2].running_var, batch_vars.mean(0), rtol=1e-5, atol=1e-5)
     assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize("pool", ["mean", "attention"])
+@pytest.mark.parametrize("protocol, epoch", [("bn", 0), ("linear", 0), ("finetune", 0), ("paper", 0), ("paper", 10)])
+def test_slice_models_train_head_and_pool_beside_what_the_protocol_trains(protocol, epoch, pool):
+    model = SliceModel(create_model("resnet18", 10), "dhw", pool)
+    head = replace_head(model, 3)
+    new = _ids(new_layers(model, head).parameters())
+    assert new == _ids(head.parameters()) | _ids(model.pool.parameters())
+    assert bool(list(model.pool.parameters())) == (pool == "attention")
+    schedule = Schedule(
+        protocol, model, new_layers(model, head), 15, 1e-3, PaperConstants() if protocol == "paper" else BnConstants()
+    )
+    for e in range(epoch + 1):
+        schedule.begin_epoch(e)
+        schedule.end_epoch()
+    expected = {
+        "bn": new | _ids(batchnorm_parameters(model)),
+        "linear": new,
+        "finetune": _ids(model.parameters()),
+        "paper": new | (_ids(batchnorm_parameters(model)) if epoch == 10 else set()),
+    }[protocol]
+    assert _ids(schedule.optimized_parameters()) == expected
+    assert _ids(p for p in model.parameters() if p.requires_grad) == expected
+    assert batchnorm_parameters(model) and not _ids(batchnorm_parameters(model)) & new

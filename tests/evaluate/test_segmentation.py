@@ -12,7 +12,7 @@ from crossd.data.segmentation import (
     mni152_blocks,
     write_segmentation_csv,
 )
-from crossd.errors import DataError
+from crossd.errors import DataError, SettingsError
 from crossd.evaluate.methods import Method
 from crossd.evaluate.segmentation import (
     SegmentationConfig,
@@ -73,6 +73,17 @@ def test_protocols_choose_what_trains(tmp_path):
     assert all(p.requires_grad for p in trainable_parameters(net, "finetune"))
     with pytest.raises(ValueError, match="protocol must be one of .* for segmentation"):
         SegmentationConfig("x", [("crossd", ckpt)], tmp_path, protocol="paper").validate()
+
+
+@pytest.mark.parametrize("init", ["slices", "slices3"])
+def test_slice_aggregation_is_refused_in_one_line(tmp_path, init):
+    cfg = SegmentationConfig("x", [("acs", "a.pt"), (init, "a.pt")], tmp_path)
+    with pytest.raises(SettingsError) as caught:
+        cfg.validate()
+    assert str(caught.value) == (
+        f"methods '{init}' builds no 3D segmentation encoder: slice aggregation gives one label per volume; use one "
+        "of crossd, i3d, center, acs, random, 2.5d"
+    )
 
 
 def test_prepare_volumes_scales_repeats_and_normalises():

@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also the hybrid 2D+3D pretrainings (crossd+volumes, the best Cross-D setting we found, and its fair "
         "baseline acs+volumes); more than doubles the pretraining time (see README)",
     )
+    parser.add_argument(
+        "--baselines",
+        choices=("default", "all"),
+        default="default",
+        help="default: I3D, ACS and random; all: also slice aggregation (slices) and 2.5D (2.5d) of the regular "
+        "network, two more evaluated methods",
+    )
     parser.add_argument("--pretrain-epochs", type=int, help="2D pretraining epochs (default 6; --quick 1)")
     parser.add_argument("--samples-2d", type=int, help="2D pretraining patches (default 3000; --quick 96)")
     parser.add_argument("--samples-3d", type=int, help="3D downstream patches (default 240; --quick 48)")
@@ -93,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         segmentation_epochs=args.segmentation_epochs,
         volumes=args.volumes,
         study=args.study,
+        baselines=args.baselines,
     )
     run_demo(cfg)
     print(f"report: {Path(args.output_dir) / 'report.md'}")

@@ -19,6 +19,9 @@ networks. NIfTI and DICOM volumes are reoriented to RAS+ and laid out (C, D, H, 
   2.5d       2D kernels as (1, k, k) 3D kernels: each depth slice convolved in-plane (2.5D)
   random     no checkpoint, random initialisation
   regular2d  2D data only: the regular 2D network as trained (the 2D baseline of a Cross-D network)
+  slices     3D data: the 2D network (a Cross-D checkpoint's angle-0 kernels) on every axial slice, the slice
+             features pooled by --slice-pool (mean, max or a learned attention) into one volume feature
+  slices3    as slices, on the slices of all three orientations, the three pooled features concatenated
 NAME+TAG=CKPT compares one init from several checkpoints (e.g. acs=a.pt acs+volumes=b.pt). All methods of one
 call share the folds; the same --seed gives the same folds in separate calls.
 Protocols: bn (BatchNorm + head; default), linear (head), finetune (all), paper (the authors' later scripts behind
@@ -40,7 +43,7 @@ from the checkpoints (crossd pretrain records them; crossd pretrain and crossd d
 that differs from the checkpoints', checkpoints that disagree, or checkpoints that record none (older files,
 foreign checkpoints: radimagenet is used) each print a one-line warning.
 --task segmentation: Dice of a UNet3D per init on image/label NIfTI pairs (a CSV with image,label columns, or
-"mni152"); see crossd.evaluate.segmentation.
+"mni152"; not slices/slices3); see crossd.evaluate.segmentation.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
 from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, SPLITS
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
 from crossd.io import check_input_path, ensure_writable_dir, user_path_errors
+from crossd.models.slice_model import POOLS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--recalibrate-bn",
         action="store_true",
         help="re-estimate BatchNorm statistics on each fold's training samples before training (AdaBN)",
+    )
+    parser.add_argument(
+        "--slice-pool",
+        choices=tuple(POOLS),
+        default="mean",
+        help="how slices/slices3 pool the slice features (attention: learned, trained with the head)",
     )
     parser.add_argument("--protocol", choices=PROTOCOLS, default="bn", help="what is trained on top (see above)")
     parser.add_argument("--folds", type=int, default=None, help="cross-validation folds (default: 5)")
@@ -187,6 +197,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
         arch=args.arch,
         drop_bn_stats=args.drop_bn_stats,
         recalibrate_bn=args.recalibrate_bn,
+        slice_pool=args.slice_pool,
         device=None if args.device == "auto" else args.device,
         resume=args.resume,
         allow_changed=args.allow_changed,

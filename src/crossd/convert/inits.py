@@ -60,6 +60,9 @@ class KernelInit:
         uses_axis: its kernels are flat along the volume axis chosen by ``to_3d``'s ``axis``.
         spatial_dims: the data (2D images, 3D volumes) the evaluation accepts it on.
         segmentation: valid for the encoder of a 3D segmentation network.
+        slice_axes: slice aggregation: the evaluation runs the plain 2D network on the slices along these volume
+            axes (the ``axes`` of :class:`crossd.models.SliceModel`) instead of building a 3D network; ``None`` for
+            every kernel init.
         same_as: the init this name is another spelling of.
     """
 
@@ -76,6 +79,7 @@ class KernelInit:
     uses_axis: bool = False
     spatial_dims: tuple[int, ...] = (3,)
     segmentation: bool = True
+    slice_axes: str | None = None
     same_as: str | None = None
 
 
@@ -222,5 +226,25 @@ register_init(
         angle0=True,
         spatial_dims=(2,),
         segmentation=False,
+    )
+)
+register_init(
+    KernelInit(
+        "slices",
+        "slice aggregation: the regular 2D network on every axial slice, the slice features pooled",
+        ("evaluate",),
+        angle0=True,
+        segmentation=False,
+        slice_axes="d",
+    )
+)
+register_init(
+    KernelInit(
+        "slices3",
+        "slice aggregation over the slices of all three orientations, the three pooled features concatenated",
+        ("evaluate",),
+        angle0=True,
+        segmentation=False,
+        slice_axes="dhw",
     )
 )

@@ -6,8 +6,9 @@
    set (the Cross-D setting that transferred best in ``docs/experiments.md``, and its fair regular baseline, whose
    3D twin is its ACS form).
 3. Transfer them to 3D (``crossd`` and ``crossd+volumes`` from the Cross-D networks; ``acs``, ``i3d`` and
-   ``acs+volumes`` from the regular ones; ``random``) and compare them under the ``bn`` protocol on the 3D set
-   (:func:`crossd.evaluate.evaluate`), with paired tests of each Cross-D network against I3D and ACS.
+   ``acs+volumes`` from the regular ones; ``random``; with ``baselines="all"`` also slice aggregation ``slices`` and
+   ``2.5d`` from the regular one) and compare them under the ``bn`` protocol on the 3D set
+   (:func:`crossd.evaluate.evaluate`), with paired tests of each Cross-D network against each baseline.
 4. Write ``report.md`` with the results table and what it can show, an accuracy plot, training curves, the
    first layer's kernels and the planes its rotation heads pick (:mod:`crossd.demo.report`,
    :mod:`crossd.report.animation`, :mod:`crossd.report.planes`).
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 import crossd
+from crossd.convert.inits import get_init
 from crossd.data.segmentation import mni152_blocks
 from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
 from crossd.demo.report import accuracy_plot, evaluate_command, read_log, report_markdown, training_curves
@@ -78,9 +80,17 @@ TRANSFERS = (
     ("acs", "regular+volumes", "acs+volumes"),
 )
 """The evaluated 3D networks besides ``random``: ``(init, pretraining run, label)``, for the runs that exist."""
+EXTRA_TRANSFERS = (
+    ("slices", "regular", "slices"),
+    ("2.5d", "regular", "2.5d"),  # the (1, k, k) kernel init of the kernel-init registry (crossd.convert.inits)
+)
+"""What ``baselines="all"`` adds to :data:`TRANSFERS`: the routes the field takes with a 2D network on volumes,
+slice aggregation (axial slices, mean-pooled features) and 2.5D kernels, both of the regular network. Not in the
+default run, which keeps its time."""
+BASELINES = ("default", "all")
 CROSSD_METHODS = ("crossd", "crossd+volumes")
 """The demo's Cross-D transfers, each compared with :data:`BASELINE_METHODS` in ``demo.json``'s ``margins``."""
-BASELINE_METHODS = ("i3d", "acs", "acs+volumes")
+BASELINE_METHODS = ("i3d", "acs", "acs+volumes", *(label for _, _, label in EXTRA_TRANSFERS))
 
 
 @dataclass
@@ -110,6 +120,8 @@ class DemoConfig:
             README).
         study: a ``study.json`` written by ``benchmarks/transfer_study.py``; the report shows its multi-seed table
             beside this run's (without one it points to the study in ``docs/experiments.md``).
+        baselines: ``"default"`` (I3D, ACS, random) or ``"all"`` (also :data:`EXTRA_TRANSFERS`: ``slices`` and
+            ``2.5d``, each one more evaluated method).
     """
 
     output_dir: str | Path = "crossd-demo"
@@ -131,10 +143,15 @@ class DemoConfig:
     segmentation_epochs: int | None = None
     volumes: bool = False
     study: str | None = None
+    baselines: str = "default"
 
     def runs(self) -> tuple[DemoRun, ...]:
         """The pretrainings this configuration runs."""
         return tuple(r for r in RUNS if self.volumes or not r.volumes)
+
+    def transfers(self) -> tuple[tuple[str, str, str], ...]:
+        """The evaluated 3D networks besides ``random`` (``(init, pretraining run, label)``) for :attr:`baselines`."""
+        return TRANSFERS + (EXTRA_TRANSFERS if self.baselines == "all" else ())
 
     def resolved(self) -> DemoConfig:
         """A copy with every ``None`` replaced by the default (or ``quick``) value."""
@@ -151,6 +168,8 @@ class DemoConfig:
         }
         if self.protocol not in DEMO_PROTOCOLS:
             raise SettingsError(f"must be one of {DEMO_PROTOCOLS}, got {self.protocol!r}", field="protocol")
+        if self.baselines not in BASELINES:
+            raise SettingsError(f"must be one of {BASELINES}, got {self.baselines!r}", field="baselines")
         if self.protocol == "paper":  # the paper's own epochs (15) and learning rate, unless given explicitly
             defaults.pop("eval_lr")
             if not quick:
@@ -283,6 +302,11 @@ def margins(results: dict) -> dict[str, dict[str, dict]]:
     }
 
 
+def encoder_methods(methods: list) -> list:
+    """The methods with a 3D encoder to segment with: slice aggregation (``slices``) has none."""
+    return [m for m in methods if get_init(m[0]).segmentation]
+
+
 def read_study(path: str | Path) -> dict:
     """A ``study.json`` of ``benchmarks/transfer_study.py`` (``{"args", "rows"}``) with its path; a
     :class:`~crossd.errors.DataError` when the file is not one."""
@@ -364,7 +388,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             pretrained[run.name], reused[run.name] = pretrain_stage(pcfg)
         logs[run.name] = read_log(Path(pcfg.output_dir) / "log.csv")
     checkpoints = {run.name: out / run.folder / "model.safetensors" for run in cfg.runs()}
-    methods = [(init, str(checkpoints[run]), label) for init, run, label in TRANSFERS if run in checkpoints]
+    methods = [(init, str(checkpoints[run]), label) for init, run, label in cfg.transfers() if run in checkpoints]
     ecfg = EvaluateConfig(
         data=str(data.downstream_path),
         methods=[*methods, ("random", None, "random")],
@@ -390,7 +414,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         with clock("segmentation"):
             scfg = SegmentationConfig(
                 "mni152",
-                ecfg.methods,
+                encoder_methods(ecfg.methods),
                 out / "segmentation",
                 protocol="bn",
                 folds=cfg.folds,

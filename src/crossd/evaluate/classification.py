@@ -25,7 +25,7 @@ from crossd.errors import DataError, SettingsError
 from crossd.evaluate.config import EvaluateConfig
 from crossd.evaluate.folds import Split, official_splits, paper_splits, stratified_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
-from crossd.evaluate.methods import Method, build_network, replace_head, resolve_preprocessing
+from crossd.evaluate.methods import Method, build_network, new_layers, replace_head, resolve_preprocessing
 from crossd.evaluate.protocols import Schedule, recalibrate_batchnorm
 from crossd.evaluate.stats import summarize
 from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
@@ -58,6 +58,7 @@ RESUME_KEYS = (
     "arch",
     "drop_bn_stats",
     "recalibrate_bn",
+    "slice_pool",
     "protocol_constants",
 )
 
@@ -157,15 +158,17 @@ class Classification(Task):
 
     def build(self, method: Method) -> tuple[nn.Module, dict]:
         cfg = self.cfg
-        model, loading = build_network(method, self.samples.spatial_dims, cfg.arch, cfg.align, cfg.drop_bn_stats)
+        model, loading = build_network(
+            method, self.samples.spatial_dims, cfg.arch, cfg.align, cfg.drop_bn_stats, cfg.slice_pool
+        )
         return model, {**loading, "spatial_dims": self.samples.spatial_dims}
 
     def run_job(self, job: Job, template: nn.Module, device: torch.device, on_epoch: Callable[[], None]) -> dict:
         cfg, split = self.cfg, job.split
         model = copy.deepcopy(template)
-        head = replace_head(model, self.samples.num_classes)
+        trained = new_layers(model, replace_head(model, self.samples.num_classes))
         model.to(device)
-        schedule = Schedule(cfg.protocol, model, head, self.epochs, cfg.resolved("lr"), cfg.constants)
+        schedule = Schedule(cfg.protocol, model, trained, self.epochs, cfg.resolved("lr"), cfg.constants)
         loaders = fold_loaders(cfg, self.samples, self.bounds, split, job.seed)
         if cfg.recalibrate_bn:
             recalibrate_batchnorm(model, loaders["calibration"], device)

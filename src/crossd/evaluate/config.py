@@ -9,6 +9,7 @@ from crossd.convert.inits import get_init, init_names
 from crossd.data.orientation import check_slice_axis
 from crossd.data.preprocessing import check_window, normalization_name
 from crossd.errors import SettingsError
+from crossd.models.slice_model import POOLS
 
 PROTOCOLS = ("bn", "linear", "finetune", "paper")
 SPLITS = ("kfold", "official")
@@ -103,6 +104,8 @@ class EvaluateConfig:
             its jobs ran (compared by fingerprint, :mod:`crossd.fingerprint`): the finished jobs of what changed
             are discarded (all of them for the data), never mixed with new ones.
         progress: show the tqdm bar.
+        slice_pool: how ``slices``/``slices3`` pool the slice features: ``mean``, ``max`` or ``attention`` (a learned
+            gated attention, trained with the head under every protocol).
     """
 
     data: str | Path
@@ -127,6 +130,7 @@ class EvaluateConfig:
     arch: str | None = None
     drop_bn_stats: bool = False
     recalibrate_bn: bool = False
+    slice_pool: str = "mean"
     device: str | None = None
     resume: bool = False
     allow_changed: bool = False
@@ -149,6 +153,8 @@ class EvaluateConfig:
             raise SettingsError("is empty: no method to evaluate", field="methods")
         for init, *_ in self.methods:
             get_init(init, "evaluate", field="methods")
+        if self.slice_pool not in POOLS:
+            raise SettingsError(f"must be one of {tuple(POOLS)}, got {self.slice_pool!r}", field="slice_pool")
         for name in ("folds", "repeats", "epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < (2 if name == "folds" else 1):

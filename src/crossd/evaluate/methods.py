@@ -17,6 +17,7 @@ from crossd.errors import CheckpointError, SettingsError
 from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, INITS_2D, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
 from crossd.models.from_2d import build_3d_model, source_spec
+from crossd.models.slice_model import SliceModel, classifier_name
 from crossd.nn.crossd_conv import CrossDConv
 
 
@@ -46,18 +47,12 @@ def method_names(methods: list[MethodEntry]) -> list[Method]:
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
-    """Swap the model's last ``nn.Linear`` (the classifier) for a fresh one with ``num_classes`` outputs."""
-    last = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last = name
-    if last is None:
-        raise CheckpointError(f"{type(model).__name__} has no nn.Linear classifier to replace")
-    parent_name, _, attr = last.rpartition(".")
-    parent = model.get_submodule(parent_name)
-    old = getattr(parent, attr)
+    """Swap the model's last ``nn.Linear`` (the classifier, :func:`crossd.models.slice_model.classifier_name`) for a
+    fresh one with ``num_classes`` outputs."""
+    name = classifier_name(model)
+    old = model.get_submodule(name)
     head = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
-    setattr(parent, attr, head)
+    model.set_submodule(name, head)
     return head
 
 
@@ -67,6 +62,7 @@ def build_network(
     arch: str | None = None,
     align: bool = False,
     drop_bn_stats: bool = False,
+    slice_pool: str = "mean",
 ) -> tuple[nn.Module, dict]:
     """The network of ``method`` for ``spatial_dims``-D data (classifier not yet replaced) and a description of how
     it was loaded (recorded in ``results.json``).
@@ -74,7 +70,9 @@ def build_network(
     2D data: ``crossd`` is the Cross-D 2D network itself, ``regular2d`` the plain 2D network (of a Cross-D
     checkpoint: its angle-0 kernels), ``random`` a fresh
     regular one (of the checkpoint's architecture when given). 3D data: :func:`crossd.models.from_2d.build_3d_model`;
-    ``drop_bn_stats`` applies to ``crossd`` only.
+    ``drop_bn_stats`` applies to ``crossd`` only; the slice aggregation inits ``slices``/``slices3`` (a
+    :attr:`~crossd.convert.inits.KernelInit.slice_axes`) are a :class:`~crossd.models.SliceModel` of the plain 2D
+    network (as ``regular2d``) pooling by ``slice_pool``.
     """
     kernel_init = get_init(method.init, "evaluate", field="methods")
     if spatial_dims == 3:
@@ -84,6 +82,8 @@ def build_network(
                 f"use one of {', '.join(n for n in INITS if 3 in get_init(n).spatial_dims)}",
                 field="methods",
             )
+        if kernel_init.slice_axes is not None:
+            return slice_network(method, arch, slice_pool)
         model, info = build_3d_model(
             method.init, method.checkpoint, arch, align, drop_bn_stats and kernel_init.needs_crossd
         )
@@ -96,25 +96,57 @@ def build_network(
             "drop_bn_stats": info.drop_bn_stats,
         }
     if 2 not in kernel_init.spatial_dims:
+        built = "runs the 2D network on the slices of 3D volumes" if kernel_init.slice_axes else "builds a 3D model"
         raise SettingsError(
-            f"{method.init!r} builds a 3D model, but the data holds 2D images; use one of {INITS_2D}", field="methods"
+            f"{method.init!r} {built}, but the data holds 2D images; use one of {INITS_2D}", field="methods"
         )
+    model, spec = network_2d(method, arch)
+    return model, {"init": method.init, "checkpoint": method.checkpoint, "arch": spec.arch, "source_conv": spec.conv}
+
+
+def network_2d(method: Method, arch: str | None) -> tuple[nn.Module, ModelSpec]:
+    """The 2D network of ``method`` and its spec: a fresh one for an init that needs no checkpoint, else the
+    checkpoint's network as trained, for an init that uses angle-0 kernels the plain network of a Cross-D one
+    (:func:`planar_network`)."""
+    kernel_init = get_init(method.init, "evaluate", field="methods")
     if not kernel_init.needs_checkpoint:
         spec = source_spec(method.checkpoint, arch)
-        model = create_model(spec.arch, spec.num_classes)
-    else:
-        if method.checkpoint is None:
-            raise SettingsError(
-                f"{method.init!r} needs a checkpoint ({method.init}=CKPT, or one checkpoint for all)", field="methods"
-            )
-        model, spec = load_2d_model(method.checkpoint, arch=arch)
-        if kernel_init.needs_crossd and spec.conv != "crossd":
-            raise CheckpointError(
-                f"{method.checkpoint}: init {method.init!r} needs a Cross-D checkpoint, got a regular {spec.arch}"
-            )
-        if kernel_init.angle0 and spec.conv == "crossd":
-            model = planar_network(model, spec)
-    return model, {"init": method.init, "checkpoint": method.checkpoint, "arch": spec.arch, "source_conv": spec.conv}
+        return create_model(spec.arch, spec.num_classes), spec
+    if method.checkpoint is None:
+        raise SettingsError(
+            f"{method.init!r} needs a checkpoint ({method.init}=CKPT, or one checkpoint for all)", field="methods"
+        )
+    model, spec = load_2d_model(method.checkpoint, arch=arch)
+    if kernel_init.needs_crossd and spec.conv != "crossd":
+        raise CheckpointError(
+            f"{method.checkpoint}: init {method.init!r} needs a Cross-D checkpoint, got a regular {spec.arch}"
+        )
+    if kernel_init.angle0 and spec.conv == "crossd":
+        model = planar_network(model, spec)
+    return model, spec
+
+
+def slice_network(method: Method, arch: str | None, pool: str) -> tuple[SliceModel, dict]:
+    """Slice aggregation: the plain 2D network of ``method``'s checkpoint (a Cross-D one's angle-0 kernels, as
+    ``regular2d``) on every slice along the init's :attr:`~crossd.convert.inits.KernelInit.slice_axes`, pooled by
+    ``pool``."""
+    model, spec = network_2d(method, arch)
+    sliced = SliceModel(model, get_init(method.init).slice_axes, pool, inplace=True)
+    return sliced, {
+        "init": method.init,
+        "checkpoint": method.checkpoint,
+        "arch": spec.arch,
+        "source_conv": spec.conv,
+        "axes": sliced.axes,
+        "pool": pool,
+        "chunk": sliced.chunk,
+    }
+
+
+def new_layers(model: nn.Module, head: nn.Linear) -> nn.Module:
+    """The layers a protocol trains from the start (:class:`crossd.evaluate.protocols.Schedule`'s ``head``): the new
+    classifier, and for slice aggregation also the slice pool (learned for ``attention``, empty otherwise)."""
+    return nn.ModuleList([head, model.pool]) if isinstance(model, SliceModel) else head
 
 
 def planar_network(model: nn.Module, spec: ModelSpec) -> nn.Module:

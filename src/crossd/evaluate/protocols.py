@@ -63,7 +63,8 @@ class Schedule:
     Args:
         protocol: ``bn``, ``linear``, ``finetune`` or ``paper``.
         model: the whole network.
-        head: its new classifier (a sub-module of ``model``).
+        head: the layers new to it, trained from the start: its new classifier (a sub-module of ``model``), for
+            slice aggregation with the slice pool (:func:`crossd.evaluate.methods.new_layers`).
         epochs, lr: resolved run settings.
         constants: the protocol's :class:`PaperConstants` or :class:`BnConstants`.
     """

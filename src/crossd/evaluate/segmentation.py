@@ -1,7 +1,8 @@
 """3D segmentation with transferred encoders: k-fold Dice of a :class:`~crossd.models.UNet3D` per init.
 
-Each method (``--init NAME[=CKPT]``: ``crossd``, ``acs``, ``i3d``, ``center``, ``2.5d``, ``random``) builds its 3D
-encoder exactly as the classification evaluation does (:func:`crossd.evaluate.methods.build_network`), wraps it in a
+Each method (``--init NAME[=CKPT]``: ``crossd``, ``acs``, ``i3d``, ``center``, ``2.5d``, ``random``; not the slice
+aggregation inits ``slices``/``slices3``, which have no 3D encoder) builds its 3D encoder exactly as the
+classification evaluation does (:func:`crossd.evaluate.methods.build_network`), wraps it in a
 ``UNet3D`` with a fresh decoder, and trains on the same folds (KFold with shuffle, ``random_state = seed + r``
 for repeat ``r``, the first ``val_fraction`` of each training fold for validation). Protocols:
 
@@ -29,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from crossd.convert.inits import get_init
+from crossd.convert.inits import get_init, init_names
 from crossd.data.orientation import check_slice_axis
 from crossd.data.preprocessing import NORMALIZATION, check_window, normalization_name
 from crossd.data.segmentation import SegmentationSet, load_segmentation
@@ -106,8 +107,14 @@ class SegmentationConfig:
         if not self.methods:
             raise SettingsError("is empty: no method to evaluate", field="methods")
         for init, *_ in self.methods:
-            if not get_init(init, "evaluate", field="methods").segmentation:
-                raise SettingsError(f"{init!r} builds no 3D segmentation encoder; use another init", field="methods")
+            kernel_init = get_init(init, "evaluate", field="methods")
+            if not kernel_init.segmentation:
+                why = ": slice aggregation gives one label per volume" if kernel_init.slice_axes else ""
+                raise SettingsError(
+                    f"{init!r} builds no 3D segmentation encoder{why}; use one of "
+                    f"{', '.join(n for n in init_names('evaluate') if get_init(n).segmentation)}",
+                    field="methods",
+                )
         for name in ("folds", "repeats", "epochs", "batch_size"):
             if getattr(self, name) < (2 if name == "folds" else 1):
                 raise SettingsError(

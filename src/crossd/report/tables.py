@@ -69,6 +69,8 @@ def loading_note(method: dict) -> str:
         "2.5d": "2D kernels as (1, k, k) 3D kernels (2.5D: slices mixed only by pooling and strides)",
         "random": "random initialisation (architecture only)",
         "regular2d": "the regular 2D network",
+        "slices": f"the 2D network on every axial slice, {loading.get('pool')}-pooled",
+        "slices3": f"the 2D network on the slices of 3 orientations, {loading.get('pool')}-pooled, concatenated",
     }
     text = f"{notes.get(init, init)} from {source}"
     kernel_init = KERNEL_INITS.get(init)  # None for names of older results
