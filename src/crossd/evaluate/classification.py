@@ -33,7 +33,14 @@ from crossd.metrics import classification_metrics
 from crossd.report.plots import plot_fold_accuracies
 from crossd.report.tables import results_markdown
 from crossd.train.distributed import DistInfo
-from crossd.train.engine import Precision, Predictions, check_finite, predict, train_one_epoch
+from crossd.train.engine import (
+    Precision,
+    Predictions,
+    check_finite,
+    cross_entropy_step,
+    predict,
+    train_one_epoch,
+)
 
 FOLD_PLOT = "fold_accuracy.png"
 # settings that change the numbers: a resumed run must agree on all of them
@@ -163,22 +170,15 @@ class Classification(Task):
         loaders = fold_loaders(cfg, self.samples, self.bounds, split, job.seed)
         if cfg.recalibrate_bn:
             recalibrate_batchnorm(model, loaders["calibration"], device)
-        info, precision = DistInfo(device=device), Precision()
+        info, precision, step = DistInfo(device=device), Precision(), cross_entropy_step()
 
         def train_epoch(epoch: int) -> dict[str, float]:
             schedule.begin_epoch(epoch)
             lr = schedule.lr
             header = f"{job.name} epoch {epoch}"
             stats = train_one_epoch(
-                model,
-                schedule.optimizer,
-                loaders["train"],
-                info,
-                precision,
-                header,
-                None,
-                train_mode=schedule.train_mode,
-            )
+                model, loaders["train"], step, None, schedule.optimizer, info, precision, header=header
+            )  # in the protocol's training mode since begin_epoch
             schedule.end_epoch()
             val = predict(model, loaders["val"], info, precision)
             check_finite(val.loss, f"{header} validation")

@@ -42,7 +42,16 @@ from crossd.train.distributed import (
     convert_sync_batchnorm,
     init_distributed,
 )
-from crossd.train.engine import EpochStats, NonFiniteLossError, Precision, Predictions, predict, train_one_epoch
+from crossd.train.engine import (
+    EpochStats,
+    NonFiniteLossError,
+    Precision,
+    Predictions,
+    TopKAccuracy,
+    cross_entropy_step,
+    predict,
+    train_one_epoch,
+)
 from crossd.train.hybrid import HybridSteps, VolumeBatches
 from crossd.train.loaders import TrainLoader, eval_loader
 from crossd.train.model import build_model
@@ -189,7 +198,7 @@ class _Run:
                 cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device, cfg.volume_size,
                 info.rank, info.world_size, cfg.volume_slice_axis, cfg.window,
             )  # fmt: skip
-            hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info)
+            hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info, precision)
         return cls(
             cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch, rows, hybrid
         )
@@ -207,17 +216,19 @@ class _Run:
             header = f"Epoch [{epoch + 1}/{cfg.epochs}]"
             if self.hybrid is not None:
                 self.hybrid.start_epoch(epoch)
+            self.model.train()
             try:
                 stats = train_one_epoch(
                     self.model,
-                    self.optimizer,
                     train_loader.epoch(epoch),
+                    cross_entropy_step(cfg.consistency),
+                    TopKAccuracy(),
+                    self.optimizer,
                     info,
                     self.precision,
-                    header,
-                    None if cfg.quiet else cfg.print_freq,
-                    self.hybrid,
-                    cfg.consistency,
+                    header=header,
+                    print_freq=None if cfg.quiet else cfg.print_freq,
+                    after_step=self.hybrid,
                 )
             except NonFiniteLossError as exc:  # a single process stops at the step: report it as the epoch's loss
                 stats = EpochStats(exc.loss, 0.0, 0.0, 0.0, 0.0)
