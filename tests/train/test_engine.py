@@ -1,5 +1,5 @@
 """The shared training step: a NaN/Inf loss stops before the optimiser applies it; custom steps, the caller's
-training mode, top-k accuracy and the optimiser step against plain PyTorch."""
+training mode, top-k accuracy and the optimiser step against plain PyTorch; predict with the caller's loss."""
 
 import copy
 
@@ -16,6 +16,8 @@ from crossd.train.engine import (
     StepOutput,
     TopKAccuracy,
     cross_entropy_step,
+    predict,
+    sample_cross_entropy,
     train_one_epoch,
 )
 
@@ -98,3 +100,22 @@ def test_backward_step_runs_the_hook_between_backward_and_step():
 
     Precision().backward_step((weight * torch.tensor([2.0, 4.0])).sum(), optimizer, halve)
     assert weight.tolist() == [0.0, -1.0]
+
+
+def test_predict_scores_with_the_given_loss():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 4)
+    x, y = torch.randn(5, 3), torch.tensor([0, 1, 2, 3, 1])
+    loader = DataLoader(TensorDataset(x, y), batch_size=2)
+    with torch.no_grad():
+        logits = model(x)
+    cross_entropy = predict(model, loader, sample_cross_entropy, DistInfo(), Precision())
+    expected = -logits.log_softmax(1)[torch.arange(5), y]
+    torch.testing.assert_close(torch.from_numpy(cross_entropy.losses), expected, rtol=1e-6, atol=0)
+    assert cross_entropy.targets.tolist() == y.tolist() and cross_entropy.topk.shape == (5, 4)
+
+    def margin_fn(out, t):  # how far each label's logit is below the best
+        return out.max(1).values - out[torch.arange(len(t)), t]
+
+    margin = predict(model, loader, margin_fn, DistInfo(), Precision())
+    torch.testing.assert_close(torch.from_numpy(margin.losses), logits.max(1).values - logits[torch.arange(5), y])

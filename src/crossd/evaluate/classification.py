@@ -39,6 +39,7 @@ from crossd.train.engine import (
     check_finite,
     cross_entropy_step,
     predict,
+    sample_cross_entropy,
     train_one_epoch,
 )
 
@@ -180,7 +181,7 @@ class Classification(Task):
                 model, loaders["train"], step, None, schedule.optimizer, info, precision, header=header
             )  # in the protocol's training mode since begin_epoch
             schedule.end_epoch()
-            val = predict(model, loaders["val"], info, precision)
+            val = predict(model, loaders["val"], sample_cross_entropy, info, precision)
             check_finite(val.loss, f"{header} validation")
             on_epoch()
             return {"train_loss": stats.loss, "val_loss": val.loss, "val_accuracy": _accuracy(val), "lr": lr}
@@ -189,7 +190,7 @@ class Classification(Task):
         best_epoch, history = fit_best(
             model, self.epochs, train_epoch, (lambda r: -r["val_loss"]) if select == "val_loss" else itemgetter(select)
         )
-        test = predict(model, loaders["test"], info, precision)
+        test = predict(model, loaders["test"], sample_cross_entropy, info, precision)
         return {
             **classification_metrics(test.targets, test.topk[:, 0]),
             "predicted_classes": len(np.unique(test.topk[:, 0])),

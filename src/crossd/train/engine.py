@@ -175,6 +175,12 @@ def cross_entropy_step(consistency: float = 0.0) -> StepFn:
     return step
 
 
+def sample_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy of each sample: logits ``(N, classes)``, labels ``(N,)`` -> ``(N,)``; :func:`predict`'s loss
+    for classifiers."""
+    return F.cross_entropy(logits, targets, reduction="none")
+
+
 def top_predictions(logits: Tensor) -> Tensor:
     """The ``min(5, classes)`` highest-scoring classes of logits ``(N, classes)``, best first: ``(N, k)``."""
     return logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices
@@ -257,8 +263,16 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, info: DistInfo, precision: Precision) -> Predictions:
-    """Evaluate ``model`` on this process's share of ``loader`` and gather every process's predictions."""
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    info: DistInfo,
+    precision: Precision,
+) -> Predictions:
+    """Evaluate the classifier ``model`` on this process's share of ``loader`` and gather every process's
+    predictions; ``loss_fn(logits (N, classes), labels (N,)) -> (N,)`` gives each sample's loss (e.g.
+    :func:`sample_cross_entropy`), taken in float32."""
     model.eval()
     targets, topk, losses, classes = [], [], [], 0
     for images, labels in loader:
@@ -266,7 +280,7 @@ def predict(model: nn.Module, loader: DataLoader, info: DistInfo, precision: Pre
         with precision.autocast(info.device):
             logits = model(images)
         logits = logits.float()
-        losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
+        losses.append(loss_fn(logits, labels).cpu())
         topk.append(top_predictions(logits).cpu())
         classes = logits.shape[1]
         targets.append(labels.cpu())

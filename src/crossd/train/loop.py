@@ -50,6 +50,7 @@ from crossd.train.engine import (
     TopKAccuracy,
     cross_entropy_step,
     predict,
+    sample_cross_entropy,
     train_one_epoch,
 )
 from crossd.train.hybrid import HybridSteps, VolumeBatches
@@ -276,7 +277,7 @@ class _Run:
     def _predict(self, dataset: Dataset) -> Predictions:
         broadcast_buffers(self.bare, self.info)
         loader = eval_loader(dataset, self.cfg.batch_size, self.cfg.workers, self.info)
-        return predict(self.bare, loader, self.info, self.precision)
+        return predict(self.bare, loader, sample_cross_entropy, self.info, self.precision)
 
     def _announce(self) -> None:
         if not self.info.is_main or self.cfg.quiet:
