@@ -119,3 +119,14 @@ def test_predict_scores_with_the_given_loss():
 
     margin = predict(model, loader, margin_fn, DistInfo(), Precision())
     torch.testing.assert_close(torch.from_numpy(margin.losses), logits.max(1).values - logits[torch.arange(5), y])
+
+
+def test_backward_step_with_gradient_scaling_steps_with_the_unscaled_gradients():
+    weight = nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    seen = []
+    precision = Precision(torch.float16, torch.amp.GradScaler("cpu", init_scale=1024.0))
+    loss = (weight * torch.tensor([2.0, 4.0])).sum()
+    precision.backward_step(loss, optimizer, lambda: seen.append(weight.grad.tolist()))
+    assert seen == [[2048.0, 4096.0]]  # the hook sees the scaled gradients (averaging is linear)
+    assert weight.tolist() == [-1.0, -3.0]

@@ -79,9 +79,9 @@ class Precision:
     def backward_step(
         self, loss: Tensor, optimizer: torch.optim.Optimizer, before_step: Callable[[], None] | None = None
     ) -> None:
-        """Zero the gradients, backpropagate ``loss`` (scaled with fp16), run ``before_step()`` (e.g. averaging
-        the gradients over processes) and step ``optimizer`` (which the fp16 scaler skips on inf/NaN
-        gradients)."""
+        """Zero the gradients, backpropagate ``loss``, run ``before_step()`` (e.g. averaging the gradients over
+        processes) and step ``optimizer``. With fp16 the loss is scaled, so ``before_step`` sees scaled gradients
+        (the scaler unscales them at the step, which it skips on inf/NaN gradients)."""
         optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
