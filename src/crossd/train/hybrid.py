@@ -2,7 +2,8 @@
 
 After every ``every``-th 2D batch, one 3D batch goes through :func:`crossd.convert.twin.volume_twin` of the
 model (for Cross-D: ``Conv3d`` layers that hold the very same 3D kernels; for a regular model: its inflated or ACS
-2D kernels) and takes an optimiser step. Volumes must carry the 2D set's classes (one shared classifier).
+2D kernels) and takes an optimiser step, under the same mixed precision as the 2D steps (``amp``). Volumes must
+carry the 2D set's classes (one shared classifier).
 
 Under ``torchrun`` each process takes its share of every global 3D batch (``volume batch size x processes``
 volumes) and the 3D step's gradients are averaged over the processes once, in one all-reduce, before the
