@@ -27,7 +27,7 @@ from crossd.data.images import load_image_splits
 from crossd.evaluate.protocols import recalibrate_batchnorm
 from crossd.models import load_2d_model
 from crossd.train.distributed import DistInfo
-from crossd.train.engine import Precision, predict
+from crossd.train.engine import Precision, predict, sample_cross_entropy
 from crossd.train.loaders import eval_loader
 
 
@@ -36,10 +36,10 @@ def run_accuracies(run: Path, train: Dataset, test: Dataset) -> tuple[float, flo
     statistics on ``train``."""
     model, _ = load_2d_model(run / "model.safetensors")
     info = DistInfo()
-    saved = predict(model, eval_loader(test, 256, 0, info), info, Precision()).acc1
+    saved = predict(model, eval_loader(test, 256, 0, info), sample_cross_entropy, info, Precision()).acc1
     torch.manual_seed(0)  # the training split's transforms are random: the same draws for every run
     recalibrate_batchnorm(model, eval_loader(train, 256, 0, info), info.device)
-    return saved, predict(model, eval_loader(test, 256, 0, info), info, Precision()).acc1
+    return saved, predict(model, eval_loader(test, 256, 0, info), sample_cross_entropy, info, Precision()).acc1
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from crossd.nn.crossd_conv import CrossDConv
 from crossd.train import PretrainConfig, pretrain
 from crossd.train.distributed import DistInfo
-from crossd.train.engine import Precision, train_one_epoch
+from crossd.train.engine import Precision, cross_entropy_step, train_one_epoch
 from crossd.train.hybrid import HybridSteps, VolumeBatches
 
 GLOBAL_BATCH, GLOBAL_VOLUMES, STEPS = 8, 4, 2
@@ -61,7 +61,7 @@ def hybrid_steps(rank: int, world_size: int, store: str, volumes: str, out: str)
         images = torch.randn(GLOBAL_BATCH, 3, 12, 12, generator=generator)
         labels = torch.randint(0, 3, (GLOBAL_BATCH,), generator=generator)
         shards.append((images[rank * per : (rank + 1) * per], labels[rank * per : (rank + 1) * per]))
-    stats = train_one_epoch(model, optimizer, shards, info, Precision(), "", None, hybrid)
+    stats = train_one_epoch(model, shards, cross_entropy_step(), None, optimizer, info, Precision(), after_step=hybrid)
     volume_loss = hybrid.mean_loss()
     if rank == 0:
         torch.save({"state": bare.state_dict(), "loss": stats.loss, "volume_loss": volume_loss}, out)

@@ -33,7 +33,15 @@ from crossd.metrics import classification_metrics
 from crossd.report.plots import plot_fold_accuracies
 from crossd.report.tables import results_markdown
 from crossd.train.distributed import DistInfo
-from crossd.train.engine import Precision, Predictions, check_finite, predict, train_one_epoch
+from crossd.train.engine import (
+    Precision,
+    Predictions,
+    check_finite,
+    cross_entropy_step,
+    predict,
+    sample_cross_entropy,
+    train_one_epoch,
+)
 
 FOLD_PLOT = "fold_accuracy.png"
 # settings that change the numbers: a resumed run must agree on all of them
@@ -172,24 +180,17 @@ class Classification(Task):
         loaders = fold_loaders(cfg, self.samples, self.bounds, split, job.seed)
         if cfg.recalibrate_bn:
             recalibrate_batchnorm(model, loaders["calibration"], device)
-        info, precision = DistInfo(device=device), Precision()
+        info, precision, step = DistInfo(device=device), Precision(), cross_entropy_step()
 
         def train_epoch(epoch: int) -> dict[str, float]:
             schedule.begin_epoch(epoch)
             lr = schedule.lr
             header = f"{job.name} epoch {epoch}"
             stats = train_one_epoch(
-                model,
-                schedule.optimizer,
-                loaders["train"],
-                info,
-                precision,
-                header,
-                None,
-                train_mode=schedule.train_mode,
-            )
+                model, loaders["train"], step, None, schedule.optimizer, info, precision, header=header
+            )  # in the protocol's training mode since begin_epoch
             schedule.end_epoch()
-            val = predict(model, loaders["val"], info, precision)
+            val = predict(model, loaders["val"], sample_cross_entropy, info, precision)
             check_finite(val.loss, f"{header} validation")
             on_epoch()
             return {"train_loss": stats.loss, "val_loss": val.loss, "val_accuracy": _accuracy(val), "lr": lr}
@@ -198,7 +199,7 @@ class Classification(Task):
         best_epoch, history = fit_best(
             model, self.epochs, train_epoch, (lambda r: -r["val_loss"]) if select == "val_loss" else itemgetter(select)
         )
-        test = predict(model, loaders["test"], info, precision)
+        test = predict(model, loaders["test"], sample_cross_entropy, info, precision)
         return {
             **classification_metrics(test.targets, test.topk[:, 0]),
             "predicted_classes": len(np.unique(test.topk[:, 0])),

@@ -44,7 +44,7 @@ from crossd.evaluate.transforms import scale_intensities
 from crossd.models.unet3d import DECODER_CHANNELS, UNet3D
 from crossd.report.tables import loading_note, mean_std, reference_method
 from crossd.train.distributed import DistInfo
-from crossd.train.engine import Precision, train_one_epoch
+from crossd.train.engine import Precision, StepOutput, train_one_epoch
 from crossd.train.optim import adam
 
 SEGMENTATION_PROTOCOLS = ("linear", "bn", "finetune")
@@ -153,13 +153,11 @@ def trainable_parameters(net: UNet3D, protocol: str) -> list[nn.Parameter]:
     return chosen
 
 
-def _train_mode(protocol: str) -> Callable[[nn.Module], None]:
-    def train_mode(net: nn.Module) -> None:
-        net.train()
-        if protocol == "linear":  # a frozen encoder keeps its BatchNorm statistics too
-            net.encoder.eval()
-
-    return train_mode
+def _train_mode(net: UNet3D, protocol: str) -> None:
+    """Training mode, except the encoder under ``linear`` (a frozen encoder keeps its BatchNorm statistics too)."""
+    net.train()
+    if protocol == "linear":
+        net.encoder.eval()
 
 
 @torch.no_grad()
@@ -269,17 +267,15 @@ class Segmentation(Task):
         optimizer = adam(trainable_parameters(net, cfg.protocol), cfg.lr)
         info, precision = DistInfo(device=device), Precision()
 
+        def step(model: nn.Module, batch: tuple[Tensor, Tensor]) -> StepOutput:
+            volumes, labels = batch  # (N, C, D, H, W), (N, D, H, W)
+            logits = model(volumes)
+            return StepOutput(dice_ce(logits, labels[:, None]), logits)
+
         def train_epoch(epoch: int) -> dict[str, float]:
+            _train_mode(net, cfg.protocol)
             stats = train_one_epoch(
-                net,
-                optimizer,
-                loaders["train"],
-                info,
-                precision,
-                f"{job.name} epoch {epoch}",
-                None,
-                loss_fn=lambda out, y: dice_ce(out, y[:, None]),
-                train_mode=_train_mode(cfg.protocol),
+                net, loaders["train"], step, None, optimizer, info, precision, header=f"{job.name} epoch {epoch}"
             )
             on_epoch()
             return {

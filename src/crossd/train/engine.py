@@ -1,5 +1,9 @@
-"""One training epoch and one evaluation pass, shared by pretraining and evaluation, correct under
-``DistributedDataParallel``.
+"""One training epoch and one evaluation pass, shared by pretraining, hybrid 3D steps, evaluation and
+segmentation, correct under ``DistributedDataParallel``.
+
+:func:`train_one_epoch` owns the iteration, autocast, the optimiser step (with fp16 gradient scaling:
+:class:`Precision`), loss and accuracy accumulation and progress; each caller passes its ``step_fn(model, batch)``
+returning the loss (:func:`cross_entropy_step` for classifiers).
 
 Evaluation gathers every sample's prediction from all processes (no padded duplicates), so losses, accuracies
 and the Table-1 metrics are exact for any number of processes. A loss that is NaN or infinite stops training with
@@ -12,8 +16,9 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -71,6 +76,25 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.dtype)
 
+    def backward_step(
+        self, loss: Tensor, optimizer: torch.optim.Optimizer, before_step: Callable[[], None] | None = None
+    ) -> None:
+        """Zero the gradients, backpropagate ``loss``, run ``before_step()`` (e.g. averaging the gradients over
+        processes) and step ``optimizer``. With fp16 the loss is scaled, so ``before_step`` sees scaled gradients
+        (the scaler unscales them at the step, which it skips on inf/NaN gradients)."""
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        if before_step is not None:
+            before_step()
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+
 
 @dataclass
 class EpochStats:
@@ -112,11 +136,17 @@ class Predictions:
         return 100.0 * float((self.topk[:, :TOP_K] == self.targets[:, None]).any(1).mean())
 
 
-def _correct_topk(logits: Tensor, targets: Tensor) -> tuple[int, int]:
-    """Numbers of samples whose label is the top-1 / among the top-5 (top-``C`` for fewer classes) logits."""
-    topk = logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices
-    hits = topk == targets[:, None]
-    return int(hits[:, 0].sum()), int(hits.any(1).sum())
+class StepOutput(NamedTuple):
+    """What a training step computed: the scalar ``loss`` to minimise and the model's ``outputs`` for the metrics
+    (e.g. logits ``(N, classes)``)."""
+
+    loss: Tensor
+    outputs: Tensor
+
+
+StepFn = Callable[[nn.Module, tuple[Tensor, Tensor]], StepOutput]
+"""``step_fn(model, (inputs, targets)) -> StepOutput``: the forward pass and loss of one batch (already on the
+device, under the run's autocast)."""
 
 
 def symmetric_kl(a: Tensor, b: Tensor) -> Tensor:
@@ -125,81 +155,124 @@ def symmetric_kl(a: Tensor, b: Tensor) -> Tensor:
     return ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(1).mean() / 2
 
 
-def train_one_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loader: DataLoader,
-    info: DistInfo,
-    precision: Precision,
-    header: str,
-    print_freq: int | None,
-    after_step: Callable[[int], None] | None = None,
-    consistency: float = 0.0,
-    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
-    train_mode: Callable[[nn.Module], object] = nn.Module.train,
-) -> EpochStats:
-    """One pass over ``loader`` with ``loss_fn`` (cross-entropy); returns statistics reduced over all processes.
+def cross_entropy_step(consistency: float = 0.0) -> StepFn:
+    """The classification step: cross-entropy of logits ``(N, classes)`` against labels ``(N,)``.
 
-    A progress line every ``print_freq`` steps on the main process (``None``: silent).
-    ``after_step(step)`` (1-based) runs after each optimiser step (hybrid training puts its 3D batches there).
     ``consistency`` > 0: each batch goes through the model twice (with random planes, two independent slicings of
     every 3D kernel); the loss is the mean cross-entropy of both plus ``consistency`` times the symmetric KL
-    divergence between their predictions.
-    ``loss_fn(outputs, targets)``: e.g. a segmentation loss on ``(N, C, *spatial)`` outputs; top-1/top-5 are
-    counted for classification batches only (outputs ``(N, classes)``, targets ``(N,)``), else reported as 0.
-    ``train_mode(model)`` puts the model in training mode (a protocol may keep some BatchNorms in eval mode).
+    divergence between their predictions (the first pass's logits are the outputs).
+    """
+
+    def step(model: nn.Module, batch: tuple[Tensor, Tensor]) -> StepOutput:
+        images, targets = batch
+        logits = model(images)
+        loss = F.cross_entropy(logits, targets)
+        if consistency:
+            other = model(images)
+            loss = (loss + F.cross_entropy(other, targets)) / 2 + consistency * symmetric_kl(logits, other)
+        return StepOutput(loss, logits)
+
+    return step
+
+
+def sample_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy of each sample: logits ``(N, classes)``, labels ``(N,)`` -> ``(N,)``; :func:`predict`'s loss
+    for classifiers."""
+    return F.cross_entropy(logits, targets, reduction="none")
+
+
+def top_predictions(logits: Tensor) -> Tensor:
+    """The ``min(5, classes)`` highest-scoring classes of logits ``(N, classes)``, best first: ``(N, k)``."""
+    return logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices
+
+
+class TopKAccuracy:
+    """Top-1 / top-5 hits of classification batches (top-``C`` for ``C`` < 5 classes), summed over an epoch.
+
+    ``top5`` turns ``False`` once a batch shows 5 classes or fewer (:func:`crossd.metrics.reports_top5`).
+    """
+
+    def __init__(self) -> None:
+        self.hits = [0, 0]
+        self.top5 = True
+
+    def update(self, logits: Tensor, targets: Tensor) -> None:
+        """Count the hits of logits ``(N, classes)`` against labels ``(N,)``."""
+        self.top5 = self.top5 and reports_top5(logits.shape[1])
+        hits = top_predictions(logits) == targets[:, None]
+        self.hits[0] += int(hits[:, 0].sum())
+        self.hits[1] += int(hits.any(1).sum())
+
+    def percent(self, hits: list[float], count: float) -> tuple[float, float | None]:
+        """Top-1 and top-5 accuracy (%) of ``hits`` (this object's, or their sums over processes) in ``count``
+        samples; top-5 is ``None`` unless :attr:`top5`."""
+        return 100 * hits[0] / count, 100 * hits[1] / count if self.top5 else None
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    step_fn: StepFn,
+    metrics: TopKAccuracy | None,
+    optimizer: torch.optim.Optimizer,
+    info: DistInfo,
+    precision: Precision,
+    header: str = "",
+    print_freq: int | None = None,
+    after_step: Callable[[int], None] | None = None,
+) -> EpochStats:
+    """One pass over ``loader``'s ``(inputs, targets)`` batches; returns statistics reduced over all processes.
+
+    Each batch moves to ``info.device``; ``step_fn(model, batch)`` computes its loss under ``precision``'s autocast
+    and :meth:`Precision.backward_step` applies it with ``optimizer``. ``model`` trains in the mode it is in: the
+    caller sets it (a protocol may keep some BatchNorms in eval mode).
+    ``metrics``: :class:`TopKAccuracy` of the step's outputs for classifiers; ``None`` reports accuracy 0.
+    A progress line every ``print_freq`` steps on the main process (``None``: silent), headed by ``header``.
+    ``after_step(step)`` (1-based) runs after each optimiser step (hybrid training puts its 3D batches there).
     A single process raises :class:`NonFiniteLossError` at the first NaN/Inf loss, before its step; under DDP the
     caller checks the returned (all-reduced) loss instead, so that no process stops alone.
     """
-    train_mode(model)
     lr = optimizer.param_groups[0]["lr"]
     progress = ProgressPrinter(header, len(loader), print_freq or 1, enabled=info.is_main and print_freq is not None)
-    totals = np.zeros(4)  # loss sum, top-1 hits, top-5 hits, samples (this process)
-    top5 = True  # False once a batch shows 5 classes or fewer
+    loss_sum, count = 0.0, 0  # this process
     start = time.perf_counter()
     batches = DataWait(loader)
-    for step, (images, targets) in enumerate(batches, start=1):
-        images = images.to(info.device, non_blocking=True)
+    for step, (inputs, targets) in enumerate(batches, start=1):
+        inputs = inputs.to(info.device, non_blocking=True)
         targets = targets.to(info.device, non_blocking=True)
         with precision.autocast(info.device):
-            logits = model(images)
-            loss = loss_fn(logits, targets)
-            if consistency:
-                other = model(images)
-                loss = (loss + loss_fn(other, targets)) / 2 + consistency * symmetric_kl(logits, other)
+            loss, outputs = step_fn(model, (inputs, targets))
         loss_value = float(loss.detach())
         if not info.distributed:  # under DDP the caller checks the all-reduced epoch loss (no rank may stop alone)
             check_finite(loss_value, f"{header} step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        if precision.scaler is not None:
-            precision.scaler.scale(loss).backward()
-            precision.scaler.step(optimizer)
-            precision.scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        precision.backward_step(loss, optimizer)
         if after_step is not None:
             after_step(step)
         n = len(targets)
-        classify = logits.dim() == 2 and targets.dim() == 1
-        top5 = top5 and classify and reports_top5(logits.shape[1])
-        hits = _correct_topk(logits.detach(), targets) if classify else (0, 0)
-        totals += (loss_value * n, *hits, n)
-        acc5 = 100 * totals[2] / totals[3] if top5 else None
-        progress.step(step, totals[0] / totals[3], 100 * totals[1] / totals[3], acc5, lr, n * step)
+        loss_sum, count = loss_sum + loss_value * n, count + n
+        if metrics is not None:
+            metrics.update(outputs.detach(), targets)
+        acc1, acc5 = metrics.percent(metrics.hits, count) if metrics is not None else (0.0, None)
+        progress.step(step, loss_sum / count, acc1, acc5, lr, n * step)
     seconds = time.perf_counter() - start
-    loss_sum, top1, hits5, count, waited, spent = all_reduce_sum([*totals.tolist(), batches.seconds, seconds], info)
+    hits = metrics.hits if metrics is not None else []
+    loss_sum, count, waited, spent, *hits = all_reduce_sum([loss_sum, count, batches.seconds, seconds, *hits], info)
     count = max(count, 1)
-    rate = count / max(seconds, 1e-9)
-    return EpochStats(
-        loss_sum / count, 100 * top1 / count, 100 * hits5 / count if top5 else None, rate, seconds,
-        waited / max(spent, 1e-9),
-    )  # fmt: skip
+    acc1, acc5 = metrics.percent(hits, count) if metrics is not None else (0.0, None)
+    return EpochStats(loss_sum / count, acc1, acc5, count / max(seconds, 1e-9), seconds, waited / max(spent, 1e-9))
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, info: DistInfo, precision: Precision) -> Predictions:
-    """Evaluate ``model`` on this process's share of ``loader`` and gather every process's predictions."""
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    info: DistInfo,
+    precision: Precision,
+) -> Predictions:
+    """Evaluate the classifier ``model`` on this process's share of ``loader`` and gather every process's
+    predictions; ``loss_fn(logits (N, classes), labels (N,)) -> (N,)`` gives each sample's loss (e.g.
+    :func:`sample_cross_entropy`), taken in float32."""
     model.eval()
     targets, topk, losses, classes = [], [], [], 0
     for images, labels in loader:
@@ -207,8 +280,8 @@ def predict(model: nn.Module, loader: DataLoader, info: DistInfo, precision: Pre
         with precision.autocast(info.device):
             logits = model(images)
         logits = logits.float()
-        losses.append(F.cross_entropy(logits, labels, reduction="none").cpu())
-        topk.append(logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices.cpu())
+        losses.append(loss_fn(logits, labels).cpu())
+        topk.append(top_predictions(logits).cpu())
         classes = logits.shape[1]
         targets.append(labels.cpu())
     local = [torch.cat(x).numpy() if x else None for x in (targets, topk, losses)]

@@ -2,7 +2,8 @@
 
 After every ``every``-th 2D batch, one 3D batch goes through :func:`crossd.convert.twin.volume_twin` of the
 model (for Cross-D: ``Conv3d`` layers that hold the very same 3D kernels; for a regular model: its inflated or ACS
-2D kernels) and takes an optimiser step. Volumes must carry the 2D set's classes (one shared classifier).
+2D kernels) and takes an optimiser step, under the same mixed precision as the 2D steps (``amp``). Volumes must
+carry the 2D set's classes (one shared classifier).
 
 Under ``torchrun`` each process takes its share of every global 3D batch (``volume batch size x processes``
 volumes) and the 3D step's gradients are averaged over the processes once, in one all-reduce, before the
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from crossd.convert.twin import volume_twin
@@ -30,6 +30,7 @@ from crossd.data.preprocessing import scale_to_unit
 from crossd.data.volumes import load_samples
 from crossd.errors import CrossdError, DataError
 from crossd.train.distributed import DistInfo, all_reduce_sum, average_gradients
+from crossd.train.engine import Precision, cross_entropy_step
 
 VOLUME_MEAN, VOLUME_STD = 0.449, 0.226
 """Grey-level normalisation of volumes: the mean/std of ImageNet's channel statistics (as the paper's 3D runs)."""
@@ -120,7 +121,8 @@ class HybridSteps:
     """The 3D half of hybrid training: call ``start_epoch(e)`` once per epoch and ``self(step)`` after each 2D
     step; every ``every``-th call trains one 3D batch and accumulates its loss for the epoch log.
 
-    ``model`` is the bare model (not its DDP wrapper); ``info`` says how many processes average the 3D gradients.
+    ``model`` is the bare model (not its DDP wrapper); ``info`` says how many processes average the 3D gradients;
+    the 3D step runs under ``precision`` (autocast, fp16 gradient scaling) as the 2D steps do.
     """
 
     def __init__(
@@ -131,12 +133,15 @@ class HybridSteps:
         every: int,
         init: str,
         info: DistInfo | None = None,
+        precision: Precision | None = None,
     ):
         self.twin = volume_twin(model, init)
         self.info = info or DistInfo()
+        self.precision = precision or Precision()
         self.optimizer, self.volumes, self.every = optimizer, volumes, every
         self.batches: Iterator[tuple[Tensor, Tensor]] | None = None
         self.loss_sum, self.count = 0.0, 0
+        self.step_fn = cross_entropy_step()
 
     def start_epoch(self, epoch: int) -> None:
         self.batches = self.volumes.epoch(epoch)
@@ -147,11 +152,9 @@ class HybridSteps:
             return
         volumes, labels = next(self.batches)
         self.twin.train()
-        loss = F.cross_entropy(self.twin(volumes), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(self.twin.parameters(), self.info)
-        self.optimizer.step()
+        with self.precision.autocast(self.info.device):
+            loss, _ = self.step_fn(self.twin, (volumes, labels))
+        self.precision.backward_step(loss, self.optimizer, lambda: average_gradients(self.twin.parameters(), self.info))
         self.loss_sum += float(loss.detach()) * len(labels)
         self.count += len(labels)
 

@@ -48,7 +48,17 @@ from crossd.train.distributed import (
     init_distributed,
     on_main,
 )
-from crossd.train.engine import EpochStats, NonFiniteLossError, Precision, Predictions, predict, train_one_epoch
+from crossd.train.engine import (
+    EpochStats,
+    NonFiniteLossError,
+    Precision,
+    Predictions,
+    TopKAccuracy,
+    cross_entropy_step,
+    predict,
+    sample_cross_entropy,
+    train_one_epoch,
+)
 from crossd.train.hybrid import HybridSteps, VolumeBatches
 from crossd.train.loaders import TrainLoader, eval_loader
 from crossd.train.model import build_model
@@ -227,7 +237,7 @@ class _Run:
                 cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device, cfg.volume_size,
                 info.rank, info.world_size, cfg.volume_slice_axis, cfg.window,
             )  # fmt: skip
-            hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info)
+            hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info, precision)
         run_id = checkpoint.get("run_id") if checkpoint is not None else None
         return cls(
             cfg, info, output_dir, splits, spec, bare, model, optimizer, scheduler, precision, start_epoch, rows,
@@ -247,17 +257,19 @@ class _Run:
             header = f"Epoch [{epoch + 1}/{cfg.epochs}]"
             if self.hybrid is not None:
                 self.hybrid.start_epoch(epoch)
+            self.model.train()
             try:
                 stats = train_one_epoch(
                     self.model,
-                    self.optimizer,
                     train_loader.epoch(epoch),
+                    cross_entropy_step(cfg.consistency),
+                    TopKAccuracy(),
+                    self.optimizer,
                     info,
                     self.precision,
-                    header,
-                    None if cfg.quiet else cfg.print_freq,
-                    self.hybrid,
-                    cfg.consistency,
+                    header=header,
+                    print_freq=None if cfg.quiet else cfg.print_freq,
+                    after_step=self.hybrid,
                 )
             except NonFiniteLossError as exc:  # a single process stops at the step: report it as the epoch's loss
                 stats = EpochStats(exc.loss, 0.0, 0.0, 0.0, 0.0)
@@ -305,7 +317,7 @@ class _Run:
     def _predict(self, dataset: Dataset) -> Predictions:
         broadcast_buffers(self.bare, self.info)
         loader = eval_loader(dataset, self.cfg.batch_size, self.cfg.workers, self.info)
-        return predict(self.bare, loader, self.info, self.precision)
+        return predict(self.bare, loader, sample_cross_entropy, self.info, self.precision)
 
     def _announce(self) -> None:
         if not self.info.is_main or self.cfg.quiet:
