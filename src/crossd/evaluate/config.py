@@ -9,6 +9,7 @@ from crossd.convert.inits import get_init, init_names
 from crossd.data.orientation import check_slice_axis
 from crossd.data.preprocessing import check_window, normalization_name
 from crossd.errors import SettingsError
+from crossd.settings import RUN_ONLY
 
 PROTOCOLS = ("bn", "linear", "finetune", "paper")
 SPLITS = ("kfold", "official")
@@ -100,11 +101,13 @@ class EvaluateConfig:
         num_classes: the class count when labels do not show it (``--num-classes``); labels must be ``0..C-1``.
         resume: continue ``output_dir``, skipping finished jobs (see :mod:`crossd.evaluate.kfold`).
         progress: show the tqdm bar.
+
+    Fields marked :data:`crossd.settings.RUN_ONLY` do not change the numbers; a resumed run must repeat all others.
     """
 
     data: str | Path
-    methods: list[MethodEntry]
-    output_dir: str | Path
+    methods: list[MethodEntry] = field(metadata=RUN_ONLY)  # each job file records its method
+    output_dir: str | Path = field(metadata=RUN_ONLY)
     protocol: str = "bn"
     folds: int | None = None
     repeats: int | None = None
@@ -124,10 +127,10 @@ class EvaluateConfig:
     arch: str | None = None
     drop_bn_stats: bool = False
     recalibrate_bn: bool = False
-    device: str | None = None
-    resume: bool = False
-    progress: bool = True
-    num_workers: int = 0
+    device: str | None = field(default=None, metadata=RUN_ONLY)
+    resume: bool = field(default=False, metadata=RUN_ONLY)
+    progress: bool = field(default=True, metadata=RUN_ONLY)
+    num_workers: int = field(default=0, metadata=RUN_ONLY)
     paper: PaperConstants = field(default_factory=PaperConstants)
     bn: BnConstants = field(default_factory=BnConstants)
 

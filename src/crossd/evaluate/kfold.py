@@ -40,8 +40,10 @@ from crossd.errors import CrossdError, OutputError, SettingsError
 from crossd.evaluate.folds import Split
 from crossd.evaluate.lock import DirectoryLock
 from crossd.evaluate.methods import Method, method_names
+from crossd.evaluate.results import MethodSummary, Results, SegmentationSummary
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import plain_json, remove_stale_temps, save_json, save_text
+from crossd.settings import run_only
 from crossd.train.distributed import DistInfo, all_gather_objects, barrier, close_distributed, init_distributed
 
 RESULTS_JSON, RESULTS_MD, SETTINGS_JSON, JOBS_DIR = "results.json", "results.md", "settings.json", "jobs"
@@ -78,9 +80,11 @@ class Task(ABC):
     def settings(self) -> dict:
         """Every setting as JSON values (``results.json``'s ``args``)."""
 
-    @abstractmethod
     def resume_keys(self) -> tuple[str, ...]:
-        """The keys of :meth:`settings` that change the numbers."""
+        """The keys of :meth:`settings` that change the numbers: all but the config's fields marked
+        :data:`crossd.settings.RUN_ONLY`."""
+        ignored = run_only(self.cfg)
+        return tuple(k for k in self.settings() if k not in ignored)
 
     @abstractmethod
     def load(self) -> None:
@@ -95,14 +99,14 @@ class Task(ABC):
         """Train a copy of ``template`` on ``job.split`` and score it; the fold record (without repeat/fold)."""
 
     @abstractmethod
-    def summarize(self, folds: list[dict]) -> dict:
-        """Per-method summary keys over fold records."""
+    def method_summary(self, method: Method, loading: dict, folds: list[dict]) -> MethodSummary | SegmentationSummary:
+        """The typed results of ``method`` from its fold records (each with ``repeat`` and ``fold``)."""
 
     @abstractmethod
-    def render(self, results: dict) -> str:
+    def render(self, results: Results) -> str:
         """The ``results.md`` text."""
 
-    def plot(self, results: dict, out_dir: Path) -> None:  # noqa: B027 (optional hook)
+    def plot(self, results: Results, out_dir: Path) -> None:  # noqa: B027 (optional hook)
         """Extra figures (none by default)."""
 
     @property
@@ -259,8 +263,8 @@ def _process(cfg: Any, shard: tuple[int, int] | None) -> tuple[DistInfo, int, in
     return info, info.rank, info.world_size
 
 
-def merge(task: Task, store: Store, methods: list[Method], loadings: dict, settings: dict) -> dict:
-    """``results.json``'s dictionary rebuilt from the job files of ``methods``."""
+def merge(task: Task, store: Store, methods: list[Method], loadings: dict, settings: dict) -> Results:
+    """``results.json``'s content rebuilt from the job files of ``methods``."""
     entries = []
     for m in methods:
         folds = []
@@ -268,36 +272,35 @@ def merge(task: Task, store: Store, methods: list[Method], loadings: dict, setti
             record = store.read_job(m, split)
             if record is not None:
                 folds.append({"repeat": split.repeat, "fold": split.fold, **record})
-        entry = {"method": m.name, "init": m.init, "checkpoint": m.checkpoint, "loading": loadings[m.name]}
-        entries.append({**entry, **(task.summarize(folds) if folds else {}), "folds": folds})
-    reference = next((e for e in entries if e["method"] == REFERENCE), None)
-    reference = reference or next((e for e in entries if e["init"] == REFERENCE), None)
+        entries.append(task.method_summary(m, loadings[m.name], folds))
+    reference = next((e for e in entries if e.method == REFERENCE), None)
+    reference = reference or next((e for e in entries if e.init == REFERENCE), None)
     comparisons = {
-        e["method"]: paired_wilcoxon(reference["folds"], e["folds"], metric=task.metric)
+        e.method: paired_wilcoxon(reference.folds, e.folds, metric=task.metric)
         for e in entries
         if reference is not None and e is not reference
     }
     asked = {m.name for m in methods}
-    return {
-        "task": task.name,
-        "args": settings,
-        "data": task.data_record,
-        "results": entries,
-        "reference": None if reference is None else reference["method"],
-        "comparisons": comparisons,
-        "complete": all(len(e["folds"]) == len(task.splits) for e in entries),
-        "not_reported": {k: n for k, n in store.stored_methods().items() if k not in asked},
-    }
+    return Results(
+        task=task.name,
+        args=settings,
+        data=task.data_record,
+        methods=entries,
+        reference=None if reference is None else reference.method,
+        comparisons=comparisons,
+        complete=all(len(e.folds) == len(task.splits) for e in entries),
+        not_reported={k: n for k, n in store.stored_methods().items() if k not in asked},
+    )
 
 
-def write_results(task: Task, store: Store, results: dict) -> None:
-    save_json(results, store.out / RESULTS_JSON)
+def write_results(task: Task, store: Store, results: Results) -> None:
+    save_json(results.to_json(), store.out / RESULTS_JSON)
     text = task.render(results)
-    if results["not_reported"]:
-        kept = ", ".join(f"{name} ({n} jobs)" for name, n in results["not_reported"].items())
+    if results.not_reported:
+        kept = ", ".join(f"{name} ({n} jobs)" for name, n in results.not_reported.items())
         text += f"\nKept in `{JOBS_DIR}/`, not reported here (not asked for in this run): {kept}.\n"
     save_text(text, store.out / RESULTS_MD)
-    if any(e["folds"] for e in results["results"]):
+    if any(e.folds for e in results.methods):
         task.plot(results, store.out)
 
 
@@ -319,11 +322,12 @@ def progress_bar(total: int, enabled: bool) -> tqdm:
     )
 
 
-def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
+def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> Results:
     """Run this process's share of ``task``'s jobs, then merge (see the module docstring).
 
     Returns the merged results (written to ``results.json`` by the merging process: a single process, or rank 0
-    of ``torchrun``; a shard writes only its job files). Job files of finished jobs are never rewritten.
+    of ``torchrun``; a shard writes only its job files), with ``jobs`` (the evaluation's) and ``ran`` (those this
+    call trained, all processes). Job files of finished jobs are never rewritten.
     """
     cfg = task.cfg
     store = Store(cfg.output_dir)
@@ -352,7 +356,7 @@ def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
 
 def _run_locked(
     task: Task, store: Store, info: DistInfo, index: int, count: int, merging: bool, shard: tuple[int, int] | None
-) -> dict:
+) -> Results:
     cfg = task.cfg
     methods = method_names(cfg.methods)
     settings = check_settings(task, store, shard)
@@ -392,7 +396,6 @@ def _run_locked(
     results = merge(task, store, methods, loadings, settings)
     if merging:
         write_results(task, store, results)
-    results["shard"] = None if shard is None else list(shard)
-    results["jobs"] = len(jobs)
-    results["ran"] = sum(all_gather_objects(len(mine), info))  # jobs trained by this call, all processes
+    results.jobs = len(jobs)
+    results.ran = sum(all_gather_objects(len(mine), info))  # jobs trained by this call, all processes
     return results

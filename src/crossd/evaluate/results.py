@@ -214,7 +214,10 @@ TASKS = ("classification", "segmentation")
 class Results:
     """A whole ``results.json``: the task, its settings (``args``), the data's description, every method's folds,
     the reference method (``None`` without a Cross-D method), each other method's :class:`Comparison` with it,
-    whether every job finished, and ``not_reported``: ``{label: job files}`` kept on disk but not asked for."""
+    whether every job finished, and ``not_reported``: ``{label: job files}`` kept on disk but not asked for.
+
+    ``jobs`` and ``ran`` say, for results returned by an evaluation, how many jobs it has and how many the call
+    trained (all processes); they describe the call, not the results, and are not written to ``results.json``."""
 
     task: str
     args: dict
@@ -224,6 +227,8 @@ class Results:
     comparisons: dict[str, Comparison] = field(default_factory=dict)
     complete: bool = True
     not_reported: dict[str, int] = field(default_factory=dict)
+    jobs: int | None = field(default=None, compare=False)
+    ran: int | None = field(default=None, compare=False)
 
     @property
     def classes(self) -> list[str]:
