@@ -43,6 +43,7 @@ from crossd.io import plain_json, save_json, save_text
 from crossd.models import load_2d_model
 from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png, neighbour_correlation
 from crossd.report.planes import npz_images, planes_png, predicted_planes
+from crossd.settings import run_only
 from crossd.train import PretrainConfig, load_training_checkpoint, pretrain
 
 DEMO_EVAL_LR = 1e-2
@@ -191,8 +192,7 @@ def _pretrain_config(cfg: DemoConfig, data: DemoData, run: DemoRun) -> PretrainC
 def _same_run(saved: dict, pcfg: PretrainConfig) -> bool:
     """Same training settings (paths may differ: a moved demo folder stays reusable; its data is checked by
     :func:`check_output_dir`)."""
-    runs_only = ("resume", "allow_changed", "print_freq", "quiet", "workers", "device")
-    ignore = (*runs_only, "data_path", "output_dir", "volumes")
+    ignore = (*run_only(pcfg), "data_path", "volumes")
     mine = {k: v for k, v in asdict(pcfg).items() if k not in ignore}
     return all(saved.get(k) == v for k, v in mine.items())
 
