@@ -1,7 +1,8 @@
 """The k-fold engine of every evaluation task: jobs (method x repeat x fold) and their seeds, devices, data-loading
-workers, per-job result files, resume, sharding over processes, and the merge into ``results.json``/``results.md``
+workers, per-job result files, resume, sharding over processes, and the merge into typed
+:class:`~crossd.evaluate.results.Results` (``results.json``, and ``results.md`` rendered by :mod:`crossd.report.tables`)
 with paired tests. Tasks (:mod:`crossd.evaluate.classification`, :mod:`crossd.evaluate.segmentation`) only build
-models and loaders, train and score one job, and render their table.
+models and loaders, train and score one job, type its record, and name their table's renderer.
 
 ``output_dir`` holds:
 
