@@ -8,7 +8,8 @@ import pytest
 
 from crossd.cli import main
 from crossd.demo.report import READABLE
-from crossd.report.tables import design_note, mean_std
+from crossd.evaluate.results import Comparison
+from crossd.report.tables import design_note, format_comparison, mean_std
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_report_numbers_come_from_the_run(demo):
             test = summary["margins"][method][base]
             difference = sum(folds[method][k] - folds[base][k] for k in folds[base]) / len(folds[base])
             assert test["mean_difference"] == pytest.approx(difference, abs=1e-12)
-            assert f"{100 * difference:+.1f} (p = " in row
+            assert f"{100 * difference:+.1f} (" in row and format_comparison(Comparison.from_json(test), 1) in row
     # one run of 2 folds cannot be significant, and the report says so before its tables
     assert report.index(design_note(2)) < report.index("## 2. Transfer to 3D")
     assert "Study 6 of `docs/experiments.md`" in report and "crossd demo --study" in report
