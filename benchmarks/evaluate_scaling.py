@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from crossd.evaluate.results import load_results
+
 
 def _volumes(path: Path, n: int, size: int) -> None:
     rng = np.random.default_rng(0)
@@ -52,10 +54,7 @@ def main() -> None:
         one = _run([sys.executable, "-m", "crossd.evaluate", *flags, "--output-dir", str(root / "one")])
         torchrun = ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "crossd.evaluate"]
         two = _run([*torchrun, *flags, "--output-dir", str(root / "two")])
-        folds = [
-            [f["accuracy"] for f in json.loads((root / d / "results.json").read_text())["results"][0]["folds"]]
-            for d in ("one", "two")
-        ]
+        folds = [[f.accuracy for f in load_results(root / d / "results.json").methods[0].folds] for d in ("one", "two")]
     print(
         json.dumps(
             {

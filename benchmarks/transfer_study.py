@@ -30,7 +30,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +44,11 @@ from crossd.demo.data import (
 )
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.kfold import parse_shard
+from crossd.evaluate.results import Comparison, FoldResult, load_results
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import atomic_write, save_json, save_safetensors, save_text
 from crossd.models import ModelSpec
+from crossd.report.tables import format_comparison, markdown_table
 from crossd.train import PretrainConfig, pretrain
 from crossd.train.hybrid import HybridSteps, VolumeBatches
 from crossd.train.model import build_model
@@ -351,43 +353,41 @@ def evaluate_seed(args, seed: int, runs: dict[str, Path], downstream: Path, prot
         )
 
 
-def gather(output_dir: Path, tag: str = "") -> tuple[dict[str, list[dict]], list[int]]:
+def gather(output_dir: Path, tag: str = "") -> tuple[dict[str, list[FoldResult]], list[int]]:
     """Fold records per method label from every finished seed on disk (so parallel study processes agree).
 
     A fold's ``repeat`` becomes ``1000 * seed + repeat`` so paired tests pair the same (seed, fold).
     """
-    per_method: dict[str, list[dict]] = {}
+    per_method: dict[str, list[FoldResult]] = {}
     seeds = []
     for seed_dir in sorted(output_dir.glob("seed*"), key=lambda p: int(p.name[4:])):
         seed = int(seed_dir.name[4:])
         folders = evaluation_folders(VARIANTS)
         files = {name: seed_dir / f"{name}{tag}" / "results.json" for name in folders}
-        loaded = {name: json.loads(f.read_text()) for name, f in files.items() if f.is_file()}
-        if "eval" not in loaded or not all(r.get("complete") for r in loaded.values()):
+        loaded = {name: load_results(f) for name, f in files.items() if f.is_file()}
+        if "eval" not in loaded or not all(r.complete for r in loaded.values()):
             continue
         seeds.append(seed)
         for folder, results in loaded.items():
             own = folders[folder]
-            crossd = [m["checkpoint"] for m in results["results"] if m["method"].startswith("crossd")]
-            for record in results["results"]:
-                method = record["method"]  # "crossd@<stem>" when several Cross-D checkpoints share a call
+            crossd = [m.checkpoint for m in results.methods if m.method.startswith("crossd")]
+            for record in results.methods:
+                method = record.method  # "crossd@<stem>" when several Cross-D checkpoints share a call
                 if own:
                     label = own
                 elif method.startswith("crossd"):
-                    label = Path(record["checkpoint"] if len(crossd) > 1 else crossd[0]).stem
+                    label = Path(record.checkpoint if len(crossd) > 1 else crossd[0]).stem
                 else:
                     label = method
-                per_method.setdefault(label, []).extend(
-                    {**f, "repeat": seed * 1000 + f["repeat"]} for f in record["folds"]
-                )
+                per_method.setdefault(label, []).extend(replace(f, repeat=seed * 1000 + f.repeat) for f in record.folds)
     return per_method, seeds
 
 
-def summarise(per_method: dict[str, list[dict]], seeds: list[int]) -> list[dict]:
+def summarise(per_method: dict[str, list[FoldResult]], seeds: list[int]) -> list[dict]:
     rows = []
     for name, folds in per_method.items():
-        acc = np.array([f["accuracy"] for f in folds])
-        seed_means = [np.mean([f["accuracy"] for f in folds if f["repeat"] // 1000 == s]) for s in seeds]
+        acc = np.array([f.accuracy for f in folds])
+        seed_means = [np.mean([f.accuracy for f in folds if f.repeat // 1000 == s]) for s in seeds]
         row = {
             "method": name,
             "n": len(acc),
@@ -397,7 +397,7 @@ def summarise(per_method: dict[str, list[dict]], seeds: list[int]) -> list[dict]
         }
         for ref in REFERENCES:
             if ref in per_method and ref != name:
-                row[f"vs_{ref}"] = paired_wilcoxon(per_method[ref], folds)
+                row[f"vs_{ref}"] = paired_wilcoxon(per_method[ref], folds).to_json()
         rows.append(row)
     return sorted(rows, key=lambda r: -r["mean"])
 
@@ -505,13 +505,13 @@ def pretrain_accuracy(output_dir: Path, seeds: list[int], variants: list[str]) -
     return {k: float(np.mean(v)) for k, v in accuracy.items()}
 
 
-def markdown(rows: list[dict], args, protocol: str, seeds: list[int]) -> str:
-    def cmp(test):
-        if not test:
-            return "—"
-        p = "n/a" if test["p_value"] is None else f"{test['p_value']:.3g}"
-        return f"{100 * test['mean_difference']:+.1f} pts (p={p})"
+def comparison(row: dict | None, reference: str) -> Comparison | None:
+    """The paired test of a study row against ``reference``, ``None`` when it has none."""
+    test = (row or {}).get(f"vs_{reference}")
+    return None if test is None else Comparison.from_json(test)
 
+
+def markdown(rows: list[dict], args, protocol: str, seeds: list[int]) -> str:
     describe = {
         **{b: f"{b} init from the regular 2D CNN" for b in ("i3d", "center", "acs")},
         "random": "random 3D init",
@@ -519,46 +519,46 @@ def markdown(rows: list[dict], args, protocol: str, seeds: list[int]) -> str:
     }
     refs = [ref for ref in REFERENCES if any(r["method"] == ref for r in rows)]
     recalibrated = " + BatchNorm recalibration (AdaBN)" if args.recalibrate_bn else ""
+    header = [
+        "3D init",
+        "accuracy (mean ± std over seed x fold)",
+        "std of seed means",
+        *(f"vs {REFERENCES[ref]}: Δ pts (p)" for ref in refs),
+    ]
+    table = [
+        [
+            f"`{r['method']}`: {describe.get(r['method'], '')}",
+            f"{r['mean']:.3f} ± {r['std']:.3f}",
+            f"{r['seed_mean_std']:.3f}",
+            *(format_comparison(comparison(r, ref), digits=1, pairs=False) for ref in refs),
+        ]
+        for r in rows
+    ]
     lines = [
         f"Arch `{args.arch}`, protocol `{protocol}`{recalibrated}, seeds {seeds} x "
         f"{args.folds} folds, "
         f"pretraining {args.pretrain_epochs} epochs, evaluation {args.epochs} epochs at lr "
         f"{protocol_lr(args, protocol) or 'of the protocol'}.",
         "",
-        "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | "
-        + " | ".join(f"vs {REFERENCES[ref]}" for ref in refs)
-        + " |",
-        "|---|---|---|" + "---|" * len(refs),
+        *markdown_table(header, table),
     ]
-    for r in rows:
-        lines.append(
-            f"| `{r['method']}`: {describe.get(r['method'], '')} | {r['mean']:.3f} ± {r['std']:.3f} | "
-            f"{r['seed_mean_std']:.3f} | " + " | ".join(cmp(r.get(f"vs_{ref}")) for ref in refs) + " |"
-        )
     return "\n".join(lines)
 
 
 def protocol_comparison(by_protocol: dict[str, list[dict]]) -> str:
     """One row per method: its accuracy under each protocol and its paired difference with I3D and ACS."""
-
-    def cell(row, ref):
-        test = row.get(f"vs_{ref}") if row else None
-        if not test:
-            return "—"
-        p = "n/a" if test["p_value"] is None else f"{test['p_value']:.2g}"
-        return f"{100 * test['mean_difference']:+.1f} (p={p})"
-
     protocols = list(by_protocol)
     by_name = {p: {r["method"]: r for r in rows} for p, rows in by_protocol.items()}
-    header = "| 3D init | " + " | ".join(f"`{p}` accuracy | `{p}` vs I3D | `{p}` vs ACS" for p in protocols) + " |"
-    lines = [header, "|---|" + "---|---|---|" * len(protocols)]
+    header = ["3D init", *(f"`{p}` {c}" for p in protocols for c in ("accuracy", "vs I3D", "vs ACS"))]
+    table = []
     for method in [r["method"] for r in by_protocol[protocols[0]]]:
-        cells = []
+        cells = [f"`{method}`"]
         for p in protocols:
             row = by_name[p].get(method)
-            cells += [f"{row['mean']:.3f}" if row else "—", cell(row, "i3d"), cell(row, "acs")]
-        lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            cells.append(f"{row['mean']:.3f}" if row else "–")
+            cells += [format_comparison(comparison(row, ref), digits=1, pairs=False) for ref in ("i3d", "acs")]
+        table.append(cells)
+    return "\n".join(markdown_table(header, table))
 
 
 def report(by_protocol: dict[str, list[dict]], seeds: dict[str, list[int]], args) -> str:
@@ -580,12 +580,16 @@ def report(by_protocol: dict[str, list[dict]], seeds: dict[str, list[int]], args
         "use their heads' planes at test time) and the off-centre / centre slice energy of their 3x3x3 kernels "
         "(a fresh 3D Kaiming init gives 2.0):",
         "",
-        "| variant | 2D test accuracy (%) | off / centre |",
-        "|---|---|---|",
     ]
-    for name in sorted(accuracy.keys() | energy.keys()):
-        acc = f"{accuracy[name]:.1f}" if name in accuracy else "—"
-        lines.append(f"| `{name}` | {acc} | {f'{energy[name]:.2f}' if name in energy else '—'} |")
+    rows = [
+        [
+            f"`{name}`",
+            f"{accuracy[name]:.1f}" if name in accuracy else "–",
+            f"{energy[name]:.2f}" if name in energy else "–",
+        ]
+        for name in sorted(accuracy.keys() | energy.keys())
+    ]
+    lines += markdown_table(["variant", "2D test accuracy (%)", "off / centre"], rows)
     command = " ".join(["python", "benchmarks/transfer_study.py", *sys.argv[1:]])
     lines += ["", f"Command: `{command}`", ""]
     return "\n\n".join(parts) + "\n\n" + "\n".join(lines)

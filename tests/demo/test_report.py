@@ -70,7 +70,7 @@ def test_the_study_table_is_read_from_the_study_file():
         ],
     }
     text = "\n".join(_study_table(study))
-    assert "| `acs` | 53.60 ± 6.30 | 25 | — |" in text
+    assert "| `acs` | 53.60 ± 6.30 | 25 | – |" in text
     assert "| `rotate_hybrid` | 49.70 ± 4.80 | 25 | -3.8 (p = 0.0206, significant) |" in text
     assert "runs/study_r18/study.json" in text
 

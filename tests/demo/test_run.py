@@ -8,7 +8,8 @@ import pytest
 
 from crossd.cli import main
 from crossd.demo.report import READABLE
-from crossd.report.tables import design_note, mean_std
+from crossd.evaluate.results import Comparison
+from crossd.report.tables import design_note, format_comparison, mean_std
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +56,14 @@ def test_report_numbers_come_from_the_run(demo):
         assert summary["pretrain"][name]["metrics"] == metrics
     assert summary["pretrain"]["crossd+volumes"]["volumes"] and not summary["pretrain"]["crossd"]["volumes"]
     folds = {m["method"]: {(f["repeat"], f["fold"]): f["accuracy"] for f in m["folds"]} for m in results["results"]}
+    margins = report[report.index("### Cross-D against I3D and ACS") :]
     for method in ("crossd", "crossd+volumes"):
-        row = next(line for line in report.splitlines() if line.startswith(f"| {method} | ") and "(p = " in line)
+        row = next(line for line in margins.splitlines() if line.startswith(f"| {method} | "))
         for base in ("i3d", "acs", "acs+volumes"):
             test = summary["margins"][method][base]
             difference = sum(folds[method][k] - folds[base][k] for k in folds[base]) / len(folds[base])
             assert test["mean_difference"] == pytest.approx(difference, abs=1e-12)
-            assert f"{100 * difference:+.1f} (p = " in row
+            assert f"{100 * difference:+.1f} (" in row and format_comparison(Comparison.from_json(test), 1) in row
     # one run of 2 folds cannot be significant, and the report says so before its tables
     assert report.index(design_note(2)) < report.index("## 2. Transfer to 3D")
     assert "Study 6 of `docs/experiments.md`" in report and "crossd demo --study" in report

@@ -26,7 +26,7 @@ def _run(data_dir, out, data, methods, protocol="bn", **kw):
 
 
 def _check_results(results, out, names, epochs=1):
-    assert [m["method"] for m in results["results"]] == names
+    assert [m.method for m in results.methods] == names
     stored = json.loads((out / "results.json").read_text())
     assert stored["complete"] and [m["method"] for m in stored["results"]] == names
     for method in stored["results"]:
@@ -53,9 +53,9 @@ def test_every_3d_init_shares_folds_and_is_compared_with_crossd(data_dir, tmp_pa
     ]
     results = _run(data_dir, tmp_path, "vol.npz", methods)
     _check_results(results, tmp_path, ["crossd", "acs", "i3d", "center", "random"])
-    assert set(results["comparisons"]) == {"acs", "i3d", "center", "random"}
-    assert all(c["pairs"] == 2 for c in results["comparisons"].values())
-    loading = {m["method"]: m["loading"] for m in results["results"]}
+    assert set(results.comparisons) == {"acs", "i3d", "center", "random"}
+    assert all(c.pairs == 2 for c in results.comparisons.values())
+    loading = {m.method: m.loading for m in results.methods}
     assert loading["i3d"]["source_conv"] == "crossd" and loading["acs"]["source_conv"] == "regular"
     assert "Wilcoxon" in (tmp_path / "results.md").read_text()
 
@@ -63,7 +63,7 @@ def test_every_3d_init_shares_folds_and_is_compared_with_crossd(data_dir, tmp_pa
 def test_without_a_plain_crossd_method_the_first_crossd_one_is_the_reference(data_dir, tmp_path):
     ckpt = data_dir / "crossd.safetensors"
     results = _run(data_dir, tmp_path, "vol.npz", [("i3d", ckpt), ("crossd", ckpt, "crossd+volumes"), ("random", None)])
-    assert results["reference"] == "crossd+volumes" and set(results["comparisons"]) == {"i3d", "random"}
+    assert results.reference == "crossd+volumes" and set(results.comparisons) == {"i3d", "random"}
     table = (tmp_path / "results.md").read_text()
     assert "Wilcoxon vs crossd+volumes" in table and "| crossd+volumes |" in table and "(reference)" in table
 
@@ -73,9 +73,9 @@ def test_3d_protocols_run(data_dir, tmp_path, protocol):
     methods = [("crossd", data_dir / "crossd.safetensors")]
     results = _run(data_dir, tmp_path, "vol.npz", methods, protocol=protocol, drop_bn_stats=protocol == "paper")
     _check_results(results, tmp_path, ["crossd"])
-    assert results["args"]["protocol_constants"]["select"] == ("val_loss" if protocol == "paper" else "val_accuracy")
+    assert results.args["protocol_constants"]["select"] == ("val_loss" if protocol == "paper" else "val_accuracy")
     if protocol == "paper":
-        assert results["args"]["batch_size"] == 8 and results["args"]["protocol_constants"]["bn_epoch"] == 10
+        assert results.args["batch_size"] == 8 and results.args["protocol_constants"]["bn_epoch"] == 10
         assert "BatchNorms named `*bn*` reset" in (tmp_path / "results.md").read_text()
 
 
@@ -87,9 +87,9 @@ def test_linear_protocol_with_batchnorm_recalibration(data_dir, tmp_path, monkey
     methods = [("crossd", data_dir / "crossd.safetensors")]
     results = _run(data_dir, tmp_path, "vol.npz", methods, protocol="linear", recalibrate_bn=True)
     _check_results(results, tmp_path, ["crossd"])
-    assert results["args"]["recalibrate_bn"] and len(calls) == 2  # once per fold
-    folds = results["results"][0]["folds"]
-    assert all(len(loader.dataset) == fold["n_train"] for loader, fold in zip(calls, folds, strict=True))
+    assert results.args["recalibrate_bn"] and len(calls) == 2  # once per fold
+    folds = results.methods[0].folds
+    assert all(len(loader.dataset) == fold.n_train for loader, fold in zip(calls, folds, strict=True))
 
 
 def test_slice_inits_run_and_are_compared_with_crossd(data_dir, tmp_path):
@@ -97,8 +97,8 @@ def test_slice_inits_run_and_are_compared_with_crossd(data_dir, tmp_path):
     methods = [("crossd", crossd), ("slices", regular), ("slices3", crossd)]
     results = _run(data_dir, tmp_path, "vol.npz", methods, slice_pool="attention", batch_size=8)
     _check_results(results, tmp_path, ["crossd", "slices", "slices3"])
-    assert {name: c["pairs"] for name, c in results["comparisons"].items()} == {"slices": 2, "slices3": 2}
-    assert results["args"]["slice_pool"] == "attention"
+    assert {name: c.pairs for name, c in results.comparisons.items()} == {"slices": 2, "slices3": 2}
+    assert results.args["slice_pool"] == "attention"
     table = (tmp_path / "results.md").read_text()
     assert "the 2D network on every axial slice, attention-pooled from `regular.safetensors`" in table
     assert (
@@ -114,7 +114,7 @@ def test_2d_inits_run(data_dir, tmp_path, protocol):
         methods.append(("random", None))
     results = _run(data_dir, tmp_path, "img.npz", methods, protocol=protocol, image_size=16, normalize="imagenet")
     _check_results(results, tmp_path, [m[0] for m in methods])
-    assert results["data"]["spatial_dims"] == 2 and results["data"]["num_classes"] == 3
+    assert results.data["spatial_dims"] == 2 and results.data["num_classes"] == 3
 
 
 def test_bn_protocol_leaves_convolutions_bit_identical(data_dir, monkeypatch):
@@ -176,9 +176,9 @@ def test_resume_skips_finished_folds_and_refuses_to_overwrite(data_dir, tmp_path
     calls = _record_jobs(monkeypatch)
     again = _run(data_dir, tmp_path, "vol.npz", methods, seed=3, resume=True)
     assert calls == [("random", 1)]
-    assert again["results"][0]["folds"][0] == first["results"][0]["folds"][0]
+    assert again.methods[0].folds[0] == first.methods[0].folds[0]
     # the same seed gives the same folds and, with the same fold seed, the same numbers
-    assert again["results"][0]["folds"][1]["accuracy"] == first["results"][0]["folds"][1]["accuracy"]
+    assert again.methods[0].folds[1].accuracy == first.methods[0].folds[1].accuracy
 
 
 def test_resume_adopts_folds_of_a_results_json_without_job_files(data_dir, tmp_path, monkeypatch):
@@ -190,7 +190,7 @@ def test_resume_adopts_folds_of_a_results_json_without_job_files(data_dir, tmp_p
     (tmp_path / "results.json").write_text(json.dumps(stored))
     calls = _record_jobs(monkeypatch)
     again = _run(data_dir, tmp_path, "vol.npz", [("random", None)], resume=True)
-    assert calls == [] and again["results"][0]["folds"] == first["results"][0]["folds"]
+    assert calls == [] and again.methods[0].folds == first.methods[0].folds
     assert sorted(p.name for p in (tmp_path / "jobs" / "random").iterdir()) == ["r0f0.json", "r0f1.json"]
 
 
@@ -200,7 +200,7 @@ def test_resume_with_an_added_method_runs_only_that_method(data_dir, tmp_path, m
     methods = [("random", None), ("i3d", data_dir / "regular.safetensors")]
     again = _run(data_dir, tmp_path, "vol.npz", methods, resume=True)
     assert calls == [("i3d", 0), ("i3d", 1)]
-    assert again["results"][0]["folds"] == first["results"][0]["folds"]
+    assert again.methods[0].folds == first.methods[0].folds
 
 
 def test_interrupted_run_keeps_finished_folds(data_dir, tmp_path, monkeypatch):
@@ -225,8 +225,8 @@ def test_random_init_depends_on_the_seed_only(data_dir, tmp_path):
     for i, state in enumerate((1, 2)):
         torch.manual_seed(state)  # whatever ran before must not change the random network
         runs.append(_run(data_dir, tmp_path / str(i), "vol.npz", [("random", None)]))
-    folds = [[f["accuracy"] for f in r["results"][0]["folds"]] for r in runs]
-    losses = [[f["history"]["train_loss"] for f in r["results"][0]["folds"]] for r in runs]
+    folds = [[f.accuracy for f in r.methods[0].folds] for r in runs]
+    losses = [[f.history["train_loss"] for f in r.methods[0].folds] for r in runs]
     assert folds[0] == folds[1] and losses[0] == losses[1]
 
 
@@ -248,7 +248,7 @@ def test_official_split_tests_every_fold_on_the_files_test_split(tmp_path):
         arrays[f"{split}_labels"] = labels[:, None]
     np.savez(tmp_path / "m.npz", **arrays)
     results = _run(tmp_path, tmp_path / "out", "m.npz", [("random", None)], split="official", arch="small_cnn")
-    folds = results["results"][0]["folds"]
-    assert [(f["n_train"], f["n_val"], f["n_test"]) for f in folds] == [(8, 8, 6), (8, 8, 6)]
-    assert results["args"]["split"] == "official" and results["data"]["test_samples"] == 6
+    folds = results.methods[0].folds
+    assert [(f.n_train, f.n_val, f.n_test) for f in folds] == [(8, 8, 6), (8, 8, 6)]
+    assert results.args["split"] == "official" and results.data["test_samples"] == 6
     assert "official test split (6 samples) in every job" in (tmp_path / "out" / "results.md").read_text()

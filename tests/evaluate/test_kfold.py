@@ -85,11 +85,11 @@ def test_per_fold_numbers_in_float64_equal_the_pinned_ones(data_dir, small_check
             data_dir / data, methods, tmp_path / name, protocol="finetune", folds=3, repeats=1, epochs=3,
             batch_size=4, lr=0.01, arch="small_cnn", progress=False, seed=5, **extra,
         )  # fmt: skip
-        for method in evaluate(cfg)["results"]:
-            accuracies, losses = PINNED[name][method["method"]]
-            assert [f["accuracy"] for f in method["folds"]] == accuracies, (name, method["method"])
-            last = [f["history"]["train_loss"][-1] for f in method["folds"]]
-            assert last == pytest.approx(losses, rel=1e-8), (name, method["method"])
+        for method in evaluate(cfg).methods:
+            accuracies, losses = PINNED[name][method.method]
+            assert [f.accuracy for f in method.folds] == accuracies, (name, method.method)
+            last = [f.history["train_loss"][-1] for f in method.folds]
+            assert last == pytest.approx(losses, rel=1e-8), (name, method.method)
 
 
 def _flags(data_dir, ckpt_dir, out, *extra):
@@ -247,7 +247,7 @@ def test_folds_when_a_class_has_fewer_samples_than_folds(tmp_path):
     cfg.arch, cfg.progress = "small_cnn", False
     with pytest.warns(UserWarning, match="class '1' has 2 sample\\(s\\), fewer than the 3 folds: the folds are not"):
         results = evaluate(cfg)
-    assert len(results["results"][0]["folds"]) == 3
+    assert len(results.methods[0].folds) == 3
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1-2", "a/b"])

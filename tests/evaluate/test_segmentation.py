@@ -110,17 +110,17 @@ def test_kfold_dice_for_each_init(tmp_path, blocks):
         progress=False,
     )
     results = evaluate_segmentation(cfg, data)
-    assert results["complete"] and results["args"]["protocol"] == "linear"
-    assert [m["method"] for m in results["results"]] == ["crossd", "i3d", "random"]
-    for method in results["results"]:
-        assert len(method["folds"]) == 2
-        for fold in method["folds"]:
-            assert fold["n_train"] + fold["n_val"] + fold["n_test"] == 12 and len(fold["dice"]) == 2
-            assert all(d is None or 0 <= d <= 1 for d in fold["dice"])
-        assert 0 <= method["dice_mean_mean"] <= 1 and "dice_white matter_mean" in method
-    assert set(results["comparisons"]) == {"i3d", "random"}
+    assert results.complete and results.args["protocol"] == "linear"
+    assert [m.method for m in results.methods] == ["crossd", "i3d", "random"]
+    for method in results.methods:
+        assert len(method.folds) == 2
+        for fold in method.folds:
+            assert fold.n_train + fold.n_val + fold.n_test == 12 and len(fold.dice) == 2
+            assert all(d is None or 0 <= d <= 1 for d in fold.dice)
+        assert 0 <= method.mean() <= 1 and "dice_white matter_mean" in method.to_json()
+    assert set(results.comparisons) == {"i3d", "random"}
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert on_disk["results"][0]["folds"][1]["dice_mean"] == results["results"][0]["folds"][1]["dice_mean"]
+    assert on_disk == results.to_json()
     table = (tmp_path / "run" / "results.md").read_text()
     assert "| crossd |" in table and "Dice white matter" in table and "Cross-D 3D kernels copied" in table
 
@@ -142,7 +142,7 @@ def test_finetuning_learns_to_segment(tmp_path, blocks):
     )
     results = evaluate_segmentation(cfg, data)
     # chance (every tissue voxel called grey matter) is about 0.3; this run reaches about 0.66
-    assert results["results"][0]["dice_mean_mean"] > 0.5
+    assert results.methods[0].mean() > 0.5
 
 
 def test_cli_flags_map_to_a_segmentation_config(tmp_path):
@@ -192,4 +192,4 @@ def test_segmentation_resumes_through_the_shared_runner(tmp_path, blocks, monkey
         Segmentation, "run_job", lambda self, job, *a: calls.append(job.split.fold) or original(self, job, *a)
     )
     again = evaluate_segmentation(SegmentationConfig("mni152", [("random", None)], tmp_path, resume=True, **kw), data)
-    assert calls == [0] and again["results"][0]["folds"] == first["results"][0]["folds"]
+    assert calls == [0] and again.methods[0].folds == first.methods[0].folds

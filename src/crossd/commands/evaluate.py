@@ -61,6 +61,7 @@ from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, SPLITS
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
 from crossd.io import check_input_path, ensure_writable_dir, user_path_errors
 from crossd.models.slice_model import POOLS
+from crossd.report.tables import summary_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -227,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     ensure_writable_dir(args.output_dir, "output_dir")
     if args.task == "segmentation":
         args.device = None if args.device == "auto" else args.device
-        from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines
+        from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args
 
         cfg = segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint))
         _check_settings_then_data(cfg, args)
@@ -239,26 +240,16 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun rank 0 reports
     if shard is not None:
-        done = sum(len(m["folds"]) for m in results["results"])
+        done = sum(len(m.folds) for m in results.methods)
         print(
-            f"shard {args.shard}: ran {results['ran']} job(s); {done} of {results['jobs']} jobs of this evaluation "
+            f"shard {args.shard}: ran {results.ran} job(s); {done} of {results.jobs} jobs of this evaluation "
             "are finished; run the same command without --shard to merge them"
         )
         return 0
-    lines = summary_lines(results) if args.task == "segmentation" else accuracy_lines(results)
-    if results["not_reported"]:
-        kept = ", ".join(f"{name} ({n} jobs)" for name, n in results["not_reported"].items())
+    lines = summary_lines(results)
+    if results.not_reported:
+        kept = ", ".join(f"{name} ({n} jobs)" for name, n in results.not_reported.items())
         lines.append(f"kept on disk, not reported (not asked for): {kept}")
     print("\n".join(lines))
     print(f"table: {Path(args.output_dir) / RESULTS_MD}")
     return 0
-
-
-def accuracy_lines(results: dict) -> list[str]:
-    """One line per method: accuracy mean ± std over its folds."""
-    return [
-        f"{m['method']:>12}: accuracy {100 * m['accuracy_mean']:.2f} ± {100 * m['accuracy_std']:.2f} "
-        f"over {len(m['folds'])} folds"
-        for m in results["results"]
-        if m["folds"]
-    ]

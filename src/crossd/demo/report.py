@@ -16,8 +16,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from crossd.evaluate.results import Comparison, MethodSummary, Results
 from crossd.io import atomic_write
-from crossd.report.tables import design_note, loading_note, mean_std, significance
+from crossd.report.tables import (
+    comparison_cell,
+    design_note,
+    dice_table,
+    format_comparison,
+    loading_note,
+    markdown_table,
+    mean_std,
+    metric_cells,
+)
 
 STUDY_COMMAND = (
     "python benchmarks/transfer_study.py --output-dir runs/study_r18 --markdown runs/study_r18/study.md "
@@ -42,30 +52,30 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
 
 
-def accuracy_plot(results: dict, path: str | Path) -> Path:
-    """Per-fold test accuracy (%) of each method of an evaluation ``results`` dict (``results.json``): every fold
-    as a dot (a strip plot: with a handful of folds a box would summarise three points), the mean as a bar, and
-    chance level as a dashed line, all in the legend. Writes a PNG."""
-    methods = [m for m in results["results"] if m["folds"]]
+def accuracy_plot(results: Results, path: str | Path) -> Path:
+    """Per-fold test accuracy (%) of each method of a classification evaluation: every fold as a dot (a strip
+    plot: with a handful of folds a box would summarise three points), the mean as a bar, and chance level as a
+    dashed line, all in the legend. Writes a PNG."""
+    methods = [m for m in results.methods if m.folds]
     fig = Figure(figsize=(2.8 + 1.1 * max(len(methods), 1), 3.6))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     for x, m in enumerate(methods):
-        values = [100 * f["accuracy"] for f in m["folds"]]
+        values = [100 * f.accuracy for f in m.folds]
         jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
         ax.scatter(x + jitter, values, s=22, color="C0", alpha=0.8, zorder=3, label="one fold" if x == 0 else None)
         ax.hlines(np.mean(values), x - 0.25, x + 0.25, color="C3", lw=2, zorder=4, label="mean" if x == 0 else None)
-    ax.axhline(100 / results["data"]["num_classes"], color="0.5", ls="--", lw=0.8, label="chance")
-    ax.set_xticks(range(len(methods)), [m["method"] for m in methods], rotation=20)
+    ax.axhline(100 / results.data["num_classes"], color="0.5", ls="--", lw=0.8, label="chance")
+    ax.set_xticks(range(len(methods)), [m.method for m in methods], rotation=20)
     ax.set_ylabel("test accuracy (%)")
-    folds = max((len(m["folds"]) for m in methods), default=0)
+    folds = max((len(m.folds) for m in methods), default=0)
     ax.set_title(f"3D test accuracy, {folds} folds per method", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
 
-def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: dict, path: str | Path) -> Path:
+def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: Results, path: str | Path) -> Path:
     """Two panels: pretraining train (dashed) and validation (solid) accuracy per epoch for each 2D network (from
     ``log.csv`` rows; lines without markers so the dashes show), and the downstream validation accuracy per epoch
     of each method, mean over folds. Writes a PNG."""
@@ -82,16 +92,16 @@ def training_curves(pretrain_logs: dict[str, list[dict[str, float]]], results: d
     left.set_ylabel("accuracy (%)")
     left.set_title("2D pretraining: train dashed, validation solid", fontsize=9)
     left.legend(fontsize=7)
-    for i, method in enumerate(results["results"]):
-        histories = [f["history"]["val_accuracy"] for f in method["folds"] if f.get("history")]
+    for i, method in enumerate(results.methods):
+        histories = [f.history["val_accuracy"] for f in method.folds if f.history]
         if not histories:
             continue
         length = min(len(h) for h in histories)
         curve = 100 * np.mean([h[:length] for h in histories], axis=0)
-        right.plot(np.arange(1, length + 1), curve, "-", lw=1.4, color=f"C{i}", label=method["method"])
+        right.plot(np.arange(1, length + 1), curve, "-", lw=1.4, color=f"C{i}", label=method.method)
     right.set_xlabel("epoch")
     right.set_ylabel("validation accuracy (%)")
-    right.set_title(f"3D transfer ({results['args']['protocol']} protocol), mean over folds", fontsize=9)
+    right.set_title(f"3D transfer ({results.args['protocol']} protocol), mean over folds", fontsize=9)
     right.legend(fontsize=7)
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -214,15 +224,6 @@ def _pretrain_section(summary: dict) -> list[str]:
     return [*lines, ""]
 
 
-def difference(test: dict, folds: bool = False) -> str:
-    """A paired test (:func:`crossd.evaluate.stats.paired_wilcoxon`) as ``"+2.6 (p = 0.103, not significant)"``
-    in points (``folds``: with the number of paired folds)."""
-    if test["mean_difference"] is None:
-        return f"– ({test['note']})"
-    p = "n/a" if test["p_value"] is None else f"{test['p_value']:.3g}, {significance(test['p_value'])}"
-    return f"{100 * test['mean_difference']:+.1f} (p = {p}" + (f", {test['pairs']} folds)" if folds else ")")
-
-
 def _margins_section(summary: dict) -> list[str]:
     margins = summary.get("margins") or {}
     if not margins:
@@ -243,18 +244,27 @@ def _margins_section(summary: dict) -> list[str]:
                 "",
             ]
         ),
-        "| Cross-D | " + " | ".join(f"vs {b}" for b in bases) + " |",
-        "|---|" + "---|" * len(bases),
     ]
-    for method, tests in margins.items():
-        lines.append(f"| {method} | " + " | ".join(difference(tests[b], folds=True) for b in bases) + " |")
-    return [*lines, ""]
+    rows = [
+        [method, *(format_comparison(Comparison.from_json(tests[b]), digits=1) for b in bases)]
+        for method, tests in margins.items()
+    ]
+    return [*lines, *markdown_table(["Cross-D", *(f"vs {b}" for b in bases)], rows), ""]
+
+
+def demo_results(summary: dict) -> Results:
+    """The classification results a demo summary holds (its ``results``, ``comparisons`` and evaluation
+    ``args``; ``crossd`` is the reference)."""
+    methods = [MethodSummary.from_json(m) for m in summary["results"]]
+    comparisons = {k: Comparison.from_json(c) for k, c in summary.get("comparisons", {}).items()}
+    return Results("classification", summary["evaluate"]["args"], {}, methods, "crossd", comparisons)
 
 
 def _evaluate_section(summary: dict) -> list[str]:
-    args = summary["evaluate"]["args"]
+    results = demo_results(summary)
+    args = results.args
     select = args["protocol_constants"]["select"].replace("_", " ").replace("val ", "validation ")
-    folds_per_method = max((len(m["folds"]) for m in summary["results"]), default=0)
+    folds_per_method = max((len(m.folds) for m in results.methods), default=0)
     if args["protocol"] == "paper":
         c = args["protocol_constants"]
         trained = (
@@ -274,6 +284,11 @@ def _evaluate_section(summary: dict) -> list[str]:
     if balanced_equals_accuracy(folds):
         keys = ("accuracy", "f1_macro")
     titles = {"accuracy": "Test accuracy (%)", "balanced_accuracy": "Balanced acc. (%)", "f1_macro": "F1 macro (%)"}
+    header = ["Method", "3D network", *(titles[k] for k in keys), "Wilcoxon vs crossd: Δ acc. (p)"]
+    rows = [
+        [m.method, loading_note(m), *metric_cells(m, keys), comparison_cell(results, m.method, digits=1)]
+        for m in results.methods
+    ]
     lines = [
         "## 2. Transfer to 3D and evaluation",
         "",
@@ -282,21 +297,8 @@ def _evaluate_section(summary: dict) -> list[str]:
         "",
         baselines_note(summary),
         "",
-        "| Method | 3D network | " + " | ".join(titles[k] for k in keys) + " | Wilcoxon vs crossd |",
-        "|---|---|" + "---|" * len(keys) + "---|",
+        *markdown_table(header, rows),
     ]
-    comparisons = summary.get("comparisons", {})
-    for m in summary["results"]:
-        cmp = comparisons.get(m["method"])
-        if m["method"] == "crossd":
-            test = "(reference)"
-        elif cmp is None or cmp.get("p_value") is None:
-            test = f"– ({cmp['note']})" if cmp else "–"
-        else:
-            p = cmp["p_value"]
-            test = f"p = {p:.3g}, {significance(p)} (Δ {100 * cmp['mean_difference']:+.1f})"
-        cells = [mean_std(m.get(f"{k}_mean"), m.get(f"{k}_std")) for k in keys]
-        lines.append(f"| {m['method']} | {loading_note(m)} | " + " | ".join(cells) + f" | {test} |")
     if "balanced_accuracy" not in keys:
         lines += [
             "",
@@ -453,43 +455,46 @@ def _study_table(study: dict) -> list[str]:
     """The multi-seed table of a ``study.json`` (``benchmarks/transfer_study.py``), in percent."""
     args = study["args"]
     refs = [r for r in ("i3d", "acs") if any(f"vs_{r}" in row for row in study["rows"])]
-    lines = [
+    header = ["3D init", "Accuracy (%), mean ± std over seed x fold", "Folds", *(f"vs {r}" for r in refs)]
+    rows = [
+        [
+            f"`{row['method']}`",
+            mean_std(row["mean"], row["std"]),
+            str(row["n"]),
+            *(format_comparison(study_comparison(row, ref), digits=1, pairs=False) for ref in refs),
+        ]
+        for row in study["rows"]
+    ]
+    return [
         f"**Multi-seed evidence** from `{study['path']}` (`benchmarks/transfer_study.py`: arch `{args.get('arch')}`, "
         f"protocol `{args.get('protocol')}`, seeds {args.get('seeds')}, {args.get('folds')} folds each):",
         "",
-        "| 3D init | Accuracy (%), mean ± std over seed x fold | Folds | " + " | ".join(f"vs {r}" for r in refs) + " |",
-        "|---|---|---|" + "---|" * len(refs),
+        *markdown_table(header, rows),
+        "",
     ]
-    for row in study["rows"]:
-        cells = [difference(row[f"vs_{ref}"]) if f"vs_{ref}" in row else "—" for ref in refs]
-        lines.append(
-            f"| `{row['method']}` | {mean_std(row['mean'], row['std'])} | {row['n']} | " + " | ".join(cells) + " |"
-        )
-    return [*lines, ""]
+
+
+def study_comparison(row: dict, reference: str) -> Comparison | None:
+    """The paired test of a ``study.json`` row against ``reference`` (``None`` when the row has none)."""
+    test = row.get(f"vs_{reference}")
+    return None if test is None else Comparison.from_json(test)
 
 
 def _segmentation_section(summary: dict) -> list[str]:
     seg = summary.get("segmentation")
     if not seg:
         return []
-    args, classes = seg["args"], seg["data"]["classes"][1:]
-    lines = [
+    results = Results.from_json(seg)
+    args, data = results.args, results.data
+    return [
         "## 4. Second task: grey/white-matter segmentation",
         "",
-        f"Blocks of the MNI152 template ({seg['data']['samples']} blocks of {seg['data']['shape']}) segmented into "
-        f"{', '.join(seg['data']['classes'])} by a 3D U-Net (`crossd.models.UNet3D`) whose encoder is each "
+        f"Blocks of the MNI152 template ({data['samples']} blocks of {data['shape']}) segmented into "
+        f"{', '.join(data['classes'])} by a 3D U-Net (`crossd.models.UNet3D`) whose encoder is each "
         f"transferred network; protocol **{args['protocol']}** (encoder convolutions frozen), "
         f"{args['folds']}-fold cross-validation x {args['repeats']} repeat(s), {args['epochs']} epoch(s).",
         "",
-        "| Method | Dice (mean over classes) | " + " | ".join(f"Dice {c}" for c in classes) + " |",
-        "|---|---|" + "---|" * len(classes),
-    ]
-    for m in seg["results"]:
-        cells = [mean_std(m["dice_mean_mean"], m["dice_mean_std"])]
-        cells += [mean_std(m[f"dice_{c}_mean"], m[f"dice_{c}_std"]) for c in classes]
-        lines.append(f"| {m['method']} | " + " | ".join(cells) + " |")
-    return [
-        *lines,
+        *dice_table(results, comparisons=False),
         "",
         "Dice in %, mean ± population std over folds; every fold is in `segmentation/results.json`.",
         "",

@@ -38,12 +38,14 @@ from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
 from crossd.demo.report import accuracy_plot, evaluate_command, read_log, report_markdown, training_curves
 from crossd.errors import DataError, OutputError, SettingsError
 from crossd.evaluate import EvaluateConfig, evaluate
+from crossd.evaluate.results import Comparison, Results
 from crossd.evaluate.segmentation import SegmentationConfig, evaluate_segmentation
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import plain_json, save_json, save_text
 from crossd.models import load_2d_model
 from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png, neighbour_correlation
 from crossd.report.planes import npz_images, planes_png, predicted_planes
+from crossd.settings import run_only
 from crossd.train import PretrainConfig, load_training_checkpoint, pretrain
 
 DEMO_EVAL_LR = 1e-2
@@ -209,8 +211,7 @@ def _pretrain_config(cfg: DemoConfig, data: DemoData, run: DemoRun) -> PretrainC
 def _same_run(saved: dict, pcfg: PretrainConfig) -> bool:
     """Same training settings (paths may differ: a moved demo folder stays reusable; its data is checked by
     :func:`check_output_dir`)."""
-    runs_only = ("resume", "allow_changed", "print_freq", "quiet", "workers", "device", "check_images")
-    ignore = (*runs_only, "data_path", "output_dir", "volumes")
+    ignore = (*run_only(pcfg), "data_path", "volumes")
     mine = {k: v for k, v in asdict(pcfg).items() if k not in ignore}
     return all(saved.get(k) == v for k, v in mine.items())
 
@@ -291,10 +292,10 @@ def _machine() -> dict:
     }
 
 
-def margins(results: dict) -> dict[str, dict[str, dict]]:
+def margins(results: Results) -> dict[str, dict[str, Comparison]]:
     """Each Cross-D method against each baseline present: ``{crossd: {baseline: paired_wilcoxon(baseline,
     crossd)}}`` over the shared folds (``mean_difference`` > 0: Cross-D is better)."""
-    folds = {m["method"]: m["folds"] for m in results["results"]}
+    folds = {m.method: m.folds for m in results.methods}
     return {
         method: {base: paired_wilcoxon(folds[base], folds[method]) for base in BASELINE_METHODS if base in folds}
         for method in CROSSD_METHODS
@@ -460,16 +461,16 @@ def run_demo(cfg: DemoConfig) -> dict:
         },
         "evaluate": {
             "results": str(Path(evaluation_dir(cfg.protocol)) / "results.json"),
-            "args": results["args"],
-            "command": evaluate_command(results["args"], out / "evaluate-again"),
+            "args": results.args,
+            "command": evaluate_command(results.args, out / "evaluate-again"),
         },
-        "results": results["results"],
-        "comparisons": results.get("comparisons", {}),
-        "margins": margins(results),
+        "results": [m.to_json() for m in results.methods],
+        "comparisons": {k: c.to_json() for k, c in results.comparisons.items()},
+        "margins": {k: {b: c.to_json() for b, c in tests.items()} for k, tests in margins(results).items()},
         "figures": figures,
         "kernel_structure": structure,
         "timings": timings,
-        "segmentation": segmentation,
+        "segmentation": None if segmentation is None else segmentation.to_json(),
         "study": study,
     }
     save_json(summary, out / "demo.json")

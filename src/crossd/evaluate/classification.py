@@ -27,7 +27,7 @@ from crossd.evaluate.folds import Split, official_splits, paper_splits, stratifi
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
 from crossd.evaluate.methods import Method, build_network, new_layers, replace_head, resolve_preprocessing
 from crossd.evaluate.protocols import Schedule, recalibrate_batchnorm
-from crossd.evaluate.stats import summarize
+from crossd.evaluate.results import FoldResult, MethodSummary, Results
 from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
 from crossd.metrics import classification_metrics
 from crossd.report.plots import plot_fold_accuracies
@@ -44,31 +44,6 @@ from crossd.train.engine import (
 )
 
 FOLD_PLOT = "fold_accuracy.png"
-# settings that change the numbers: a resumed run must agree on all of them
-RESUME_KEYS = (
-    "data",
-    "protocol",
-    "folds",
-    "repeats",
-    "epochs",
-    "batch_size",
-    "lr",
-    "normalize",
-    "window",
-    "seed",
-    "size",
-    "slice_axis",
-    "split",
-    "spatial_dims",
-    "num_classes",
-    "image_size",
-    "align",
-    "arch",
-    "drop_bn_stats",
-    "recalibrate_bn",
-    "slice_pool",
-    "protocol_constants",
-)
 
 
 def make_splits(
@@ -140,9 +115,6 @@ class Classification(Task):
     def settings(self) -> dict:
         return self.cfg.record()
 
-    def resume_keys(self) -> tuple[str, ...]:
-        return RESUME_KEYS
-
     @property
     def epochs(self) -> int:
         return self.cfg.resolved("epochs")
@@ -210,25 +182,25 @@ class Classification(Task):
             "history": history,
         }
 
-    def summarize(self, folds: list[dict]) -> dict:
-        return summarize(folds)
+    def method_summary(self, method: Method, loading: dict, folds: list[dict]) -> MethodSummary:
+        return MethodSummary(
+            method.name, method.init, method.checkpoint, loading, [FoldResult.from_json(f) for f in folds]
+        )
 
-    def render(self, results: dict) -> str:
+    def render(self, results: Results) -> str:
         return results_markdown(results)
 
-    def plot(self, results: dict, out_dir: Path) -> None:
+    def plot(self, results: Results, out_dir: Path) -> None:
         plot_fold_accuracies(results, out_dir / FOLD_PLOT)
 
 
-def evaluate(cfg: EvaluateConfig, shard: tuple[int, int] | None = None) -> dict:
+def evaluate(cfg: EvaluateConfig, shard: tuple[int, int] | None = None) -> Results:
     """Run every method of ``cfg`` on every fold under ``cfg.protocol`` (this process's share of the jobs under
     ``torchrun`` or with ``shard=(K, N)``) and write the results (see :func:`crossd.evaluate.kfold.run_kfold`).
 
-    Returns the ``results.json`` dictionary: ``{"task", "args", "data", "results": [{"method", "init",
-    "checkpoint", "loading", "accuracy_mean", "accuracy_std", ... , "folds": [{"repeat", "fold", "accuracy",
-    "f1_macro", "balanced_accuracy", "precision_macro", "recall_macro", "predicted_classes" (distinct classes
-    among the test predictions), "best_epoch", "n_train", "n_val", "n_test", "history": {"train_loss",
-    "val_loss", "val_accuracy", "lr"}}]}], "comparisons", "complete",
-    "not_reported"}``.
+    Returns the :class:`~crossd.evaluate.results.Results` that ``results.json`` holds: one
+    :class:`~crossd.evaluate.results.MethodSummary` per method, its folds as
+    :class:`~crossd.evaluate.results.FoldResult` (history: ``train_loss``, ``val_loss``, ``val_accuracy``, ``lr``),
+    and each method's :class:`~crossd.evaluate.results.Comparison` with the reference.
     """
     return run_kfold(Classification(cfg), shard)

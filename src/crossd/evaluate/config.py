@@ -10,6 +10,7 @@ from crossd.data.orientation import check_slice_axis
 from crossd.data.preprocessing import check_window, normalization_name
 from crossd.errors import SettingsError
 from crossd.models.slice_model import POOLS
+from crossd.settings import RUN_ONLY
 
 PROTOCOLS = ("bn", "linear", "finetune", "paper")
 SPLITS = ("kfold", "official")
@@ -106,11 +107,13 @@ class EvaluateConfig:
         progress: show the tqdm bar.
         slice_pool: how ``slices``/``slices3`` pool the slice features: ``mean``, ``max`` or ``attention`` (a learned
             gated attention, trained with the head under every protocol).
+
+    Fields marked :data:`crossd.settings.RUN_ONLY` do not change the numbers; a resumed run must repeat all others.
     """
 
     data: str | Path
-    methods: list[MethodEntry]
-    output_dir: str | Path
+    methods: list[MethodEntry] = field(metadata=RUN_ONLY)  # each job file records its method
+    output_dir: str | Path = field(metadata=RUN_ONLY)
     protocol: str = "bn"
     folds: int | None = None
     repeats: int | None = None
@@ -131,11 +134,11 @@ class EvaluateConfig:
     drop_bn_stats: bool = False
     recalibrate_bn: bool = False
     slice_pool: str = "mean"
-    device: str | None = None
-    resume: bool = False
-    allow_changed: bool = False
-    progress: bool = True
-    num_workers: int = 0
+    device: str | None = field(default=None, metadata=RUN_ONLY)
+    resume: bool = field(default=False, metadata=RUN_ONLY)
+    allow_changed: bool = field(default=False, metadata=RUN_ONLY)
+    progress: bool = field(default=True, metadata=RUN_ONLY)
+    num_workers: int = field(default=0, metadata=RUN_ONLY)
     paper: PaperConstants = field(default_factory=PaperConstants)
     bn: BnConstants = field(default_factory=BnConstants)
 

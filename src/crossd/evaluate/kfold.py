@@ -1,7 +1,8 @@
 """The k-fold engine of every evaluation task: jobs (method x repeat x fold) and their seeds, devices, data-loading
-workers, per-job result files, resume, sharding over processes, and the merge into ``results.json``/``results.md``
+workers, per-job result files, resume, sharding over processes, and the merge into typed
+:class:`~crossd.evaluate.results.Results` (``results.json``, and ``results.md`` rendered by :mod:`crossd.report.tables`)
 with paired tests. Tasks (:mod:`crossd.evaluate.classification`, :mod:`crossd.evaluate.segmentation`) only build
-models and loaders, train and score one job, and render their table.
+models and loaders, train and score one job, type its record, and name their table's renderer.
 
 ``output_dir`` holds:
 
@@ -40,10 +41,12 @@ from tqdm.auto import tqdm
 from crossd.errors import CheckpointError, DataError, OutputError, SettingsError
 from crossd.evaluate.folds import Split
 from crossd.evaluate.methods import Method, method_names
+from crossd.evaluate.results import MethodSummary, Results, SegmentationSummary
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.fingerprint import changed_line, describe, fingerprint, same_content
 from crossd.io import ensure_writable_dir, plain_json, remove_stale_temps, save_json, save_text, user_path_errors
 from crossd.lock import LOCK_NAME, DirectoryLock
+from crossd.settings import run_only
 from crossd.train.distributed import (
     DistInfo,
     all_gather_objects,
@@ -87,9 +90,11 @@ class Task(ABC):
     def settings(self) -> dict:
         """Every setting as JSON values (``results.json``'s ``args``)."""
 
-    @abstractmethod
     def resume_keys(self) -> tuple[str, ...]:
-        """The keys of :meth:`settings` that change the numbers."""
+        """The keys of :meth:`settings` that change the numbers: all but the config's fields marked
+        :data:`crossd.settings.RUN_ONLY`."""
+        ignored = run_only(self.cfg)
+        return tuple(k for k in self.settings() if k not in ignored)
 
     @abstractmethod
     def load(self) -> None:
@@ -104,14 +109,14 @@ class Task(ABC):
         """Train a copy of ``template`` on ``job.split`` and score it; the fold record (without repeat/fold)."""
 
     @abstractmethod
-    def summarize(self, folds: list[dict]) -> dict:
-        """Per-method summary keys over fold records."""
+    def method_summary(self, method: Method, loading: dict, folds: list[dict]) -> MethodSummary | SegmentationSummary:
+        """The typed results of ``method`` from its fold records (each with ``repeat`` and ``fold``)."""
 
     @abstractmethod
-    def render(self, results: dict) -> str:
+    def render(self, results: Results) -> str:
         """The ``results.md`` text."""
 
-    def plot(self, results: dict, out_dir: Path) -> None:  # noqa: B027 (optional hook)
+    def plot(self, results: Results, out_dir: Path) -> None:  # noqa: B027 (optional hook)
         """Extra figures (none by default)."""
 
     @property
@@ -356,8 +361,8 @@ def _process(cfg: Any, shard: tuple[int, int] | None) -> tuple[DistInfo, int, in
     return info, info.rank, info.world_size
 
 
-def merge(task: Task, store: Store, methods: list[Method], loadings: dict, settings: dict) -> dict:
-    """``results.json``'s dictionary rebuilt from the job files of ``methods``."""
+def merge(task: Task, store: Store, methods: list[Method], loadings: dict, settings: dict) -> Results:
+    """``results.json``'s content rebuilt from the job files of ``methods``."""
     entries = []
     for m in methods:
         folds = []
@@ -365,36 +370,35 @@ def merge(task: Task, store: Store, methods: list[Method], loadings: dict, setti
             record = store.read_job(m, split)
             if record is not None:
                 folds.append({"repeat": split.repeat, "fold": split.fold, **record})
-        entry = {"method": m.name, "init": m.init, "checkpoint": m.checkpoint, "loading": loadings[m.name]}
-        entries.append({**entry, **(task.summarize(folds) if folds else {}), "folds": folds})
-    reference = next((e for e in entries if e["method"] == REFERENCE), None)
-    reference = reference or next((e for e in entries if e["init"] == REFERENCE), None)
+        entries.append(task.method_summary(m, loadings[m.name], folds))
+    reference = next((e for e in entries if e.method == REFERENCE), None)
+    reference = reference or next((e for e in entries if e.init == REFERENCE), None)
     comparisons = {
-        e["method"]: paired_wilcoxon(reference["folds"], e["folds"], metric=task.metric)
+        e.method: paired_wilcoxon(reference.folds, e.folds, metric=task.metric)
         for e in entries
         if reference is not None and e is not reference
     }
     asked = {m.name for m in methods}
-    return {
-        "task": task.name,
-        "args": settings,
-        "data": task.data_record,
-        "results": entries,
-        "reference": None if reference is None else reference["method"],
-        "comparisons": comparisons,
-        "complete": all(len(e["folds"]) == len(task.splits) for e in entries),
-        "not_reported": {k: n for k, n in store.stored_methods().items() if k not in asked},
-    }
+    return Results(
+        task=task.name,
+        args=settings,
+        data=task.data_record,
+        methods=entries,
+        reference=None if reference is None else reference.method,
+        comparisons=comparisons,
+        complete=all(len(e.folds) == len(task.splits) for e in entries),
+        not_reported={k: n for k, n in store.stored_methods().items() if k not in asked},
+    )
 
 
-def write_results(task: Task, store: Store, results: dict) -> None:
-    save_json(results, store.out / RESULTS_JSON)
+def write_results(task: Task, store: Store, results: Results) -> None:
+    save_json(results.to_json(), store.out / RESULTS_JSON)
     text = task.render(results)
-    if results["not_reported"]:
-        kept = ", ".join(f"{name} ({n} jobs)" for name, n in results["not_reported"].items())
+    if results.not_reported:
+        kept = ", ".join(f"{name} ({n} jobs)" for name, n in results.not_reported.items())
         text += f"\nKept in `{JOBS_DIR}/`, not reported here (not asked for in this run): {kept}.\n"
     save_text(text, store.out / RESULTS_MD)
-    if any(e["folds"] for e in results["results"]):
+    if any(e.folds for e in results.methods):
         task.plot(results, store.out)
 
 
@@ -416,11 +420,12 @@ def progress_bar(total: int, enabled: bool) -> tqdm:
     )
 
 
-def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> dict:
+def run_kfold(task: Task, shard: tuple[int, int] | None = None) -> Results:
     """Run this process's share of ``task``'s jobs, then merge (see the module docstring).
 
     Returns the merged results (written to ``results.json`` by the merging process: a single process, or rank 0
-    of ``torchrun``; a shard writes only its job files). Job files of finished jobs are never rewritten.
+    of ``torchrun``; a shard writes only its job files), with ``jobs`` (the evaluation's) and ``ran`` (those this
+    call trained, all processes). Job files of finished jobs are never rewritten.
     """
     cfg = task.cfg
     store = Store(cfg.output_dir)
@@ -453,7 +458,7 @@ def _run_locked(
     merging: bool,
     shard: tuple[int, int] | None,
     sole: bool,
-) -> dict:
+) -> Results:
     cfg = task.cfg
     methods = method_names(cfg.methods)
     store.sources = {
@@ -507,8 +512,7 @@ def _run_locked(
     results = merge(task, store, methods, loadings, settings)
     if merging:
         write_results(task, store, results)
-    results["discarded"] = discarded
-    results["shard"] = None if shard is None else list(shard)
-    results["jobs"] = len(jobs)
-    results["ran"] = sum(all_gather_objects(len(mine), info))  # jobs trained by this call, all processes
+    results.discarded = discarded
+    results.jobs = len(jobs)
+    results.ran = sum(all_gather_objects(len(mine), info))  # jobs trained by this call, all processes
     return results

@@ -21,7 +21,7 @@ import argparse
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from operator import itemgetter
 from pathlib import Path
 
@@ -40,17 +40,17 @@ from crossd.evaluate.folds import paper_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
 from crossd.evaluate.methods import Method, build_network, resolve_preprocessing
 from crossd.evaluate.protocols import batchnorm_parameters
+from crossd.evaluate.results import Results, SegmentationFold, SegmentationSummary
 from crossd.evaluate.transforms import scale_intensities
 from crossd.models.unet3d import DECODER_CHANNELS, UNet3D
-from crossd.report.tables import loading_note, mean_std, reference_method
+from crossd.report.tables import segmentation_markdown
+from crossd.settings import RUN_ONLY
 from crossd.train.distributed import DistInfo
 from crossd.train.engine import Precision, StepOutput, train_one_epoch
 from crossd.train.optim import adam
 
 SEGMENTATION_PROTOCOLS = ("linear", "bn", "finetune")
 _ALIASES = {"frozen": "linear"}
-# settings that do not change the numbers
-_RUN_ONLY = ("output_dir", "methods", "device", "progress", "resume", "allow_changed", "num_workers")
 
 
 @dataclass
@@ -68,8 +68,8 @@ class SegmentationConfig:
     """
 
     data: str | Path
-    methods: list[MethodEntry]
-    output_dir: str | Path
+    methods: list[MethodEntry] = field(metadata=RUN_ONLY)  # each job file records its method
+    output_dir: str | Path = field(metadata=RUN_ONLY)
     protocol: str = "finetune"
     folds: int = 5
     repeats: int = 1
@@ -86,11 +86,11 @@ class SegmentationConfig:
     align: bool = False
     drop_bn_stats: bool = False
     decoder_channels: tuple[int, ...] = DECODER_CHANNELS
-    device: str | None = None
-    progress: bool = True
-    resume: bool = False
-    allow_changed: bool = False
-    num_workers: int = 0
+    device: str | None = field(default=None, metadata=RUN_ONLY)
+    progress: bool = field(default=True, metadata=RUN_ONLY)
+    resume: bool = field(default=False, metadata=RUN_ONLY)
+    allow_changed: bool = field(default=False, metadata=RUN_ONLY)
+    num_workers: int = field(default=0, metadata=RUN_ONLY)
 
     def validate(self) -> None:
         """One-line :class:`~crossd.errors.SettingsError` for settings outside the known sets."""
@@ -180,37 +180,6 @@ def _mean(values: list[float | None]) -> float:
     return float(np.mean(present)) if present else 0.0
 
 
-def segmentation_markdown(results: dict) -> str:
-    """The ``results.md`` text: mean Dice and Dice per class (mean ± population std over folds)."""
-    args, data = results["args"], results["data"]
-    classes, reference = data["classes"][1:], reference_method(results)
-    lines = [
-        f"# Segmentation of `{Path(str(args['data'])).name}`",
-        "",
-        f"Protocol **{args['protocol']}**: {args['folds']}-fold cross-validation x {args['repeats']} repeat(s), "
-        f"{args['epochs']} epoch(s), batch {args['batch_size']}, lr {args['lr']:g}, UNet3D decoder "
-        f"{tuple(args['decoder_channels'])}, best epoch by validation mean Dice, seed {args['seed']}.",
-        f"Data: {data['samples']} volumes of shape {tuple(data['shape'])}, classes {', '.join(data['classes'])}.",
-        "",
-        "| Method | Mean Dice | " + " | ".join(f"Dice {c}" for c in classes) + f" | Folds | Wilcoxon vs {reference} |",
-        "|---|---|" + "---|" * (len(classes) + 2),
-    ]
-    for method in results["results"]:
-        if not method["folds"]:
-            continue
-        cells = [mean_std(method["dice_mean_mean"], method["dice_mean_std"])]
-        cells += [mean_std(method[f"dice_{c}_mean"], method[f"dice_{c}_std"]) for c in classes]
-        comparison = results["comparisons"].get(method["method"])
-        p = "(reference)" if method["method"] == reference else "–"
-        if comparison is not None:
-            p = f"{comparison['p_value']:.3g}" if comparison["p_value"] is not None else f"– ({comparison['note']})"
-        lines.append(f"| {method['method']} | " + " | ".join(cells) + f" | {len(method['folds'])} | {p} |")
-    lines += ["", "Dice in percent (background excluded), mean ± population std over folds.", ""]
-    lines += ["## How each encoder was loaded", ""]
-    lines += [f"- **{m['method']}**: {loading_note(m)}; fresh UNet3D decoder." for m in results["results"]]
-    return "\n".join(lines) + "\n"
-
-
 class Segmentation(Task):
     """Every method's ``UNet3D`` on every fold of image/label volume pairs (see :class:`SegmentationConfig`)."""
 
@@ -226,9 +195,6 @@ class Segmentation(Task):
         record = asdict(self.cfg)
         record.update(data=str(self.cfg.data), output_dir=str(self.cfg.output_dir))
         return {**record, "methods": method_records(self.cfg.methods)}
-
-    def resume_keys(self) -> tuple[str, ...]:
-        return tuple(k for k in self.settings() if k not in _RUN_ONLY)
 
     def load(self) -> None:
         cfg = self.cfg
@@ -295,22 +261,18 @@ class Segmentation(Task):
             "n_test": len(split.test),
         }
 
-    def summarize(self, folds: list[dict]) -> dict:
-        means = [f["dice_mean"] for f in folds]
-        out = {"dice_mean_mean": float(np.mean(means)), "dice_mean_std": float(np.std(means))}
-        for i, name in enumerate(self.data_record["classes"][1:]):
-            values = [f["dice"][i] for f in folds if f["dice"][i] is not None]
-            out[f"dice_{name}_mean"] = float(np.mean(values)) if values else None
-            out[f"dice_{name}_std"] = float(np.std(values)) if values else None
-        return out
+    def method_summary(self, method: Method, loading: dict, folds: list[dict]) -> SegmentationSummary:
+        classes = self.data_record["classes"][1:]
+        fold_results = [SegmentationFold.from_json(f) for f in folds]
+        return SegmentationSummary(method.name, method.init, method.checkpoint, classes, loading, fold_results)
 
-    def render(self, results: dict) -> str:
+    def render(self, results: Results) -> str:
         return segmentation_markdown(results)
 
 
 def evaluate_segmentation(
     cfg: SegmentationConfig, data: SegmentationSet | None = None, shard: tuple[int, int] | None = None
-) -> dict:
+) -> Results:
     """Run every method of ``cfg`` on every fold and write ``results.json``/``results.md`` to ``cfg.output_dir``
     (jobs, resume, devices, workers and scale-out as for classification: :func:`crossd.evaluate.kfold.run_kfold`).
 
@@ -320,10 +282,10 @@ def evaluate_segmentation(
         shard: ``(K, N)``: run only shard K of N of the jobs.
 
     Returns:
-        ``{"task": "segmentation", "args", "data", "results": [{"method", "init", "checkpoint", "loading",
-        "dice_mean_mean", "dice_mean_std", "dice_<class>_mean", "dice_<class>_std", "folds": [{"repeat",
-        "fold", "dice_mean", "dice" (per foreground class), "best_epoch", "n_train", "n_val", "n_test",
-        "history"}]}], "comparisons", "complete", "not_reported"}``.
+        the :class:`~crossd.evaluate.results.Results` that ``results.json`` holds: one
+        :class:`~crossd.evaluate.results.SegmentationSummary` per method, its folds as
+        :class:`~crossd.evaluate.results.SegmentationFold` (Dice per foreground class), and each method's
+        :class:`~crossd.evaluate.results.Comparison` of mean Dice with the reference.
     """
     return run_kfold(Segmentation(cfg, data), shard)
 
@@ -362,16 +324,3 @@ def segmentation_config_from_args(
         num_workers=args.workers,
         **overrides,
     )
-
-
-def summary_lines(results: dict) -> list[str]:
-    """One line per method: mean Dice ± std over folds, and Dice per class."""
-    classes = results["data"]["classes"][1:]
-    lines = []
-    for method in results["results"]:
-        per_class = ", ".join(f"{c} {mean_std(method[f'dice_{c}_mean'], method[f'dice_{c}_std'])}" for c in classes)
-        lines.append(
-            f"{method['method']:>12}: Dice {mean_std(method['dice_mean_mean'], method['dice_mean_std'])} "
-            f"({per_class}) over {len(method['folds'])} folds"
-        )
-    return lines

@@ -1,10 +1,16 @@
-"""``results.md``: the evaluation results as a table in the paper's style (mean ± std over folds)."""
+"""The Markdown of results: ``results.md`` of both evaluation tasks in the paper's style (mean ± std over folds),
+and the cells and tables every other report (the demo's, the transfer study's) builds from the same types."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crossd.convert.inits import KERNEL_INITS
+
+if TYPE_CHECKING:  # evaluate's tasks render through this module: no import back at run time
+    from crossd.evaluate.results import Comparison, MethodSummary, Results, SegmentationSummary
 
 COLUMNS = (
     ("accuracy", "Accuracy"),
@@ -18,6 +24,15 @@ COLUMNS = (
 def mean_std(mean: float | None, std: float | None) -> str:
     """``"85.31 ± 1.20"`` in percent, or ``"–"`` when there is no value."""
     return "–" if mean is None else f"{100 * mean:.2f} ± {100 * (std or 0.0):.2f}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table: ``header``, the separator, one line per row of cells."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
 ALPHA = 0.05
@@ -49,17 +64,35 @@ def significance(p_value: float) -> str:
     return "significant" if p_value < ALPHA else "not significant"
 
 
-def _p_value(comparison: dict) -> str:
-    if comparison["p_value"] is None:
-        return f"– ({comparison['note']})"
-    p = comparison["p_value"]
-    return f"{p:.3g}, {significance(p)} (Δ {100 * comparison['mean_difference']:+.2f}, n={comparison['pairs']})"
+def format_comparison(comparison: Comparison | None, digits: int = 2, pairs: bool = True) -> str:
+    """A paired test as one table cell: the mean paired difference in points with ``digits`` decimals, the p-value
+    and whether it is below :data:`ALPHA`, and (``pairs``) the number of paired folds:
+    ``"+2.60 (p = 0.103, not significant, n=10)"``. Without a test: ``"+0.00 (no test: identical on every fold,
+    n=3)"``; without shared folds ``"– (no shared folds)"``; without a comparison ``"–"``."""
+    if comparison is None:
+        return "–"
+    if comparison.mean_difference is None:
+        return f"– ({comparison.note})"
+    n = f", n={comparison.pairs}" if pairs else ""
+    p = comparison.p_value
+    test = f"no test: {comparison.note}" if p is None else f"p = {p:.3g}, {significance(p)}"
+    return f"{100 * comparison.mean_difference:+.{digits}f} ({test}{n})"
 
 
-def loading_note(method: dict) -> str:
+def comparison_cell(results: Results, method: str, digits: int = 2) -> str:
+    """The paired-test cell of ``method`` in a table of ``results``: ``(reference)`` for the reference, else
+    :func:`format_comparison` of its test."""
+    if method == results.reference:
+        return "(reference)"
+    if method not in results.comparisons:
+        return "– (no crossd method)"
+    return format_comparison(results.comparisons[method], digits)
+
+
+def loading_note(method: MethodSummary | SegmentationSummary) -> str:
     """One sentence saying how a method's network was built from its checkpoint."""
-    loading = method.get("loading", {})
-    init, ckpt = method["init"], loading.get("checkpoint")
+    loading = method.loading
+    init, ckpt = method.init, loading.get("checkpoint")
     source = f"`{Path(ckpt).name}`" if ckpt else "no checkpoint"
     notes = {
         "crossd": "Cross-D network" if loading.get("spatial_dims") == 2 else "Cross-D 3D kernels copied into Conv3d",
@@ -103,10 +136,10 @@ def schedule_note(args: dict) -> str:
     return text
 
 
-def reference_method(results: dict) -> str:
-    """The method the Wilcoxon column compares with: ``results["reference"]`` (``crossd``, else the first Cross-D
-    method), ``"crossd"`` for results written before it was recorded."""
-    return results.get("reference") or "crossd"
+def reference_method(results: Results) -> str:
+    """The method the Wilcoxon column compares with: ``results.reference`` (``crossd``, else the first Cross-D
+    method), ``"crossd"`` when there is none."""
+    return results.reference or "crossd"
 
 
 def split_note(args: dict, data: dict) -> str:
@@ -119,15 +152,14 @@ def split_note(args: dict, data: dict) -> str:
     )
 
 
-def quality_flags(method: dict, num_classes: int) -> list[str]:
+def quality_flags(method: MethodSummary, num_classes: int) -> list[str]:
     """Warnings about a method's folds: folds whose test predictions all fell in one class (the network collapsed
     to a constant), and a mean balanced accuracy under chance (``1 / num_classes``)."""
     flags = []
-    folds = method["folds"]
-    collapsed = sum(f.get("predicted_classes") == 1 for f in folds)
+    collapsed = sum(f.predicted_classes == 1 for f in method.folds)
     if collapsed:
-        flags.append(f"{collapsed} of {len(folds)} folds predicted one class for every test sample")
-    balanced = method.get("balanced_accuracy_mean")
+        flags.append(f"{collapsed} of {len(method.folds)} folds predicted one class for every test sample")
+    balanced = method.mean("balanced_accuracy")
     if balanced is not None and balanced < 1 / num_classes:
         flags.append(
             f"mean balanced accuracy {100 * balanced:.2f} % is under chance ({100 / num_classes:.2f} % for "
@@ -136,9 +168,14 @@ def quality_flags(method: dict, num_classes: int) -> list[str]:
     return flags
 
 
-def results_markdown(results: dict) -> str:
-    """The ``results.md`` text of an evaluation ``results.json`` dictionary."""
-    args, data = results["args"], results["data"]
+def metric_cells(method: MethodSummary, metrics: Sequence[str]) -> list[str]:
+    """``mean ± std`` over the folds, in percent, of each of ``metrics``."""
+    return [mean_std(method.mean(k), method.std(k)) for k in metrics]
+
+
+def results_markdown(results: Results) -> str:
+    """The ``results.md`` text of a classification evaluation."""
+    args, data = results.args, results.data
     constants = args["protocol_constants"]
     reference = reference_method(results)
     lines = [
@@ -153,31 +190,80 @@ def results_markdown(results: dict) -> str:
         *filter(None, [split_note(args, data)]),
         schedule_note(args),
         "",
-        "| Method | " + " | ".join(title for _, title in COLUMNS) + f" | Folds | Wilcoxon vs {reference}: p (Δ acc.) |",
-        "|---|" + "---|" * (len(COLUMNS) + 2),
     ]
-    comparisons = results.get("comparisons", {})
-    flags = {m["method"]: quality_flags(m, data["num_classes"]) for m in results["results"]}
-    for method in results["results"]:
-        cells = [mean_std(method.get(f"{key}_mean"), method.get(f"{key}_std")) for key, _ in COLUMNS]
-        if method["method"] == reference:
-            p = "(reference)"
-        elif method["method"] not in comparisons:
-            p = "– (no crossd method)"
-        else:
-            p = _p_value(comparisons[method["method"]])
-        folds = f"{len(method['folds'])} ⚠" if flags[method["method"]] else str(len(method["folds"]))
-        lines.append(f"| {method['method']} | " + " | ".join(cells) + f" | {folds} | {p} |")
+    flags = {m.method: quality_flags(m, data["num_classes"]) for m in results.methods}
+    header = ["Method", *(title for _, title in COLUMNS), "Folds", f"Wilcoxon vs {reference}: Δ acc. (p)"]
+    rows = [
+        [
+            m.method,
+            *metric_cells(m, [key for key, _ in COLUMNS]),
+            f"{len(m.folds)} ⚠" if flags[m.method] else str(len(m.folds)),
+            comparison_cell(results, m.method),
+        ]
+        for m in results.methods
+    ]
+    lines += markdown_table(header, rows)
     lines += ["", "Values are percentages, mean ± population std over folds; Δ is the mean paired difference."]
     warnings = [f"- ⚠ **{name}**: {'; '.join(texts)}." for name, texts in flags.items() if texts]
     if warnings:
         lines += ["", "**⚠ Check these runs before reading their numbers** (a collapsed or under-chance network):", ""]
         lines += warnings
-    pairs = [c["pairs"] for c in comparisons.values()]
+    pairs = [c.pairs for c in results.comparisons.values()]
     note = design_note(min(pairs)) if pairs else ""
     lines += ["", note, ""] if note else [""]
     lines += ["## How each network was loaded", ""]
-    lines += [f"- **{m['method']}**: {loading_note(m)}." for m in results["results"]]
-    if not results.get("complete", True):
+    lines += [f"- **{m.method}**: {loading_note(m)}." for m in results.methods]
+    if not results.complete:
         lines += ["", "_Incomplete: the run stopped before every fold finished; rerun with `--resume`._"]
     return "\n".join(lines) + "\n"
+
+
+def dice_table(results: Results, comparisons: bool = True) -> list[str]:
+    """The Markdown table of a segmentation evaluation: per method with folds, mean Dice and Dice per foreground
+    class (mean ± population std over folds, in percent), and with ``comparisons`` the fold count and the paired
+    test of mean Dice against the reference."""
+    classes = results.classes
+    header = ["Method", "Mean Dice", *(f"Dice {c}" for c in classes)]
+    if comparisons:
+        header += ["Folds", f"Wilcoxon vs {reference_method(results)}: Δ Dice (p)"]
+    rows = []
+    for m in (m for m in results.methods if m.folds):
+        row = [m.method, *metric_cells(m, ["dice_mean", *(f"dice_{c}" for c in classes)])]
+        rows.append([*row, str(len(m.folds)), comparison_cell(results, m.method)] if comparisons else row)
+    return markdown_table(header, rows)
+
+
+def segmentation_markdown(results: Results) -> str:
+    """The ``results.md`` text of a segmentation evaluation."""
+    args, data = results.args, results.data
+    lines = [
+        f"# Segmentation of `{Path(str(args['data'])).name}`",
+        "",
+        f"Protocol **{args['protocol']}**: {args['folds']}-fold cross-validation x {args['repeats']} repeat(s), "
+        f"{args['epochs']} epoch(s), batch {args['batch_size']}, lr {args['lr']:g}, UNet3D decoder "
+        f"{tuple(args['decoder_channels'])}, best epoch by validation mean Dice, seed {args['seed']}.",
+        f"Data: {data['samples']} volumes of shape {tuple(data['shape'])}, classes {', '.join(data['classes'])}.",
+        "",
+        *dice_table(results),
+        "",
+        "Dice in percent (background excluded), mean ± population std over folds.",
+        "",
+        "## How each encoder was loaded",
+        "",
+    ]
+    lines += [f"- **{m.method}**: {loading_note(m)}; fresh UNet3D decoder." for m in results.methods]
+    return "\n".join(lines) + "\n"
+
+
+def summary_lines(results: Results) -> list[str]:
+    """One console line per method with folds: mean ± std over folds of accuracy (classification), or of mean Dice
+    and Dice per class (segmentation)."""
+    lines = []
+    for m in (m for m in results.methods if m.folds):
+        if results.task == "segmentation":
+            per_class = ", ".join(f"{c} {mean_std(m.mean(f'dice_{c}'), m.std(f'dice_{c}'))}" for c in results.classes)
+            score = f"Dice {mean_std(m.mean(), m.std())} ({per_class})"
+        else:
+            score = f"accuracy {mean_std(m.mean('accuracy'), m.std('accuracy'))}"
+        lines.append(f"{m.method:>12}: {score} over {len(m.folds)} folds")
+    return lines

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from crossd.convert.inits import get_init, init_names
@@ -13,49 +13,16 @@ from crossd.data.preprocessing import Preprocessing, check_window
 from crossd.errors import SettingsError
 from crossd.models.factory import available_architectures
 from crossd.ops.groups import check_granularity
+from crossd.settings import RUN_ONLY, changes_numbers
 from crossd.train.defaults import fit_defaults
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULERS = ("steplr", "cosineannealinglr")
 
-RESUME_FIXED = (
-    "data_path",
-    "dataset",
-    "batch_size",
-    "opt",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "lr_scheduler",
-    "lr_step_size",
-    "lr_gamma",
-    "lr_min",
-    "lr_warmup_epochs",
-    "lr_warmup_decay",
-    "seed",
-    "amp",
-    "train_crop_size",
-    "val_resize_size",
-    "val_crop_size",
-    "train_crop_scale",
-    "crossd_init",
-    "plane_sampling",
-    "granularity",
-    "volumes",
-    "volume_every",
-    "volume_batch_size",
-    "volume_init",
-    "volume_size",
-    "volume_slice_axis",
-    "consistency",
-    "window",
-)
-"""Settings a ``resume`` must repeat (unless ``allow_changed``): everything that shapes the data, the
-optimisation or the schedule (the model, its mode and class count must always match: ``check_same_model``).
-``epochs`` may grow (with a cosine schedule that changes the schedule, so it counts as a change there);
-``workers``, ``device``, ``output_dir``, printing, ``weights``, ``sync_bn`` and ``check_images`` may change.
-``data_path`` and ``volumes`` are compared by the content they hold (the checkpoint's ``inputs`` fingerprints,
-:mod:`crossd.fingerprint`), not as text, where the checkpoint has them."""
+RESUME_FREE = ("num_classes", "model", "conv", "mode", "weights", "epochs", "sync_bn")
+"""Settings that change the numbers but not what a ``resume`` must repeat: the model, its mode and class count
+(they must always match: ``check_same_model``), the warm start (the checkpoint replaces it), ``epochs`` (may grow;
+with a cosine schedule that changes the schedule, so it counts as a change there) and ``sync_bn``."""
 
 
 @dataclass
@@ -133,7 +100,7 @@ class PretrainConfig:
     weights: str | None = None
     epochs: int = 90
     batch_size: int = 32
-    workers: int | None = None
+    workers: int | None = field(default=None, metadata=RUN_ONLY)
     lr: float = 1e-3
     opt: str = "adamw"
     momentum: float = 0.9
@@ -145,11 +112,11 @@ class PretrainConfig:
     lr_warmup_epochs: int = 0
     lr_warmup_decay: float = 0.01
     sync_bn: bool = False
-    output_dir: str = "runs/pretrain"
-    resume: str | None = None
-    allow_changed: bool = False
-    device: str = "auto"
-    print_freq: int = 10
+    output_dir: str = field(default="runs/pretrain", metadata=RUN_ONLY)
+    resume: str | None = field(default=None, metadata=RUN_ONLY)
+    allow_changed: bool = field(default=False, metadata=RUN_ONLY)
+    device: str = field(default="auto", metadata=RUN_ONLY)
+    print_freq: int = field(default=10, metadata=RUN_ONLY)
     seed: int = 0
     amp: bool = False
     train_crop_size: int | None = None
@@ -166,9 +133,9 @@ class PretrainConfig:
     volume_size: int | None = None
     volume_slice_axis: str = "axial"
     consistency: float = 0.0
-    check_images: str = "auto"
+    check_images: str = field(default="auto", metadata=RUN_ONLY)
     window: tuple[float, float] | None = None
-    quiet: bool = False
+    quiet: bool = field(default=False, metadata=RUN_ONLY)
 
     def preprocessing(self) -> Preprocessing:
         """What the network's inputs are (recorded in every checkpoint): ImageNet normalisation, ``window``,
@@ -266,6 +233,14 @@ class PretrainConfig:
             if old != new:
                 changes.append(f"{name} {_show(old)} -> {_show(new)}")
         return changes
+
+
+RESUME_FIXED = tuple(name for name in changes_numbers(PretrainConfig) if name not in RESUME_FREE)
+"""Settings a ``resume`` must repeat (unless ``allow_changed``): everything that shapes the data, the
+optimisation or the schedule, i.e. every setting that changes the numbers (not marked
+:data:`crossd.settings.RUN_ONLY`) but those of :data:`RESUME_FREE`. ``data_path`` and ``volumes`` are compared
+by the content they hold (the checkpoint's ``inputs`` fingerprints, :mod:`crossd.fingerprint`), not as text, where
+the checkpoint has them."""
 
 
 def _plain(value: Any) -> Any:
