@@ -21,6 +21,7 @@ from crossd.evaluate.segmentation import (
     prepare_volumes,
     trainable_parameters,
 )
+from crossd.evaluate.transforms import SampleDataset, intensity_bounds
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
 
@@ -75,11 +76,19 @@ def test_protocols_choose_what_trains(tmp_path):
         SegmentationConfig("x", [("crossd", ckpt)], tmp_path, protocol="paper").validate()
 
 
-def test_prepare_volumes_scales_repeats_and_normalises():
+def test_prepare_volumes_scales_repeats_and_normalises_as_classification_does():
     images = np.stack([np.linspace(0, 5, 8), np.linspace(10, 30, 8)]).reshape(2, 1, 2, 2, 2).astype(np.float32)
     out = prepare_volumes(images, "minmax")
     assert out.shape == (2, 3, 2, 2, 2) and torch.equal(out[:, 0], out[:, 2])
     assert out.amin(dim=(1, 2, 3, 4)).tolist() == [0, 0] and out.amax(dim=(1, 2, 3, 4)).tolist() == [1, 1]
+    # every channel of a grey volume takes the channel means (0.449, 0.226), exactly as classification's samples
+    out = prepare_volumes(images, "imagenet")
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 0], out[:, 2])
+    expected = (torch.linspace(0, 1, 8, dtype=torch.float64) - 0.449) / 0.226
+    torch.testing.assert_close(out[1, 0].flatten().double(), expected, rtol=1e-6, atol=1e-6)  # float32 rounding
+    bounds = intensity_bounds(images, "per_sample")
+    classification = SampleDataset(images, np.zeros(2), bounds, np.arange(2), lambda x: x, "imagenet")
+    assert all(torch.equal(classification[i][0], out[i]) for i in range(2))
 
 
 def test_kfold_dice_for_each_init(tmp_path, blocks):

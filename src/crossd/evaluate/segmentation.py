@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from crossd.convert.inits import get_init
 from crossd.data.orientation import check_slice_axis
-from crossd.data.preprocessing import NORMALIZATION, check_window, normalization_name
+from crossd.data.preprocessing import check_window, normalization_name, normalize_volumes
 from crossd.data.segmentation import SegmentationSet, load_segmentation
 from crossd.errors import DataError, SettingsError
 from crossd.evaluate.config import MethodEntry, method_records
@@ -116,11 +116,11 @@ class SegmentationConfig:
 def prepare_volumes(
     images: np.ndarray, normalize: str, channels: int = 3, window: tuple[float, float] | None = None
 ) -> Tensor:
-    """Per-volume min-max scaling (or ``window``), grey repeated to ``channels``, then the normalisation constants:
+    """Per-volume min-max scaling (or ``window``), the volume normalisation of every task
+    (:func:`crossd.data.preprocessing.normalize_volumes`), grey repeated to ``channels``:
     ``(N, 1, D, H, W)`` -> ``(N, channels, D, H, W)`` float32."""
-    scaled = torch.from_numpy(scale_intensities(images, "per_sample", window)).repeat(1, channels, 1, 1, 1)
-    mean, std = (torch.tensor(v[:channels]).view(1, channels, 1, 1, 1) for v in NORMALIZATION[normalize])
-    return (scaled - mean) / std
+    scaled = torch.from_numpy(scale_intensities(images, "per_sample", window))
+    return normalize_volumes(scaled, normalize).repeat(1, channels, 1, 1, 1)
 
 
 def build_segmenter(method: Method, num_classes: int, cfg: SegmentationConfig) -> tuple[UNet3D, dict]:
