@@ -15,9 +15,9 @@ from safetensors.torch import load_file, save_file
 from crossd.convert import planar_kernel
 from crossd.data.preprocessing import Preprocessing, PreprocessingWarning
 from crossd.errors import SettingsError
-from crossd.evaluate.config import method_records
 from crossd.evaluate.methods import Method, build_network, method_names, resolve_preprocessing
-from crossd.evaluate.segmentation import SegmentationConfig
+from crossd.evaluate.segmentation_config import SegmentationConfig
+from crossd.evaluate.task_config import method_records
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, UNet3D, create_model
 

@@ -14,13 +14,8 @@ from crossd.data.segmentation import (
 )
 from crossd.errors import DataError
 from crossd.evaluate.methods import Method
-from crossd.evaluate.segmentation import (
-    SegmentationConfig,
-    build_segmenter,
-    evaluate_segmentation,
-    prepare_volumes,
-    trainable_parameters,
-)
+from crossd.evaluate.segmentation import build_segmenter, evaluate_segmentation, prepare_volumes, trainable_parameters
+from crossd.evaluate.segmentation_config import SegmentationConfig
 from crossd.evaluate.transforms import SampleDataset, intensity_bounds
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
@@ -141,24 +136,6 @@ def test_finetuning_learns_to_segment(tmp_path, blocks):
     results = evaluate_segmentation(cfg, data)
     # chance (every tissue voxel called grey matter) is about 0.3; this run reaches about 0.66
     assert results["results"][0]["dice_mean_mean"] > 0.5
-
-
-def test_cli_flags_map_to_a_segmentation_config(tmp_path):
-    import argparse
-
-    from crossd.commands.evaluate import add_arguments, parse_methods
-    from crossd.evaluate.segmentation import segmentation_config_from_args
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    argv = ["--data", "mni152", "--init", "crossd=a.pt", "random", "--protocol", "linear", "--epochs", "3"]
-    args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--no-progress"])
-    cfg = segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint))
-    assert cfg.methods == [("crossd", "a.pt"), ("random", None)]
-    assert (cfg.protocol, cfg.epochs, cfg.folds, cfg.progress) == ("linear", 3, 5, False)
-    args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--resume", "-j", "2"])
-    cfg = segmentation_config_from_args(args, [])
-    assert cfg.resume and cfg.num_workers == 2  # from the shared k-fold runner
 
 
 def test_crossd_evaluate_task_segmentation_on_a_nifti_csv(tmp_path, blocks, capsys):

@@ -40,7 +40,7 @@ from the checkpoints (crossd pretrain records them; crossd pretrain and crossd d
 that differs from the checkpoints', checkpoints that disagree, or checkpoints that record none (older files,
 foreign checkpoints: radimagenet is used) each print a one-line warning.
 --task segmentation: Dice of a UNet3D per init on image/label NIfTI pairs (a CSV with image,label columns, or
-"mni152"); see crossd.evaluate.segmentation.
+"mni152"); see crossd.evaluate.segmentation (its settings: crossd.evaluate.segmentation_config).
 """
 
 from __future__ import annotations
@@ -49,14 +49,18 @@ import argparse
 import os
 from pathlib import Path
 
-from crossd.commands import add_device_flag, add_quiet_flag
+from crossd.commands import add_device_flag, add_quiet_flag, flag_values
 from crossd.data.orientation import SLICE_AXES
 from crossd.data.preprocessing import DEPRECATED_NORMALIZATION, NORMALIZATION, parse_window
+from crossd.data.segmentation import MNI152
 from crossd.errors import DataError, SettingsError
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
-from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, SPLITS
+from crossd.evaluate.config import SPLITS
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
+from crossd.evaluate.segmentation_config import SegmentationConfig
+from crossd.evaluate.task_config import DEFAULT_NORMALIZATION, INITS, TaskConfig
 from crossd.io import ensure_writable_dir
+from crossd.report.tables import mean_std
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,41 +160,54 @@ def parse_methods(values: list[str], checkpoint: str | None) -> list[tuple]:
     return methods
 
 
+TASK_FLAGS = (
+    "data", "output_dir", "protocol", "normalize", "window", "seed", "size", "slice_axis", "align", "arch",
+    "drop_bn_stats", "resume",
+)  # fmt: skip
+"""Flags of settings every task shares (:class:`~crossd.evaluate.task_config.TaskConfig`), named as the setting."""
+CLASSIFICATION_FLAGS = (
+    "folds", "repeats", "epochs", "batch_size", "lr", "split", "spatial_dims", "num_classes", "image_size",
+    "recalibrate_bn",
+)  # fmt: skip
+"""Flags of settings only classification has, or whose ``None`` means the protocol's default."""
+
+
+def task_settings(args: argparse.Namespace) -> dict:
+    """The settings every task shares, from the flags (``--device auto`` is ``None``: the k-fold runner picks)."""
+    return {
+        **flag_values(args, TASK_FLAGS),
+        "methods": parse_methods(args.init, args.checkpoint),
+        "device": None if args.device == "auto" else args.device,
+        "progress": not args.quiet,
+        "num_workers": args.workers,
+    }
+
+
 def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
-    return EvaluateConfig(
-        data=args.data,
-        methods=parse_methods(args.init, args.checkpoint),
-        output_dir=args.output_dir,
-        protocol=args.protocol,
-        folds=args.folds,
-        repeats=args.repeats,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        normalize=args.normalize,
-        window=args.window,
-        seed=args.seed,
-        size=args.size,
-        slice_axis=args.slice_axis,
-        split=args.split,
-        spatial_dims=args.spatial_dims,
-        num_classes=args.num_classes,
-        image_size=args.image_size,
-        align=args.align,
-        arch=args.arch,
-        drop_bn_stats=args.drop_bn_stats,
-        recalibrate_bn=args.recalibrate_bn,
-        device=None if args.device == "auto" else args.device,
-        resume=args.resume,
-        progress=not args.quiet,
-        num_workers=args.workers,
-    )
+    """The classification run the flags ask for."""
+    return EvaluateConfig(**task_settings(args), **flag_values(args, CLASSIFICATION_FLAGS))
 
 
-def _check_settings_then_data(cfg, data: str) -> None:
-    """Bad flag values first (they need no data), then a missing ``--data`` path."""
+def segmentation_config_from_args(args: argparse.Namespace) -> SegmentationConfig:
+    """The segmentation run the flags ask for (``--task segmentation``): flags left out take the segmentation
+    defaults; ``--recalibrate-bn`` and ``--split official`` are refused (protocol ``paper`` is, by validation)."""
+    if args.recalibrate_bn:
+        raise SettingsError(
+            "is for classification; segmentation protocols train the BatchNorms", field="recalibrate_bn"
+        )
+    if args.split != "kfold":
+        raise SettingsError(
+            "official is for classification on a MedMNIST .npz; segmentation uses k folds", field="split"
+        )
+    given = flag_values(args, ("folds", "repeats", "epochs", "batch_size", "lr"))
+    return SegmentationConfig(**task_settings(args), **{name: v for name, v in given.items() if v is not None})
+
+
+def _check_settings_then_data(cfg: TaskConfig, data: str, names: tuple[str, ...] = ()) -> None:
+    """Bad flag values first (they need no data), then a missing ``--data`` path (the data ``names`` the task
+    knows need none)."""
     cfg.validate()
-    if not Path(data).exists():
+    if data not in names and not Path(data).exists():
         raise DataError(f"{data}: no such file or folder", field="data")
 
 
@@ -199,11 +216,10 @@ def run(args: argparse.Namespace) -> int:
     args.window = None if args.window is None else parse_window(args.window)
     ensure_writable_dir(args.output_dir, "output_dir")
     if args.task == "segmentation":
-        args.device = None if args.device == "auto" else args.device
-        from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args, summary_lines
+        from crossd.evaluate.segmentation import evaluate_segmentation
 
-        cfg = segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint))
-        _check_settings_then_data(cfg, args.data)
+        cfg = segmentation_config_from_args(args)
+        _check_settings_then_data(cfg, args.data, (MNI152,))
         results = evaluate_segmentation(cfg, shard=shard)
     else:
         cfg = config_from_args(args)
@@ -218,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
             "are finished; run the same command without --shard to merge them"
         )
         return 0
-    lines = summary_lines(results) if args.task == "segmentation" else accuracy_lines(results)
+    lines = dice_lines(results) if args.task == "segmentation" else accuracy_lines(results)
     if results["not_reported"]:
         kept = ", ".join(f"{name} ({n} jobs)" for name, n in results["not_reported"].items())
         lines.append(f"kept on disk, not reported (not asked for): {kept}")
@@ -235,3 +251,16 @@ def accuracy_lines(results: dict) -> list[str]:
         for m in results["results"]
         if m["folds"]
     ]
+
+
+def dice_lines(results: dict) -> list[str]:
+    """One line per method: mean Dice ± std over folds, and Dice per class."""
+    classes = results["data"]["classes"][1:]
+    lines = []
+    for method in results["results"]:
+        per_class = ", ".join(f"{c} {mean_std(method[f'dice_{c}_mean'], method[f'dice_{c}_std'])}" for c in classes)
+        lines.append(
+            f"{method['method']:>12}: Dice {mean_std(method['dice_mean_mean'], method['dice_mean_std'])} "
+            f"({per_class}) over {len(method['folds'])} folds"
+        )
+    return lines

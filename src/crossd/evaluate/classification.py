@@ -25,7 +25,7 @@ from crossd.errors import DataError, SettingsError
 from crossd.evaluate.config import EvaluateConfig
 from crossd.evaluate.folds import Split, official_splits, paper_splits, stratified_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
-from crossd.evaluate.methods import Method, build_network, replace_head, resolve_preprocessing
+from crossd.evaluate.methods import Method, build_network, replace_head
 from crossd.evaluate.protocols import Schedule, recalibrate_batchnorm
 from crossd.evaluate.stats import summarize
 from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
@@ -36,30 +36,6 @@ from crossd.train.distributed import DistInfo
 from crossd.train.engine import Precision, Predictions, check_finite, predict, train_one_epoch
 
 FOLD_PLOT = "fold_accuracy.png"
-# settings that change the numbers: a resumed run must agree on all of them
-RESUME_KEYS = (
-    "data",
-    "protocol",
-    "folds",
-    "repeats",
-    "epochs",
-    "batch_size",
-    "lr",
-    "normalize",
-    "window",
-    "seed",
-    "size",
-    "slice_axis",
-    "split",
-    "spatial_dims",
-    "num_classes",
-    "image_size",
-    "align",
-    "arch",
-    "drop_bn_stats",
-    "recalibrate_bn",
-    "protocol_constants",
-)
 
 
 def make_splits(cfg: EvaluateConfig, labels: np.ndarray, official_test: np.ndarray | None = None) -> list[Split]:
@@ -116,21 +92,7 @@ class Classification(Task):
     """Every method on every fold of a labelled 2D or 3D dataset (see :class:`EvaluateConfig`)."""
 
     name, metric = "classification", "accuracy"
-
-    def __init__(self, cfg: EvaluateConfig):
-        cfg.validate()
-        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
-        super().__init__(cfg)
-
-    def settings(self) -> dict:
-        return self.cfg.record()
-
-    def resume_keys(self) -> tuple[str, ...]:
-        return RESUME_KEYS
-
-    @property
-    def epochs(self) -> int:
-        return self.cfg.resolved("epochs")
+    cfg: EvaluateConfig
 
     def load(self) -> None:
         cfg = self.cfg

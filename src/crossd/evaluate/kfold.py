@@ -39,8 +39,9 @@ from tqdm.auto import tqdm
 from crossd.errors import CrossdError, OutputError, SettingsError
 from crossd.evaluate.folds import Split
 from crossd.evaluate.lock import DirectoryLock
-from crossd.evaluate.methods import Method, method_names
+from crossd.evaluate.methods import Method, method_names, resolve_preprocessing
 from crossd.evaluate.stats import paired_wilcoxon
+from crossd.evaluate.task_config import TaskConfig
 from crossd.io import plain_json, remove_stale_temps, save_json, save_text
 from crossd.train.distributed import DistInfo, all_gather_objects, barrier, close_distributed, init_distributed
 
@@ -63,24 +64,27 @@ class Job:
 
 
 class Task(ABC):
-    """What differs between evaluation tasks. ``cfg`` has ``output_dir``, ``methods``, ``seed``, ``device``,
-    ``num_workers``, ``resume`` and ``progress``; :meth:`load` sets ``splits`` and ``data_record``."""
+    """What differs between evaluation tasks. ``cfg`` is the task's :class:`~crossd.evaluate.task_config.TaskConfig`,
+    validated here and with the normalisation and window the checkpoints record where it gives none
+    (:func:`crossd.evaluate.methods.resolve_preprocessing`); :meth:`load` sets ``splits`` and ``data_record``."""
 
     name: str
     metric: str  # the per-fold number the paired tests compare
     splits: list[Split]
     data_record: dict
 
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: TaskConfig):
+        cfg.validate()
+        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
         self.cfg = cfg
 
-    @abstractmethod
     def settings(self) -> dict:
         """Every setting as JSON values (``results.json``'s ``args``)."""
+        return self.cfg.record()
 
-    @abstractmethod
     def resume_keys(self) -> tuple[str, ...]:
         """The keys of :meth:`settings` that change the numbers."""
+        return self.cfg.resume_keys()
 
     @abstractmethod
     def load(self) -> None:
@@ -107,7 +111,7 @@ class Task(ABC):
 
     @property
     def epochs(self) -> int:
-        return self.cfg.epochs
+        return self.cfg.resolved("epochs")
 
 
 def job_seed(seed: int, split: Split) -> int:

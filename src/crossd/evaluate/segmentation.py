@@ -16,101 +16,30 @@ and the results files come from :mod:`crossd.evaluate.kfold`.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from operator import itemgetter
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from crossd.convert.inits import get_init
-from crossd.data.orientation import check_slice_axis
-from crossd.data.preprocessing import check_window, normalization_name, normalize_volumes
+from crossd.data.preprocessing import normalize_volumes
 from crossd.data.segmentation import SegmentationSet, load_segmentation
-from crossd.errors import DataError, SettingsError
-from crossd.evaluate.config import MethodEntry, method_records
+from crossd.errors import DataError
 from crossd.evaluate.folds import paper_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
-from crossd.evaluate.methods import Method, build_network, resolve_preprocessing
+from crossd.evaluate.methods import Method, build_network
 from crossd.evaluate.protocols import batchnorm_parameters
+from crossd.evaluate.segmentation_config import SegmentationConfig
 from crossd.evaluate.transforms import scale_intensities
-from crossd.models.unet3d import DECODER_CHANNELS, UNet3D
-from crossd.report.tables import loading_note, mean_std, reference_method
+from crossd.models.unet3d import UNet3D
+from crossd.report.segmentation import segmentation_markdown
 from crossd.train.distributed import DistInfo
 from crossd.train.engine import Precision, train_one_epoch
 from crossd.train.optim import adam
-
-SEGMENTATION_PROTOCOLS = ("linear", "bn", "finetune")
-_ALIASES = {"frozen": "linear"}
-_RUN_ONLY = ("output_dir", "methods", "device", "progress", "resume", "num_workers")  # do not change the numbers
-
-
-@dataclass
-class SegmentationConfig:
-    """One segmentation evaluation run.
-
-    Attributes:
-        data: an ``image,label`` CSV of NIfTI pairs, or ``"mni152"`` (grey/white matter blocks of the template).
-        methods: ``(init, 2D checkpoint or None[, label])`` entries; all share the folds.
-        protocol: ``linear``/``frozen`` (frozen encoder), ``bn`` or ``finetune``.
-        size: resize every volume to ``size`` per axis (needed when shapes differ).
-        slice_axis: the plane of the NIfTI volumes that becomes ``(H, W)`` (:mod:`crossd.data.orientation`).
-        arch: torchvision name for checkpoints without crossd metadata, or for ``random`` without a checkpoint.
-        align, drop_bn_stats, normalize, window: as for classification (:class:`crossd.evaluate.EvaluateConfig`).
-    """
-
-    data: str | Path
-    methods: list[MethodEntry]
-    output_dir: str | Path
-    protocol: str = "finetune"
-    folds: int = 5
-    repeats: int = 1
-    epochs: int = 20
-    batch_size: int = 2
-    lr: float = 1e-3
-    val_fraction: float = 0.2
-    normalize: str | None = None
-    window: tuple[float, float] | None = None
-    seed: int = 0
-    size: int | None = None
-    slice_axis: str = "axial"
-    arch: str | None = None
-    align: bool = False
-    drop_bn_stats: bool = False
-    decoder_channels: tuple[int, ...] = DECODER_CHANNELS
-    device: str | None = None
-    progress: bool = True
-    resume: bool = False
-    num_workers: int = 0
-
-    def validate(self) -> None:
-        """One-line :class:`~crossd.errors.SettingsError` for settings outside the known sets."""
-        self.protocol = _ALIASES.get(self.protocol, self.protocol)
-        if self.protocol not in SEGMENTATION_PROTOCOLS:
-            raise SettingsError(
-                f"must be one of {SEGMENTATION_PROTOCOLS} or 'frozen' for segmentation, got {self.protocol!r}",
-                field="protocol",
-            )
-        if self.normalize is not None:
-            self.normalize = normalization_name(self.normalize)
-        self.window = check_window(self.window)
-        check_slice_axis(self.slice_axis)
-        if not self.methods:
-            raise SettingsError("is empty: no method to evaluate", field="methods")
-        for init, *_ in self.methods:
-            if not get_init(init, "evaluate", field="methods").segmentation:
-                raise SettingsError(f"{init!r} builds no 3D segmentation encoder; use another init", field="methods")
-        for name in ("folds", "repeats", "epochs", "batch_size"):
-            if getattr(self, name) < (2 if name == "folds" else 1):
-                raise SettingsError(
-                    f"must be at least {2 if name == 'folds' else 1}, got {getattr(self, name)}", field=name
-                )
 
 
 def prepare_volumes(
@@ -173,55 +102,15 @@ def _mean(values: list[float | None]) -> float:
     return float(np.mean(present)) if present else 0.0
 
 
-def segmentation_markdown(results: dict) -> str:
-    """The ``results.md`` text: mean Dice and Dice per class (mean ± population std over folds)."""
-    args, data = results["args"], results["data"]
-    classes, reference = data["classes"][1:], reference_method(results)
-    lines = [
-        f"# Segmentation of `{Path(str(args['data'])).name}`",
-        "",
-        f"Protocol **{args['protocol']}**: {args['folds']}-fold cross-validation x {args['repeats']} repeat(s), "
-        f"{args['epochs']} epoch(s), batch {args['batch_size']}, lr {args['lr']:g}, UNet3D decoder "
-        f"{tuple(args['decoder_channels'])}, best epoch by validation mean Dice, seed {args['seed']}.",
-        f"Data: {data['samples']} volumes of shape {tuple(data['shape'])}, classes {', '.join(data['classes'])}.",
-        "",
-        "| Method | Mean Dice | " + " | ".join(f"Dice {c}" for c in classes) + f" | Folds | Wilcoxon vs {reference} |",
-        "|---|---|" + "---|" * (len(classes) + 2),
-    ]
-    for method in results["results"]:
-        if not method["folds"]:
-            continue
-        cells = [mean_std(method["dice_mean_mean"], method["dice_mean_std"])]
-        cells += [mean_std(method[f"dice_{c}_mean"], method[f"dice_{c}_std"]) for c in classes]
-        comparison = results["comparisons"].get(method["method"])
-        p = "(reference)" if method["method"] == reference else "–"
-        if comparison is not None:
-            p = f"{comparison['p_value']:.3g}" if comparison["p_value"] is not None else f"– ({comparison['note']})"
-        lines.append(f"| {method['method']} | " + " | ".join(cells) + f" | {len(method['folds'])} | {p} |")
-    lines += ["", "Dice in percent (background excluded), mean ± population std over folds.", ""]
-    lines += ["## How each encoder was loaded", ""]
-    lines += [f"- **{m['method']}**: {loading_note(m)}; fresh UNet3D decoder." for m in results["results"]]
-    return "\n".join(lines) + "\n"
-
-
 class Segmentation(Task):
     """Every method's ``UNet3D`` on every fold of image/label volume pairs (see :class:`SegmentationConfig`)."""
 
     name, metric = "segmentation", "dice_mean"
+    cfg: SegmentationConfig
 
     def __init__(self, cfg: SegmentationConfig, data: SegmentationSet | None = None):
-        cfg.validate()
-        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
         super().__init__(cfg)
         self.data = data
-
-    def settings(self) -> dict:
-        record = asdict(self.cfg)
-        record.update(data=str(self.cfg.data), output_dir=str(self.cfg.output_dir))
-        return {**record, "methods": method_records(self.cfg.methods)}
-
-    def resume_keys(self) -> tuple[str, ...]:
-        return tuple(k for k in self.settings() if k not in _RUN_ONLY)
 
     def load(self) -> None:
         cfg = self.cfg
@@ -321,51 +210,3 @@ def evaluate_segmentation(
         "history"}]}], "comparisons", "complete", "not_reported"}``.
     """
     return run_kfold(Segmentation(cfg, data), shard)
-
-
-def segmentation_config_from_args(
-    args: argparse.Namespace, methods: list[tuple[str, str | None]]
-) -> SegmentationConfig:
-    """The :class:`SegmentationConfig` of ``crossd evaluate --task segmentation`` flags (``None`` flags take the
-    segmentation defaults; protocol ``paper`` and ``recalibrate_bn`` are refused)."""
-    if getattr(args, "recalibrate_bn", False):
-        raise SettingsError(
-            "is for classification; segmentation protocols train the BatchNorms", field="recalibrate_bn"
-        )
-    if getattr(args, "split", "kfold") != "kfold":
-        raise SettingsError(
-            "official is for classification on a MedMNIST .npz; segmentation uses k folds", field="split"
-        )
-    overrides = {
-        name: getattr(args, name)
-        for name in ("folds", "repeats", "epochs", "batch_size", "lr", "size", "slice_axis", "arch", "device")
-        if getattr(args, name, None) is not None
-    }
-    return SegmentationConfig(
-        data=args.data,
-        methods=methods,
-        output_dir=args.output_dir,
-        protocol=args.protocol,
-        normalize=args.normalize,
-        window=args.window,
-        seed=args.seed,
-        align=args.align,
-        drop_bn_stats=args.drop_bn_stats,
-        progress=not args.quiet,
-        resume=args.resume,
-        num_workers=args.workers,
-        **overrides,
-    )
-
-
-def summary_lines(results: dict) -> list[str]:
-    """One line per method: mean Dice ± std over folds, and Dice per class."""
-    classes = results["data"]["classes"][1:]
-    lines = []
-    for method in results["results"]:
-        per_class = ", ".join(f"{c} {mean_std(method[f'dice_{c}_mean'], method[f'dice_{c}_std'])}" for c in classes)
-        lines.append(
-            f"{method['method']:>12}: Dice {mean_std(method['dice_mean_mean'], method['dice_mean_std'])} "
-            f"({per_class}) over {len(method['folds'])} folds"
-        )
-    return lines
