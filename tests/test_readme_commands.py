@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from crossd.cli import COMMANDS, _parsers, build_parser, main
-from crossd.commands.evaluate import config_from_args
+from crossd.commands.evaluate import config_from_args, segmentation_config_from_args
 from crossd.data.preprocessing import Preprocessing
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
@@ -104,15 +104,15 @@ def variants(argv: list[str]) -> list[list[str]]:
 
 
 def parse(argv: list[str]) -> str | None:
-    """``None`` when ``argv`` parses (and, for ``evaluate``, its settings check out); else argparse's message."""
+    """``None`` when ``argv`` parses (and, for ``evaluate``, its task's settings check out); else the message."""
     argv = [PARSE_VALUES.get(t, t).replace("${SLURM_ARRAY_TASK_ID}", "1") for t in argv]
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return None if exc.code == 0 else f"argparse exit {exc.code}"
-    if args.command == "evaluate" and args.task == "classification":
+    if args.command == "evaluate":
         try:
-            config_from_args(args).validate()
+            (segmentation_config_from_args if args.task == "segmentation" else config_from_args)(args).validate()
         except ValueError as exc:
             return str(exc)
     return None

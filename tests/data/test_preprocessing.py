@@ -2,13 +2,16 @@
 
 import numpy as np
 import pytest
+import torch
 
 from crossd.data.preprocessing import (
     Preprocessing,
     PreprocessingWarning,
     normalization_name,
+    normalize_volumes,
     parse_window,
     scale_to_unit,
+    volume_normalization,
 )
 from crossd.errors import SettingsError
 
@@ -37,3 +40,14 @@ def test_bad_window_is_one_line_naming_the_setting(text):
     with pytest.raises(SettingsError) as caught:
         parse_window(text)
     assert caught.value.field == "window" and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "name, mean, std", [("imagenet", 0.449, 0.226), ("radimagenet", 0.3162, 0.3213), ("minmax", 0, 1)]
+)
+def test_volumes_take_the_mean_of_the_channel_constants_in_every_channel(name, mean, std):
+    assert volume_normalization(name) == pytest.approx((mean, std), abs=1e-12)
+    volumes = torch.rand(2, 3, 4, 5, 6)
+    out = normalize_volumes(volumes, name)
+    assert out.shape == volumes.shape and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), (volumes.double() - mean) / std)

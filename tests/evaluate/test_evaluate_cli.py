@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from crossd.cli import main
-from crossd.commands.evaluate import parse_methods
+from crossd.commands.evaluate import add_arguments, parse_methods, segmentation_config_from_args
 
 
 def _evaluate(tmp_path, *argv):
@@ -137,6 +137,40 @@ def test_task_segmentation_dispatches_to_the_segmentation_evaluation(tmp_path, c
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "random: Dice" in out and (tmp_path / "out" / "results.md").is_file()
+
+
+def test_flags_map_to_a_segmentation_config(tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = ["--data", "mni152", "--init", "crossd=a.pt", "random", "--protocol", "linear", "--epochs", "3"]
+    cfg = segmentation_config_from_args(parser.parse_args([*argv, "--output-dir", str(tmp_path), "--no-progress"]))
+    assert cfg.methods == [("crossd", "a.pt"), ("random", None)]
+    assert (cfg.protocol, cfg.epochs, cfg.folds, cfg.progress, cfg.device) == ("linear", 3, 5, False, None)
+    cfg = segmentation_config_from_args(
+        parser.parse_args([*argv, "--output-dir", str(tmp_path), "--resume", "-j", "2"])
+    )
+    assert cfg.resume and cfg.num_workers == 2  # from the shared k-fold runner
+    for flags, message in [
+        (["--recalibrate-bn"], "recalibrate_bn is for classification"),
+        (["--split", "official"], "split official is for classification"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            segmentation_config_from_args(parser.parse_args([*argv, "--output-dir", str(tmp_path), *flags]))
+
+
+def test_task_segmentation_takes_mni152_as_data_and_refuses_a_missing_file(tmp_path, capsys, monkeypatch):
+    import crossd.evaluate.segmentation
+
+    def stop(cfg, shard=None):
+        raise SystemExit(f"segmentation of {cfg.data}")
+
+    monkeypatch.setattr(crossd.evaluate.segmentation, "evaluate_segmentation", stop)
+    with pytest.raises(SystemExit, match="segmentation of mni152"):
+        _evaluate(tmp_path, "--task", "segmentation", "--data", "mni152", "--init", "random")
+    assert _evaluate(tmp_path, "--task", "segmentation", "--data", tmp_path / "nope.csv", "--init", "random") == 2
+    assert "--data " in _error(capsys)
 
 
 def test_bad_data_is_refused_before_any_fold_and_spatial_dims_settles_a_layout(tmp_path, capsys):

@@ -16,9 +16,9 @@ from torch import nn
 from crossd.convert import planar_kernel
 from crossd.data.preprocessing import Preprocessing, PreprocessingWarning
 from crossd.errors import SettingsError
-from crossd.evaluate.config import method_records
 from crossd.evaluate.methods import Method, build_network, method_names, new_layers, replace_head, resolve_preprocessing
-from crossd.evaluate.segmentation import SegmentationConfig
+from crossd.evaluate.segmentation_config import SegmentationConfig
+from crossd.evaluate.task_config import method_records
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, SliceModel, UNet3D, create_model
 

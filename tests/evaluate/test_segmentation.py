@@ -14,13 +14,9 @@ from crossd.data.segmentation import (
 )
 from crossd.errors import DataError, SettingsError
 from crossd.evaluate.methods import Method
-from crossd.evaluate.segmentation import (
-    SegmentationConfig,
-    build_segmenter,
-    evaluate_segmentation,
-    prepare_volumes,
-    trainable_parameters,
-)
+from crossd.evaluate.segmentation import build_segmenter, evaluate_segmentation, prepare_volumes, trainable_parameters
+from crossd.evaluate.segmentation_config import SegmentationConfig
+from crossd.evaluate.transforms import SampleDataset, intensity_bounds
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
 
@@ -86,11 +82,19 @@ def test_slice_aggregation_is_refused_in_one_line(tmp_path, init):
     )
 
 
-def test_prepare_volumes_scales_repeats_and_normalises():
+def test_prepare_volumes_scales_repeats_and_normalises_as_classification_does():
     images = np.stack([np.linspace(0, 5, 8), np.linspace(10, 30, 8)]).reshape(2, 1, 2, 2, 2).astype(np.float32)
     out = prepare_volumes(images, "minmax")
     assert out.shape == (2, 3, 2, 2, 2) and torch.equal(out[:, 0], out[:, 2])
     assert out.amin(dim=(1, 2, 3, 4)).tolist() == [0, 0] and out.amax(dim=(1, 2, 3, 4)).tolist() == [1, 1]
+    # every channel of a grey volume takes the channel means (0.449, 0.226), exactly as classification's samples
+    out = prepare_volumes(images, "imagenet")
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 0], out[:, 2])
+    expected = (torch.linspace(0, 1, 8, dtype=torch.float64) - 0.449) / 0.226
+    torch.testing.assert_close(out[1, 0].flatten().double(), expected, rtol=1e-6, atol=1e-6)  # float32 rounding
+    bounds = intensity_bounds(images, "per_sample")
+    classification = SampleDataset(images, np.zeros(2), bounds, np.arange(2), lambda x: x, "imagenet")
+    assert all(torch.equal(classification[i][0], out[i]) for i in range(2))
 
 
 def test_kfold_dice_for_each_init(tmp_path, blocks):
@@ -143,24 +147,6 @@ def test_finetuning_learns_to_segment(tmp_path, blocks):
     results = evaluate_segmentation(cfg, data)
     # chance (every tissue voxel called grey matter) is about 0.3; this run reaches about 0.66
     assert results.methods[0].mean() > 0.5
-
-
-def test_cli_flags_map_to_a_segmentation_config(tmp_path):
-    import argparse
-
-    from crossd.commands.evaluate import add_arguments, parse_methods
-    from crossd.evaluate.segmentation import segmentation_config_from_args
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    argv = ["--data", "mni152", "--init", "crossd=a.pt", "random", "--protocol", "linear", "--epochs", "3"]
-    args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--no-progress"])
-    cfg = segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint))
-    assert cfg.methods == [("crossd", "a.pt"), ("random", None)]
-    assert (cfg.protocol, cfg.epochs, cfg.folds, cfg.progress) == ("linear", 3, 5, False)
-    args = parser.parse_args([*argv, "--output-dir", str(tmp_path), "--resume", "-j", "2"])
-    cfg = segmentation_config_from_args(args, [])
-    assert cfg.resume and cfg.num_workers == 2  # from the shared k-fold runner
 
 
 def test_crossd_evaluate_task_segmentation_on_a_nifti_csv(tmp_path, blocks, capsys):

@@ -120,6 +120,10 @@ def test_volume_batches_are_deterministic_and_check_classes(tmp_path):
     again = next(VolumeBatches(path, 4, seed=0, num_classes=3, device=torch.device("cpu")).epoch(1))
     assert first[0].shape == (4, 3, 8, 8, 8)
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    # min-max over the whole array, then the volume normalisation of evaluation (ImageNet's channel means)
+    images = np.load(path)["train_images"].astype(np.float64)
+    expected = ((images - images.min()) / (images.max() - images.min()) - 0.449) / 0.226
+    torch.testing.assert_close(batches.images[:, 0].double(), torch.from_numpy(expected), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="class-count mismatch"):
         VolumeBatches(path, 4, seed=0, num_classes=2, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="holds 2D images, not 3D volumes"):

@@ -8,6 +8,7 @@ command shares are added here, so that one concept has one spelling: :func:`add_
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 DEVICE_HELP = "cpu, cuda, cuda:N, or auto (cuda when available)"
 
@@ -38,3 +39,8 @@ def add_quiet_flag(parser: argparse.ArgumentParser, what: str = "no progress lin
 def add_device_flag(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     """``--device`` with the same wording in every command (``args.device``: ``"auto"``, ``"cpu"``, ...)."""
     parser.add_argument("--device", default=default, help=DEVICE_HELP)
+
+
+def flag_values(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """``{name: args.name}`` for flags named as the library setting they give (keywords of a config)."""
+    return {name: getattr(args, name) for name in names}

@@ -13,9 +13,15 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from crossd.commands import add_device_flag, add_quiet_flag
+from crossd.commands import add_device_flag, add_quiet_flag, flag_values
 from crossd.errors import SettingsError
 from crossd.io import ensure_writable_dir
+
+DEMO_FLAGS = (
+    "output_dir", "quick", "folds", "repeats", "epochs", "eval_lr", "pretrain_epochs", "frames", "seed", "device",
+    "protocol", "segmentation", "segmentation_epochs", "volumes", "study", "baselines",
+)  # fmt: skip
+"""Flags named as the :class:`~crossd.demo.run.DemoConfig` setting they give."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,26 +88,7 @@ def run(args: argparse.Namespace) -> int:
     data = QUICK_DATA if args.quick else DemoDataConfig()
     sizes = {"samples_2d": args.samples_2d, "samples_3d": args.samples_3d}
     data = replace(data, seed=args.seed, **{k: v for k, v in sizes.items() if v is not None})
-    cfg = DemoConfig(
-        output_dir=args.output_dir,
-        quick=args.quick,
-        folds=args.folds,
-        repeats=args.repeats,
-        epochs=args.epochs,
-        eval_lr=args.eval_lr,
-        pretrain_epochs=args.pretrain_epochs,
-        data=data,
-        frames=args.frames,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.quiet,
-        protocol=args.protocol,
-        segmentation=args.segmentation,
-        segmentation_epochs=args.segmentation_epochs,
-        volumes=args.volumes,
-        study=args.study,
-        baselines=args.baselines,
-    )
+    cfg = DemoConfig(data=data, progress=not args.quiet, **flag_values(args, DEMO_FLAGS))
     run_demo(cfg)
     print(f"report: {Path(args.output_dir) / 'report.md'}")
     return 0

@@ -43,7 +43,7 @@ from the checkpoints (crossd pretrain records them; crossd pretrain and crossd d
 that differs from the checkpoints', checkpoints that disagree, or checkpoints that record none (older files,
 foreign checkpoints: radimagenet is used) each print a one-line warning.
 --task segmentation: Dice of a UNet3D per init on image/label NIfTI pairs (a CSV with image,label columns, or
-"mni152"; not slices/slices3); see crossd.evaluate.segmentation.
+"mni152"; not slices/slices3); see crossd.evaluate.segmentation (its settings: crossd.evaluate.segmentation_config).
 """
 
 from __future__ import annotations
@@ -52,13 +52,16 @@ import argparse
 import os
 from pathlib import Path
 
-from crossd.commands import add_device_flag, add_quiet_flag
+from crossd.commands import add_device_flag, add_quiet_flag, flag_values
 from crossd.data.orientation import SLICE_AXES
 from crossd.data.preprocessing import DEPRECATED_NORMALIZATION, NORMALIZATION, parse_window
+from crossd.data.segmentation import MNI152
 from crossd.errors import CheckpointError, SettingsError
 from crossd.evaluate import PROTOCOLS, EvaluateConfig, evaluate
-from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, SPLITS
+from crossd.evaluate.config import SPLITS
 from crossd.evaluate.kfold import RESULTS_MD, parse_shard
+from crossd.evaluate.segmentation_config import SegmentationConfig
+from crossd.evaluate.task_config import DEFAULT_NORMALIZATION, INITS, TaskConfig
 from crossd.io import check_input_path, ensure_writable_dir, user_path_errors
 from crossd.models.slice_model import POOLS
 from crossd.report.tables import summary_lines
@@ -174,44 +177,55 @@ def parse_methods(values: list[str], checkpoint: str | None) -> list[tuple]:
     return methods
 
 
+TASK_FLAGS = (
+    "data", "output_dir", "protocol", "normalize", "window", "seed", "size", "slice_axis", "align", "arch",
+    "drop_bn_stats", "resume", "allow_changed",
+)  # fmt: skip
+"""Flags of settings every task shares (:class:`~crossd.evaluate.task_config.TaskConfig`), named as the setting."""
+CLASSIFICATION_FLAGS = (
+    "folds", "repeats", "epochs", "batch_size", "lr", "split", "spatial_dims", "num_classes", "image_size",
+    "recalibrate_bn", "slice_pool",
+)  # fmt: skip
+"""Flags of settings only classification has, or whose ``None`` means the protocol's default."""
+
+
+def task_settings(args: argparse.Namespace) -> dict:
+    """The settings every task shares, from the flags (``--device auto`` is ``None``: the k-fold runner picks)."""
+    return {
+        **flag_values(args, TASK_FLAGS),
+        "methods": parse_methods(args.init, args.checkpoint),
+        "device": None if args.device == "auto" else args.device,
+        "progress": not args.quiet,
+        "num_workers": args.workers,
+    }
+
+
 def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
-    return EvaluateConfig(
-        data=args.data,
-        methods=parse_methods(args.init, args.checkpoint),
-        output_dir=args.output_dir,
-        protocol=args.protocol,
-        folds=args.folds,
-        repeats=args.repeats,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        normalize=args.normalize,
-        window=args.window,
-        seed=args.seed,
-        size=args.size,
-        slice_axis=args.slice_axis,
-        split=args.split,
-        spatial_dims=args.spatial_dims,
-        num_classes=args.num_classes,
-        image_size=args.image_size,
-        align=args.align,
-        arch=args.arch,
-        drop_bn_stats=args.drop_bn_stats,
-        recalibrate_bn=args.recalibrate_bn,
-        slice_pool=args.slice_pool,
-        device=None if args.device == "auto" else args.device,
-        resume=args.resume,
-        allow_changed=args.allow_changed,
-        progress=not args.quiet,
-        num_workers=args.workers,
-    )
+    """The classification run the flags ask for."""
+    return EvaluateConfig(**task_settings(args), **flag_values(args, CLASSIFICATION_FLAGS))
 
 
-def _check_settings_then_data(cfg, args: argparse.Namespace) -> None:
+def segmentation_config_from_args(args: argparse.Namespace) -> SegmentationConfig:
+    """The segmentation run the flags ask for (``--task segmentation``): flags left out take the segmentation
+    defaults; ``--recalibrate-bn`` and ``--split official`` are refused (protocol ``paper`` is, by validation)."""
+    if args.recalibrate_bn:
+        raise SettingsError(
+            "is for classification; segmentation protocols train the BatchNorms", field="recalibrate_bn"
+        )
+    if args.split != "kfold":
+        raise SettingsError(
+            "official is for classification on a MedMNIST .npz; segmentation uses k folds", field="split"
+        )
+    given = flag_values(args, ("folds", "repeats", "epochs", "batch_size", "lr"))
+    return SegmentationConfig(**task_settings(args), **{name: v for name, v in given.items() if v is not None})
+
+
+def _check_settings_then_data(cfg: TaskConfig, args: argparse.Namespace, names: tuple[str, ...] = ()) -> None:
     """Bad flag values first (they need no data), then every input path (``--data``, ``--checkpoint``, the
-    checkpoints of ``--init NAME=CKPT``), each named by its flag when missing or unreadable."""
+    checkpoints of ``--init NAME=CKPT``), each named by its flag when missing or unreadable (the data ``names`` the
+    task knows need no path)."""
     cfg.validate()
-    if not (args.task == "segmentation" and args.data == "mni152"):  # segmentation also takes the name mni152
+    if args.data not in names:
         check_input_path(args.data, "data")
     if args.checkpoint is not None:
         check_input_path(args.checkpoint, "checkpoint")
@@ -227,11 +241,10 @@ def run(args: argparse.Namespace) -> int:
     args.window = None if args.window is None else parse_window(args.window)
     ensure_writable_dir(args.output_dir, "output_dir")
     if args.task == "segmentation":
-        args.device = None if args.device == "auto" else args.device
-        from crossd.evaluate.segmentation import evaluate_segmentation, segmentation_config_from_args
+        from crossd.evaluate.segmentation import evaluate_segmentation
 
-        cfg = segmentation_config_from_args(args, parse_methods(args.init, args.checkpoint))
-        _check_settings_then_data(cfg, args)
+        cfg = segmentation_config_from_args(args)
+        _check_settings_then_data(cfg, args, (MNI152,))
         results = evaluate_segmentation(cfg, shard=shard)
     else:
         cfg = config_from_args(args)

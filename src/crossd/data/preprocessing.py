@@ -6,7 +6,9 @@ Two steps, in this order:
    fixed ``window`` ``(low, high)`` (e.g. CT Hounsfield units ``(-1000, 400)``), clipping to the window and scaling
    it to ``[0, 1]``, so that absolute intensities keep their meaning across samples.
 2. Normalisation constants: subtract a per-channel mean and divide by a per-channel std (:data:`NORMALIZATION`);
-   ``minmax`` has mean 0 and std 1, so the network sees the ``[0, 1]`` intensities of step 1 alone.
+   ``minmax`` has mean 0 and std 1, so the network sees the ``[0, 1]`` intensities of step 1 alone. Volumes are
+   grey, so every channel of a volume takes the mean of the channel constants (:func:`normalize_volumes`: ImageNet
+   0.449 / 0.226, as the paper's 3D runs); both evaluation tasks and hybrid pretraining's 3D batches use it.
 
 :class:`Preprocessing` records both (with the input size and channels) in ``checkpoint.pt`` (key
 ``"preprocessing"``) and in ``.safetensors`` metadata (key ``crossd.preprocessing``, JSON), so that evaluation and
@@ -21,6 +23,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from crossd.errors import SettingsError
 
@@ -123,3 +127,18 @@ def scale_to_unit(images: np.ndarray, low: float, high: float) -> np.ndarray:
     """``images`` (any shape) mapped from ``[low, high]`` to ``[0, 1]`` and clipped there, float32 (a no-op clip for
     min-max bounds; for a window, values outside it saturate)."""
     return np.clip((images.astype(np.float32) - np.float32(low)) / max(float(high - low), 1e-8), 0.0, 1.0)
+
+
+def volume_normalization(normalize: str) -> tuple[float, float]:
+    """The grey-level ``(mean, std)`` of volumes under ``normalize`` (a key of :data:`NORMALIZATION`): the means of
+    its channel constants (``imagenet``: 0.449, 0.226)."""
+    mean, std = NORMALIZATION[normalize]
+    return sum(mean) / len(mean), sum(std) / len(std)
+
+
+def normalize_volumes(volumes: Tensor, normalize: str) -> Tensor:
+    """Volumes in ``[0, 1]`` normalised with :func:`volume_normalization`, every channel alike: any shape, e.g.
+    ``(C, D, H, W)`` or ``(N, C, D, H, W)``, to the same shape, in torch's default dtype (the networks' one) or
+    the volumes' own where it is wider."""
+    mean, std = (torch.tensor([v]) for v in volume_normalization(normalize))  # 1-D: promotes to the default dtype
+    return (volumes - mean) / std

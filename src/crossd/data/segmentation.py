@@ -27,6 +27,8 @@ from crossd.data.volumes import mixed_shapes_error, read_nifti
 from crossd.errors import DataError, SettingsError
 from crossd.io import atomic_write, save_text
 
+MNI152 = "mni152"
+"""The ``data`` name of the template's blocks."""
 MNI152_CLASSES = ["background", "grey matter", "white matter"]
 
 
@@ -152,6 +154,6 @@ def write_segmentation_csv(data: SegmentationSet, output_dir: str | Path) -> Pat
 
 def load_segmentation(data: str | Path, size: int | None = None, slice_axis: str = "axial") -> SegmentationSet:
     """``"mni152"`` (the template's blocks, :func:`mni152_blocks` defaults) or an ``image,label`` CSV."""
-    if str(data) == "mni152":
+    if str(data) == MNI152:
         return mni152_blocks(slice_axis=slice_axis)
     return load_segmentation_csv(data, size, slice_axis)

@@ -33,13 +33,14 @@ import torch
 
 import crossd
 from crossd.convert.inits import get_init
-from crossd.data.segmentation import mni152_blocks
+from crossd.data.segmentation import MNI152, mni152_blocks
 from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
 from crossd.demo.report import accuracy_plot, evaluate_command, read_log, report_markdown, training_curves
 from crossd.errors import DataError, OutputError, SettingsError
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.results import Comparison, Results
-from crossd.evaluate.segmentation import SegmentationConfig, evaluate_segmentation
+from crossd.evaluate.segmentation import evaluate_segmentation
+from crossd.evaluate.segmentation_config import SegmentationConfig
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import plain_json, save_json, save_text
 from crossd.models import load_2d_model
@@ -390,20 +391,19 @@ def run_demo(cfg: DemoConfig) -> dict:
         logs[run.name] = read_log(Path(pcfg.output_dir) / "log.csv")
     checkpoints = {run.name: out / run.folder / "model.safetensors" for run in cfg.runs()}
     methods = [(init, str(checkpoints[run]), label) for init, run, label in cfg.transfers() if run in checkpoints]
+    device = None if cfg.device == "auto" else cfg.device
+    # both tasks: the folds, the seed and the networks' own (pretraining) normalisation
+    shared = dict(folds=cfg.folds, repeats=cfg.repeats, normalize="imagenet", seed=cfg.seed, device=device)
     ecfg = EvaluateConfig(
         data=str(data.downstream_path),
         methods=[*methods, ("random", None, "random")],
         output_dir=str(out / evaluation_dir(cfg.protocol)),
         protocol=cfg.protocol,
-        folds=cfg.folds,
-        repeats=cfg.repeats,
         epochs=cfg.epochs,
         lr=cfg.eval_lr,
-        normalize="imagenet",
-        seed=cfg.seed,
-        device=None if cfg.device == "auto" else cfg.device,
         resume=True,
         progress=cfg.progress,
+        **shared,
     )
     say(f"transferring to 3D and evaluating {len(ecfg.methods)} inits on {data.downstream_path.name} ({cfg.protocol})")
     with clock("evaluate"):
@@ -414,18 +414,14 @@ def run_demo(cfg: DemoConfig) -> dict:
         say("second task: grey/white-matter segmentation with each transferred encoder")
         with clock("segmentation"):
             scfg = SegmentationConfig(
-                "mni152",
+                MNI152,
                 encoder_methods(ecfg.methods),
                 out / "segmentation",
                 protocol="bn",
-                folds=cfg.folds,
-                repeats=cfg.repeats,
                 epochs=cfg.segmentation_epochs,
-                normalize="imagenet",
-                seed=cfg.seed,
                 arch="resnet18",
-                device=None if cfg.device == "auto" else cfg.device,
                 progress=cfg.progress,
+                **shared,
             )
             segmentation = evaluate_segmentation(scfg, data=mni152_blocks(block=16 if cfg.quick else 24))
 

@@ -25,7 +25,7 @@ from crossd.errors import DataError, SettingsError
 from crossd.evaluate.config import EvaluateConfig
 from crossd.evaluate.folds import Split, official_splits, paper_splits, stratified_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
-from crossd.evaluate.methods import Method, build_network, new_layers, replace_head, resolve_preprocessing
+from crossd.evaluate.methods import Method, build_network, new_layers, replace_head
 from crossd.evaluate.protocols import Schedule, recalibrate_batchnorm
 from crossd.evaluate.results import FoldResult, MethodSummary, Results
 from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
@@ -106,18 +106,7 @@ class Classification(Task):
     """Every method on every fold of a labelled 2D or 3D dataset (see :class:`EvaluateConfig`)."""
 
     name, metric = "classification", "accuracy"
-
-    def __init__(self, cfg: EvaluateConfig):
-        cfg.validate()
-        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
-        super().__init__(cfg)
-
-    def settings(self) -> dict:
-        return self.cfg.record()
-
-    @property
-    def epochs(self) -> int:
-        return self.cfg.resolved("epochs")
+    cfg: EvaluateConfig
 
     def load(self) -> None:
         cfg = self.cfg

@@ -40,13 +40,13 @@ from tqdm.auto import tqdm
 
 from crossd.errors import CheckpointError, DataError, OutputError, SettingsError
 from crossd.evaluate.folds import Split
-from crossd.evaluate.methods import Method, method_names
+from crossd.evaluate.methods import Method, method_names, resolve_preprocessing
 from crossd.evaluate.results import MethodSummary, Results, SegmentationSummary
 from crossd.evaluate.stats import paired_wilcoxon
+from crossd.evaluate.task_config import TaskConfig
 from crossd.fingerprint import changed_line, describe, fingerprint, same_content
 from crossd.io import ensure_writable_dir, plain_json, remove_stale_temps, save_json, save_text, user_path_errors
 from crossd.lock import LOCK_NAME, DirectoryLock
-from crossd.settings import run_only
 from crossd.train.distributed import (
     DistInfo,
     all_gather_objects,
@@ -75,26 +75,28 @@ class Job:
 
 
 class Task(ABC):
-    """What differs between evaluation tasks. ``cfg`` has ``output_dir``, ``methods``, ``seed``, ``device``,
-    ``num_workers``, ``resume`` and ``progress``; :meth:`load` sets ``splits`` and ``data_record``."""
+    """What differs between evaluation tasks. ``cfg`` is the task's :class:`~crossd.evaluate.task_config.TaskConfig`,
+    validated here and with the normalisation and window the checkpoints record where it gives none
+    (:func:`crossd.evaluate.methods.resolve_preprocessing`); :meth:`load` sets ``splits`` and ``data_record``."""
 
     name: str
     metric: str  # the per-fold number the paired tests compare
     splits: list[Split]
     data_record: dict
 
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: TaskConfig):
+        cfg.validate()
+        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
         self.cfg = cfg
 
-    @abstractmethod
     def settings(self) -> dict:
         """Every setting as JSON values (``results.json``'s ``args``)."""
+        return self.cfg.record()
 
     def resume_keys(self) -> tuple[str, ...]:
         """The keys of :meth:`settings` that change the numbers: all but the config's fields marked
         :data:`crossd.settings.RUN_ONLY`."""
-        ignored = run_only(self.cfg)
-        return tuple(k for k in self.settings() if k not in ignored)
+        return self.cfg.resume_keys()
 
     @abstractmethod
     def load(self) -> None:
@@ -121,7 +123,7 @@ class Task(ABC):
 
     @property
     def epochs(self) -> int:
-        return self.cfg.epochs
+        return self.cfg.resolved("epochs")
 
 
 def job_seed(seed: int, split: Split) -> int:

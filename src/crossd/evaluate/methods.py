@@ -14,7 +14,7 @@ from crossd.convert.kernels import planar_kernel
 from crossd.convert.published import read_checkpoint
 from crossd.data.preprocessing import Preprocessing, PreprocessingWarning
 from crossd.errors import CheckpointError, SettingsError
-from crossd.evaluate.config import DEFAULT_NORMALIZATION, INITS, INITS_2D, MethodEntry
+from crossd.evaluate.task_config import DEFAULT_NORMALIZATION, INITS, INITS_2D, MethodEntry
 from crossd.models.factory import ModelSpec, create_model, load_2d_model
 from crossd.models.from_2d import build_3d_model, source_spec
 from crossd.models.slice_model import SliceModel, classifier_name
@@ -169,7 +169,7 @@ def resolve_preprocessing(
 
     Warns (:class:`~crossd.data.preprocessing.PreprocessingWarning`, one line) when a given value differs from the
     one the checkpoints agree on; when none is given and the checkpoints disagree, or none of them records a
-    normalisation, it falls back to :data:`~crossd.evaluate.config.DEFAULT_NORMALIZATION` (no window) and warns.
+    normalisation, it falls back to :data:`~crossd.evaluate.task_config.DEFAULT_NORMALIZATION` (no window) and warns.
     """
     paths = sorted({str(m[1]) for m in methods if m[1] is not None})
     records = {p: Preprocessing.from_metadata(read_checkpoint(p).metadata) for p in paths}

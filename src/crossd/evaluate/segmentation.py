@@ -17,119 +17,41 @@ and the results files come from :mod:`crossd.evaluate.kfold`.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from operator import itemgetter
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from crossd.convert.inits import get_init, init_names
-from crossd.data.orientation import check_slice_axis
-from crossd.data.preprocessing import NORMALIZATION, check_window, normalization_name
+from crossd.data.preprocessing import normalize_volumes
 from crossd.data.segmentation import SegmentationSet, load_segmentation
-from crossd.errors import DataError, SettingsError
-from crossd.evaluate.config import MethodEntry, method_records
+from crossd.errors import DataError
 from crossd.evaluate.folds import paper_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
-from crossd.evaluate.methods import Method, build_network, resolve_preprocessing
+from crossd.evaluate.methods import Method, build_network
 from crossd.evaluate.protocols import batchnorm_parameters
 from crossd.evaluate.results import Results, SegmentationFold, SegmentationSummary
+from crossd.evaluate.segmentation_config import SegmentationConfig
 from crossd.evaluate.transforms import scale_intensities
-from crossd.models.unet3d import DECODER_CHANNELS, UNet3D
+from crossd.models.unet3d import UNet3D
 from crossd.report.tables import segmentation_markdown
-from crossd.settings import RUN_ONLY
 from crossd.train.distributed import DistInfo
 from crossd.train.engine import Precision, StepOutput, train_one_epoch
 from crossd.train.optim import adam
-
-SEGMENTATION_PROTOCOLS = ("linear", "bn", "finetune")
-_ALIASES = {"frozen": "linear"}
-
-
-@dataclass
-class SegmentationConfig:
-    """One segmentation evaluation run.
-
-    Attributes:
-        data: an ``image,label`` CSV of NIfTI pairs, or ``"mni152"`` (grey/white matter blocks of the template).
-        methods: ``(init, 2D checkpoint or None[, label])`` entries; all share the folds.
-        protocol: ``linear``/``frozen`` (frozen encoder), ``bn`` or ``finetune``.
-        size: resize every volume to ``size`` per axis (needed when shapes differ).
-        slice_axis: the plane of the NIfTI volumes that becomes ``(H, W)`` (:mod:`crossd.data.orientation`).
-        arch: torchvision name for checkpoints without crossd metadata, or for ``random`` without a checkpoint.
-        align, drop_bn_stats, normalize, window: as for classification (:class:`crossd.evaluate.EvaluateConfig`).
-    """
-
-    data: str | Path
-    methods: list[MethodEntry] = field(metadata=RUN_ONLY)  # each job file records its method
-    output_dir: str | Path = field(metadata=RUN_ONLY)
-    protocol: str = "finetune"
-    folds: int = 5
-    repeats: int = 1
-    epochs: int = 20
-    batch_size: int = 2
-    lr: float = 1e-3
-    val_fraction: float = 0.2
-    normalize: str | None = None
-    window: tuple[float, float] | None = None
-    seed: int = 0
-    size: int | None = None
-    slice_axis: str = "axial"
-    arch: str | None = None
-    align: bool = False
-    drop_bn_stats: bool = False
-    decoder_channels: tuple[int, ...] = DECODER_CHANNELS
-    device: str | None = field(default=None, metadata=RUN_ONLY)
-    progress: bool = field(default=True, metadata=RUN_ONLY)
-    resume: bool = field(default=False, metadata=RUN_ONLY)
-    allow_changed: bool = field(default=False, metadata=RUN_ONLY)
-    num_workers: int = field(default=0, metadata=RUN_ONLY)
-
-    def validate(self) -> None:
-        """One-line :class:`~crossd.errors.SettingsError` for settings outside the known sets."""
-        self.protocol = _ALIASES.get(self.protocol, self.protocol)
-        if self.protocol not in SEGMENTATION_PROTOCOLS:
-            raise SettingsError(
-                f"must be one of {SEGMENTATION_PROTOCOLS} or 'frozen' for segmentation, got {self.protocol!r}",
-                field="protocol",
-            )
-        if self.normalize is not None:
-            self.normalize = normalization_name(self.normalize)
-        self.window = check_window(self.window)
-        check_slice_axis(self.slice_axis)
-        if not self.methods:
-            raise SettingsError("is empty: no method to evaluate", field="methods")
-        for init, *_ in self.methods:
-            kernel_init = get_init(init, "evaluate", field="methods")
-            if not kernel_init.segmentation:
-                why = ": slice aggregation gives one label per volume" if kernel_init.slice_axes else ""
-                raise SettingsError(
-                    f"{init!r} builds no 3D segmentation encoder{why}; use one of "
-                    f"{', '.join(n for n in init_names('evaluate') if get_init(n).segmentation)}",
-                    field="methods",
-                )
-        for name in ("folds", "repeats", "epochs", "batch_size"):
-            if getattr(self, name) < (2 if name == "folds" else 1):
-                raise SettingsError(
-                    f"must be at least {2 if name == 'folds' else 1}, got {getattr(self, name)}", field=name
-                )
 
 
 def prepare_volumes(
     images: np.ndarray, normalize: str, channels: int = 3, window: tuple[float, float] | None = None
 ) -> Tensor:
-    """Per-volume min-max scaling (or ``window``), grey repeated to ``channels``, then the normalisation constants:
+    """Per-volume min-max scaling (or ``window``), the volume normalisation of every task
+    (:func:`crossd.data.preprocessing.normalize_volumes`), grey repeated to ``channels``:
     ``(N, 1, D, H, W)`` -> ``(N, channels, D, H, W)`` float32."""
-    scaled = torch.from_numpy(scale_intensities(images, "per_sample", window)).repeat(1, channels, 1, 1, 1)
-    mean, std = (torch.tensor(v[:channels]).view(1, channels, 1, 1, 1) for v in NORMALIZATION[normalize])
-    return (scaled - mean) / std
+    scaled = torch.from_numpy(scale_intensities(images, "per_sample", window))
+    return normalize_volumes(scaled, normalize).repeat(1, channels, 1, 1, 1)
 
 
 def build_segmenter(method: Method, num_classes: int, cfg: SegmentationConfig) -> tuple[UNet3D, dict]:
@@ -184,17 +106,11 @@ class Segmentation(Task):
     """Every method's ``UNet3D`` on every fold of image/label volume pairs (see :class:`SegmentationConfig`)."""
 
     name, metric = "segmentation", "dice_mean"
+    cfg: SegmentationConfig
 
     def __init__(self, cfg: SegmentationConfig, data: SegmentationSet | None = None):
-        cfg.validate()
-        cfg.normalize, cfg.window = resolve_preprocessing(cfg.methods, cfg.normalize, cfg.window)
         super().__init__(cfg)
         self.data = data
-
-    def settings(self) -> dict:
-        record = asdict(self.cfg)
-        record.update(data=str(self.cfg.data), output_dir=str(self.cfg.output_dir))
-        return {**record, "methods": method_records(self.cfg.methods)}
 
     def load(self) -> None:
         cfg = self.cfg
@@ -288,39 +204,3 @@ def evaluate_segmentation(
         :class:`~crossd.evaluate.results.Comparison` of mean Dice with the reference.
     """
     return run_kfold(Segmentation(cfg, data), shard)
-
-
-def segmentation_config_from_args(
-    args: argparse.Namespace, methods: list[tuple[str, str | None]]
-) -> SegmentationConfig:
-    """The :class:`SegmentationConfig` of ``crossd evaluate --task segmentation`` flags (``None`` flags take the
-    segmentation defaults; protocol ``paper`` and ``recalibrate_bn`` are refused)."""
-    if getattr(args, "recalibrate_bn", False):
-        raise SettingsError(
-            "is for classification; segmentation protocols train the BatchNorms", field="recalibrate_bn"
-        )
-    if getattr(args, "split", "kfold") != "kfold":
-        raise SettingsError(
-            "official is for classification on a MedMNIST .npz; segmentation uses k folds", field="split"
-        )
-    overrides = {
-        name: getattr(args, name)
-        for name in ("folds", "repeats", "epochs", "batch_size", "lr", "size", "slice_axis", "arch", "device")
-        if getattr(args, name, None) is not None
-    }
-    return SegmentationConfig(
-        data=args.data,
-        methods=methods,
-        output_dir=args.output_dir,
-        protocol=args.protocol,
-        normalize=args.normalize,
-        window=args.window,
-        seed=args.seed,
-        align=args.align,
-        drop_bn_stats=args.drop_bn_stats,
-        progress=not args.quiet,
-        resume=args.resume,
-        allow_changed=args.allow_changed,
-        num_workers=args.workers,
-        **overrides,
-    )

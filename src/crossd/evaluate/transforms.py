@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from crossd.data.preprocessing import NORMALIZATION, scale_to_unit
+from crossd.data.preprocessing import NORMALIZATION, normalize_volumes, scale_to_unit
 from crossd.errors import SettingsError
 from crossd.evaluate.config import BnConstants, PaperConstants
 
@@ -134,8 +134,8 @@ class SampleDataset(Dataset):
         indices: which samples this dataset holds.
         transform: applied to the ``(C, *spatial)`` tensor before channel repetition (colour jitter needs 3
             channels, so 2D samples are repeated first).
-        normalize: a key of :data:`NORMALIZATION`; volumes use the mean of its channel constants for every
-            channel (ImageNet 0.449 / 0.226), as the authors did.
+        normalize: a key of :data:`NORMALIZATION`; images use its per-channel constants, volumes the mean of
+            them for every channel (:func:`crossd.data.preprocessing.normalize_volumes`), as the authors did.
     """
 
     def __init__(
@@ -149,12 +149,8 @@ class SampleDataset(Dataset):
     ):
         self.images, self.labels, self.indices, self.transform = images, labels, np.asarray(indices), transform
         self.lo, self.hi = bounds
-        mean, std = NORMALIZATION[normalize]
-        self.spatial_dims = images.ndim - 2
-        if self.spatial_dims == 3:
-            mean, std = (sum(mean) / 3,) * 3, (sum(std) / 3,) * 3
-        shape = (3,) + (1,) * self.spatial_dims
-        self.mean, self.std = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
+        self.normalize, self.spatial_dims = normalize, images.ndim - 2
+        self.mean, self.std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATION[normalize])
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -164,7 +160,7 @@ class SampleDataset(Dataset):
         x = torch.from_numpy(scale_to_unit(self.images[index], self.lo[index], self.hi[index]))
         if self.spatial_dims == 2:
             x = self.transform(x.expand(3, *x.shape[1:]) if x.shape[0] == 1 else x)
-        else:
-            x = self.transform(x)
-            x = x.expand(3, *x.shape[1:]) if x.shape[0] == 1 else x
-        return (x - self.mean) / self.std, int(self.labels[index])
+            return (x - self.mean) / self.std, int(self.labels[index])
+        x = self.transform(x)
+        x = x.expand(3, *x.shape[1:]) if x.shape[0] == 1 else x
+        return normalize_volumes(x, self.normalize), int(self.labels[index])

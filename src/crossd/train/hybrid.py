@@ -25,15 +25,13 @@ import torch
 from torch import Tensor, nn
 
 from crossd.convert.twin import volume_twin
+from crossd.data.images import PRETRAIN_NORMALIZATION
 from crossd.data.npz import load_npz
-from crossd.data.preprocessing import scale_to_unit
+from crossd.data.preprocessing import normalize_volumes, scale_to_unit
 from crossd.data.volumes import load_samples
 from crossd.errors import CrossdError, DataError
 from crossd.train.distributed import DistInfo, all_reduce_sum, average_gradients
 from crossd.train.engine import Precision, cross_entropy_step
-
-VOLUME_MEAN, VOLUME_STD = 0.449, 0.226
-"""Grey-level normalisation of volumes: the mean/std of ImageNet's channel statistics (as the paper's 3D runs)."""
 
 
 class VolumeBatches:
@@ -44,8 +42,9 @@ class VolumeBatches:
     ``size`` resizes them to a common cube, multi-channel volumes are averaged to grey, NIfTI and DICOM volumes
     are laid out with the ``slice_axis`` plane as ``(H, W)``: :mod:`crossd.data.orientation`). Labels must use the 2D
     data's class indices (for CSVs: the same class names, sorted). Intensities are min-max scaled over the whole
-    array to [0, 1] (or clipped to ``window`` and scaled from it, :mod:`crossd.data.preprocessing`), normalised
-    with :data:`VOLUME_MEAN` / :data:`VOLUME_STD` and repeated to 3 channels. The order
+    array to [0, 1] (or clipped to ``window`` and scaled from it), normalised as every evaluation normalises volumes
+    (:func:`crossd.data.preprocessing.normalize_volumes` with ``normalize``, pretraining's own by default) and
+    repeated to 3 channels. The order
     and flips of epoch ``e`` depend on ``(seed, e)`` only, so a resumed run sees the same batches.
 
     ``batch_size`` is per process: with ``world_size`` processes every global batch holds
@@ -65,6 +64,7 @@ class VolumeBatches:
         world_size: int = 1,
         slice_axis: str = "axial",
         window: tuple[float, float] | None = None,
+        normalize: str = PRETRAIN_NORMALIZATION,
     ):
         images, labels, classes = _load_volumes(Path(path), size, slice_axis)
         if classes > num_classes:
@@ -73,8 +73,8 @@ class VolumeBatches:
                 field="volumes",
             )
         lo, hi = window if window is not None else (float(images.min()), float(images.max()))
-        images = (scale_to_unit(images, lo, hi if hi > lo else lo + 1.0) - VOLUME_MEAN) / VOLUME_STD
-        self.images = torch.from_numpy(images)[:, None]  # (N, 1, D, H, W)
+        scaled = torch.from_numpy(scale_to_unit(images, lo, hi if hi > lo else lo + 1.0))
+        self.images = normalize_volumes(scaled, normalize)[:, None]  # (N, 1, D, H, W)
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.batch_size = min(batch_size, len(self.labels) // world_size)
         if self.batch_size < 1:

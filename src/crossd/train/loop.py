@@ -235,7 +235,7 @@ class _Run:
         if cfg.volumes is not None:
             volumes = VolumeBatches(
                 cfg.volumes, cfg.volume_batch_size, cfg.seed, len(splits.classes), info.device, cfg.volume_size,
-                info.rank, info.world_size, cfg.volume_slice_axis, cfg.window,
+                info.rank, info.world_size, cfg.volume_slice_axis, cfg.window, cfg.preprocessing().normalize,
             )  # fmt: skip
             hybrid = HybridSteps(bare, optimizer, volumes, cfg.volume_every, cfg.twin_init, info, precision)
         run_id = checkpoint.get("run_id") if checkpoint is not None else None
