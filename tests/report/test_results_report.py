@@ -153,3 +153,17 @@ def test_official_split_is_stated():
     results["args"]["split"] = "official"
     results["data"]["test_samples"] = 20
     assert "Test set: the file's official test split (20 samples) in every job" in results_markdown(results)
+
+
+def test_format_comparison_one_cell_for_every_table():
+    from crossd.evaluate.results import Comparison
+    from crossd.report.tables import format_comparison
+
+    test = Comparison(pairs=10, mean_difference=-0.091, p_value=2 / 2**10)
+    assert format_comparison(test) == "-9.10 (p = 0.00195, significant, n=10)"
+    assert format_comparison(test, digits=1, pairs=False) == "-9.1 (p = 0.00195, significant)"
+    assert format_comparison(Comparison(3, 0.026, 0.25)) == "+2.60 (p = 0.25, not significant, n=3)"
+    same = Comparison(3, 0.0, None, "identical on every fold")
+    assert format_comparison(same) == "+0.00 (no test: identical on every fold, n=3)"
+    assert format_comparison(Comparison(0, None, None, "no shared folds")) == "– (no shared folds)"
+    assert format_comparison(None) == "–"

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crossd.convert.inits import KERNEL_INITS
+
+if TYPE_CHECKING:  # evaluate's tasks render through this module: no import back at run time
+    from crossd.evaluate.results import Comparison
 
 COLUMNS = (
     ("accuracy", "Accuracy"),
@@ -54,6 +58,21 @@ def _p_value(comparison: dict) -> str:
         return f"– ({comparison['note']})"
     p = comparison["p_value"]
     return f"{p:.3g}, {significance(p)} (Δ {100 * comparison['mean_difference']:+.2f}, n={comparison['pairs']})"
+
+
+def format_comparison(comparison: Comparison | None, digits: int = 2, pairs: bool = True) -> str:
+    """A paired test as one table cell: the mean paired difference in points with ``digits`` decimals, the p-value
+    and whether it is below :data:`ALPHA`, and (``pairs``) the number of paired folds:
+    ``"+2.60 (p = 0.103, not significant, n=10)"``. Without a test: ``"+0.00 (no test: identical on every fold,
+    n=3)"``; without shared folds ``"– (no shared folds)"``; without a comparison ``"–"``."""
+    if comparison is None:
+        return "–"
+    if comparison.mean_difference is None:
+        return f"– ({comparison.note})"
+    n = f", n={comparison.pairs}" if pairs else ""
+    p = comparison.p_value
+    test = f"no test: {comparison.note}" if p is None else f"p = {p:.3g}, {significance(p)}"
+    return f"{100 * comparison.mean_difference:+.{digits}f} ({test}{n})"
 
 
 def loading_note(method: dict) -> str:
