@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from image_data import write_medmnist_npz
@@ -32,7 +34,19 @@ def tiny_data(tmp_path_factory):
     }
 
 
-def tiny_study(data: dict, arms: str = "", **evaluate) -> str:
+@pytest.fixture
+def tiny_study(tmp_path, tiny_data):
+    """``tiny_study(arms="", **evaluate)`` -> the path of a tiny study's TOML file (see :func:`tiny_study_text`)."""
+
+    def write(arms: str = "", **evaluate) -> Path:
+        path = tmp_path / "tiny.toml"
+        path.write_text(tiny_study_text(tiny_data, arms, **evaluate))
+        return path
+
+    return write
+
+
+def tiny_study_text(data: dict, arms: str = "", **evaluate) -> str:
     """The TOML text of a 1-seed, 2-fold, 1-epoch study on ``data`` with a regular and a rotate arm (+ ``arms``)."""
     settings = {"protocols": ["bn"], "inits": ["random", "i3d"], "folds": 2, "epochs": 1, "lr": 0.01, **evaluate}
     lines = "\n".join(f"{k} = {v!r}".replace("'", '"').replace("True", "true") for k, v in settings.items())

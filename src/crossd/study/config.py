@@ -87,7 +87,8 @@ class EvaluateSettings:
     """How every arm is evaluated, on the same folds, once per protocol (see :class:`crossd.evaluate.EvaluateConfig`).
 
     ``lr`` is the evaluation learning rate of every protocol but ``finetune`` (``finetune_lr``) and ``paper`` (its
-    own); ``tag`` suffixes the evaluation folders, so that other settings on the same checkpoints get their own.
+    own); ``normalize`` ``None`` takes the checkpoints' normalisation; ``tag`` suffixes the evaluation folders, so
+    that other settings on the same checkpoints get their own.
     """
 
     protocols: tuple[str, ...] = ("bn",)
@@ -97,7 +98,7 @@ class EvaluateSettings:
     lr: float | None = None
     finetune_lr: float = 1e-3
     recalibrate_bn: bool = False
-    normalize: str = "radimagenet"
+    normalize: str | None = None
     tag: str = ""
 
     def lr_of(self, protocol: str) -> float | None:
