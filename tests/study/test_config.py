@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,39 @@ def test_the_command_line_prints_the_bad_key_as_one_line(tmp_path, capsys):
     assert main(["study", str(path), "--summarise-only"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("crossd study: error: ") and "arms[1] (shift).mdoe" in err and "\n" not in err
+
+
+def _old_command_line():
+    spec = importlib.util.spec_from_file_location("transfer_study", STUDIES.parent / "transfer_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("toml", "flags"),
+    [
+        (
+            "study7_r18.toml",
+            "--arch resnet18 --variants regular regular_hybrid regular_hybrid_acs volumes_only shift rotate "
+            "rotate_hybrid project project_random project_grid project_random_inflate project_hybrid "
+            "project_grid_hybrid --samples-2d 3000 --size-2d 32 --pretrain-epochs 6 --batch-size 32 --epochs 20 "
+            "--eval-lr 1e-2 --protocol bn finetune paper",
+        ),
+        (
+            "study9_cnn.toml",
+            "--variants regular project_random project_random_g4 project_random_g1 project_grid project_grid_g4 "
+            "project_grid_g1 rotate rotate_g4 --samples-2d 3000 --size-2d 32 --pretrain-epochs 12 --epochs 15 "
+            "--eval-lr 1e-2 --protocol bn finetune",
+        ),
+    ],
+)
+def test_the_old_command_line_of_a_shipped_study_is_the_same_study(toml, flags):
+    """benchmarks/transfer_study.py (arms from benchmarks/studies/arms.toml) and the study's own file agree."""
+    module = _old_command_line()
+    old = module.study_of(module.build_parser().parse_args(flags.split()))
+    new = load_study(STUDIES / toml)
+    assert old.arms == new.arms and old.pretrain == new.pretrain
+    assert old.evaluate == new.evaluate and old.data == new.data and old.seeds == new.seeds
+    if toml == "study7_r18.toml":
+        assert old.references == new.references
