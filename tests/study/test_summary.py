@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from crossd.cli import main
+from crossd.demo.report import _study_table
 from crossd.study.summary import read_study
 
 ROOT = Path(__file__).parents[2]
@@ -65,3 +66,5 @@ def test_summarise_only_reproduces_the_archived_resnet18_tables(tmp_path):
     archived = json.loads((ARCHIVE / "study.json").read_text())
     assert study["by_protocol"] == archived["by_protocol"] and study["rows"] == archived["rows"]
     assert study["args"]["arch"] == "resnet18" and study["args"]["seeds"] == [0, 1, 2, 3, 4]
+    demo_table = "\n".join(_study_table(study))  # crossd demo --study shows the first protocol's rows
+    assert "| `regular_hybrid_acs` | 56.75 ± 6.41 | 25 |" in demo_table and "protocol `bn`" in demo_table

@@ -4,7 +4,8 @@ benchmarks/studies/ holds the studies of docs/experiments.md).
 
 Examples:
   crossd study benchmarks/studies/study9_cnn.toml --output-dir runs/study9 --threads 1
-  crossd study study.toml --shard 1/2 & crossd study study.toml --shard 2/2; wait; crossd study study.toml
+  crossd study study.toml --shard 1/2         # and, at the same time, --shard 2/2 in another process;
+  crossd study study.toml                     # then this merges their evaluation jobs and writes the tables
   crossd study benchmarks/studies/study7_r18.toml --summarise-only --output-dir benchmarks/results/study7_r18
 
 Finished pretraining runs and evaluation folds are reused and unfinished pretraining runs resumed, so an
