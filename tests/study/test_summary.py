@@ -11,7 +11,7 @@ from pathlib import Path
 
 from crossd.cli import main
 from crossd.demo.report import _study_table
-from crossd.study.summary import read_study
+from crossd.report.study import read_study
 
 ROOT = Path(__file__).parents[2]
 ARCHIVE = ROOT / "benchmarks" / "results" / "study7_r18"

@@ -1,11 +1,15 @@
 """The Markdown of a study (``crossd study``): one table per protocol, the protocols side by side, and the
-pretrained networks (2D accuracy, kernel energy, wall time)."""
+pretrained networks (2D accuracy, kernel energy, wall time); :func:`read_study` reads its ``study.json`` back (for
+``crossd demo --study``)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crossd.convert.inits import get_init
+from crossd.errors import DataError
 from crossd.report.tables import format_comparison
 
 if TYPE_CHECKING:  # the study renders through this module: no import back at run time
@@ -111,3 +115,15 @@ def study_markdown(summary: StudySummary, command: str | None = None) -> str:
     if command:
         parts.append(f"Command: `{command}`")
     return "\n\n".join(parts) + "\n"
+
+
+def read_study(path: str | Path) -> dict:
+    """A ``study.json`` (``{"args", "rows", ...}``: :meth:`crossd.study.summary.StudySummary.to_json`) with its
+    ``path``; a one-line :class:`DataError` (field ``study``) when the file is not one."""
+    try:
+        study = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a readable JSON file ({exc})", field="study") from None
+    if not isinstance(study, dict) or not {"args", "rows"} <= set(study):
+        raise DataError(f"{path}: not a study.json of crossd study (no 'args' and 'rows')", field="study")
+    return {"path": str(path), **study}

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from crossd.convert.kernels import shift_align
 from crossd.io import save_json
 from crossd.study.config import StudyConfig
+from crossd.train import PretrainConfig
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def energy_ratio(path: Path, shift: bool) -> float:
 
 def _mode(config: StudyConfig, name: str) -> str:
     arm = config.arm(config.arm(name).run_name)
-    return {**config.pretrain, **arm.pretrain}.get("mode", "rotate")
+    return {**config.pretrain, **arm.pretrain}.get("mode", PretrainConfig.mode)
 
 
 def seed_kernel_energy(config: StudyConfig, seed_dir: Path) -> dict[str, float]:

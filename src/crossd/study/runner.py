@@ -83,8 +83,7 @@ def wait_for(path: Path, what: str, timeout: float, poll: float = POLL_SECONDS) 
     while not path.is_file():
         if time.monotonic() >= deadline:
             raise CrossdError(
-                f"{path} did not appear within {timeout:g} s: {what}; is that process running? (wait longer with "
-                "a larger wait_seconds)",
+                f"of {timeout:g} s ran out waiting for {what} ({path}); is that process running?",
                 field="wait_seconds",
             )
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
@@ -108,7 +107,7 @@ def pretraining_run(
     if metrics.is_file():
         return out
     volumes = None if data.volumes is None else str(data.volumes)
-    if volumes is None and (arm.volumes_only or config.pretrain.get("volumes", arm.pretrain.get("volumes")) == HYBRID):
+    if volumes is None and (arm.volumes_only or {**config.pretrain, **arm.pretrain}.get("volumes") == HYBRID):
         raise SettingsError(f"arm {arm.name!r} trains on the study's volumes, but [data] gives none", field="volumes")
     cfg = config.pretrain_config(arm, seed, str(data.pretrain), volumes, str(out))
     checkpoint = out / "checkpoint.pt"

@@ -3,7 +3,8 @@ reference arms, and ``study.json``.
 
 A fold's ``repeat`` becomes ``1000 * seed + repeat`` when pooled, so that paired tests pair the same (seed, fold).
 ``study.json`` keeps the layout ``benchmarks/transfer_study.py`` wrote (``args``, ``rows`` of the first protocol,
-``by_protocol``, ``seeds``), which ``crossd demo --study`` reads (:func:`read_study`), plus the pretraining records.
+``by_protocol``, ``seeds``), which ``crossd demo --study`` reads (:func:`crossd.report.study.read_study`), plus
+the pretraining records.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from crossd.errors import DataError
+from crossd.convert.inits import get_init
 from crossd.evaluate.results import Comparison, FoldResult, Results
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import save_json
-from crossd.study.arms import evaluation_plan, label_of
+from crossd.study.arms import REGULAR, evaluation_plan, label_of
 from crossd.study.config import StudyConfig
 from crossd.study.records import PretrainRecord, pretrain_records
 
@@ -40,11 +41,6 @@ class StudyRow:
         row["seed_mean_std"] = self.seed_mean_std
         return {**row, **{f"vs_{ref}": c.to_json() for ref, c in self.comparisons.items()}}
 
-    @classmethod
-    def from_json(cls, row: dict) -> StudyRow:
-        comparisons = {k[3:]: Comparison.from_json(v) for k, v in row.items() if k.startswith("vs_")}
-        return cls(row["method"], row["n"], row["mean"], row["std"], row["seed_mean_std"], comparisons)
-
 
 @dataclass
 class StudySummary:
@@ -58,8 +54,9 @@ class StudySummary:
 
     def wall_seconds(self, method: str) -> float | None:
         """Mean pretraining wall time of the run behind ``method`` (a baseline's is the ``regular`` arm's)."""
-        names = {a.name: a.run_name for a in self.config.arms}
-        run = names.get(method, "regular" if method in self.config.evaluate.inits and method != "random" else None)
+        runs = {a.name: a.run_name for a in self.config.arms}
+        runs.update({i: REGULAR for i in self.config.evaluate.inits if get_init(i).needs_checkpoint})
+        run = runs.get(method)
         record = self.pretraining.get(run) if run else None
         return record.seconds if record else None
 
@@ -141,15 +138,3 @@ def summarise_study(config: StudyConfig, output_dir: Path) -> StudySummary | Non
 def write_study_json(summary: StudySummary, output_dir: Path) -> Path:
     """``output_dir/study.json`` (see the module doc)."""
     return save_json(summary.to_json(), output_dir / "study.json")
-
-
-def read_study(path: str | Path) -> dict:
-    """A ``study.json`` (``{"args", "rows", ...}``, rows as :meth:`StudyRow.to_json` writes them) with its
-    ``path``; a one-line :class:`DataError` (field ``study``) when the file is not one."""
-    try:
-        study = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable JSON file ({exc})", field="study") from None
-    if not isinstance(study, dict) or not {"args", "rows"} <= set(study):
-        raise DataError(f"{path}: not a study.json of crossd study (no 'args' and 'rows')", field="study")
-    return {"path": str(path), **study}
