@@ -1,8 +1,8 @@
 """Why do hybrid 2D+3D pretraining runs score so much lower on 2D test images than their pure-2D runs?
 
 Hypothesis: the 3D twin of hybrid training (``crossd.train.hybrid``) shares the model's BatchNorm *buffers*, so every
-3D batch also moves the running statistics the 2D network uses at test time. This script measures it on
-``transfer_study.py``'s pretraining runs: for each run it scores the 2D test split as saved, then again after
+3D batch also moves the running statistics the 2D network uses at test time. This script measures it on the
+pretraining runs of a study (``crossd study``): for each run it scores the 2D test split as saved, then again after
 re-estimating every BatchNorm's running statistics on the 2D training split (``recalibrate_batchnorm``, AdaBN: a
 plain average over one pass, the rest of the network in eval mode, so Cross-D layers use their heads' planes exactly
 as at test time; weights untouched).
@@ -44,7 +44,7 @@ def run_accuracies(run: Path, train: Dataset, test: Dataset) -> tuple[float, flo
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", type=Path, required=True, help="a transfer_study.py output folder")
+    parser.add_argument("--output-dir", type=Path, required=True, help="a crossd study output folder")
     parser.add_argument("--size-2d", type=int, default=32, help="the study's --size-2d (names its 2D data file)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--variants", nargs="+", required=True, help="pretraining runs (folder names) to score")
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     size = args.size_2d
     data = args.output_dir / "data" / f"mni152_tissue_2d_{size}.npz"
     if not data.is_file():
-        sys.exit(f"{data}: no such file; pass the --output-dir and --size-2d of a transfer_study.py run")
+        sys.exit(f"{data}: no such file; pass the --output-dir and --size-2d of a crossd study run")
     splits = load_image_splits(data, None, size, size, size, (1.0, 1.0))
     if splits.test is None:
         sys.exit(f"{data}: has no test split")

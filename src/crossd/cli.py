@@ -27,6 +27,7 @@ COMMANDS = {
     "pretrain": "2D pretraining of a Cross-D or regular network (one process, or one per GPU with torchrun)",
     "transfer": "turn a 2D or Cross-D checkpoint into a 3D network",
     "evaluate": "k-fold comparison of 3D initialisations on your 2D or 3D dataset",
+    "study": "pretraining arms x seeds, each evaluated under several protocols, with paired tests (a TOML file)",
     "viz": "pictures of Cross-D kernels: the dynamic-filter animation and the 3D kernel",
     "bench": "speed and memory of Cross-D against plain convolutions",
 }

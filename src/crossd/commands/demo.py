@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--study",
         metavar="STUDY_JSON",
-        help="a study.json of benchmarks/transfer_study.py: its multi-seed table goes into the report beside this run",
+        help="a study.json of crossd study: its multi-seed table goes into the report beside this run",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, training and folds")
     add_device_flag(parser, default="cpu")

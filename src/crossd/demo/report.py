@@ -452,7 +452,7 @@ def shipped_study_table() -> str:
 
 
 def _study_table(study: dict) -> list[str]:
-    """The multi-seed table of a ``study.json`` (``benchmarks/transfer_study.py``), in percent."""
+    """The multi-seed table of a ``study.json`` (``crossd study``), in percent."""
     args = study["args"]
     refs = [r for r in ("i3d", "acs") if any(f"vs_{r}" in row for row in study["rows"])]
     header = ["3D init", "Accuracy (%), mean ± std over seed x fold", "Folds", *(f"vs {r}" for r in refs)]
@@ -466,7 +466,7 @@ def _study_table(study: dict) -> list[str]:
         for row in study["rows"]
     ]
     return [
-        f"**Multi-seed evidence** from `{study['path']}` (`benchmarks/transfer_study.py`: arch `{args.get('arch')}`, "
+        f"**Multi-seed evidence** from `{study['path']}` (`crossd study`: arch `{args.get('arch')}`, "
         f"protocol `{args.get('protocol')}`, seeds {args.get('seeds')}, {args.get('folds')} folds each):",
         "",
         *markdown_table(header, rows),

@@ -36,7 +36,7 @@ from crossd.convert.inits import get_init
 from crossd.data.segmentation import MNI152, mni152_blocks
 from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
 from crossd.demo.report import accuracy_plot, evaluate_command, read_log, report_markdown, training_curves
-from crossd.errors import DataError, OutputError, SettingsError
+from crossd.errors import OutputError, SettingsError
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.evaluate.results import Comparison, Results
 from crossd.evaluate.segmentation import evaluate_segmentation
@@ -46,6 +46,7 @@ from crossd.io import plain_json, save_json, save_text
 from crossd.models import load_2d_model
 from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png, neighbour_correlation
 from crossd.report.planes import npz_images, planes_png, predicted_planes
+from crossd.report.study import read_study
 from crossd.settings import run_only
 from crossd.train import PretrainConfig, load_training_checkpoint, pretrain
 
@@ -121,7 +122,7 @@ class DemoConfig:
             (``crossd+volumes``, the best Cross-D setting of ``docs/experiments.md``, and its fair baseline
             ``acs+volumes``); off by default: it more than doubles the pretraining time (measured run times:
             README).
-        study: a ``study.json`` written by ``benchmarks/transfer_study.py``; the report shows its multi-seed table
+        study: a ``study.json`` written by ``crossd study``; the report shows its multi-seed table
             beside this run's (without one it points to the study in ``docs/experiments.md``).
         baselines: ``"default"`` (I3D, ACS, random) or ``"all"`` (also :data:`EXTRA_TRANSFERS`: ``slices`` and
             ``2.5d``, each one more evaluated method).
@@ -307,20 +308,6 @@ def margins(results: Results) -> dict[str, dict[str, Comparison]]:
 def encoder_methods(methods: list) -> list:
     """The methods with a 3D encoder to segment with: slice aggregation (``slices``) has none."""
     return [m for m in methods if get_init(m[0]).segmentation]
-
-
-def read_study(path: str | Path) -> dict:
-    """A ``study.json`` of ``benchmarks/transfer_study.py`` (``{"args", "rows"}``) with its path; a
-    :class:`~crossd.errors.DataError` when the file is not one."""
-    try:
-        study = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})", field="study") from None
-    if not isinstance(study, dict) or not {"args", "rows"} <= set(study):
-        raise DataError(
-            f"{path}: not a study.json of benchmarks/transfer_study.py (no 'args' and 'rows')", field="study"
-        )
-    return {"path": str(path), **study}
 
 
 def kernel_figures(

@@ -13,6 +13,7 @@ from crossd.data.preprocessing import Preprocessing, check_window
 from crossd.errors import SettingsError
 from crossd.models.factory import available_architectures
 from crossd.ops.groups import check_granularity
+from crossd.ops.slicing import MODES
 from crossd.settings import RUN_ONLY, changes_numbers
 from crossd.train.defaults import fit_defaults
 
@@ -162,6 +163,8 @@ class PretrainConfig:
             raise SettingsError(f"{self.model!r} is not a torchvision classification model", field="model")
         if self.conv not in ("regular", "crossd"):
             raise SettingsError(f"must be 'regular' or 'crossd', got {self.conv!r}", field="conv")
+        if self.mode not in MODES:
+            raise SettingsError(f"must be one of {MODES}, got {self.mode!r}", field="mode")
         if self.opt not in OPTIMIZERS:
             raise SettingsError(f"must be one of {OPTIMIZERS}, got {self.opt!r}", field="opt")
         if self.lr_scheduler not in LR_SCHEDULERS:

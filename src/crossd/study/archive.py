@@ -1,0 +1,52 @@
+"""A study's small records, copied without checkpoints (:func:`archive`), so that ``summarise_only`` remakes the
+tables on a machine that has no run folder, and :func:`restore` continues a seed there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from crossd.io import save_text
+from crossd.study.config import StudyConfig
+from crossd.study.records import seed_kernel_energy
+
+
+def archive(config: StudyConfig, output_dir: Path, target: Path, seeds: list[int]) -> None:
+    """Copy the records of ``seeds`` from ``output_dir`` to ``target``, in the same layout: pretraining metrics
+    and wall times, kernel energies, each evaluation folder's settings, and its ``results.json`` once finished
+    (replacing the job files an earlier archive of the unfinished folder kept), else its job files."""
+    for seed in seeds:
+        seed_dir = output_dir / f"seed{seed}"
+        seed_kernel_energy(config, seed_dir)
+        paths = [*seed_dir.glob("*/metrics.json"), *seed_dir.glob("*/wall_time.json"), seed_dir / "kernel_energy.json"]
+        for folder in sorted(seed_dir.glob("eval*")):
+            results = folder / "results.json"
+            finished = results.is_file() and json.loads(results.read_text()).get("complete")
+            paths += [folder / "settings.json", *([results] if finished else folder.glob("jobs/*/*.json"))]
+            if finished:
+                for stale in sorted((target / folder.relative_to(output_dir) / "jobs").glob("*/*.json")):
+                    stale.unlink()
+        for path in sorted(p for p in paths if p.is_file()):
+            save_text(path.read_text(), target / path.relative_to(output_dir))
+
+
+def restore(source: Path, output_dir: Path, seed: int) -> bool:
+    """Copy the archived evaluation records of ``seed`` (see :func:`archive`) into ``output_dir`` where they are
+    missing, so that the evaluation runs only the jobs they lack; ``False`` (nothing copied) unless the seed's
+    pretraining runs, trained again here, reproduce every archived ``metrics.json`` byte for byte (the records
+    belong to the archived checkpoints, which are not kept)."""
+    archived, seed_dir = source / f"seed{seed}", output_dir / f"seed{seed}"
+    retrained = {path: seed_dir / path.relative_to(archived) for path in sorted(archived.glob("*/metrics.json"))}
+    differ = [
+        path.parent.name
+        for path, again in retrained.items()
+        if not again.is_file() or again.read_bytes() != path.read_bytes()
+    ]
+    if differ:
+        print(f"seed {seed}: pretraining runs {differ} differ from {archived}: its records are not restored")
+        return False
+    for path in sorted(archived.glob("eval*/**/*.json")):
+        destination = seed_dir / path.relative_to(archived)
+        if not destination.exists():
+            save_text(path.read_text(), destination)
+    return True

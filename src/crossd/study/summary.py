@@ -1,0 +1,140 @@
+"""A study's summary: every arm's folds pooled over the seeds that finished a protocol, paired tests against the
+reference arms, and ``study.json``.
+
+A fold's ``repeat`` becomes ``1000 * seed + repeat`` when pooled, so that paired tests pair the same (seed, fold).
+``study.json`` keeps the layout ``benchmarks/transfer_study.py`` wrote (``args``, ``rows`` of the first protocol,
+``by_protocol``, ``seeds``), which ``crossd demo --study`` reads (:func:`crossd.report.study.read_study`), plus
+the pretraining records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from crossd.convert.inits import get_init
+from crossd.evaluate.results import Comparison, FoldResult, Results
+from crossd.evaluate.stats import paired_wilcoxon
+from crossd.io import save_json
+from crossd.study.arms import REGULAR, evaluation_plan, label_of
+from crossd.study.config import StudyConfig
+from crossd.study.records import PretrainRecord, pretrain_records
+
+
+@dataclass
+class StudyRow:
+    """One method under one protocol, pooled over seeds x folds: mean ± population std of test accuracy
+    (fractions), the std of its per-seed means, and its paired :class:`Comparison` with each reference arm."""
+
+    method: str
+    n: int
+    mean: float
+    std: float
+    seed_mean_std: float
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        row = {"method": self.method, "n": self.n, "mean": self.mean, "std": self.std}
+        row["seed_mean_std"] = self.seed_mean_std
+        return {**row, **{f"vs_{ref}": c.to_json() for ref, c in self.comparisons.items()}}
+
+
+@dataclass
+class StudySummary:
+    """The tables' contents: rows per protocol (best first), the seeds each protocol pooled, each arm's
+    :class:`PretrainRecord`."""
+
+    config: StudyConfig
+    by_protocol: dict[str, list[StudyRow]]
+    seeds: dict[str, list[int]]
+    pretraining: dict[str, PretrainRecord]
+
+    def wall_seconds(self, method: str) -> float | None:
+        """Mean pretraining wall time of the run behind ``method`` (a baseline's is the ``regular`` arm's)."""
+        runs = {a.name: a.run_name for a in self.config.arms}
+        runs.update({i: REGULAR for i in self.config.evaluate.inits if get_init(i).needs_checkpoint})
+        run = runs.get(method)
+        record = self.pretraining.get(run) if run else None
+        return record.seconds if record else None
+
+    def to_json(self) -> dict:
+        first = self.config.evaluate.protocols[0]
+        args = {
+            "config": self.config.path,
+            "arch": self.config.arch,
+            "protocol": first,
+            "protocols": list(self.config.evaluate.protocols),
+            "seeds": self.seeds[first],
+            "folds": self.config.evaluate.folds,
+        }
+        return {
+            "args": args,
+            "rows": [r.to_json() for r in self.by_protocol[first]],
+            "by_protocol": {p: [r.to_json() for r in rows] for p, rows in self.by_protocol.items()},
+            "seeds": self.seeds,
+            "pretraining": {name: vars(record) for name, record in self.pretraining.items()},
+        }
+
+
+def gather(config: StudyConfig, output_dir: Path, protocol: str) -> tuple[dict[str, list[FoldResult]], list[int]]:
+    """The folds of every planned method under ``protocol`` over the study's seeds whose evaluation folders have
+    all finished (so parallel processes agree), and those seeds."""
+    plan = evaluation_plan(config.arms, config.evaluate.inits)
+    tag = config.evaluate.tag_of(protocol)
+    per_method: dict[str, list[FoldResult]] = {}
+    seeds = []
+    for seed in config.seeds:
+        files = [(call, output_dir / f"seed{seed}" / f"{call.folder}{tag}" / "results.json") for call in plan]
+        if not all(path.is_file() for _, path in files):
+            continue
+        loaded = [(call, Results.from_json(json.loads(path.read_text()))) for call, path in files]
+        if not all(results.complete for _, results in loaded):
+            continue
+        seeds.append(seed)
+        for call, results in loaded:
+            for method in results.methods:
+                label = label_of(call, method.to_json())
+                if label is not None:
+                    folds = [replace(f, repeat=1000 * seed + f.repeat) for f in method.folds]
+                    per_method.setdefault(label, []).extend(folds)
+    return per_method, seeds
+
+
+def summarise(config: StudyConfig, per_method: dict[str, list[FoldResult]], seeds: list[int]) -> list[StudyRow]:
+    """One :class:`StudyRow` per method, best mean first."""
+    as_json = {name: [f.to_json() for f in folds] for name, folds in per_method.items()}
+    rows = []
+    for name, folds in per_method.items():
+        accuracy = np.array([f.accuracy for f in folds])
+        seed_means = [np.mean([f.accuracy for f in folds if f.repeat // 1000 == s]) for s in seeds]
+        comparisons = {
+            ref: Comparison.from_json(paired_wilcoxon(as_json[ref], as_json[name]))
+            for ref in config.references
+            if ref in per_method and ref != name
+        }
+        rows.append(
+            StudyRow(
+                name, len(folds), float(accuracy.mean()), float(accuracy.std()), float(np.std(seed_means)), comparisons
+            )
+        )
+    return sorted(rows, key=lambda r: -r.mean)
+
+
+def summarise_study(config: StudyConfig, output_dir: Path) -> StudySummary | None:
+    """The :class:`StudySummary` of ``output_dir``, or ``None`` while some protocol has no finished seed."""
+    by_protocol, seeds = {}, {}
+    for protocol in config.evaluate.protocols:
+        per_method, seeds[protocol] = gather(config, output_dir, protocol)
+        by_protocol[protocol] = summarise(config, per_method, seeds[protocol])
+    if not all(seeds.values()):
+        return None
+    pretrained = sorted(set().union(*seeds.values()))
+    return StudySummary(config, by_protocol, seeds, pretrain_records(config, output_dir, pretrained))
+
+
+def write_study_json(summary: StudySummary, output_dir: Path) -> Path:
+    """``output_dir/study.json`` (see the module doc)."""
+    return save_json(summary.to_json(), output_dir / "study.json")

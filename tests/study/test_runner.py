@@ -1,0 +1,85 @@
+"""``crossd study`` end to end on a tiny study; shards wait for each other's runs with a time limit; an unfinished
+pretraining run is resumed, not started again."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from crossd.cli import main
+from crossd.errors import CrossdError
+from crossd.study import load_study
+from crossd.study.runner import pretraining_run, study_data, wait_for
+from crossd.train import pretrain
+
+BLEND = '\n[[arms]]\nname = "rotate_blend"\nsource = "rotate"\nblend = 0.5\ndescription = "blended"\n'
+
+
+def test_a_tiny_study_pretrains_evaluates_and_writes_its_tables(tmp_path, tiny_study):
+    out = tmp_path / "run"
+    config = tiny_study(BLEND)
+    assert main(["study", str(config), "--output-dir", str(out), "--archive", str(tmp_path / "archive")]) == 0
+    seed = out / "seed0"
+    for arm in ("regular", "rotate"):
+        assert (seed / arm / "metrics.json").is_file()
+        assert json.loads((seed / arm / "wall_time.json").read_text())["seconds"] > 0
+    assert not (seed / "rotate_blend").exists()  # reuses rotate's run
+    w = load_file(seed / "checkpoints" / "rotate.safetensors")["features.1.0.weight"]  # (Co, Ci, 3, 3, 3)
+    blended = load_file(seed / "checkpoints" / "rotate_blend.safetensors")["features.1.0.weight"]
+    torch.testing.assert_close(blended, 0.5 * w + 0.5 * w[:, :, 1:2].expand_as(w))
+    results = json.loads((seed / "eval" / "results.json").read_text())
+    assert [m["method"] for m in results["results"]] == ["random", "i3d", "crossd@rotate", "crossd@rotate_blend"]
+    study = json.loads((out / "study.json").read_text())
+    assert {r["method"] for r in study["rows"]} == {"random", "i3d", "rotate", "rotate_blend"}
+    assert all(r["n"] == 2 for r in study["rows"]) and study["args"]["seeds"] == [0]
+    text = (out / "study.md").read_text()
+    assert "| `rotate`: Cross-D rotate |" in text and "vs I3D" in text and "| `regular` |" in text
+    # the archive alone remakes the same tables
+    archived = tmp_path / "archive"
+    assert not list(archived.rglob("*.safetensors")) and (archived / "seed0" / "rotate" / "wall_time.json").is_file()
+    assert main(["study", str(config), "--summarise-only", "--output-dir", str(archived)]) == 0
+    assert json.loads((archived / "study.json").read_text())["by_protocol"] == study["by_protocol"]
+    # a second run reuses everything: no pretraining, no evaluation job
+    before = (seed / "rotate" / "metrics.json").stat().st_mtime_ns
+    assert main(["study", str(config), "--output-dir", str(out)]) == 0
+    assert (seed / "rotate" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_a_shard_waits_for_the_other_shards_run_with_a_time_limit_and_says_for_what(tmp_path, tiny_study, capsys):
+    with pytest.raises(CrossdError) as info:
+        wait_for(tmp_path / "never.json", "the thing shard 2/2 makes", timeout=0.05, poll=0.01)
+    assert info.value.field == "wait_seconds" and "the thing shard 2/2 makes" in str(info.value)
+    assert "waiting for the thing shard 2/2 makes" in capsys.readouterr().out
+    config = tiny_study()
+    # shard 1/2 trains regular, then waits for rotate (shard 2/2's), which never comes
+    code = main(
+        ["study", str(config), "--output-dir", str(tmp_path / "run"), "--shard", "1/2", "--wait-seconds", "0.1"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--wait-seconds" in err and "'rotate', which shard 2/2 trains" in err
+    assert (tmp_path / "run" / "seed0" / "regular" / "metrics.json").is_file()
+
+
+def _log(run: Path) -> list[dict]:
+    with open(run / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_an_unfinished_pretraining_run_is_resumed_from_its_checkpoint(tmp_path, tiny_study):
+    config = load_study(tiny_study())
+    arm, data, out = config.arm("rotate"), study_data(config, tmp_path), tmp_path / "run"
+    run = out / "seed0" / "rotate"
+    pretrain(config.pretrain_config(arm, 0, str(data.pretrain), None, str(run)))  # 1 epoch, as if stopped there
+    (run / "metrics.json").unlink()
+    first = _log(run)
+    config.pretrain["epochs"] = 2
+    assert pretraining_run(config, arm, 0, data, out) == run
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    assert _log(run)[:1] == first and len(_log(run)) == 2  # epoch 0 kept, not trained again
+    assert json.loads((run / "wall_time.json").read_text())["resumed"] is True
+    assert json.loads((run / "metrics.json").read_text())

@@ -1,0 +1,70 @@
+"""``crossd study --summarise-only`` remakes study 7's archived ResNet-18 tables (docs/experiments.md) from its
+records in benchmarks/results/study7_r18, number for number."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+from crossd.cli import main
+from crossd.demo.report import _study_table
+from crossd.report.study import read_study
+
+ROOT = Path(__file__).parents[2]
+ARCHIVE = ROOT / "benchmarks" / "results" / "study7_r18"
+CELL = re.compile(r"^([+-]\d+\.\d)(?: pts)? \(p ?= ?([0-9.e+-]+|n/a)")
+
+
+def _tables(text: str) -> dict[str, list[list[str]]]:
+    """Table rows (cells) under each ``### ``/``#### `` heading of ``text``."""
+    tables, heading = {}, None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip().split(" (")[0]
+        elif line.startswith("| `") and heading:
+            tables.setdefault(heading, []).append([c.strip() for c in line.strip("|").split("|")])
+    return tables
+
+
+def _cell(text: str) -> tuple[str, float] | str:
+    match = CELL.match(text)
+    return (match[1], float(match[2])) if match else text
+
+
+def test_summarise_only_reproduces_the_archived_resnet18_tables(tmp_path):
+    archive = shutil.copytree(ARCHIVE, tmp_path / "study7_r18")
+    config = ROOT / "benchmarks" / "studies" / "study7_r18.toml"
+    markdown = tmp_path / "study.md"
+    assert (
+        main(["study", str(config), "--summarise-only", "--output-dir", str(archive), "--markdown", str(markdown)]) == 0
+    )
+    docs = (ROOT / "docs" / "experiments.md").read_text()
+    section = docs[docs.index("### ResNet-18, 5 seeds x 5 folds") : docs.index("**What it shows** (25 paired folds")]
+    old, new = _tables(section), _tables(markdown.read_text())
+    for protocol in ("bn", "finetune", "paper"):
+        heading = f"Protocol `{protocol}`"
+        assert len(new[heading]) == len(old[heading]) == 16
+        for was, now in zip(old[heading], new[heading], strict=True):
+            assert was[:3] == now[:3]  # method, mean ± std, std of seed means
+            assert now[3] == "—"  # no wall time recorded in this archive
+            assert [_cell(c) for c in was[3:]] == [_cell(c) for c in now[4:]]  # differences and p (3 digits)
+    side = "Protocols side by side"
+    rows = [(was, now) for was, now in zip(old[side], new[side], strict=False) if len(was) == 10]
+    assert len(rows) == 16
+    for was, now in rows:
+        assert was[0] == now[0]
+        for a, b in zip(was[1:], now[1:], strict=True):  # p printed with 2 digits there, 3 here
+            a, b = _cell(a), _cell(b)
+            assert a == b if isinstance(a, str) else (a[0] == b[0] and math.isclose(a[1], b[1], rel_tol=0.05))
+    pretrained = {row[0]: row[1:] for row in old[side] if len(row) == 3}  # arm, 2D accuracy, off / centre
+    assert len(pretrained) == 13
+    assert {row[0]: row[1:3] for row in new[side] if len(row) == 4} == pretrained
+    study = read_study(archive / "study.json")  # what crossd demo --study reads
+    archived = json.loads((ARCHIVE / "study.json").read_text())
+    assert study["by_protocol"] == archived["by_protocol"] and study["rows"] == archived["rows"]
+    assert study["args"]["arch"] == "resnet18" and study["args"]["seeds"] == [0, 1, 2, 3, 4]
+    demo_table = "\n".join(_study_table(study))  # crossd demo --study shows the first protocol's rows
+    assert "| `regular_hybrid_acs` | 56.75 ± 6.41 | 25 |" in demo_table and "protocol `bn`" in demo_table
