@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossd.evaluate.results import load_results
+from crossd.results import load_results
 
 
 def _volumes(path: Path, n: int, size: int) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from crossd.cli import main
 from crossd.demo.report import READABLE
-from crossd.evaluate.results import Comparison
 from crossd.report.tables import design_note, format_comparison, mean_std
+from crossd.results import Comparison
 
 
 @pytest.fixture(scope="module")

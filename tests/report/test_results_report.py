@@ -4,10 +4,10 @@ from dataclasses import replace
 
 import pytest
 
-from crossd.evaluate.results import FoldResult, MethodSummary, Results
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.report.plots import plot_fold_accuracies
 from crossd.report.tables import design_note, mean_std, results_markdown, smallest_wilcoxon_p
+from crossd.results import FoldResult, MethodSummary, Results
 
 
 def _folds(accuracies):
@@ -139,8 +139,8 @@ def test_official_split_is_stated():
 
 
 def test_format_comparison_one_cell_for_every_table():
-    from crossd.evaluate.results import Comparison
     from crossd.report.tables import format_comparison
+    from crossd.results import Comparison
 
     test = Comparison(pairs=10, mean_difference=-0.091, p_value=2 / 2**10)
     assert format_comparison(test) == "-9.10 (p = 0.00195, significant, n=10)"

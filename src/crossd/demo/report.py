@@ -16,7 +16,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from crossd.evaluate.results import Comparison, MethodSummary, Results
 from crossd.io import atomic_write
 from crossd.report.tables import (
     comparison_cell,
@@ -28,6 +27,7 @@ from crossd.report.tables import (
     mean_std,
     metric_cells,
 )
+from crossd.results import Comparison, MethodSummary, Results
 
 STUDY_COMMAND = (
     "python benchmarks/transfer_study.py --output-dir runs/study_r18 --markdown runs/study_r18/study.md "

@@ -38,7 +38,6 @@ from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
 from crossd.demo.report import accuracy_plot, evaluate_command, read_log, report_markdown, training_curves
 from crossd.errors import OutputError, SettingsError
 from crossd.evaluate import EvaluateConfig, evaluate
-from crossd.evaluate.results import Comparison, Results
 from crossd.evaluate.segmentation import evaluate_segmentation
 from crossd.evaluate.segmentation_config import SegmentationConfig
 from crossd.evaluate.stats import paired_wilcoxon
@@ -47,6 +46,7 @@ from crossd.models import load_2d_model
 from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png, neighbour_correlation
 from crossd.report.planes import npz_images, planes_png, predicted_planes
 from crossd.report.study import read_study
+from crossd.results import Comparison, Results
 from crossd.settings import run_only
 from crossd.train import PretrainConfig, load_training_checkpoint, pretrain
 

@@ -27,11 +27,11 @@ from crossd.evaluate.folds import Split, official_splits, paper_splits, stratifi
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
 from crossd.evaluate.methods import Method, build_network, new_layers, replace_head
 from crossd.evaluate.protocols import Schedule, recalibrate_batchnorm
-from crossd.evaluate.results import FoldResult, MethodSummary, Results
 from crossd.evaluate.transforms import SampleDataset, intensity_bounds, protocol_transforms
 from crossd.metrics import classification_metrics
 from crossd.report.plots import plot_fold_accuracies
 from crossd.report.tables import results_markdown
+from crossd.results import FoldResult, MethodSummary, Results
 from crossd.train.distributed import DistInfo
 from crossd.train.engine import (
     Precision,
@@ -187,9 +187,9 @@ def evaluate(cfg: EvaluateConfig, shard: tuple[int, int] | None = None) -> Resul
     """Run every method of ``cfg`` on every fold under ``cfg.protocol`` (this process's share of the jobs under
     ``torchrun`` or with ``shard=(K, N)``) and write the results (see :func:`crossd.evaluate.kfold.run_kfold`).
 
-    Returns the :class:`~crossd.evaluate.results.Results` that ``results.json`` holds: one
-    :class:`~crossd.evaluate.results.MethodSummary` per method, its folds as
-    :class:`~crossd.evaluate.results.FoldResult` (history: ``train_loss``, ``val_loss``, ``val_accuracy``, ``lr``),
-    and each method's :class:`~crossd.evaluate.results.Comparison` with the reference.
+    Returns the :class:`~crossd.results.Results` that ``results.json`` holds: one
+    :class:`~crossd.results.MethodSummary` per method, its folds as
+    :class:`~crossd.results.FoldResult` (history: ``train_loss``, ``val_loss``, ``val_accuracy``, ``lr``),
+    and each method's :class:`~crossd.results.Comparison` with the reference.
     """
     return run_kfold(Classification(cfg), shard)

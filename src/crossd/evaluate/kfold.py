@@ -1,6 +1,6 @@
 """The k-fold engine of every evaluation task: jobs (method x repeat x fold) and their seeds, devices, data-loading
 workers, per-job result files, resume, sharding over processes, and the merge into typed
-:class:`~crossd.evaluate.results.Results` (``results.json``, and ``results.md`` rendered by :mod:`crossd.report.tables`)
+:class:`~crossd.results.Results` (``results.json``, and ``results.md`` rendered by :mod:`crossd.report.tables`)
 with paired tests. Tasks (:mod:`crossd.evaluate.classification`, :mod:`crossd.evaluate.segmentation`) only build
 models and loaders, train and score one job, type its record, and name their table's renderer.
 
@@ -41,12 +41,12 @@ from tqdm.auto import tqdm
 from crossd.errors import CheckpointError, DataError, OutputError, SettingsError
 from crossd.evaluate.folds import Split
 from crossd.evaluate.methods import Method, method_names, resolve_preprocessing
-from crossd.evaluate.results import MethodSummary, Results, SegmentationSummary
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.evaluate.task_config import TaskConfig
 from crossd.fingerprint import changed_line, describe, fingerprint, same_content
 from crossd.io import ensure_writable_dir, plain_json, remove_stale_temps, save_json, save_text, user_path_errors
 from crossd.lock import LOCK_NAME, DirectoryLock
+from crossd.results import MethodSummary, Results, SegmentationSummary
 from crossd.train.distributed import (
     DistInfo,
     all_gather_objects,

@@ -34,11 +34,11 @@ from crossd.evaluate.folds import paper_splits
 from crossd.evaluate.kfold import Job, Task, fit_best, fold_loader, run_kfold
 from crossd.evaluate.methods import Method, build_network
 from crossd.evaluate.protocols import batchnorm_parameters
-from crossd.evaluate.results import Results, SegmentationFold, SegmentationSummary
 from crossd.evaluate.segmentation_config import SegmentationConfig
 from crossd.evaluate.transforms import scale_intensities
 from crossd.models.unet3d import UNet3D
 from crossd.report.tables import segmentation_markdown
+from crossd.results import Results, SegmentationFold, SegmentationSummary
 from crossd.train.distributed import DistInfo
 from crossd.train.engine import Precision, StepOutput, train_one_epoch
 from crossd.train.optim import adam
@@ -198,9 +198,9 @@ def evaluate_segmentation(
         shard: ``(K, N)``: run only shard K of N of the jobs.
 
     Returns:
-        the :class:`~crossd.evaluate.results.Results` that ``results.json`` holds: one
-        :class:`~crossd.evaluate.results.SegmentationSummary` per method, its folds as
-        :class:`~crossd.evaluate.results.SegmentationFold` (Dice per foreground class), and each method's
-        :class:`~crossd.evaluate.results.Comparison` of mean Dice with the reference.
+        the :class:`~crossd.results.Results` that ``results.json`` holds: one
+        :class:`~crossd.results.SegmentationSummary` per method, its folds as
+        :class:`~crossd.results.SegmentationFold` (Dice per foreground class), and each method's
+        :class:`~crossd.results.Comparison` of mean Dice with the reference.
     """
     return run_kfold(Segmentation(cfg, data), shard)

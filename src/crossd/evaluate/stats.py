@@ -1,4 +1,4 @@
-"""Paired tests between methods over the folds they share (summaries over folds: :mod:`crossd.evaluate.results`)."""
+"""Paired tests between methods over the folds they share (summaries over folds: :mod:`crossd.results`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from crossd.evaluate.results import Comparison, FoldResult, SegmentationFold
+from crossd.results import Comparison, FoldResult, SegmentationFold
 
 
 def paired_wilcoxon(

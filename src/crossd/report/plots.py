@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from crossd.io import atomic_write
-
-if TYPE_CHECKING:
-    from crossd.evaluate.results import Results
+from crossd.results import Results
 
 
 def plot_fold_accuracies(results: Results, path: str | Path, metric: str = "accuracy") -> Path:

@@ -1,120 +1,12 @@
-"""The Markdown of a study (``crossd study``): one table per protocol, the protocols side by side, and the
-pretrained networks (2D accuracy, kernel energy, wall time); :func:`read_study` reads its ``study.json`` back (for
-``crossd demo --study``)."""
+"""Reading a study's ``study.json`` back (:func:`read_study`, for ``crossd demo --study``); the study's own tables
+render in :mod:`crossd.study.tables`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from crossd.convert.inits import get_init
 from crossd.errors import DataError
-from crossd.report.tables import format_comparison
-
-if TYPE_CHECKING:  # the study renders through this module: no import back at run time
-    from crossd.study.summary import StudyRow, StudySummary
-
-
-def _minutes(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds / 60:.1f}"
-
-
-def _cell(row: StudyRow | None, ref: str) -> str:
-    comparison = row.comparisons.get(ref) if row else None
-    return "—" if comparison is None else format_comparison(comparison, digits=1, pairs=False)
-
-
-def describe(summary: StudySummary) -> dict[str, str]:
-    """What each row is: the arm's description, or which network a baseline init transfers."""
-    inits = {
-        i: "random 3D init" if not get_init(i).needs_checkpoint else f"{i} init from the regular 2D CNN"
-        for i in summary.config.evaluate.inits
-    }
-    return {**inits, **{a.name: a.description for a in summary.config.arms}}
-
-
-def protocol_table(summary: StudySummary, protocol: str) -> str:
-    """One protocol's table: every method's accuracy, its pretraining wall time and its paired differences with
-    the reference arms, best first."""
-    config, rows, seeds = summary.config, summary.by_protocol[protocol], summary.seeds[protocol]
-    refs = [ref for ref in config.references if any(r.method == ref for r in rows)]
-    recalibrated = " + BatchNorm recalibration (AdaBN)" if config.evaluate.recalibrate_bn else ""
-    lr = config.evaluate.lr_of(protocol)
-    epochs = config.pretrain.get("epochs", "default")
-    text = describe(summary)
-    lines = [
-        f"Arch `{config.arch}`, protocol `{protocol}`{recalibrated}, seeds {seeds} x {config.evaluate.folds} folds, "
-        f"pretraining {epochs} epochs, evaluation {config.evaluate.epochs} epochs at lr "
-        f"{'of the protocol' if lr is None else lr}. Differences in points, paired over seed x fold.",
-        "",
-        "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | pretraining (min) | "
-        + " | ".join(f"vs {config.references[ref]}" for ref in refs)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(refs),
-    ]
-    for r in rows:
-        lines.append(
-            f"| `{r.method}`: {text.get(r.method, '')} | {r.mean:.3f} ± {r.std:.3f} | {r.seed_mean_std:.3f} | "
-            f"{_minutes(summary.wall_seconds(r.method))} | " + " | ".join(_cell(r, ref) for ref in refs) + " |"
-        )
-    return "\n".join(lines)
-
-
-def protocols_side_by_side(summary: StudySummary, references: tuple[str, ...] = ("i3d", "acs")) -> str:
-    """One row per method: its accuracy under each protocol and its paired difference with ``references``."""
-    protocols = list(summary.by_protocol)
-    by_name = {p: {r.method: r for r in rows} for p, rows in summary.by_protocol.items()}
-    labels = summary.config.references
-    header = " | ".join(
-        " | ".join([f"`{p}` accuracy", *(f"`{p}` vs {labels.get(ref, ref)}" for ref in references)]) for p in protocols
-    )
-    lines = [f"| 3D init | {header} |", "|---|" + "---|" * ((1 + len(references)) * len(protocols))]
-    for method in [r.method for r in summary.by_protocol[protocols[0]]]:
-        cells = []
-        for p in protocols:
-            row = by_name[p].get(method)
-            cells += [f"{row.mean:.3f}" if row else "—", *(_cell(row, ref) for ref in references)]
-        lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def pretraining_table(summary: StudySummary) -> str:
-    """Each pretrained network: 2D test accuracy, off-centre / centre kernel energy, mean wall time."""
-    resumed = sum(r.resumed for r in summary.pretraining.values())
-    lines = [
-        "The pretrained networks: 2D test accuracy at the end of pretraining (mean over seeds; Cross-D networks "
-        "use their heads' planes at test time), the off-centre / centre slice energy of their 3x3x3 kernels "
-        "(a fresh 3D Kaiming init gives 2.0) and the pretraining wall time (mean over seeds"
-        + (f"; {resumed} resumed run(s) count from their resumption" if resumed else "")
-        + "):",
-        "",
-        "| arm | 2D test accuracy (%) | off / centre | wall time (min) |",
-        "|---|---|---|---|",
-    ]
-    for name in sorted(summary.pretraining):
-        r = summary.pretraining[name]
-        accuracy = "—" if r.accuracy is None else f"{r.accuracy:.1f}"
-        energy = "—" if r.energy is None else f"{r.energy:.2f}"
-        lines.append(f"| `{name}` | {accuracy} | {energy} | {_minutes(r.seconds)} |")
-    return "\n".join(lines)
-
-
-def study_markdown(summary: StudySummary, command: str | None = None) -> str:
-    """The whole Markdown of a study, ending with the command that made it (when given)."""
-    parts = [f"### Protocol `{p}`\n\n{protocol_table(summary, p)}" for p in summary.by_protocol]
-    if len(summary.by_protocol) > 1:
-        seeds = summary.seeds
-        differ = len({tuple(s) for s in seeds.values()}) > 1
-        note = "; seeds: " + ", ".join(f"`{p}` {seeds[p]}" for p in seeds) if differ else ""
-        parts.append(
-            f"### Protocols side by side (differences in points, paired over seed x fold{note})\n\n"
-            f"{protocols_side_by_side(summary)}"
-        )
-    parts.append(pretraining_table(summary))
-    if command:
-        parts.append(f"Command: `{command}`")
-    return "\n\n".join(parts) + "\n"
 
 
 def read_study(path: str | Path) -> dict:

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from crossd.convert.inits import KERNEL_INITS
-
-if TYPE_CHECKING:  # evaluate's tasks render through this module: no import back at run time
-    from crossd.evaluate.results import Comparison, MethodSummary, Results, SegmentationSummary
+from crossd.results import Comparison, MethodSummary, Results, SegmentationSummary
 
 COLUMNS = (
     ("accuracy", "Accuracy"),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +28,12 @@ from crossd.errors import CrossdError, SettingsError
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.io import atomic_write, save_json, save_safetensors, save_text
 from crossd.models import ModelSpec
-from crossd.report.study import study_markdown
 from crossd.study.archive import archive, restore
 from crossd.study.arms import Arm, evaluation_plan
 from crossd.study.config import HYBRID, StudyConfig
 from crossd.study.records import seed_kernel_energy
 from crossd.study.summary import summarise_study, write_study_json
+from crossd.study.tables import study_markdown
 from crossd.train import PretrainConfig, pretrain
 from crossd.train.hybrid import HybridSteps, VolumeBatches
 from crossd.train.model import build_model
@@ -223,25 +222,6 @@ def pretrain_seed(
     return {a.name: runs[a.run_name] for a in config.arms}
 
 
-def run_seed(
-    config: StudyConfig,
-    seed: int,
-    data: StudyData,
-    output_dir: Path,
-    shard: tuple[int, int] | None = None,
-    wait_seconds: float = WAIT_SECONDS,
-    before_evaluation: Callable[[int], None] | None = None,
-) -> None:
-    """Pretrain and evaluate one seed (see :func:`pretrain_seed`, :func:`evaluate_seed`); ``before_evaluation``
-    runs in between (restoring archived records, say)."""
-    runs = pretrain_seed(config, seed, data, output_dir, shard, wait_seconds)
-    if before_evaluation is not None:
-        before_evaluation(seed)
-    for protocol in config.evaluate.protocols:
-        evaluate_seed(config, seed, runs, data, output_dir, protocol, shard)
-    seed_kernel_energy(config, output_dir / f"seed{seed}")
-
-
 def write_summary(
     config: StudyConfig, output_dir: Path, markdown: Path | None = None, command: str | None = None
 ) -> str | None:
@@ -267,22 +247,26 @@ def run_study(
     markdown: str | Path | None = None,
     command: str | None = None,
 ) -> str | None:
-    """Run every seed of ``config`` (:func:`run_seed`; ``resume_from``: an archive whose records are reused where
-    the pretraining reproduces them), print the summary after each, archive the records to ``archive_dir``, and
-    return the last summary's Markdown (``None`` while no seed finished every protocol, e.g. in a shard)."""
+    """Run every seed of ``config``: pretrain its arms (:func:`pretrain_seed`), reuse the records of
+    ``resume_from`` (an archive) where the pretraining reproduces them, evaluate every protocol
+    (:func:`evaluate_seed`), archive the seed's records to ``archive_dir`` as soon as it finishes (what a session
+    ends with is kept), and print the summary; returns the last summary's Markdown (``None`` while no seed finished
+    every protocol, e.g. in a shard)."""
     output_dir = Path(output_dir)
     markdown = None if markdown is None else Path(markdown)
     data = study_data(config, output_dir)
 
-    def restore_seed(seed: int) -> None:
-        restore(Path(resume_from), output_dir, seed)
-
     text = None
     for seed in config.seeds:
-        run_seed(config, seed, data, output_dir, shard, wait_seconds, restore_seed if resume_from else None)
+        runs = pretrain_seed(config, seed, data, output_dir, shard, wait_seconds)
+        if resume_from is not None:
+            restore(Path(resume_from), output_dir, seed)
+        for protocol in config.evaluate.protocols:
+            evaluate_seed(config, seed, runs, data, output_dir, protocol, shard)
+        seed_kernel_energy(config, output_dir / f"seed{seed}")
+        if archive_dir is not None:
+            archive(config, output_dir, Path(archive_dir), [seed])
         text = write_summary(config, output_dir, markdown, command)
         if text is not None:
             print(f"after seed {seed}:\n{text}", flush=True)
-    if archive_dir is not None:
-        archive(config, output_dir, Path(archive_dir), list(config.seeds))
     return text

@@ -12,17 +12,13 @@ from the folds (mean and population std, as the paper reports) and written besid
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from crossd.errors import DataError
 from crossd.metrics import METRIC_NAMES
-
-_RUN_RECORD = ("best_epoch", "n_train", "n_val", "n_test", "history")
-"""What a fold records besides its scores, in the order ``results.json`` lists it."""
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -30,13 +26,29 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return (float(np.mean(values)), float(np.std(values))) if values else (None, None)
 
 
-def _run_record(fold: Any) -> dict:
-    """The fold's ``best_epoch``, sizes and history as JSON, leaving out what it did not record."""
-    return {k: getattr(fold, k) for k in _RUN_RECORD if getattr(fold, k) is not None}
+@dataclass(kw_only=True)
+class RunRecord:
+    """What a fold records besides its scores (keyword-only, in the order ``results.json`` lists it): the epoch
+    whose weights were scored (from 0), the sizes of the training, validation and test sets, and per-epoch
+    ``history`` lists. Files of older versions may lack them (``None``)."""
+
+    best_epoch: int | None = None
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    history: dict[str, list[float]] | None = None
+
+    def run_record(self) -> dict:
+        """The recorded ones as JSON, leaving out what the fold did not record."""
+        return {f.name: getattr(self, f.name) for f in fields(RunRecord) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def record_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(RunRecord))
 
 
 @dataclass
-class FoldResult:
+class FoldResult(RunRecord):
     """One classification job's test scores (fractions in ``[0, 1]``) on fold ``fold`` of repeat ``repeat``.
 
     ``predicted_classes`` is how many distinct classes the test predictions hold (1: the network collapsed to a
@@ -52,26 +64,21 @@ class FoldResult:
     recall_macro: float
     f1_macro: float
     predicted_classes: int | None = None
-    best_epoch: int | None = None
-    n_train: int | None = None
-    n_val: int | None = None
-    n_test: int | None = None
-    history: dict[str, list[float]] | None = None
 
     def to_json(self) -> dict:
         out = {"repeat": self.repeat, "fold": self.fold, **{m: getattr(self, m) for m in METRIC_NAMES}}
         if self.predicted_classes is not None:
             out["predicted_classes"] = self.predicted_classes
-        return {**out, **_run_record(self)}
+        return {**out, **self.run_record()}
 
     @classmethod
     def from_json(cls, record: dict) -> FoldResult:
-        names = ("repeat", "fold", *METRIC_NAMES, "predicted_classes", *_RUN_RECORD)
+        names = ("repeat", "fold", *METRIC_NAMES, "predicted_classes", *cls.record_names())
         return cls(**{k: record[k] for k in names if k in record})
 
 
 @dataclass
-class SegmentationFold:
+class SegmentationFold(RunRecord):
     """One segmentation job's test Dice on fold ``fold`` of repeat ``repeat``: ``dice`` per foreground class
     (``None`` where the class is absent from the test volumes) and ``dice_mean`` over the present ones; the rest as
     for :class:`FoldResult` (history: ``train_loss``, ``val_dice``)."""
@@ -80,19 +87,14 @@ class SegmentationFold:
     fold: int
     dice_mean: float
     dice: list[float | None]
-    best_epoch: int | None = None
-    n_train: int | None = None
-    n_val: int | None = None
-    n_test: int | None = None
-    history: dict[str, list[float]] | None = None
 
     def to_json(self) -> dict:
         out = {"repeat": self.repeat, "fold": self.fold, "dice_mean": self.dice_mean, "dice": list(self.dice)}
-        return {**out, **_run_record(self)}
+        return {**out, **self.run_record()}
 
     @classmethod
     def from_json(cls, record: dict) -> SegmentationFold:
-        names = ("repeat", "fold", "dice_mean", "dice", *_RUN_RECORD)
+        names = ("repeat", "fold", "dice_mean", "dice", *cls.record_names())
         return cls(**{k: record[k] for k in names if k in record})
 
 

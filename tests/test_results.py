@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from crossd.errors import DataError
-from crossd.evaluate.results import (
+from crossd.results import (
     Comparison,
     FoldResult,
     MethodSummary,
@@ -16,7 +16,7 @@ from crossd.evaluate.results import (
     load_results,
 )
 
-ARCHIVE = Path(__file__).parents[2] / "benchmarks" / "results" / "study7_r18" / "seed0" / "eval" / "results.json"
+ARCHIVE = Path(__file__).parents[1] / "benchmarks" / "results" / "study7_r18" / "seed0" / "eval" / "results.json"
 
 
 def _fold(repeat, fold, accuracy, **extra):

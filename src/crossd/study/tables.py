@@ -1,0 +1,117 @@
+"""A study's Markdown (``crossd study``): one table per protocol, the protocols side by side, and the pretrained
+networks (2D accuracy, kernel energy, wall time), built from :mod:`crossd.report.tables`' cells. It lives with the
+study, whose config it reads; :func:`crossd.report.study.read_study` reads the ``study.json`` back for the demo."""
+
+from __future__ import annotations
+
+from crossd.convert.inits import get_init
+from crossd.report.tables import format_comparison
+from crossd.study.summary import StudyRow, StudySummary
+
+
+def _seconds(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.0f}"
+
+
+def _cell(row: StudyRow | None, ref: str) -> str:
+    comparison = row.comparisons.get(ref) if row else None
+    return "—" if comparison is None else format_comparison(comparison, digits=1, pairs=False)
+
+
+def describe(summary: StudySummary) -> dict[str, str]:
+    """What each row is: the arm's description, or which network a baseline init transfers."""
+    inits = {
+        i: "random 3D init" if not get_init(i).needs_checkpoint else f"{i} init from the regular 2D CNN"
+        for i in summary.config.evaluate.inits
+    }
+    return {**inits, **{a.name: a.description for a in summary.config.arms}}
+
+
+def protocol_table(summary: StudySummary, protocol: str) -> str:
+    """One protocol's table: every method's accuracy, its pretraining wall time and its paired differences with
+    the reference arms, best first; with arms that are variants of another (``compare_with``), a last column of
+    each variant's paired difference with its arm."""
+    config, rows, seeds = summary.config, summary.by_protocol[protocol], summary.seeds[protocol]
+    refs = [ref for ref in config.references if any(r.method == ref for r in rows)]
+    recalibrated = " + BatchNorm recalibration (AdaBN)" if config.evaluate.recalibrate_bn else ""
+    lr = config.evaluate.lr_of(protocol)
+    epochs = config.pretrain.get("epochs", "default")
+    text = describe(summary)
+    variant_of = {a.name: a.compare_with for a in config.arms if a.compare_with}
+    variants = ["vs the arm it varies"] if variant_of else []
+    lines = [
+        f"Arch `{config.arch}`, protocol `{protocol}`{recalibrated}, seeds {seeds} x {config.evaluate.folds} folds, "
+        f"pretraining {epochs} epochs, evaluation {config.evaluate.epochs} epochs at lr "
+        f"{'of the protocol' if lr is None else lr}. Differences in points, paired over seed x fold.",
+        "",
+        "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | pretraining (s) | "
+        + " | ".join([*(f"vs {config.references[ref]}" for ref in refs), *variants])
+        + " |",
+        "|---|---|---|---|" + "---|" * (len(refs) + len(variants)),
+    ]
+    for r in rows:
+        cells = [_cell(r, ref) for ref in refs]
+        if variants:
+            arm = variant_of.get(r.method)
+            cells.append("—" if arm is None else f"`{arm}`: {_cell(r, arm)}")
+        lines.append(
+            f"| `{r.method}`: {text.get(r.method, '')} | {r.mean:.3f} ± {r.std:.3f} | {r.seed_mean_std:.3f} | "
+            f"{_seconds(summary.wall_seconds(r.method))} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def protocols_side_by_side(summary: StudySummary, references: tuple[str, ...] = ("i3d", "acs")) -> str:
+    """One row per method: its accuracy under each protocol and its paired difference with ``references``."""
+    protocols = list(summary.by_protocol)
+    by_name = {p: {r.method: r for r in rows} for p, rows in summary.by_protocol.items()}
+    labels = summary.config.references
+    header = " | ".join(
+        " | ".join([f"`{p}` accuracy", *(f"`{p}` vs {labels.get(ref, ref)}" for ref in references)]) for p in protocols
+    )
+    lines = [f"| 3D init | {header} |", "|---|" + "---|" * ((1 + len(references)) * len(protocols))]
+    for method in [r.method for r in summary.by_protocol[protocols[0]]]:
+        cells = []
+        for p in protocols:
+            row = by_name[p].get(method)
+            cells += [f"{row.mean:.3f}" if row else "—", *(_cell(row, ref) for ref in references)]
+        lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def pretraining_table(summary: StudySummary) -> str:
+    """Each pretrained network: 2D test accuracy, off-centre / centre kernel energy, mean wall time."""
+    resumed = sum(r.resumed for r in summary.pretraining.values())
+    lines = [
+        "The pretrained networks: 2D test accuracy at the end of pretraining (mean over seeds; Cross-D networks "
+        "use their heads' planes at test time), the off-centre / centre slice energy of their 3x3x3 kernels "
+        "(a fresh 3D Kaiming init gives 2.0) and the pretraining wall time (median over seeds"
+        + (f"; {resumed} resumed run(s) count from their resumption" if resumed else "")
+        + "):",
+        "",
+        "| arm | 2D test accuracy (%) | off / centre | wall time (s) |",
+        "|---|---|---|---|",
+    ]
+    for name in sorted(summary.pretraining):
+        r = summary.pretraining[name]
+        accuracy = "—" if r.accuracy is None else f"{r.accuracy:.1f}"
+        energy = "—" if r.energy is None else f"{r.energy:.2f}"
+        lines.append(f"| `{name}` | {accuracy} | {energy} | {_seconds(r.seconds)} |")
+    return "\n".join(lines)
+
+
+def study_markdown(summary: StudySummary, command: str | None = None) -> str:
+    """The whole Markdown of a study, ending with the command that made it (when given)."""
+    parts = [f"### Protocol `{p}`\n\n{protocol_table(summary, p)}" for p in summary.by_protocol]
+    if len(summary.by_protocol) > 1:
+        seeds = summary.seeds
+        differ = len({tuple(s) for s in seeds.values()}) > 1
+        note = "; seeds: " + ", ".join(f"`{p}` {seeds[p]}" for p in seeds) if differ else ""
+        parts.append(
+            f"### Protocols side by side (differences in points, paired over seed x fold{note})\n\n"
+            f"{protocols_side_by_side(summary)}"
+        )
+    parts.append(pretraining_table(summary))
+    if command:
+        parts.append(f"Command: `{command}`")
+    return "\n\n".join(parts) + "\n"
