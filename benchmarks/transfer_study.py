@@ -33,6 +33,14 @@ ARMS = Path(__file__).parent / "studies" / "arms.toml"
 CATALOGUE = {arm["name"]: arm for arm in tomllib.loads(ARMS.read_text())["arms"]}
 
 
+def _arm(name: str, variants: list[str]) -> dict:
+    """The catalogue's arm ``name``; its ``compare_with`` only when that arm is among ``variants`` too."""
+    arm = dict(CATALOGUE[name])
+    if arm.get("compare_with") not in variants:
+        arm.pop("compare_with", None)
+    return arm
+
+
 def study_of(args: argparse.Namespace) -> StudyConfig:
     """The study these flags describe (``regular`` always among the arms, first unless listed)."""
     variants = args.variants if "regular" in args.variants else ["regular", *args.variants]
@@ -50,7 +58,7 @@ def study_of(args: argparse.Namespace) -> StudyConfig:
             "tag": args.eval_tag,
             **({"lr": args.eval_lr} if args.eval_lr is not None else {}),
         },
-        "arms": [CATALOGUE[name] for name in variants],
+        "arms": [_arm(name, variants) for name in variants],
     }
     return parse_study(raw, "transfer_study.py's flags")
 

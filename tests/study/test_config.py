@@ -34,6 +34,10 @@ def test_study_7_and_9_load_with_the_settings_of_their_runs():
     assert granularity["project_random_g4"] == 4 and granularity["project_grid_g1"] == 1
     assert granularity["rotate_g4"] == 4 and granularity["rotate"] == "sample"
     assert study9.seeds == (0, 1, 2, 3, 4) and study9.evaluate.epochs == 15 and study9.evaluate.lr == 1e-2
+    study9_r18 = load_study(STUDIES / "study9_r18.toml")
+    assert [a.name for a in study9_r18.arms] == [a.name for a in study9.arms] and study9_r18.arch == "resnet18"
+    assert {a.name: a.compare_with for a in study9_r18.arms}["project_random_g1"] == "project_random"
+    assert study9_r18.pretrain_config(study9_r18.arm("project_grid_g4"), 0, "x.npz", None, "o").batch_size == 32
 
 
 def _write(tmp_path, text: str) -> Path:
@@ -58,6 +62,8 @@ ARMS = '[[arms]]\nname = "regular"\nconv = "regular"\ninit = "i3d"\n\n[[arms]]\n
         ("sedes = [0]\n" + ARMS, "sedes: unknown key; expected one of title, seeds"),
         ('[[arms]]\nname = "rotate"\nconv = "crossd"\n', "arms: evaluate.inits need a network"),
         (ARMS + '[[arms]]\nname = "b"\nsource = "nope"\n', "arms[2] (b).source: 'nope' is not an arm"),
+        (ARMS + 'compare_with = "nope"\n', "arms[1] (shift).compare_with: 'nope' is not another arm of the study"),
+        (ARMS + 'compare_with = "shift"\n', "arms[1] (shift).compare_with: 'shift' is not another arm of the study"),
         ("seeds = [0\n", "not a readable TOML file"),
     ],
 )

@@ -68,3 +68,21 @@ def test_summarise_only_reproduces_the_archived_resnet18_tables(tmp_path):
     assert study["args"]["arch"] == "resnet18" and study["args"]["seeds"] == [0, 1, 2, 3, 4]
     demo_table = "\n".join(_study_table(study))  # crossd demo --study shows the first protocol's rows
     assert "| `regular_hybrid_acs` | 56.75 ± 6.41 | 25 |" in demo_table and "protocol `bn`" in demo_table
+
+
+def test_study_9s_tables_in_the_docs_are_remade_from_its_archive(tmp_path):
+    """docs/experiments.md's study 9 tables are crossd study's output on the archived records, row for row, with
+    each plane-group arm's paired test against its per-sample arm (``compare_with``)."""
+    archive = shutil.copytree(ROOT / "benchmarks" / "results" / "study9_cnn", tmp_path / "study9")
+    config = ROOT / "benchmarks" / "studies" / "study9_cnn.toml"
+    markdown = tmp_path / "study.md"
+    argv = ["study", str(config), "--summarise-only", "--output-dir", str(archive), "--markdown", str(markdown)]
+    assert main(argv) == 0
+    tables = _tables(markdown.read_text())
+    bn = {row[0].split(":")[0]: row for row in tables["Protocol `bn`"]}
+    assert len(bn) == 12 and bn["`project_grid_g4`"][-1].startswith("`project_grid`: +0.5 (p = 0.418")
+    assert bn["`project_grid`"][-1] == "—"  # a per-sample arm is no variant
+    docs = (ROOT / "docs" / "experiments.md").read_text()
+    section = docs[docs.index("## Study 9") :]
+    rows = [line for line in markdown.read_text().splitlines() if line.startswith("| `")]
+    assert len(rows) == 12 * 3 + 9 and all(row in section for row in rows)

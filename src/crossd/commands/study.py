@@ -13,7 +13,8 @@ interrupted study continues where it stopped. --shard K/N splits one study over 
 folder: shard K pretrains every N-th arm (waiting at most --wait-seconds for the others' runs) and runs its share
 of the evaluation jobs; the same command without --shard then merges the job files and writes the tables.
 --archive DIR copies the small records (fold results, pretraining metrics and wall times, kernel energies; no
-checkpoints) to DIR; --summarise-only --output-dir DIR remakes the tables from them, and --resume-from DIR
+checkpoints) to DIR (with --summarise-only too: archive a finished run); --summarise-only --output-dir DIR remakes
+the tables from them, and --resume-from DIR
 continues an unfinished seed there. Writes OUTPUT-DIR/study.json and the Markdown to --markdown.
 """
 
@@ -29,6 +30,7 @@ import torch
 from crossd.errors import CrossdError
 from crossd.evaluate.kfold import parse_shard
 from crossd.study import load_study, run_study, write_summary
+from crossd.study.archive import archive
 from crossd.study.runner import WAIT_SECONDS
 
 
@@ -83,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{output_dir}: no seed of {list(config.seeds)} has finished every protocol of {args.config}",
                 field="output_dir",
             )
+        if args.archive:
+            archive(config, output_dir, Path(args.archive), list(config.seeds))
     else:
         text = run_study(
             config, output_dir, shard, args.wait_seconds, args.archive, args.resume_from, markdown, command

@@ -32,8 +32,9 @@ REGULAR = "regular"
 @dataclass(frozen=True)
 class Arm:
     """One pretraining arm: ``name``, the PretrainConfig fields it sets (``pretrain``), the 3D init it is
-    evaluated with (``"crossd"``, or ``"i3d"``/``"acs"``/... for regular networks) and the controls of the module
-    doc (``volumes_only``, ``source``, ``align``, ``blend``)."""
+    evaluated with (``"crossd"``, or ``"i3d"``/``"acs"``/... for regular networks), the controls of the module
+    doc (``volumes_only``, ``source``, ``align``, ``blend``) and ``compare_with``: another arm this one is a variant
+    of (its tables get a column of the paired test against that arm: a cheaper setting against the full one)."""
 
     name: str
     description: str = ""
@@ -42,6 +43,7 @@ class Arm:
     align: bool = False
     blend: float = 0.0
     volumes_only: bool = False
+    compare_with: str | None = None
     pretrain: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -299,6 +299,8 @@ def _check_arms(config: StudyConfig, fail) -> None:
             raise fail(f"{where}.name", "is the name of an evaluated init (evaluate.inits); choose another")
         if arm.source is not None and (arm.source not in names or config.arm(arm.source).source is not None):
             raise fail(f"{where}.source", f"{arm.source!r} is not an arm that trains its own network")
+        if arm.compare_with is not None and (arm.compare_with not in names or arm.compare_with == arm.name):
+            raise fail(f"{where}.compare_with", f"{arm.compare_with!r} is not another arm of the study")
         if arm.source is not None and arm.pretrain:
             raise fail(f"{where}", "reuses another arm's run (source), so it takes no pretraining settings")
         try:

@@ -21,8 +21,9 @@ from crossd.train import PretrainConfig
 @dataclass(frozen=True)
 class PretrainRecord:
     """One arm's pretraining over the seeds that finished it: mean 2D test accuracy (percent; ``None`` without a
-    2D test set), mean off/centre kernel energy (``None`` for regular networks), mean wall time in seconds
-    (``None`` when no run recorded it) and how many of the timed runs were resumed (timed after resuming only)."""
+    2D test set), mean off/centre kernel energy (``None`` for regular networks), median wall time in seconds
+    (robust to a run slowed by other processes; ``None`` when no run recorded it) and how many of the timed runs
+    were resumed (timed after resuming only)."""
 
     accuracy: float | None
     energy: float | None
@@ -96,5 +97,8 @@ def pretrain_records(config: StudyConfig, output_dir: Path, seeds: list[int]) ->
     def mean(values: dict[str, list[float]], name: str) -> float | None:
         return float(np.mean(values[name])) if name in values else None
 
+    def median(values: dict[str, list[float]], name: str) -> float | None:
+        return float(np.median(values[name])) if name in values else None
+
     names = [a.name for a in config.arms if {a.name} & (accuracy.keys() | seconds.keys() | energy.keys())]
-    return {n: PretrainRecord(mean(accuracy, n), mean(energy, n), mean(seconds, n), resumed.get(n, 0)) for n in names}
+    return {n: PretrainRecord(mean(accuracy, n), mean(energy, n), median(seconds, n), resumed.get(n, 0)) for n in names}

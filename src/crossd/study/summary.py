@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from crossd.convert.inits import get_init
-from crossd.evaluate.results import Comparison, FoldResult, Results
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import save_json
+from crossd.results import Comparison, FoldResult, Results
 from crossd.study.arms import REGULAR, evaluation_plan, label_of
 from crossd.study.config import StudyConfig
 from crossd.study.records import PretrainRecord, pretrain_records
@@ -27,7 +27,8 @@ from crossd.study.records import PretrainRecord, pretrain_records
 @dataclass
 class StudyRow:
     """One method under one protocol, pooled over seeds x folds: mean ± population std of test accuracy
-    (fractions), the std of its per-seed means, and its paired :class:`Comparison` with each reference arm."""
+    (fractions), the std of its per-seed means, and its paired :class:`Comparison` with each reference arm and
+    with the arm it is a variant of (``compare_with``), keyed by their names."""
 
     method: str
     n: int
@@ -53,7 +54,7 @@ class StudySummary:
     pretraining: dict[str, PretrainRecord]
 
     def wall_seconds(self, method: str) -> float | None:
-        """Mean pretraining wall time of the run behind ``method`` (a baseline's is the ``regular`` arm's)."""
+        """Median pretraining wall time of the run behind ``method`` (a baseline's is the ``regular`` arm's)."""
         runs = {a.name: a.run_name for a in self.config.arms}
         runs.update({i: REGULAR for i in self.config.evaluate.inits if get_init(i).needs_checkpoint})
         run = runs.get(method)
@@ -105,14 +106,15 @@ def gather(config: StudyConfig, output_dir: Path, protocol: str) -> tuple[dict[s
 
 def summarise(config: StudyConfig, per_method: dict[str, list[FoldResult]], seeds: list[int]) -> list[StudyRow]:
     """One :class:`StudyRow` per method, best mean first."""
-    as_json = {name: [f.to_json() for f in folds] for name, folds in per_method.items()}
     rows = []
     for name, folds in per_method.items():
         accuracy = np.array([f.accuracy for f in folds])
         seed_means = [np.mean([f.accuracy for f in folds if f.repeat // 1000 == s]) for s in seeds]
+        variant_of = {a.name: a.compare_with for a in config.arms if a.compare_with}
+        refs = [*config.references, *([variant_of[name]] if name in variant_of else [])]
         comparisons = {
-            ref: Comparison.from_json(paired_wilcoxon(as_json[ref], as_json[name]))
-            for ref in config.references
+            ref: paired_wilcoxon(per_method[ref], per_method[name])
+            for ref in dict.fromkeys(refs)
             if ref in per_method and ref != name
         }
         rows.append(
