@@ -49,12 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also the second task: grey/white-matter segmentation with each transferred encoder (adds minutes)",
     )
     parser.add_argument("--segmentation-epochs", type=int, help="epochs per fold of the segmentation (default 4)")
-    parser.add_argument(
-        "--volumes",
-        action="store_true",
-        help="also the hybrid 2D+3D pretrainings (crossd+volumes, the best Cross-D setting we found, and its fair "
-        "baseline acs+volumes); more than doubles the pretraining time (see README)",
-    )
+    volumes = "also the hybrid 2D+3D pretrainings: crossd+volumes (our best Cross-D setting), its fair baseline"
+    parser.add_argument("--volumes", action="store_true", help=f"{volumes} acs+volumes (over 2x the pretraining time)")
     parser.add_argument(
         "--baselines",
         choices=("default", "all"),

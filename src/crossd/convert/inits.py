@@ -26,14 +26,9 @@ from crossd.convert.conv_3d import (
 from crossd.convert.kernels import KernelFn, acs_kernel, center_kernel, flat_kernel, inflate_kernel
 from crossd.errors import SettingsError
 
-USES = ("to_3d", "to_crossd", "checkpoint", "twin", "evaluate")
-_WHERE = {
-    "to_3d": "to crossd.to_3d",
-    "to_crossd": "to crossd.to_crossd",
-    "checkpoint": "to load_checkpoint",
-    "twin": "to volume_twin",
-    "evaluate": "to the evaluation",
-}
+USES = {"to_3d": "crossd.to_3d", "to_crossd": "crossd.to_crossd", "checkpoint": "load_checkpoint"}
+USES |= {"twin": "volume_twin", "evaluate": "the evaluation"}
+"""Where a kernel init can be used, and how a message names that place."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +88,7 @@ def register_init(init: KernelInit) -> KernelInit:
         raise ValueError(f"init {init.name!r} is registered already")
     unknown = set(init.uses) - set(USES)
     if unknown:
-        raise ValueError(f"init {init.name!r}: unknown uses {sorted(unknown)}; expected some of {USES}")
+        raise ValueError(f"init {init.name!r}: unknown uses {sorted(unknown)}; expected some of {tuple(USES)}")
     KERNEL_INITS[init.name] = init
     return init
 
@@ -101,7 +96,7 @@ def register_init(init: KernelInit) -> KernelInit:
 def init_names(use: str) -> tuple[str, ...]:
     """The init names accepted by ``use`` (one of :data:`USES`), in registration order."""
     if use not in USES:
-        raise ValueError(f"unknown use {use!r}; expected one of {USES}")
+        raise ValueError(f"unknown use {use!r}; expected one of {tuple(USES)}")
     return tuple(name for name, init in KERNEL_INITS.items() if use in init.uses)
 
 
@@ -115,7 +110,7 @@ def get_init(name: str, use: str | None = None, field: str = "init") -> KernelIn
     init = KERNEL_INITS.get(name)
     if init is None or (use is not None and use not in init.uses):
         names = init_names(use) if use is not None else tuple(KERNEL_INITS)
-        where = "" if init is None else f" {_WHERE[use]}"
+        where = "" if init is None else f" to {USES[use]}"
         raise SettingsError(f"{name!r} is unknown{where}; expected one of {', '.join(names)}", field=field)
     return init
 
