@@ -22,7 +22,9 @@ def test_unmarked_fields_change_the_numbers():
 
 def test_evaluation_resume_keys_leave_out_only_the_run_only_fields():
     cls = Classification(EvaluateConfig("x.npz", [("random", None)], "out"))
-    assert set(run_only(EvaluateConfig)) == {"methods", "output_dir", "device", "resume", "progress", "num_workers"}
+    assert set(run_only(EvaluateConfig)) == {
+        "methods", "output_dir", "device", "resume", "allow_changed", "progress", "num_workers",
+    }  # fmt: skip
     assert set(cls.settings()) - set(cls.resume_keys()) == set(run_only(EvaluateConfig))
     assert "protocol_constants" in cls.resume_keys() and "lr" in cls.resume_keys()
     seg = Segmentation(SegmentationConfig("mni152", [("random", None)], "out"))

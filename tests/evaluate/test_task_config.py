@@ -18,7 +18,7 @@ def test_both_tasks_share_the_settings_and_resume_on_those_that_change_the_numbe
     segmentation = SegmentationConfig("mni152", [("random", None)], "out")
     assert isinstance(classification, TaskConfig) and isinstance(segmentation, TaskConfig)
     assert set(classification.resume_keys()) == NUMBER_SETTINGS | {
-        "split", "spatial_dims", "num_classes", "image_size", "recalibrate_bn", "protocol_constants",
+        "split", "spatial_dims", "num_classes", "image_size", "recalibrate_bn", "slice_pool", "protocol_constants",
     }  # fmt: skip
     assert set(segmentation.resume_keys()) == NUMBER_SETTINGS | {"val_fraction", "decoder_channels"}
     record = segmentation.record()

@@ -34,7 +34,7 @@ from crossd.data.orientation import SLICE_AXES
 from crossd.data.preprocessing import parse_window
 from crossd.ops.groups import parse_granularity
 from crossd.train import PretrainConfig, pretrain
-from crossd.train.defaults import FittedDefaults, fit_defaults
+from crossd.train.defaults import RECIPE_SIZES, FittedDefaults, fit_defaults
 
 _DEFAULTS = PretrainConfig()
 
@@ -49,13 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--num-classes", type=int, default=None, help="class count (default: the .npz's labels, numbered 0..C-1)"
     )
-    from_data = f"(default: {d.train_crop_size}, or the image side for images smaller than that)"
+    train_crop, val_resize, _ = RECIPE_SIZES
+    from_data = f"(default: {train_crop}, or the image side for images smaller than that)"
     data.add_argument("--train-crop-size", type=int, help=f"random-resized crop size {from_data}")
     data.add_argument(
         "--val-resize-size",
         type=int,
-        help=f"evaluation resize (default: {d.val_resize_size}, or the image side for images under "
-        f"{d.train_crop_size})",
+        help=f"evaluation resize (default: {val_resize}, or the image side for images under {train_crop})",
     )
     data.add_argument("--val-crop-size", type=int, help=f"evaluation centre crop {from_data}")
     data.add_argument(
