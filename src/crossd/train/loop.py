@@ -431,7 +431,7 @@ def _check_images_here(cfg: PretrainConfig, splits: ImageSplits, output_dir: Pat
     mode = resolve_mode(cfg.check_images, len(files))
     if not cfg.quiet:
         what = {"full": "decoding every one", "header": "reading the header of every one", "none": "not checked"}
-        print(f"images: {len(files)} files, {what[mode]} before training (check_images {mode})", flush=True)
+        print(f"images: {len(files)} files, {what[mode]} before training (image check: {mode})", flush=True)
     check_images(files, mode, cfg.workers, output_dir / CACHE_NAME, progress=not cfg.quiet)
 
 
