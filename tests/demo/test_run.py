@@ -15,7 +15,7 @@ from crossd.results import Comparison
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--quick", "--volumes", "--output-dir", str(out), "--quiet"]) == 0
+    assert main(["demo", "--quick", "--volumes", "--baselines", "core", "--output-dir", str(out), "--quiet"]) == 0
     return out
 
 
@@ -74,7 +74,9 @@ def test_report_numbers_come_from_the_run(demo):
 
 
 def test_rerun_reuses_finished_stages_and_refuses_other_settings(demo):
-    assert main(["demo", "--quick", "--volumes", "--output-dir", str(demo), "--no-progress"]) == 0
+    assert (
+        main(["demo", "--quick", "--volumes", "--baselines", "core", "--output-dir", str(demo), "--no-progress"]) == 0
+    )
     summary = json.loads((demo / "demo.json").read_text())
     assert summary["pretrain"]["crossd"]["reused"] and summary["pretrain"]["regular"]["reused"]
     assert "| reused |" in (demo / "report.md").read_text()
@@ -96,7 +98,8 @@ def test_paper_protocol_keeps_its_own_constants():
 
 
 def test_segmentation_second_task_reuses_the_run_and_reports_dice(demo):
-    assert main(["demo", "--quick", "--volumes", "--segmentation", "--output-dir", str(demo), "--no-progress"]) == 0
+    argv = ["demo", "--quick", "--volumes", "--baselines", "core", "--segmentation", "--output-dir", str(demo)]
+    assert main([*argv, "--no-progress"]) == 0
     results = json.loads((demo / "segmentation" / "results.json").read_text())
     methods = ["crossd", "crossd+volumes", "acs", "i3d", "acs+volumes", "random"]
     assert [m["method"] for m in results["results"]] == methods
@@ -116,20 +119,20 @@ def test_the_default_demo_runs_the_2d_only_pair():
     ]
 
 
-def test_baselines_all_adds_slice_aggregation_and_2_5d_and_the_report_says_which_ran(demo):
+def test_the_default_baselines_add_slice_aggregation_and_2_5d_and_the_report_says_which_ran(demo):
     report = (demo / "report.md").read_text()
-    assert "Baselines in this run (the default set): `acs`, `i3d`, `acs+volumes`, `random`." in report
-    assert "`crossd demo --baselines all` adds" in report
-    assert main(["demo", "--quick", "--volumes", "--baselines", "all", "--output-dir", str(demo), "--no-progress"]) == 0
+    assert "Baselines in this run (`--baselines core`): `acs`, `i3d`, `acs+volumes`, `random`." in report
+    assert "The default run adds slice aggregation" in report
+    assert main(["demo", "--quick", "--volumes", "--output-dir", str(demo), "--no-progress"]) == 0
     added = ["slices", "2.5d"]
     results = json.loads((demo / "evaluate" / "results.json").read_text())
     methods = ["crossd", "crossd+volumes", "acs", "i3d", "acs+volumes", *added, "random"]
     assert [m["method"] for m in results["results"]] == methods
     assert all(len(m["folds"]) == 2 for m in results["results"])
     report = (demo / "report.md").read_text()
-    assert "Baselines in this run (`--baselines all`): `acs`, `i3d`, `acs+volumes`, " in report
+    assert "Baselines in this run: `acs`, `i3d`, `acs+volumes`, " in report
     assert all(f"`{label}`" in report for label in added)
-    assert "--volumes --baselines all" in report
+    assert "--volumes --pretrain-epochs" in report  # the default baselines need no flag
     slices = next(m for m in results["results"] if m["method"] == "slices")
     assert slices["loading"]["pool"] == "mean" and slices["loading"]["source_conv"] == "regular"
     row = next(line for line in report.splitlines() if line.startswith("| slices | the 2D network on every axial"))
@@ -142,14 +145,14 @@ def test_baselines_are_a_known_set_and_segmentation_keeps_the_3d_encoders():
     from crossd.demo.run import DemoConfig, encoder_methods
     from crossd.errors import SettingsError
 
-    assert [label for _, _, label in DemoConfig().transfers()] == [
+    assert [label for _, _, label in DemoConfig(baselines="core").transfers()] == [
         "crossd",
         "crossd+volumes",
         "acs",
         "i3d",
         "acs+volumes",
     ]
-    assert [label for _, _, label in DemoConfig(baselines="all").transfers()][-2:] == ["slices", "2.5d"]
+    assert [label for _, _, label in DemoConfig().transfers()][-2:] == ["slices", "2.5d"]
     with pytest.raises(SettingsError, match="baselines must be one of"):
         DemoConfig(baselines="some").resolved()
     methods = [("crossd", "c"), ("slices", "r", "slices"), ("acs", "r"), ("random", None, "random")]

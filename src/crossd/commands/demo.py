@@ -53,10 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volumes", action="store_true", help=f"{volumes} acs+volumes (over 2x the pretraining time)")
     parser.add_argument(
         "--baselines",
-        choices=("default", "all"),
-        default="default",
-        help="default: I3D, ACS and random; all: also slice aggregation (slices) and 2.5D (2.5d) of the regular "
-        "network, two more evaluated methods",
+        choices=("all", "core"),
+        default="all",
+        help="all: I3D, ACS, random, slice aggregation (slices) and 2.5D (2.5d) of the regular network; core: the "
+        "first three only (two evaluated methods fewer)",
     )
     parser.add_argument("--pretrain-epochs", type=int, help="2D pretraining epochs (default 6; --quick 1)")
     parser.add_argument("--samples-2d", type=int, help="2D pretraining patches (default 3000; --quick 96)")

@@ -332,17 +332,17 @@ def _evaluate_section(summary: dict) -> list[str]:
 
 
 def baselines_note(summary: dict) -> str:
-    """Which baselines ran (every method that is not a Cross-D transfer), and what ``--baselines all`` adds."""
+    """Which baselines ran (every method that is not a Cross-D transfer), and what ``--baselines core`` leaves
+    out."""
     names = ", ".join(f"`{m['method']}`" for m in summary["results"] if m["init"] != "crossd")
-    if summary["settings"].get("baselines", "default") == "all":
+    if summary["settings"].get("baselines", "core") == "all":
         return (
-            f"Baselines in this run (`--baselines all`): {names}; `slices` runs the regular 2D network on every "
-            "axial slice and averages the slice features (slice aggregation), `2.5d` gives its kernels depth 1."
+            f"Baselines in this run: {names}; `slices` runs the regular 2D network on every axial slice and "
+            "averages the slice features (slice aggregation), `2.5d` gives its kernels depth 1 (2.5D)."
         )
     return (
-        f"Baselines in this run (the default set): {names}. `crossd demo --baselines all` adds slice aggregation "
-        "(`slices`) and 2.5D kernels (`2.5d`) of the regular network; they are not in the default run, which keeps "
-        "its time."
+        f"Baselines in this run (`--baselines core`): {names}. The default run adds slice aggregation (`slices`) "
+        "and 2.5D kernels (`2.5d`) of the regular network."
     )
 
 
@@ -510,7 +510,7 @@ def report_markdown(summary: dict) -> str:
     flags += "" if s.get("protocol", "bn") == "bn" else f" --protocol {s['protocol']}"
     flags += f" --segmentation --segmentation-epochs {s['segmentation_epochs']}" if s.get("segmentation") else ""
     flags += " --volumes" if s.get("volumes") else ""
-    flags += " --baselines all" if s.get("baselines", "default") == "all" else ""
+    flags += " --baselines core" if s.get("baselines", "core") == "core" else ""
     flags += f" --pretrain-epochs {s['pretrain_epochs']} --seed {s['seed']}"
     flags += f" --samples-2d {s['data']['samples_2d']} --samples-3d {s['data']['samples_3d']}"
     lines = [
