@@ -105,40 +105,41 @@ def _per_slice(layer2d: nn.Module, volume: torch.Tensor, axis: str, step: int = 
 @pytest.mark.parametrize("axis", ["d", "h", "w"])
 @pytest.mark.parametrize("stride", [1, (2, 3)])
 def test_2_5d_kernels_are_flat_along_the_axis_and_convolve_every_slice_as_the_2d_layer(axis, stride):
-    """Along ``axis``: kernel 1, padding 0, dilation 1, and the stride every init gives that axis (``(h, w) ->
-    (h, h, w)``): the layer convolves every ``stride``-th slice across ``axis`` as the 2D layer does."""
+    """Along ``axis``: kernel 1, stride 1, padding 0, dilation 1 (ACSConv's ``Conv2_5d``): the layer convolves
+    every slice across ``axis`` as the 2D layer does, a strided one striding in-plane only."""
     conv = nn.Conv2d(4, 6, (3, 5), stride=stride, padding=(1, 3), dilation=(1, 2), groups=2).eval()
     new = to_3d(nn.Sequential(conv), init="2.5d", axis=axis)[0]
     dim = _AXIS[axis]
     assert new.weight.shape == conv.weight.unsqueeze(dim).shape  # (6, 2, 1, 3, 5) for "d", (6, 2, 3, 1, 5) for "h"
     assert torch.equal(new.weight.squeeze(dim), conv.weight) and torch.equal(new.bias, conv.bias)
-    step = 1 if stride == 1 else {"d": 2, "h": 2, "w": 3}[axis]
-    assert (new.stride[dim - 2], new.padding[dim - 2], new.dilation[dim - 2], new.groups) == (step, 0, 1, 2)
+    assert (new.stride[dim - 2], new.padding[dim - 2], new.dilation[dim - 2], new.groups) == (1, 0, 1, 2)
     volume = torch.randn(2, 4, 5, 7, 9)
     with torch.no_grad():
-        torch.testing.assert_close(new(volume), _per_slice(conv, volume, axis, step), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(new(volume), _per_slice(conv, volume, axis, 1), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("axis", ["d", "w"])
 def test_2_5d_on_identical_slices_is_the_2d_network_on_each_slice(axis):
-    """A conv stack with a strided convolution and an up-sampling transposed one (no pooling): on a volume whose
+    """A U-Net-like stack (a strided convolution, a pool, an up-sampling transposed convolution): on a volume whose
     slices across ``axis`` are one image, every output slice is the 2D network's output on that image; the strided
-    convolution keeps every other slice and the transposed one writes each slice to ``stride`` slices."""
+    convolution keeps every slice, the pool halves them and the transposed one writes each slice to ``stride``
+    slices."""
     model = nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1),
         nn.BatchNorm2d(4),
         nn.ReLU(),
         nn.Conv2d(4, 4, 3, stride=2, padding=1),
+        nn.MaxPool2d(2),
         nn.ConvTranspose2d(4, 3, 2, stride=2),
     )
     model[1].running_mean.normal_()
     model.eval()
-    image = torch.randn(2, 2, 8, 10)
+    image = torch.randn(2, 2, 8, 12)
     volume = image.unsqueeze(_AXIS[axis]).repeat_interleave(6, _AXIS[axis])
     model3d = to_3d(model, init="2.5d", axis=axis).eval()
     with torch.no_grad():
         out, expected = model3d(volume), model(image)
-    assert out.shape[_AXIS[axis]] == 6  # halved by the strided convolution, doubled by the transposed one
+    assert out.shape[_AXIS[axis]] == 6  # kept by the strided convolution, halved by the pool, doubled again
     for i in range(6):
         torch.testing.assert_close(out.select(_AXIS[axis], i), expected, rtol=1e-5, atol=1e-5)
 
@@ -151,6 +152,32 @@ def test_2_5d_resnet_on_identical_slices_gives_the_2d_logits():
     assert isinstance(model3d.maxpool, nn.MaxPool3d) and model3d.conv1.weight.shape == (64, 3, 1, 7, 7)
     with torch.no_grad():
         torch.testing.assert_close(model3d(image[:, :, None].repeat(1, 1, 4, 1, 1)), model(image), rtol=1e-4, atol=1e-5)
+
+
+def test_2_5d_resnet_keeps_every_slice_until_the_stem_pool():
+    """conv1 (stride 2) keeps all 16 slices and the stem's max pool halves them: the first block sees 8 slices of
+    8 x 8 (a stride-2 conv1 along depth would leave 4)."""
+    model3d = to_3d(resnet18(num_classes=3), init="2.5d").eval()
+    assert model3d.conv1.stride == (1, 2, 2) and model3d.layer2[0].downsample[0].stride == (1, 2, 2)
+    layers = {"layer1": model3d.layer1, "layer2": model3d.layer2}
+    seen = {}
+    for name, layer in layers.items():
+        layer.register_forward_hook(lambda m, i, o, name=name: seen.update({name: tuple(o.shape[2:])}))
+    with torch.no_grad():
+        model3d(torch.randn(1, 3, 16, 32, 32))
+    assert seen == {"layer1": (8, 8, 8), "layer2": (8, 4, 4)}
+
+
+def test_2_5d_resnet_d_average_pool_shortcut_keeps_the_slices_of_the_main_path():
+    """timm's ResNet-D shortcut (``AvgPool2d(2, 2)`` then a 1x1 conv) beside a strided 3x3: in 2.5D the shortcut
+    pool is flat along the axis, the stem's max pool is not, and the block's sum works on any depth."""
+    timm = pytest.importorskip("timm")
+    model3d = to_3d(timm.create_model("resnet26d", pretrained=False, num_classes=2), init="2.5d", axis="h").eval()
+    assert model3d.layer2[0].downsample[0].kernel_size == (2, 1, 2)
+    assert model3d.layer2[0].downsample[0].stride == (2, 1, 2)
+    assert model3d.maxpool.stride == (2, 2, 2)
+    with torch.no_grad():
+        assert model3d(torch.randn(1, 3, 24, 20, 28)).shape == (1, 2)
 
 
 def test_2_5d_of_a_crossd_model_uses_its_angle_0_kernels():

@@ -8,7 +8,7 @@ Examples:
 --init crossd needs a Cross-D checkpoint (its 3D kernels are copied into Conv3d, rotation heads dropped);
 acs/i3d/center/2.5d take a regular checkpoint or a Cross-D one (its angle-0 2D kernels); 2.5d makes every 2D
 kernel a 3D kernel of size 1 along --axis (d: each depth slice convolved as the 2D network convolves an image;
-slices mix only through pooling and strides); random keeps only the architecture. Writes OUTPUT (.safetensors)
+slices mix only through pooling); random keeps only the architecture. Writes OUTPUT (.safetensors)
 and OUTPUT with .json (architecture, init, source checkpoint).
 """
 

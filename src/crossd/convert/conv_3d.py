@@ -7,6 +7,7 @@ inits; :func:`crossd.to_3d` calls them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -85,11 +86,30 @@ def flat(values: tuple | str, axis: str, value: int) -> tuple | str:
 
 def flat_geometry(conv: nn.Module, axis: str) -> Geometry:
     """The geometry of a 2.5D layer: the 2D layer's in-plane values on the two axes other than ``axis``; along
-    ``axis`` kernel 1, padding 0, dilation 1 and the stride every init gives that axis (depth copies height, as
-    for pools), so strided convolutions and the pools beside them (a ResNet-D shortcut) keep equal sizes."""
-    g = geometry(conv)
-    fills = (1, g.stride[AXES.index(axis)], 0, 1)  # kernel size, stride, padding, dilation along `axis`
-    return Geometry(*(flat(values, axis, fill) for values, fill in zip(g, fills, strict=True)))
+    ``axis`` kernel 1, stride 1, padding 0 and dilation 1 (every slice is convolved; only pools reduce ``axis``)."""
+    fills = (1, 1, 0, 1)  # kernel size, stride, padding, dilation along `axis`
+    return Geometry(*(flat(values, axis, fill) for values, fill in zip(geometry(conv), fills, strict=True)))
+
+
+SHORTCUT_NAMES = ("downsample", "shortcut")
+
+
+def in_shortcut(name: str) -> bool:
+    """Whether the qualified module ``name`` lies in a residual shortcut branch, as torchvision, timm and MONAI
+    name them (a component ``downsample`` or ``shortcut``)."""
+    return any(part in SHORTCUT_NAMES for part in name.split("."))
+
+
+def flat_pool(pool: nn.MaxPool3d | nn.AvgPool3d, axis: str) -> nn.MaxPool3d | nn.AvgPool3d:
+    """``pool`` with kernel 1, stride 1, padding 0 (and dilation 1) along ``axis``: a 2.5D network's pool in a
+    residual shortcut (ResNet-D's average-pool shortcut), which must keep the slices as the strided 2.5D
+    convolution beside it does."""
+    new = copy.copy(pool)
+    fills = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1}
+    for attr, fill in fills.items():
+        if hasattr(new, attr):
+            setattr(new, attr, flat(triple(getattr(new, attr)), axis, fill))
+    return new
 
 
 def _filled(new: nn.Module, conv: nn.Module, kernel: Tensor | None) -> nn.Module:
@@ -152,8 +172,8 @@ def planar_conv(kernel: KernelFn | None) -> ConvBuilder:
 
 def flat_conv(conv: nn.Module, ctx: LayerContext) -> Built:
     """2.5D: a ``Conv3d`` of :func:`flat_geometry` along ``ctx.axis`` holding the 2D (angle-0) kernel
-    (:func:`~crossd.convert.kernels.flat_kernel`): each slice across ``ctx.axis`` is convolved as the 2D layer
-    convolves an image (every ``stride``-th slice for a strided layer)."""
+    (:func:`~crossd.convert.kernels.flat_kernel`): every slice across ``ctx.axis`` is convolved as the 2D layer
+    convolves an image (a strided layer strides in-plane only)."""
     return _conv3d(conv, flat_geometry(conv, ctx.axis), flat_kernel(planar(conv), ctx.axis)), None
 
 
@@ -241,8 +261,9 @@ def flat_transposed_conv(conv: nn.ConvTranspose2d, ctx: LayerContext) -> Built:
     """2.5D: a ``ConvTranspose3d`` that convolves each slice across ``ctx.axis`` as the 2D layer does and, along
     ``ctx.axis``, writes it to ``s`` consecutive output slices (kernel ``s``, stride ``s``, no padding; ``s`` the
     stride every init gives that axis, depth copying height): nearest-neighbour up-sampling along the axis that
-    undoes the pools' and strided convolutions' down-sampling, so every output slice comes from one input slice
-    (``s = 1``: a flat kernel)."""
+    undoes the pools' down-sampling (a U-Net that pools, as MONAI's ``BasicUNet``), so every output slice comes
+    from one input slice (``s = 1``: a flat kernel). A network that down-samples with strided convolutions only
+    (which keep every slice in 2.5D) and up-samples with transposed ones grows along ``ctx.axis``."""
     values = _transposed_values(conv)
     s = values[1][AXES.index(ctx.axis)]
     values = [flat(v, ctx.axis, fill) for v, fill in zip(values, (s, s, 0, 0, 1), strict=True)]

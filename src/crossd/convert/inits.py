@@ -204,7 +204,7 @@ register_init(
 register_init(
     KernelInit(
         "2.5d",
-        "2.5D: the 2D kernel as a 3D kernel of size 1 along one axis; slices mix only through pooling and strides",
+        "2.5D: the 2D kernel as a 3D kernel of size 1 along one axis; slices mix only through pooling",
         ("to_3d", "checkpoint", "evaluate"),
         kernel=_flat,
         conv=flat_conv,

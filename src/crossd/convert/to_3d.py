@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from crossd.convert.conv_3d import LayerContext, check_axis
+from crossd.convert.conv_3d import LayerContext, check_axis, flat_pool, in_shortcut
 from crossd.convert.forward_twins import swap_forwards
 from crossd.convert.inits import KernelInit, get_init, init_names
 from crossd.convert.really_3d import check_really_3d
@@ -82,11 +82,13 @@ def to_3d(
             ``"i3d"`` (2D kernel repeated over depth / K), ``"center"`` (2D kernel in the central slice),
             ``"acs"`` (ACS convolution of the 2D kernel; for grouped and ``"SAME"``-padded layers a ``Conv3d`` holding
             :func:`~crossd.convert.kernels.acs_kernel`), ``"random"`` (fresh ``Conv3d`` init), ``"2.5d"`` (2.5D:
-            the 2D kernel as a 3D kernel of size 1 along ``axis``, ``(Co, Ci/g, 1, K, K)`` for ``"d"``, with padding 0
-            and dilation 1 along it and the stride the other inits give it: every slice is convolved in-plane and
-            slices mix only through pooling and strides, as with ACSConv's ``Conv2_5d``; a transposed convolution
-            writes each slice to ``stride`` slices along it). For Cross-D layers the 2D kernel is the one they use
-            at angle 0. The registered names are :func:`crossd.convert.inits.init_names` ``("to_3d")``.
+            the 2D kernel as a 3D kernel of size 1 along ``axis``, ``(Co, Ci/g, 1, K, K)`` for ``"d"``, with stride 1,
+            padding 0 and dilation 1 along it: every slice is convolved in-plane and slices mix only through the
+            pools, which stay 3D, as with ACSConv's ``Conv2_5d``; a pool in a residual shortcut (a module named
+            ``downsample`` or ``shortcut``, ResNet-D's) keeps every slice too, as the strided convolution beside
+            it; a transposed convolution writes each slice to ``stride`` slices along ``axis``, undoing a pool).
+            For Cross-D layers the 2D kernel is the one they use at angle 0. The registered names are
+            :func:`crossd.convert.inits.init_names` ``("to_3d")``.
         align: with ``init="crossd"`` on ``shift`` layers, use ``roll(W, (1, 1, 1))`` so the 3D centre slice is
             the kernel trained at angle 0.
         inplace: change ``model`` itself instead of a deep copy.
@@ -146,6 +148,8 @@ def to_3d(
             new = transposed_to_3d(name, module)
         else:
             new = layer_to_3d(module)
+            if kernel_init.uses_axis and isinstance(new, (nn.MaxPool3d, nn.AvgPool3d)) and in_shortcut(name):
+                new = flat_pool(new, axis)
         if new is not None:
             report.converted[name] = f"{type(module).__name__} -> {type(new).__name__}"
             new.train(module.training)

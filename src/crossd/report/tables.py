@@ -96,7 +96,7 @@ def loading_note(method: MethodSummary | SegmentationSummary) -> str:
         "acs": "ACS convolution of the 2D kernels",
         "i3d": "2D kernels inflated over depth (I3D)",
         "center": "2D kernels in the central depth slice",
-        "2.5d": "2D kernels as (1, k, k) 3D kernels (2.5D: slices mixed only by pooling and strides)",
+        "2.5d": "2D kernels as (1, k, k) 3D kernels (2.5D: slices mixed only by pooling)",
         "random": "random initialisation (architecture only)",
         "regular2d": "the regular 2D network",
         "slices": f"the 2D network on every axial slice, {loading.get('pool')}-pooled",
