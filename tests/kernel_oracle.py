@@ -63,7 +63,8 @@ def kernel_problems(
     zeros elsewhere. ``"acs"``: ``ACSConv3d`` holding the 2D kernel. ``"random"``: a ``(Co, Ci/g, K, K, K)``
     kernel. ``"2.5d"`` (axis ``"d"``): a ``(Co, Ci/g, 1, K, K)`` kernel holding the 2D kernel. Transposed
     convolutions: centre for ``"center"``, random for ``"random"``, for ``"2.5d"`` the 2D kernel in each of
-    ``stride`` depth slices (undoing a pool), else inflated. Rotation heads are dropped. Biases are copied except for ``"random"``.
+    ``stride`` depth slices (undoing a pool), else inflated. Rotation heads are dropped. Biases are copied except
+    for ``"random"``.
     """
     problems: dict[str, str] = {}
     built, layers = dict(model3d.named_modules()), dict(source.named_modules())

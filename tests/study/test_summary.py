@@ -7,6 +7,7 @@ import json
 import math
 import re
 import shutil
+import statistics
 from pathlib import Path
 
 from crossd.cli import main
@@ -85,4 +86,34 @@ def test_study_9s_tables_in_the_docs_are_remade_from_its_archive(tmp_path):
     docs = (ROOT / "docs" / "experiments.md").read_text()
     section = docs[docs.index("## Study 9") :]
     rows = [line for line in markdown.read_text().splitlines() if line.startswith("| `")]
-    assert len(rows) == 12 * 3 + 9 and all(row in section for row in rows)
+    assert len(rows) == 12 * 3 + 9 + 9 + 8 and all(row in section for row in rows)  # + 2D classifiers, differences
+
+
+def test_the_2d_classifier_table_is_the_archived_test_metrics_per_seed(tmp_path):
+    """The seed paper's Table 1 analog: each arm's five metrics are the mean ± std over seeds of its
+    ``metrics.json`` test scores, and each difference from ``regular`` counts the seeds it is higher on."""
+    archive = ROOT / "benchmarks" / "results" / "study9_cnn"
+    markdown = tmp_path / "study.md"
+    config, copy = ROOT / "benchmarks" / "studies" / "study9_cnn.toml", shutil.copytree(archive, tmp_path / "a")
+    assert main(["study", str(config), "--summarise-only", "--output-dir", str(copy), "--markdown", str(markdown)]) == 0
+    tables = _tables(markdown.read_text())["The pretrained networks as 2D classifiers"]
+    rows = {row[0]: row for row in tables if len(row) == 7}  # the metrics table (the differences have 6 cells)
+
+    def test_scores(arm: str) -> list[dict]:
+        return [json.loads((archive / f"seed{s}" / arm / "metrics.json").read_text())["test"] for s in range(5)]
+
+    regular, rotate = test_scores("regular"), test_scores("rotate")
+    metrics = ("precision_macro", "recall_macro", "f1_macro", "balanced_accuracy", "accuracy")
+    for arm, scores in (("regular", regular), ("rotate", rotate)):
+        row = rows[f"`{arm}`"]
+        assert row[1] == "5"  # arm, seeds and the five metrics
+        for metric, cell in zip(metrics, row[2:], strict=True):
+            values = [100 * s[metric] for s in scores]
+            mean, std = (float(v) for v in cell.split(" ± "))
+            assert math.isclose(mean, sum(values) / 5, abs_tol=0.051)
+            assert math.isclose(std, statistics.pstdev(values), abs_tol=0.051)
+    differences = [row for row in tables if len(row) == 6 and row[0] == "`rotate`"]
+    assert len(differences) == 1
+    f1 = [100 * (b["f1_macro"] - a["f1_macro"]) for a, b in zip(regular, rotate, strict=True)]
+    higher = sum(d > 0 for d in f1)
+    assert differences[0][3].startswith(f"{sum(f1) / 5:+.1f} ({higher}/5 seeds higher, p = ")

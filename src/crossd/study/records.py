@@ -6,7 +6,7 @@ computed once from the checkpoints, so that an archive without checkpoints still
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +17,23 @@ from crossd.io import save_json
 from crossd.study.config import StudyConfig
 from crossd.train import PretrainConfig
 
+CLASSIFIER_METRICS = ("precision_macro", "recall_macro", "f1_macro", "balanced_accuracy", "accuracy")
+"""The seed paper's Table 1 metrics of a 2D classifier, as ``metrics.json`` names them (fractions)."""
+
 
 @dataclass(frozen=True)
 class PretrainRecord:
     """One arm's pretraining over the seeds that finished it: mean 2D test accuracy (percent; ``None`` without a
     2D test set), mean off/centre kernel energy (``None`` for regular networks), median wall time in seconds
-    (robust to a run slowed by other processes; ``None`` when no run recorded it) and how many of the timed runs
-    were resumed (timed after resuming only)."""
+    (robust to a run slowed by other processes; ``None`` when no run recorded it), how many of the timed runs
+    were resumed (timed after resuming only) and, per seed, the network's :data:`CLASSIFIER_METRICS` on the
+    pretraining task's held-out test images (fractions)."""
 
     accuracy: float | None
     energy: float | None
     seconds: float | None
     resumed: int = 0
+    scores: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 def energy_ratio(path: Path, shift: bool) -> float:
@@ -78,6 +83,7 @@ def pretrain_records(config: StudyConfig, output_dir: Path, seeds: list[int]) ->
     """Per arm with any record over ``seeds`` (a reused run listed once, by its own name; energies per checkpoint
     copy): its :class:`PretrainRecord`, in arm order."""
     accuracy: dict[str, list[float]] = {}
+    scores: dict[str, dict[int, dict[str, float]]] = {}
     seconds: dict[str, list[float]] = {}
     resumed: dict[str, int] = {}
     energy: dict[str, list[float]] = {}
@@ -87,6 +93,7 @@ def pretrain_records(config: StudyConfig, output_dir: Path, seeds: list[int]) ->
             test = (_read(seed_dir / arm.name / "metrics.json") or {}).get("test")
             if test:
                 accuracy.setdefault(arm.name, []).append(100 * test["accuracy"])
+                scores.setdefault(arm.name, {})[seed] = {m: test[m] for m in CLASSIFIER_METRICS if m in test}
             wall = _read(seed_dir / arm.name / "wall_time.json")
             if wall:
                 seconds.setdefault(arm.name, []).append(wall["seconds"])
@@ -101,4 +108,7 @@ def pretrain_records(config: StudyConfig, output_dir: Path, seeds: list[int]) ->
         return float(np.median(values[name])) if name in values else None
 
     names = [a.name for a in config.arms if {a.name} & (accuracy.keys() | seconds.keys() | energy.keys())]
-    return {n: PretrainRecord(mean(accuracy, n), mean(energy, n), median(seconds, n), resumed.get(n, 0)) for n in names}
+    return {
+        n: PretrainRecord(mean(accuracy, n), mean(energy, n), median(seconds, n), resumed.get(n, 0), scores.get(n, {}))
+        for n in names
+    }

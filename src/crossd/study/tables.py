@@ -4,9 +4,17 @@ study, whose config it reads; :func:`crossd.report.study.read_study` reads the `
 
 from __future__ import annotations
 
+import numpy as np
+
 from crossd.convert.inits import get_init
+from crossd.evaluate.stats import wilcoxon_pairs
 from crossd.report.tables import format_comparison
+from crossd.study.arms import REGULAR
+from crossd.study.records import CLASSIFIER_METRICS
 from crossd.study.summary import StudyRow, StudySummary
+
+METRIC_NAMES = ("precision", "recall", "F1", "balanced accuracy", "accuracy")
+"""Column names of :data:`~crossd.study.records.CLASSIFIER_METRICS` (macro averages for the first three)."""
 
 
 def _seconds(seconds: float | None) -> str:
@@ -100,6 +108,54 @@ def pretraining_table(summary: StudySummary) -> str:
     return "\n".join(lines)
 
 
+def _seed_cell(pairs: list[tuple[float, float]]) -> str:
+    """A paired difference over seeds as ``"-4.2 (0/5 seeds higher, p = 0.0625)"`` (points)."""
+    comparison = wilcoxon_pairs(pairs, "seeds")
+    if comparison.mean_difference is None:
+        return f"– ({comparison.note})"
+    higher = sum(b > a for a, b in pairs)
+    p = "no test" if comparison.p_value is None else f"p = {comparison.p_value:.3g}"
+    return f"{100 * comparison.mean_difference:+.1f} ({higher}/{len(pairs)} seeds higher, {p})"
+
+
+def classifier_table(summary: StudySummary, reference: str = REGULAR) -> str:
+    """The pretrained networks as 2D classifiers on the pretraining task's held-out test images (the seed paper's
+    Table 1): each metric's mean ± std over seeds (percent) and, below, each arm's paired difference from
+    ``reference`` per metric (Wilcoxon over the seeds both finished); ``""`` when no arm has test scores."""
+    scored = {name: r.scores for name, r in summary.pretraining.items() if r.scores}
+    if not scored:
+        return ""
+    header = " | ".join(METRIC_NAMES)
+    lines = [
+        "| arm | seeds | " + header + " |",
+        "|---|---|" + "---|" * len(METRIC_NAMES),
+    ]
+    for name, per_seed in scored.items():
+        cells = []
+        for metric in CLASSIFIER_METRICS:
+            values = 100 * np.array([s[metric] for s in per_seed.values()])
+            cells.append(f"{values.mean():.1f} ± {values.std():.1f}")
+        lines.append(f"| `{name}` | {len(per_seed)} | " + " | ".join(cells) + " |")
+    ref = scored.get(reference)
+    if ref is not None and len(scored) > 1:
+        lines += [
+            "",
+            f"Paired differences from `{reference}` in points, the seeds on which the arm scores higher and a "
+            "Wilcoxon test over seeds (with 5 seeds no two-sided p can be below 0.0625, so the seed count is the "
+            "readable evidence):",
+            "",
+            "| arm | " + header + " |",
+            "|---|" + "---|" * len(METRIC_NAMES),
+        ]
+        for name, per_seed in scored.items():
+            if name == reference:
+                continue
+            shared = sorted(per_seed.keys() & ref.keys())
+            cells = [_seed_cell([(ref[s][m], per_seed[s][m]) for s in shared]) for m in CLASSIFIER_METRICS]
+            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def study_markdown(summary: StudySummary, command: str | None = None) -> str:
     """The whole Markdown of a study, ending with the command that made it (when given)."""
     parts = [f"### Protocol `{p}`\n\n{protocol_table(summary, p)}" for p in summary.by_protocol]
@@ -112,6 +168,13 @@ def study_markdown(summary: StudySummary, command: str | None = None) -> str:
             f"{protocols_side_by_side(summary)}"
         )
     parts.append(pretraining_table(summary))
+    if classifiers := classifier_table(summary):
+        parts.append(
+            "### The pretrained networks as 2D classifiers (the seed paper's Table 1)\n\n"
+            "Macro precision, recall and F1, balanced accuracy and accuracy (%) on the pretraining task's held-out "
+            "test images, mean ± std over seeds (Cross-D networks use their heads' planes, or their sampling's "
+            "test-time plane, at test time):\n\n" + classifiers
+        )
     if command:
         parts.append(f"Command: `{command}`")
     return "\n\n".join(parts) + "\n"
