@@ -40,6 +40,26 @@ def test_study_7_and_9_load_with_the_settings_of_their_runs():
     assert study9_r18.pretrain_config(study9_r18.arm("project_grid_g4"), 0, "x.npz", None, "o").batch_size == 32
 
 
+@pytest.mark.parametrize(
+    ("name", "arch", "epochs"), [("study8_cnn", "small_cnn", (12, 15)), ("study8_r18", "resnet18", (6, 20))]
+)
+def test_study_8_plans_every_route_beside_the_3d_inits_on_study_7s_settings(name, arch, epochs):
+    study = load_study(STUDIES / f"{name}.toml")
+    plan = evaluation_plan(study.arms, study.evaluate.inits)
+    routes = ["random", "i3d", "acs", "2.5d", "slices", "slices3"]
+    assert [m.label for c in plan for m in c.methods] == [
+        *routes,
+        "shift",
+        "rotate",
+        "project",
+        "project_random",
+        "project_grid",
+    ]
+    assert set(study.references) == {"i3d", "acs", "2.5d", "slices", "slices3"}
+    assert study.evaluate.protocols == ("bn", "finetune", "paper") and study.seeds == (0, 1, 2, 3, 4)
+    assert (study.arch, study.pretrain["epochs"], study.evaluate.epochs) == (arch, *epochs)
+
+
 def _write(tmp_path, text: str) -> Path:
     path = tmp_path / "study.toml"
     path.write_text(text)
@@ -59,6 +79,9 @@ ARMS = '[[arms]]\nname = "regular"\nconv = "regular"\ninit = "i3d"\n\n[[arms]]\n
         ("[pretrain]\nbatchsize = 4\n" + ARMS, "pretrain.batchsize: not a pretraining setting"),
         ('[evaluate]\nprotocols = ["bn", "fintune"]\n' + ARMS, "evaluate.protocols: 'fintune' is unknown"),
         ("seeds = [0, 0]\n" + ARMS, "seeds: lists a seed twice"),
+        ('[evaluate]\ninits = ["regular2d"]\n' + ARMS, "evaluate.inits: 'regular2d' evaluates 2D data"),
+        ('[evaluate]\ninits = ["slice"]\n' + ARMS, "evaluate.inits: "),
+        ('[evaluate]\nslice_pool = "sum"\n' + ARMS, "evaluate.slice_pool: must be one of mean, max, attention"),
         ("sedes = [0]\n" + ARMS, "sedes: unknown key; expected one of title, seeds"),
         ('[[arms]]\nname = "rotate"\nconv = "crossd"\n', "arms: evaluate.inits need a network"),
         (ARMS + '[[arms]]\nname = "b"\nsource = "nope"\n', "arms[2] (b).source: 'nope' is not an arm"),

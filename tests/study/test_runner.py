@@ -83,3 +83,23 @@ def test_an_unfinished_pretraining_run_is_resumed_from_its_checkpoint(tmp_path, 
     assert _log(run)[:1] == first and len(_log(run)) == 2  # epoch 0 kept, not trained again
     assert json.loads((run / "wall_time.json").read_text())["resumed"] is True
     assert json.loads((run / "metrics.json").read_text())
+
+
+def test_a_study_runs_the_2_5d_and_slice_routes_beside_the_3d_inits(tmp_path, tiny_study):
+    """Study 8's plan in small: ``2.5d``, ``slices`` and ``slices3`` (attention pool) from the regular network,
+    every protocol, compared with each route named in ``[references]``."""
+    config = tiny_study(
+        inits=["i3d", "2.5d", "slices", "slices3"], protocols=["bn", "paper"], slice_pool="attention", epochs=1
+    )
+    text = config.read_text().replace('[references]\ni3d = "I3D"', '[references]\ni3d = "I3D"\nslices = "slices"')
+    config.write_text(text)
+    out = tmp_path / "run"
+    assert main(["study", str(config), "--output-dir", str(out)]) == 0
+    results = json.loads((out / "seed0" / "eval_paper" / "results.json").read_text())
+    assert [m["method"] for m in results["results"]] == ["i3d", "2.5d", "slices", "slices3", "crossd"]
+    assert json.loads((out / "seed0" / "eval" / "settings.json").read_text())["slice_pool"] == "attention"
+    study = json.loads((out / "study.json").read_text())
+    for protocol in ("bn", "paper"):
+        rows = {r["method"]: r for r in study["by_protocol"][protocol]}
+        assert set(rows) == {"i3d", "2.5d", "slices", "slices3", "rotate"}
+        assert rows["rotate"]["vs_slices"]["pairs"] == 2 and "vs_slices" not in rows["slices"]

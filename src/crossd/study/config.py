@@ -34,6 +34,7 @@ from crossd.convert.inits import get_init
 from crossd.demo.data import DemoDataConfig
 from crossd.errors import CrossdError, SettingsError
 from crossd.evaluate.config import PROTOCOLS
+from crossd.models.slice_model import POOLS
 from crossd.study.arms import Arm
 from crossd.train import PretrainConfig
 from crossd.train.defaults import fit_defaults
@@ -87,8 +88,9 @@ class EvaluateSettings:
     """How every arm is evaluated, on the same folds, once per protocol (see :class:`crossd.evaluate.EvaluateConfig`).
 
     ``lr`` is the evaluation learning rate of every protocol but ``finetune`` (``finetune_lr``) and ``paper`` (its
-    own); ``normalize`` ``None`` takes the checkpoints' normalisation; ``tag`` suffixes the evaluation folders, so
-    that other settings on the same checkpoints get their own.
+    own); ``normalize`` ``None`` takes the checkpoints' normalisation; ``slice_pool`` is how the ``slices`` and
+    ``slices3`` inits pool slice features; ``tag`` suffixes the evaluation folders, so that other settings on the
+    same checkpoints get their own.
     """
 
     protocols: tuple[str, ...] = ("bn",)
@@ -99,6 +101,7 @@ class EvaluateSettings:
     finetune_lr: float = 1e-3
     recalibrate_bn: bool = False
     normalize: str | None = None
+    slice_pool: str = "mean"
     tag: str = ""
 
     def lr_of(self, protocol: str) -> float | None:
@@ -272,9 +275,13 @@ def _evaluate(table: dict, fail) -> EvaluateSettings:
         if name == "crossd":
             raise fail("evaluate.inits", "lists the regular network's inits; Cross-D arms are evaluated as crossd")
         try:
-            get_init(name, "to_3d")
+            kernel_init = get_init(name, "evaluate")
         except CrossdError as exc:
             raise fail("evaluate.inits", exc.message) from None
+        if 3 not in kernel_init.spatial_dims:
+            raise fail("evaluate.inits", f"{name!r} evaluates 2D data; a study's downstream task is 3D")
+    if settings.slice_pool not in POOLS:
+        raise fail("evaluate.slice_pool", f"must be one of {', '.join(POOLS)}, got {settings.slice_pool!r}")
     for key in ("folds", "epochs"):
         if type(getattr(settings, key)) is not int or getattr(settings, key) < 1:
             raise fail(f"evaluate.{key}", f"must be a positive integer, got {getattr(settings, key)!r}")

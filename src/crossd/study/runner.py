@@ -197,6 +197,7 @@ def evaluate_seed(
                 recalibrate_bn=settings.recalibrate_bn,
                 arch=config.arch,
                 normalize=settings.normalize,
+                slice_pool=settings.slice_pool,
                 resume=True,
                 progress=False,
             ),
