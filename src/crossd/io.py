@@ -191,6 +191,16 @@ def save_json(obj: Any, path: str | Path) -> Path:
     return save_text(json.dumps(obj, indent=2, default=json_value) + "\n", path)
 
 
+def save_npz(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Write ``arrays`` as a compressed ``.npz`` atomically (see :func:`atomic_write`)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    return atomic_write(path, write)
+
+
 def save_text(text: str, path: str | Path) -> Path:
     """Write ``text`` (UTF-8) atomically."""
     return save_bytes(text.encode(), path)

@@ -56,6 +56,7 @@ def test_study_8_plans_every_route_beside_the_3d_inits_on_study_7s_settings(name
         "project_grid",
     ]
     assert set(study.references) == {"i3d", "acs", "2.5d", "slices", "slices3"}
+    assert study.evaluate.tasks_2d == ("digits", "mni_planes") and study.evaluate.task_protocols() == ("bn", "finetune")
     assert study.evaluate.protocols == ("bn", "finetune", "paper") and study.seeds == (0, 1, 2, 3, 4)
     assert (study.arch, study.pretrain["epochs"], study.evaluate.epochs) == (arch, *epochs)
 
@@ -82,6 +83,8 @@ ARMS = '[[arms]]\nname = "regular"\nconv = "regular"\ninit = "i3d"\n\n[[arms]]\n
         ('[evaluate]\ninits = ["regular2d"]\n' + ARMS, "evaluate.inits: 'regular2d' evaluates 2D data"),
         ('[evaluate]\ninits = ["slice"]\n' + ARMS, "evaluate.inits: "),
         ('[evaluate]\nslice_pool = "sum"\n' + ARMS, "evaluate.slice_pool: must be one of mean, max, attention"),
+        ('[evaluate]\ntasks_2d = ["mnist"]\n' + ARMS, "evaluate.tasks_2d: 'mnist' is not a 2D task; expected some of"),
+        ("[evaluate]\ntask_2d_samples = 0\n" + ARMS, "evaluate.task_2d_samples: must be a positive integer, got 0"),
         ("sedes = [0]\n" + ARMS, "sedes: unknown key; expected one of title, seeds"),
         ('[[arms]]\nname = "rotate"\nconv = "crossd"\n', "arms: evaluate.inits need a network"),
         (ARMS + '[[arms]]\nname = "b"\nsource = "nope"\n', "arms[2] (b).source: 'nope' is not an arm"),

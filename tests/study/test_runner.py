@@ -103,3 +103,25 @@ def test_a_study_runs_the_2_5d_and_slice_routes_beside_the_3d_inits(tmp_path, ti
         rows = {r["method"]: r for r in study["by_protocol"][protocol]}
         assert set(rows) == {"i3d", "2.5d", "slices", "slices3", "rotate"}
         assert rows["rotate"]["vs_slices"]["pairs"] == 2 and "vs_slices" not in rows["slices"]
+
+
+def test_a_study_evaluates_every_network_on_its_2d_tasks(tmp_path, tiny_study):
+    """The seed paper's Table 2 in small: ``regular2d``, ``random`` and the Cross-D arm on the ``digits`` task
+    (built from scikit-learn's shipped images), under ``bn`` and ``finetune`` only, with its own tables."""
+    config = tiny_study(protocols=["bn", "paper", "finetune"], tasks_2d=["digits"], task_2d_samples=40, epochs=1)
+    out = tmp_path / "run"
+    assert main(["study", str(config), "--output-dir", str(out)]) == 0
+    seed = out / "seed0"
+    assert (out / "data" / "digits_32.npz").is_file()
+    assert sorted(p.name for p in seed.glob("eval2d_*")) == ["eval2d_digits", "eval2d_digits_finetune"]
+    results = json.loads((seed / "eval2d_digits" / "results.json").read_text())
+    assert [m["method"] for m in results["results"]] == ["regular2d", "random", "crossd"]
+    assert results["data"]["num_classes"] == 10
+    tasks = json.loads((out / "study.json").read_text())["tasks_2d"]
+    assert set(tasks["digits"]) == {"bn", "finetune"}
+    rows = {r["method"]: r for r in tasks["digits"]["bn"]["rows"]}
+    assert set(rows) == {"regular2d", "random", "rotate"} and rows["rotate"]["vs_regular2d"]["pairs"] == 2
+    text = (out / "study.md").read_text()
+    assert (
+        "### 2D task `digits`, protocol `finetune`" in text and "| `regular2d`: the regular 2D CNN as trained |" in text
+    )

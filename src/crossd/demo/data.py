@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from crossd.errors import DataError, SettingsError
-from crossd.io import atomic_write, save_json
+from crossd.io import save_json, save_npz
 
 CLASSES = ("background", "csf", "grey", "white")
 SPLIT_FRACTIONS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
@@ -193,14 +193,6 @@ def split_arrays(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray
     return arrays
 
 
-def _save_npz(arrays: dict[str, np.ndarray], path: Path) -> Path:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-    return atomic_write(path, write)
-
-
 def _describe(config: DemoDataConfig, arrays_2d: dict, arrays_3d: dict, arrays_volumes: dict) -> dict:
     def counts(arrays: dict) -> dict:
         return {
@@ -281,7 +273,7 @@ def build_demo_data(output_dir: str | Path, config: DemoDataConfig | None = None
     arrays_2d, arrays_3d = build_arrays(config)
     arrays_volumes = build_volume_arrays(config)
     for arrays, path in zip((arrays_2d, arrays_3d, arrays_volumes), paths, strict=True):
-        _save_npz(arrays, path)
+        save_npz(arrays, path)
     description = _describe(config, arrays_2d, arrays_3d, arrays_volumes)
     save_json(description, description_path)
     return DemoData(*paths, description)

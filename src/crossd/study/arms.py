@@ -14,7 +14,8 @@ Besides ordinary arms there are four kinds (study 4 and 7's controls):
 Folders (one set per protocol, each name followed by the protocol's tag): ``eval`` holds the baselines (the
 ``regular`` arm under every init of ``[evaluate] inits``) and every Cross-D arm; ``eval_aligned`` the aligned arms;
 ``eval_<arm>`` each other regular-network arm (its init's name would clash with the baselines' there). This is the
-layout ``benchmarks/transfer_study.py`` wrote, so its archives are read as they are.
+layout ``benchmarks/transfer_study.py`` wrote, so its archives are read as they are. ``eval2d_<task>`` holds each
+2D task of ``[evaluate] tasks_2d`` (:func:`task_plan`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class EvaluationCall:
     folder: str
     align: bool
     methods: tuple[PlannedMethod, ...]
+    task: str | None = None
+    """The 2D task evaluated (``None``: the study's 3D downstream set)."""
 
 
 def evaluation_plan(arms: tuple[Arm, ...], inits: tuple[str, ...]) -> list[EvaluationCall]:
@@ -97,6 +100,22 @@ def evaluation_plan(arms: tuple[Arm, ...], inits: tuple[str, ...]) -> list[Evalu
         *(EvaluationCall(f"eval_{a.name}", False, (own(a),)) for a in arms if a.init != "crossd" and a.name != REGULAR),
     ]
     return [c for c in calls if c.methods]
+
+
+def task_plan(arms: tuple[Arm, ...], task: str) -> EvaluationCall:
+    """The folder ``eval2d_<task>`` of a 2D task: the regular network as it was trained (``regular2d``), a random
+    init and every Cross-D arm's network as a 2D network (aligned and blended arms differ only in their 3D kernels,
+    so they are left out)."""
+    methods = (
+        PlannedMethod("regular2d", "regular2d", REGULAR, REGULAR),
+        PlannedMethod("random", "random", None, None),
+        *(
+            PlannedMethod(a.name, a.init, a.run_name, a.name)
+            for a in arms
+            if a.init == "crossd" and not a.align and not a.blend
+        ),
+    )
+    return EvaluationCall(f"eval2d_{task}", False, methods, task)
 
 
 def label_of(call: EvaluationCall, record: dict) -> str | None:

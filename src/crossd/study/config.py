@@ -32,6 +32,7 @@ from typing import Any
 
 from crossd.convert.inits import get_init
 from crossd.demo.data import DemoDataConfig
+from crossd.demo.tasks_2d import TASKS_2D
 from crossd.errors import CrossdError, SettingsError
 from crossd.evaluate.config import PROTOCOLS
 from crossd.models.slice_model import POOLS
@@ -68,6 +69,9 @@ REFERENCES = {
 }
 """The default ``[references]``: every method is compared (paired Wilcoxon) with each of these the study ran."""
 
+TASK_2D_PROTOCOLS = ("bn", "finetune")
+"""The protocols of the 2D tasks: frozen features (BatchNorm and head trained) and fine-tuning."""
+
 BASELINE_INITS = ("random", "i3d", "center", "acs")
 """The default ``[evaluate] inits``: the 3D inits evaluated from the ``regular`` arm's network."""
 
@@ -89,8 +93,11 @@ class EvaluateSettings:
 
     ``lr`` is the evaluation learning rate of every protocol but ``finetune`` (``finetune_lr``) and ``paper`` (its
     own); ``normalize`` ``None`` takes the checkpoints' normalisation; ``slice_pool`` is how the ``slices`` and
-    ``slices3`` inits pool slice features; ``tag`` suffixes the evaluation folders, so that other settings on the
-    same checkpoints get their own.
+    ``slices3`` inits pool slice features; ``tasks_2d`` names 2D downstream tasks
+    (:data:`crossd.demo.tasks_2d.TASKS_2D`, ``task_2d_samples`` images each) on which the regular network as trained
+    (``regular2d``), a random init and every Cross-D arm's 2D network are evaluated under :data:`TASK_2D_PROTOCOLS`
+    (the seed paper's Table 2); ``tag`` suffixes the evaluation folders, so that other settings on the same
+    checkpoints get their own.
     """
 
     protocols: tuple[str, ...] = ("bn",)
@@ -102,7 +109,13 @@ class EvaluateSettings:
     recalibrate_bn: bool = False
     normalize: str | None = None
     slice_pool: str = "mean"
+    tasks_2d: tuple[str, ...] = ()
+    task_2d_samples: int = 1500
     tag: str = ""
+
+    def task_protocols(self) -> tuple[str, ...]:
+        """The protocols the 2D tasks are evaluated under: those of :data:`TASK_2D_PROTOCOLS` the study runs."""
+        return tuple(p for p in self.protocols if p in TASK_2D_PROTOCOLS) if self.tasks_2d else ()
 
     def lr_of(self, protocol: str) -> float | None:
         """The evaluation learning rate of ``protocol`` (``None``: the protocol's own)."""
@@ -260,7 +273,7 @@ def _evaluate(table: dict, fail) -> EvaluateSettings:
     keys = [f.name for f in dataclasses.fields(EvaluateSettings)]
     _known(table, keys, "evaluate.", fail)
     values = dict(table)
-    for key in ("protocols", "inits"):
+    for key in ("protocols", "inits", "tasks_2d"):
         if key in values:
             if not isinstance(values[key], list) or not all(isinstance(v, str) for v in values[key]):
                 raise fail(f"evaluate.{key}", f"must be a list of names, got {values[key]!r}")
@@ -280,6 +293,11 @@ def _evaluate(table: dict, fail) -> EvaluateSettings:
             raise fail("evaluate.inits", exc.message) from None
         if 3 not in kernel_init.spatial_dims:
             raise fail("evaluate.inits", f"{name!r} evaluates 2D data; a study's downstream task is 3D")
+    for name in settings.tasks_2d:
+        if name not in TASKS_2D:
+            raise fail("evaluate.tasks_2d", f"{name!r} is not a 2D task; expected some of {', '.join(TASKS_2D)}")
+    if type(settings.task_2d_samples) is not int or settings.task_2d_samples < 1:
+        raise fail("evaluate.task_2d_samples", f"must be a positive integer, got {settings.task_2d_samples!r}")
     if settings.slice_pool not in POOLS:
         raise fail("evaluate.slice_pool", f"must be one of {', '.join(POOLS)}, got {settings.slice_pool!r}")
     for key in ("folds", "epochs"):

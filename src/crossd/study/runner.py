@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,12 +24,13 @@ from safetensors import safe_open
 
 from crossd.data.npz import load_npz
 from crossd.demo.data import build_demo_data
+from crossd.demo.tasks_2d import build_task_2d
 from crossd.errors import CrossdError, SettingsError
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.io import atomic_write, save_json, save_safetensors, save_text
 from crossd.models import ModelSpec
 from crossd.study.archive import archive, restore
-from crossd.study.arms import Arm, evaluation_plan
+from crossd.study.arms import Arm, evaluation_plan, task_plan
 from crossd.study.config import HYBRID, StudyConfig
 from crossd.study.records import seed_kernel_energy
 from crossd.study.summary import summarise_study, write_study_json
@@ -48,20 +49,28 @@ POLL_SECONDS = 20
 
 @dataclass(frozen=True)
 class StudyData:
-    """The files a study trains and evaluates on: 2D pretraining images, 3D downstream set, hybrid volumes."""
+    """The files a study trains and evaluates on: 2D pretraining images, 3D downstream set, hybrid volumes and
+    the 2D tasks by name."""
 
     pretrain: Path
     downstream: Path
     volumes: Path | None
+    tasks_2d: dict[str, Path] = field(default_factory=dict)
 
 
 def study_data(config: StudyConfig, output_dir: Path) -> StudyData:
-    """The files of ``[data]``, or the demo's sets built (or reused) in ``output_dir/data``."""
-    data = config.data
+    """The files of ``[data]``, or the demo's sets built (or reused) in ``output_dir/data``; the 2D tasks of
+    ``[evaluate] tasks_2d`` built (or reused) there too, at the demo's 2D patch size."""
+    data, settings = config.data, config.evaluate
+    tasks = {
+        t: build_task_2d(t, output_dir / "data", data.demo.size_2d, settings.task_2d_samples, data.demo.seed)
+        for t in settings.tasks_2d
+    }
     if data.pretrain is not None:
-        return StudyData(Path(data.pretrain), Path(data.downstream), Path(data.volumes) if data.volumes else None)
+        volumes = Path(data.volumes) if data.volumes else None
+        return StudyData(Path(data.pretrain), Path(data.downstream), volumes, tasks)
     built = build_demo_data(output_dir / "data", data.demo)
-    return StudyData(built.pretrain_path, built.downstream_path, built.volumes_path)
+    return StudyData(built.pretrain_path, built.downstream_path, built.volumes_path, tasks)
 
 
 def is_mine(shard: tuple[int, int] | None, index: int) -> bool:
@@ -175,16 +184,18 @@ def evaluate_seed(
     protocol: str,
     shard: tuple[int, int] | None = None,
 ) -> None:
-    """Evaluate every planned method of one seed under ``protocol`` on the same folds."""
+    """Evaluate every planned method of one seed under ``protocol`` on the same folds (and, under the 2D tasks'
+    protocols, every 2D task)."""
     settings = config.evaluate
-    for call in evaluation_plan(config.arms, settings.inits):
+    tasks = settings.tasks_2d if protocol in settings.task_protocols() else ()
+    for call in [*evaluation_plan(config.arms, settings.inits), *(task_plan(config.arms, t) for t in tasks)]:
         methods = [
             (m.init, None if m.run is None else checkpoint_copy(runs[m.run], m.checkpoint, m.blend))
             for m in call.methods
         ]
         evaluate(
             EvaluateConfig(
-                data=str(data.downstream),
+                data=str(data.downstream if call.task is None else data.tasks_2d[call.task]),
                 methods=methods,
                 output_dir=str(output_dir / f"seed{seed}" / f"{call.folder}{settings.tag_of(protocol)}"),
                 protocol=protocol,

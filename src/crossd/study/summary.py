@@ -19,7 +19,7 @@ from crossd.convert.inits import get_init
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import save_json
 from crossd.results import Comparison, FoldResult, Results
-from crossd.study.arms import REGULAR, evaluation_plan, label_of
+from crossd.study.arms import REGULAR, EvaluationCall, evaluation_plan, label_of, task_plan
 from crossd.study.config import StudyConfig
 from crossd.study.records import PretrainRecord, pretrain_records
 
@@ -43,15 +43,22 @@ class StudyRow:
         return {**row, **{f"vs_{ref}": c.to_json() for ref, c in self.comparisons.items()}}
 
 
+TASK_REFERENCES = {"regular2d": "regular 2D", "random": "random"}
+"""What every network is compared with on a 2D task: the regular network as trained, and a random init."""
+
+
 @dataclass
 class StudySummary:
     """The tables' contents: rows per protocol (best first), the seeds each protocol pooled, each arm's
-    :class:`PretrainRecord`."""
+    :class:`PretrainRecord`, and per 2D task the rows and seeds of each of its protocols (tasks and protocols
+    without a finished seed left out)."""
 
     config: StudyConfig
     by_protocol: dict[str, list[StudyRow]]
     seeds: dict[str, list[int]]
     pretraining: dict[str, PretrainRecord]
+    by_task: dict[str, dict[str, list[StudyRow]]] = field(default_factory=dict)
+    task_seeds: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def wall_seconds(self, method: str) -> float | None:
         """Median pretraining wall time of the run behind ``method`` (a baseline's is the ``regular`` arm's)."""
@@ -60,6 +67,9 @@ class StudySummary:
         run = runs.get(method)
         record = self.pretraining.get(run) if run else None
         return record.seconds if record else None
+
+    def _task_json(self, task: str, protocol: str) -> dict:
+        return {"seeds": self.task_seeds[task][protocol], "rows": [r.to_json() for r in self.by_task[task][protocol]]}
 
     def to_json(self) -> dict:
         first = self.config.evaluate.protocols[0]
@@ -77,13 +87,20 @@ class StudySummary:
             "by_protocol": {p: [r.to_json() for r in rows] for p, rows in self.by_protocol.items()},
             "seeds": self.seeds,
             "pretraining": {name: vars(record) for name, record in self.pretraining.items()},
+            "tasks_2d": {
+                task: {
+                    p: {"seeds": self.task_seeds[task][p], "rows": [r.to_json() for r in rows]} for p, rows in t.items()
+                }
+                for task, t in self.by_task.items()
+            },
         }
 
 
-def gather(config: StudyConfig, output_dir: Path, protocol: str) -> tuple[dict[str, list[FoldResult]], list[int]]:
-    """The folds of every planned method under ``protocol`` over the study's seeds whose evaluation folders have
+def gather(
+    config: StudyConfig, output_dir: Path, protocol: str, plan: list[EvaluationCall]
+) -> tuple[dict[str, list[FoldResult]], list[int]]:
+    """The folds of every method of ``plan``'s folders under ``protocol`` over the study's seeds whose folders have
     all finished (so parallel processes agree), and those seeds."""
-    plan = evaluation_plan(config.arms, config.evaluate.inits)
     tag = config.evaluate.tag_of(protocol)
     per_method: dict[str, list[FoldResult]] = {}
     seeds = []
@@ -104,14 +121,16 @@ def gather(config: StudyConfig, output_dir: Path, protocol: str) -> tuple[dict[s
     return per_method, seeds
 
 
-def summarise(config: StudyConfig, per_method: dict[str, list[FoldResult]], seeds: list[int]) -> list[StudyRow]:
-    """One :class:`StudyRow` per method, best mean first."""
+def summarise(
+    config: StudyConfig, per_method: dict[str, list[FoldResult]], seeds: list[int], references: dict[str, str]
+) -> list[StudyRow]:
+    """One :class:`StudyRow` per method, best mean first, compared with each of ``references`` it has."""
     rows = []
     for name, folds in per_method.items():
         accuracy = np.array([f.accuracy for f in folds])
         seed_means = [np.mean([f.accuracy for f in folds if f.repeat // 1000 == s]) for s in seeds]
         variant_of = {a.name: a.compare_with for a in config.arms if a.compare_with}
-        refs = [*config.references, *([variant_of[name]] if name in variant_of else [])]
+        refs = [*references, *([variant_of[name]] if name in variant_of else [])]
         comparisons = {
             ref: paired_wilcoxon(per_method[ref], per_method[name])
             for ref in dict.fromkeys(refs)
@@ -128,13 +147,23 @@ def summarise(config: StudyConfig, per_method: dict[str, list[FoldResult]], seed
 def summarise_study(config: StudyConfig, output_dir: Path) -> StudySummary | None:
     """The :class:`StudySummary` of ``output_dir``, or ``None`` while some protocol has no finished seed."""
     by_protocol, seeds = {}, {}
+    plan = evaluation_plan(config.arms, config.evaluate.inits)
     for protocol in config.evaluate.protocols:
-        per_method, seeds[protocol] = gather(config, output_dir, protocol)
-        by_protocol[protocol] = summarise(config, per_method, seeds[protocol])
+        per_method, seeds[protocol] = gather(config, output_dir, protocol, plan)
+        by_protocol[protocol] = summarise(config, per_method, seeds[protocol], config.references)
     if not all(seeds.values()):
         return None
+    by_task: dict[str, dict[str, list[StudyRow]]] = {}
+    task_seeds: dict[str, dict[str, list[int]]] = {}
+    for task in config.evaluate.tasks_2d:
+        for protocol in config.evaluate.task_protocols():
+            per_method, finished = gather(config, output_dir, protocol, [task_plan(config.arms, task)])
+            if finished:
+                by_task.setdefault(task, {})[protocol] = summarise(config, per_method, finished, TASK_REFERENCES)
+                task_seeds.setdefault(task, {})[protocol] = finished
     pretrained = sorted(set().union(*seeds.values()))
-    return StudySummary(config, by_protocol, seeds, pretrain_records(config, output_dir, pretrained))
+    records = pretrain_records(config, output_dir, pretrained)
+    return StudySummary(config, by_protocol, seeds, records, by_task, task_seeds)
 
 
 def write_study_json(summary: StudySummary, output_dir: Path) -> Path:

@@ -11,7 +11,10 @@ from crossd.evaluate.stats import wilcoxon_pairs
 from crossd.report.tables import format_comparison
 from crossd.study.arms import REGULAR
 from crossd.study.records import CLASSIFIER_METRICS
-from crossd.study.summary import StudyRow, StudySummary
+from crossd.study.summary import TASK_REFERENCES, StudyRow, StudySummary
+
+TASK_DESCRIPTIONS = {"regular2d": "the regular 2D CNN as trained", "random": "random 2D init"}
+"""What the comparison rows of a 2D task's table are."""
 
 METRIC_NAMES = ("precision", "recall", "F1", "balanced accuracy", "accuracy")
 """Column names of :data:`~crossd.study.records.CLASSIFIER_METRICS` (macro averages for the first three)."""
@@ -35,26 +38,31 @@ def describe(summary: StudySummary) -> dict[str, str]:
     return {**inits, **{a.name: a.description for a in summary.config.arms}}
 
 
-def protocol_table(summary: StudySummary, protocol: str) -> str:
+def protocol_table(summary: StudySummary, protocol: str, task: str | None = None) -> str:
     """One protocol's table: every method's accuracy, its pretraining wall time and its paired differences with
     the reference arms, best first; with arms that are variants of another (``compare_with``), a last column of
-    each variant's paired difference with its arm."""
-    config, rows, seeds = summary.config, summary.by_protocol[protocol], summary.seeds[protocol]
-    refs = [ref for ref in config.references if any(r.method == ref for r in rows)]
+    each variant's paired difference with its arm. With ``task``, that 2D task's table (compared with the regular
+    network as trained and a random init)."""
+    config = summary.config
+    if task is None:
+        rows, seeds, references, what = summary.by_protocol[protocol], summary.seeds[protocol], config.references, ""
+    else:
+        rows, seeds, references = summary.by_task[task][protocol], summary.task_seeds[task][protocol], TASK_REFERENCES
+        what = f", 2D task `{task}`"
+    refs = [ref for ref in references if any(r.method == ref for r in rows)]
     recalibrated = " + BatchNorm recalibration (AdaBN)" if config.evaluate.recalibrate_bn else ""
     lr = config.evaluate.lr_of(protocol)
     epochs = config.pretrain.get("epochs", "default")
-    text = describe(summary)
+    text = describe(summary) if task is None else {**describe(summary), **TASK_DESCRIPTIONS}
     variant_of = {a.name: a.compare_with for a in config.arms if a.compare_with}
     variants = ["vs the arm it varies"] if variant_of else []
     lines = [
-        f"Arch `{config.arch}`, protocol `{protocol}`{recalibrated}, seeds {seeds} x {config.evaluate.folds} folds, "
-        f"pretraining {epochs} epochs, evaluation {config.evaluate.epochs} epochs at lr "
+        f"Arch `{config.arch}`{what}, protocol `{protocol}`{recalibrated}, seeds {seeds} x {config.evaluate.folds} "
+        f"folds, pretraining {epochs} epochs, evaluation {config.evaluate.epochs} epochs at lr "
         f"{'of the protocol' if lr is None else lr}. Differences in points, paired over seed x fold.",
         "",
-        "| 3D init | accuracy (mean ± std over seed x fold) | std of seed means | pretraining (s) | "
-        + " | ".join([*(f"vs {config.references[ref]}" for ref in refs), *variants])
-        + " |",
+        f"| {'3D init' if task is None else '2D network'} | accuracy (mean ± std over seed x fold) | std of seed means "
+        "| pretraining (s) | " + " | ".join([*(f"vs {references[ref]}" for ref in refs), *variants]) + " |",
         "|---|---|---|---|" + "---|" * (len(refs) + len(variants)),
     ]
     for r in rows:
@@ -167,6 +175,8 @@ def study_markdown(summary: StudySummary, command: str | None = None) -> str:
             f"### Protocols side by side (differences in points, paired over seed x fold{note})\n\n"
             f"{protocols_side_by_side(summary)}"
         )
+    for task, protocols in summary.by_task.items():
+        parts += [f"### 2D task `{task}`, protocol `{p}`\n\n{protocol_table(summary, p, task)}" for p in protocols]
     parts.append(pretraining_table(summary))
     if classifiers := classifier_table(summary):
         parts.append(
