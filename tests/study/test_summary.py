@@ -117,3 +117,14 @@ def test_the_2d_classifier_table_is_the_archived_test_metrics_per_seed(tmp_path)
     f1 = [100 * (b["f1_macro"] - a["f1_macro"]) for a, b in zip(regular, rotate, strict=True)]
     higher = sum(d > 0 for d in f1)
     assert differences[0][3].startswith(f"{sum(f1) / 5:+.1f} ({higher}/5 seeds higher, p = ")
+
+
+def test_study_8s_table_1_analog_in_the_docs_is_remade_from_study_7s_archive(tmp_path):
+    """docs/experiments.md's ResNet-18 Table 1 analog is crossd study's classifier table on study 7's records."""
+    markdown = tmp_path / "study.md"
+    config, copy = ROOT / "benchmarks" / "studies" / "study7_r18.toml", shutil.copytree(ARCHIVE, tmp_path / "a")
+    assert main(["study", str(config), "--summarise-only", "--output-dir", str(copy), "--markdown", str(markdown)]) == 0
+    table = _tables(markdown.read_text())["The pretrained networks as 2D classifiers"]
+    docs = (ROOT / "docs" / "experiments.md").read_text()
+    section = docs[docs.index("### Table 1 analog, ResNet-18") : docs.index("## Study 9")]
+    assert len(table) == 12 + 11 and all("| " + " | ".join(row) + " |" in section for row in table)

@@ -182,8 +182,8 @@ def study_markdown(summary: StudySummary, command: str | None = None) -> str:
         parts.append(
             "### The pretrained networks as 2D classifiers (the seed paper's Table 1)\n\n"
             "Macro precision, recall and F1, balanced accuracy and accuracy (%) on the pretraining task's held-out "
-            "test images, mean ± std over seeds (Cross-D networks use their heads' planes, or their sampling's "
-            "test-time plane, at test time):\n\n" + classifiers
+            "test images, mean ± std over seeds (Cross-D networks use their heads' planes at test time, also those "
+            "trained on sampled planes):\n\n" + classifiers
         )
     if command:
         parts.append(f"Command: `{command}`")
