@@ -85,39 +85,38 @@ def test_an_unfinished_pretraining_run_is_resumed_from_its_checkpoint(tmp_path, 
     assert json.loads((run / "metrics.json").read_text())
 
 
-def test_a_study_runs_the_2_5d_and_slice_routes_beside_the_3d_inits(tmp_path, tiny_study):
-    """Study 8's plan in small: ``2.5d``, ``slices`` and ``slices3`` (attention pool) from the regular network,
-    every protocol, compared with each route named in ``[references]``."""
+def test_a_study_runs_the_2_5d_and_slice_routes_and_the_2d_tasks(tmp_path, tiny_study):
+    """Study 8's plan in small: ``2.5d``, ``slices`` and ``slices3`` (attention pool) from the regular network under
+    every protocol, compared with each route named in ``[references]``; and the seed paper's Table 2: the regular
+    network as trained, a random init and the Cross-D arm on the ``digits`` task (built from scikit-learn's shipped
+    images), under ``bn`` and ``finetune`` only, with tables of their own."""
     config = tiny_study(
-        inits=["i3d", "2.5d", "slices", "slices3"], protocols=["bn", "paper"], slice_pool="attention", epochs=1
+        inits=["i3d", "2.5d", "slices", "slices3"],
+        protocols=["bn", "paper", "finetune"],
+        slice_pool="attention",
+        tasks_2d=["digits"],
+        task_2d_samples=40,
     )
     text = config.read_text().replace('[references]\ni3d = "I3D"', '[references]\ni3d = "I3D"\nslices = "slices"')
     config.write_text(text)
     out = tmp_path / "run"
     assert main(["study", str(config), "--output-dir", str(out)]) == 0
-    results = json.loads((out / "seed0" / "eval_paper" / "results.json").read_text())
+    seed = out / "seed0"
+    results = json.loads((seed / "eval_paper" / "results.json").read_text())
     assert [m["method"] for m in results["results"]] == ["i3d", "2.5d", "slices", "slices3", "crossd"]
-    assert json.loads((out / "seed0" / "eval" / "settings.json").read_text())["slice_pool"] == "attention"
+    assert json.loads((seed / "eval" / "settings.json").read_text())["slice_pool"] == "attention"
     study = json.loads((out / "study.json").read_text())
-    for protocol in ("bn", "paper"):
+    for protocol in ("bn", "paper", "finetune"):
         rows = {r["method"]: r for r in study["by_protocol"][protocol]}
         assert set(rows) == {"i3d", "2.5d", "slices", "slices3", "rotate"}
         assert rows["rotate"]["vs_slices"]["pairs"] == 2 and "vs_slices" not in rows["slices"]
-
-
-def test_a_study_evaluates_every_network_on_its_2d_tasks(tmp_path, tiny_study):
-    """The seed paper's Table 2 in small: ``regular2d``, ``random`` and the Cross-D arm on the ``digits`` task
-    (built from scikit-learn's shipped images), under ``bn`` and ``finetune`` only, with its own tables."""
-    config = tiny_study(protocols=["bn", "paper", "finetune"], tasks_2d=["digits"], task_2d_samples=40, epochs=1)
-    out = tmp_path / "run"
-    assert main(["study", str(config), "--output-dir", str(out)]) == 0
-    seed = out / "seed0"
+    # the 2D task
     assert (out / "data" / "digits_32.npz").is_file()
     assert sorted(p.name for p in seed.glob("eval2d_*")) == ["eval2d_digits", "eval2d_digits_finetune"]
     results = json.loads((seed / "eval2d_digits" / "results.json").read_text())
     assert [m["method"] for m in results["results"]] == ["regular2d", "random", "crossd"]
     assert results["data"]["num_classes"] == 10
-    tasks = json.loads((out / "study.json").read_text())["tasks_2d"]
+    tasks = study["tasks_2d"]
     assert set(tasks["digits"]) == {"bn", "finetune"}
     rows = {r["method"]: r for r in tasks["digits"]["bn"]["rows"]}
     assert set(rows) == {"regular2d", "random", "rotate"} and rows["rotate"]["vs_regular2d"]["pairs"] == 2
