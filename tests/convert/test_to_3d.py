@@ -105,7 +105,7 @@ def _per_slice(layer2d: nn.Module, volume: torch.Tensor, axis: str, step: int = 
 @pytest.mark.parametrize("axis", ["d", "h", "w"])
 @pytest.mark.parametrize("stride", [1, (2, 3)])
 def test_2_5d_kernels_are_flat_along_the_axis_and_convolve_every_slice_as_the_2d_layer(axis, stride):
-    """Along ``axis``: kernel 1, stride 1, padding 0, dilation 1 (ACSConv's ``Conv2_5d``): the layer convolves
+    """Along ``axis``: kernel 1, stride 1, padding 0, dilation 1: the layer convolves
     every slice across ``axis`` as the 2D layer does, a strided one striding in-plane only."""
     conv = nn.Conv2d(4, 6, (3, 5), stride=stride, padding=(1, 3), dilation=(1, 2), groups=2).eval()
     new = to_3d(nn.Sequential(conv), init="2.5d", axis=axis)[0]
@@ -142,6 +142,24 @@ def test_2_5d_on_identical_slices_is_the_2d_network_on_each_slice(axis):
     assert out.shape[_AXIS[axis]] == 6  # kept by the strided convolution, halved by the pool, doubled again
     for i in range(6):
         torch.testing.assert_close(out.select(_AXIS[axis], i), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_2_5d_transposed_convolutions_are_flat_when_only_strided_convolutions_down_sample():
+    """MONAI's ``UNet`` down-samples with strided convolutions (which keep every slice in 2.5D) and up-samples with
+    transposed ones: those are flat along the axis too, so the skip connections meet and every output slice is the
+    2D U-Net's output on that slice's image."""
+    from monai.networks.nets import UNet
+
+    model = UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(4, 8, 8), strides=(2, 2)).eval()
+    model3d = to_3d(model, init="2.5d").eval()
+    transposed = [m for m in model3d.modules() if isinstance(m, nn.ConvTranspose3d)]
+    assert transposed and all(m.stride[0] == 1 and m.kernel_size[0] == 1 for m in transposed)
+    image = torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        out, expected = model3d(image[:, :, None].repeat(1, 1, 5, 1, 1)), model(image)
+    assert out.shape == (1, 2, 5, 16, 16)
+    for i in range(5):
+        torch.testing.assert_close(out[:, :, i], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_2_5d_resnet_on_identical_slices_gives_the_2d_logits():

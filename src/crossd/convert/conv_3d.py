@@ -33,12 +33,15 @@ class LayerContext:
         align: roll ``shift``-mode Cross-D kernels so their centre slice is the angle-0 kernel (``init="crossd"``).
         axis: the volume axis (``"d"``, ``"h"`` or ``"w"``) that flat (2.5D) kernels have size 1 along.
         same_padded: the layer is (or sits inside) a ``"SAME"``-padding wrapper that pads all three axes.
+        pools_downsample: the network down-samples with pools (outside residual shortcuts), which 2.5D
+            transposed convolutions then undo along ``axis`` (:func:`pools_downsample`).
     """
 
     name: str
     align: bool = False
     axis: str = "d"
     same_padded: bool = False
+    pools_downsample: bool = True
 
 
 Built = tuple[nn.Module, "str | None"]
@@ -98,6 +101,16 @@ def in_shortcut(name: str) -> bool:
     """Whether the qualified module ``name`` lies in a residual shortcut branch, as torchvision, timm and MONAI
     name them (a component ``downsample`` or ``shortcut``)."""
     return any(part in SHORTCUT_NAMES for part in name.split("."))
+
+
+def pools_downsample(model: nn.Module) -> bool:
+    """Whether ``model`` has a max or average pool of stride > 1 outside residual shortcuts: in 2.5D only those
+    reduce the flat axis (convolutions stride in-plane only), so only then do transposed convolutions up-sample
+    it."""
+    return any(
+        isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and m.stride not in (1, (1, 1)) and not in_shortcut(name)
+        for name, m in model.named_modules()
+    )
 
 
 def flat_pool(pool: nn.MaxPool3d | nn.AvgPool3d, axis: str) -> nn.MaxPool3d | nn.AvgPool3d:
@@ -258,14 +271,14 @@ def transposed_conv(kernel: KernelFn | None) -> ConvBuilder:
 
 
 def flat_transposed_conv(conv: nn.ConvTranspose2d, ctx: LayerContext) -> Built:
-    """2.5D: a ``ConvTranspose3d`` that convolves each slice across ``ctx.axis`` as the 2D layer does and, along
-    ``ctx.axis``, writes it to ``s`` consecutive output slices (kernel ``s``, stride ``s``, no padding; ``s`` the
-    stride every init gives that axis, depth copying height): nearest-neighbour up-sampling along the axis that
-    undoes the pools' down-sampling (a U-Net that pools, as MONAI's ``BasicUNet``), so every output slice comes
-    from one input slice (``s = 1``: a flat kernel). A network that down-samples with strided convolutions only
-    (which keep every slice in 2.5D) and up-samples with transposed ones grows along ``ctx.axis``."""
+    """2.5D: a ``ConvTranspose3d`` that convolves each slice across ``ctx.axis`` as the 2D layer does. Along
+    ``ctx.axis`` it undoes a pool: when the network down-samples with pools (``ctx.pools_downsample``, a U-Net such
+    as MONAI's ``BasicUNet``) it writes each slice to ``s`` consecutive output slices (kernel ``s``, stride ``s``, no
+    padding; ``s`` its stride there, depth copying height: nearest-neighbour up-sampling, every output slice from
+    one input slice); when it down-samples with strided convolutions only (which keep every slice in 2.5D, as
+    MONAI's ``UNet``), the kernel is flat (``s = 1``)."""
     values = _transposed_values(conv)
-    s = values[1][AXES.index(ctx.axis)]
+    s = values[1][AXES.index(ctx.axis)] if ctx.pools_downsample else 1
     values = [flat(v, ctx.axis, fill) for v, fill in zip(values, (s, s, 0, 0, 1), strict=True)]
     index = 2 + AXES.index(ctx.axis)
     kernel = flat_kernel(conv.weight.detach(), ctx.axis).repeat_interleave(s, dim=index)

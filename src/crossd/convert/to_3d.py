@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from crossd.convert.conv_3d import LayerContext, check_axis, flat_pool, in_shortcut
+from crossd.convert.conv_3d import LayerContext, check_axis, flat_pool, in_shortcut, pools_downsample
 from crossd.convert.forward_twins import swap_forwards
 from crossd.convert.inits import KernelInit, get_init, init_names
 from crossd.convert.really_3d import check_really_3d
@@ -84,9 +84,11 @@ def to_3d(
             :func:`~crossd.convert.kernels.acs_kernel`), ``"random"`` (fresh ``Conv3d`` init), ``"2.5d"`` (2.5D:
             the 2D kernel as a 3D kernel of size 1 along ``axis``, ``(Co, Ci/g, 1, K, K)`` for ``"d"``, with stride 1,
             padding 0 and dilation 1 along it: every slice is convolved in-plane and slices mix only through the
-            pools, which stay 3D, as with ACSConv's ``Conv2_5d``; a pool in a residual shortcut (a module named
-            ``downsample`` or ``shortcut``, ResNet-D's) keeps every slice too, as the strided convolution beside
-            it; a transposed convolution writes each slice to ``stride`` slices along ``axis``, undoing a pool).
+            pools, which stay 3D (ACSConv's ``Conv2_5d`` keeps the stride on the flat axis); a pool in a residual
+            shortcut (a module named ``downsample`` or ``shortcut``, ResNet-D's) keeps every slice too, as the
+            strided convolution beside it; a transposed convolution writes each slice to ``stride`` slices along
+            ``axis``, undoing a pool, or is flat there when the network down-samples with strided convolutions
+            only).
             For Cross-D layers the 2D kernel is the one they use at angle 0. The registered names are
             :func:`crossd.convert.inits.init_names` ``("to_3d")``.
         align: with ``init="crossd"`` on ``shift`` layers, use ``roll(W, (1, 1, 1))`` so the 3D centre slice is
@@ -110,6 +112,7 @@ def to_3d(
     same_padded = same_padded_types()
     planar_fallback = kernel_init.needs_crossd and any(isinstance(m, CrossDConv) for m in model.modules())
     padded_inside = {f"{n}.layer" for n, m in model.named_modules() if isinstance(m, PadSame)}
+    pooled = pools_downsample(model)
 
     def conv_init(name: str, module: nn.Module) -> KernelInit:
         if planar_fallback and not isinstance(module, CrossDConv):
@@ -133,7 +136,7 @@ def to_3d(
             report.notes[name] = (
                 f"ConvTranspose2d has no {init!r} kernel; ConvTranspose3d built with init={used.name!r}"
             )
-        return used.transposed(module, LayerContext(name, align, axis))[0]
+        return used.transposed(module, LayerContext(name, align, axis, pools_downsample=pooled))[0]
 
     def rule(name: str, module: nn.Module) -> nn.Module | None:
         new = None
