@@ -288,9 +288,12 @@ def kernel3d_figure(
         flat = None
     rows, depth = kernel.shape[0], kernel.shape[2]
     columns = depth + (flat is not None)
-    fig = Figure(figsize=(0.8 * columns + 0.6, 0.8 * rows + 0.6), dpi=dpi)
+    width, height = 0.8 * columns + 0.6, 0.8 * rows + 0.6
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, columns, squeeze=False)
+    # margins in inches: the row labels left and right, the title and column titles on top
+    fig.subplots_adjust(0.3 / width, 0.1 / height, 1 - 0.3 / width, 1 - 0.6 / height, wspace=0.15, hspace=0.15)
     for r in range(rows):
         for c in range(columns):
             ax = axes[r, c]
