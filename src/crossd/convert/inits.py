@@ -26,8 +26,13 @@ from crossd.convert.conv_3d import (
 from crossd.convert.kernels import KernelFn, acs_kernel, center_kernel, flat_kernel, inflate_kernel
 from crossd.errors import SettingsError
 
-USES = {"to_3d": "crossd.to_3d", "to_crossd": "crossd.to_crossd", "checkpoint": "load_checkpoint"}
-USES |= {"twin": "volume_twin", "evaluate": "the evaluation"}
+USES = {
+    "to_3d": "crossd.to_3d",
+    "to_crossd": "crossd.to_crossd",
+    "checkpoint": "load_checkpoint",
+    "twin": "volume_twin",
+    "evaluate": "the evaluation",
+}
 """Where a kernel init can be used, and how a message names that place."""
 
 
