@@ -193,13 +193,14 @@ def split_arrays(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray
     return arrays
 
 
-def _describe(config: DemoDataConfig, arrays_2d: dict, arrays_3d: dict, arrays_volumes: dict) -> dict:
-    def counts(arrays: dict) -> dict:
-        return {
-            split: np.bincount(arrays[f"{split}_labels"][:, 0], minlength=len(CLASSES)).tolist()
-            for split, _ in SPLIT_FRACTIONS
-        }
+def class_counts(arrays: dict[str, np.ndarray], classes: int) -> dict[str, list[int]]:
+    """Per split of MedMNIST ``arrays`` (:func:`split_arrays`), how many labels each of ``classes`` classes has."""
+    return {
+        split: np.bincount(arrays[f"{split}_labels"][:, 0], minlength=classes).tolist() for split, _ in SPLIT_FRACTIONS
+    }
 
+
+def _describe(config: DemoDataConfig, arrays_2d: dict, arrays_3d: dict, arrays_volumes: dict) -> dict:
     return {
         "config": asdict(config),
         "source": f"nilearn MNI152 T1 template + GM/WM maps + brain mask, {config.resolution} mm",
@@ -209,17 +210,17 @@ def _describe(config: DemoDataConfig, arrays_2d: dict, arrays_3d: dict, arrays_v
             "shape": list(arrays_2d["train_images"].shape[1:]),
             "hemisphere": "left",
             "orientations": "sagittal, coronal, axial in turn",
-            "class_counts": counts(arrays_2d),
+            "class_counts": class_counts(arrays_2d, len(CLASSES)),
         },
         "volumes": {
             "shape": list(arrays_volumes["train_images"].shape[1:]),
             "hemisphere": "left",
-            "class_counts": counts(arrays_volumes),
+            "class_counts": class_counts(arrays_volumes, len(CLASSES)),
         },
         "downstream": {
             "shape": list(arrays_3d["train_images"].shape[1:]),
             "hemisphere": "right",
-            "class_counts": counts(arrays_3d),
+            "class_counts": class_counts(arrays_3d, len(CLASSES)),
         },
     }
 

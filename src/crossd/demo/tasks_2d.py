@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossd.demo.data import augment, extract_patches, load_volumes, split_arrays
+from crossd.demo.data import augment, class_counts, extract_patches, load_volumes, split_arrays
 from crossd.errors import DataError, SettingsError
 from crossd.io import save_json, save_npz
 
@@ -105,9 +105,6 @@ def build_task_2d(name: str, output_dir: str | Path, size: int = 32, samples: in
     images, labels, classes = TASKS_2D[name](size, samples, np.random.default_rng(seed))
     arrays = split_arrays(images, labels)
     save_npz(arrays, path)
-    counts = {
-        split: np.bincount(arrays[f"{split}_labels"][:, 0], minlength=len(classes)).tolist()
-        for split in ("train", "val", "test")
-    }
+    counts = class_counts(arrays, len(classes))
     save_json({"arguments": arguments, "classes": classes, "class_counts": counts}, description_path)
     return path

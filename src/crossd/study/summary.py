@@ -88,10 +88,7 @@ class StudySummary:
             "seeds": self.seeds,
             "pretraining": {name: vars(record) for name, record in self.pretraining.items()},
             "tasks_2d": {
-                task: {
-                    p: {"seeds": self.task_seeds[task][p], "rows": [r.to_json() for r in rows]} for p, rows in t.items()
-                }
-                for task, t in self.by_task.items()
+                task: {p: self._task_json(task, p) for p in protocols} for task, protocols in self.by_task.items()
             },
         }
 
