@@ -74,13 +74,13 @@ def test_summarise_only_reproduces_the_archived_resnet18_tables(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("network", "start", "end"),
+    ("network", "start", "end", "grid_g4"),
     [
-        ("cnn", "## Study 9 — plane groups", "### What study 9 shows (small CNN)"),
-        ("r18", "## Study 9 on ResNet-18", "### What study 9 shows on ResNet-18"),
+        ("cnn", "## Study 9 — plane groups", "### What study 9 shows (small CNN)", "+0.5 (p = 0.418"),
+        ("r18", "## Study 9 on ResNet-18", "### What study 9 shows on ResNet-18", "+1.9 (p = 0.39"),
     ],
 )
-def test_study_9s_tables_in_the_docs_are_remade_from_its_archive(tmp_path, network, start, end):
+def test_study_9s_tables_in_the_docs_are_remade_from_its_archive(tmp_path, network, start, end, grid_g4):
     """docs/experiments.md's study 9 tables (small CNN and ResNet-18) are crossd study's output on the archived
     records, row for row, with each plane-group arm's paired test against its per-sample arm (``compare_with``)."""
     archive = shutil.copytree(ROOT / "benchmarks" / "results" / f"study9_{network}", tmp_path / "study9")
@@ -90,7 +90,7 @@ def test_study_9s_tables_in_the_docs_are_remade_from_its_archive(tmp_path, netwo
     assert main(argv) == 0
     tables = _tables(markdown.read_text())
     bn = {row[0].split(":")[0]: row for row in tables["Protocol `bn`"]}
-    assert len(bn) == 12 and bn["`project_grid_g4`"][-1].startswith("`project_grid`: ")
+    assert len(bn) == 12 and bn["`project_grid_g4`"][-1].startswith(f"`project_grid`: {grid_g4}")
     assert bn["`project_grid`"][-1] == "—"  # a per-sample arm is no variant
     docs = (ROOT / "docs" / "experiments.md").read_text()
     section = docs[docs.index(start) : docs.index(end)]
