@@ -10,11 +10,12 @@ import torchvision
 from model_table import MODELS, build_model
 from torch import nn
 
-from crossd import to_crossd
+from crossd import to_3d, to_crossd
 from crossd.errors import DataError, SettingsError
 from crossd.evaluate.methods import replace_head
 from crossd.models import SliceModel
 from crossd.models.slice_model import AXES, GatedAttentionPool
+from crossd.models.small_cnn import SmallCNN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ATOL = 1e-5  # float32: the same image in a batch of S, averaged
@@ -71,6 +72,19 @@ def test_identical_slices_give_the_2d_output(pool):
     with torch.no_grad():
         out = SliceModel(model2d, "d", pool).eval()(volume)
         torch.testing.assert_close(out, model2d(image), rtol=1e-4, atol=ATOL)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_on_a_network_without_depth_mixing_layers_2_5d_and_mean_slices_are_one_model(training):
+    """SmallCNN has no pool before its global average, so its 2.5D form (depth-1 kernels, stride 1 along d)
+    convolves each slice alone and averages over slices and pixels at the end: exactly SliceModel(m, "d", "mean"),
+    BatchNorm batch statistics included (both normalise over B x D x H x W). Study 8 finds the two rows equal."""
+    model2d = SmallCNN(num_classes=3, widths=(4, 8, 8)).train(training)
+    flat = to_3d(copy.deepcopy(model2d), init="2.5d").train(training)
+    sliced = SliceModel(copy.deepcopy(model2d), "d", "mean", chunk=None).train(training)
+    x = torch.randn(2, 3, 5, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(flat(x), sliced(x), rtol=1e-4, atol=ATOL)
 
 
 @pytest.mark.parametrize("name", [n for n, entry in MODELS.items() if not entry.segmentation])
