@@ -137,3 +137,44 @@ def test_study_8s_table_1_analog_in_the_docs_is_remade_from_study_7s_archive(tmp
     docs = (ROOT / "docs" / "experiments.md").read_text()
     section = docs[docs.index("### Table 1 analog, ResNet-18") : docs.index("## Study 9")]
     assert len(table) == 12 + 11 and all("| " + " | ".join(row) + " |" in section for row in table)
+
+
+def test_study_8s_small_cnn_tables_in_the_docs_are_remade_from_its_archive(tmp_path):
+    """docs/experiments.md's study 8 tables on the small CNN (3D inits, 2D tasks, the networks as 2D classifiers)
+    are crossd study's output on the archived records, line for line, for the seeds the archive holds."""
+    archive = shutil.copytree(ROOT / "benchmarks" / "results" / "study8_cnn", tmp_path / "study8")
+    config = ROOT / "benchmarks" / "studies" / "study8_cnn.toml"
+    markdown = tmp_path / "study.md"
+    assert (
+        main(["study", str(config), "--summarise-only", "--output-dir", str(archive), "--markdown", str(markdown)]) == 0
+    )
+    text = markdown.read_text()
+    bn = {row[0].split(":")[0]: row for row in _tables(text)["Protocol `bn`"]}
+    assert len(bn) == 11 and bn["`2.5d`"][1:3] == bn["`slices`"][1:3]  # one model on this network (test_slice_model)
+    docs = (ROOT / "docs" / "experiments.md").read_text()
+    section = docs[docs.index("### Small CNN, study 8") : docs.index("### What study 8 shows on the small CNN")]
+    lines = [line for line in text.splitlines() if line.startswith(("| `", "Arch `small_cnn`"))]
+    assert len(lines) > 60 and all(line in section for line in lines)
+
+
+def test_readmes_study_8_rows_are_the_archived_small_cnn_means():
+    """README's 2.5D / slices / slices3 rows (small CNN columns) and the I3D / ACS figures beside them are the
+    archived study 8 means in percent, for the seeds the archive holds."""
+    study = json.loads((ROOT / "benchmarks" / "results" / "study8_cnn" / "study.json").read_text())
+    rows = {p: {r["method"]: r for r in study["by_protocol"][p]} for p in ("bn", "finetune", "paper")}
+    readme = (ROOT / "README.md").read_text()
+    seeds = study["seeds"]["bn"]
+    assert seeds == study["seeds"]["finetune"] == study["seeds"]["paper"]
+    for method in ("2.5d", "slices", "slices3"):
+        cells = [f"{100 * rows[p][method]['mean']:.1f} ± {100 * rows[p][method]['std']:.1f}" for p in rows]
+        row = next(
+            line
+            for line in readme.splitlines()
+            if line.startswith("| regular 2D")
+            and "study 8" in line
+            and (f"`{method}`" in line or (method == "2.5d" and "2.5D" in line))
+        )
+        assert f"seeds {seeds[0]}-{seeds[-1]}" in row and row.replace("**", "").endswith(" | ".join(cells) + " |")
+    for method in ("i3d", "acs"):
+        figures = " / ".join(f"{100 * rows[p][method]['mean']:.1f}" for p in rows)
+        assert f" {figures}" in readme.replace("\n", " ")
