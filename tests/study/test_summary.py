@@ -37,16 +37,23 @@ def _cell(text: str) -> tuple[str, float] | str:
     return (match[1], float(match[2])) if match else text
 
 
-def test_summarise_only_reproduces_the_archived_resnet18_tables(tmp_path):
-    archive = shutil.copytree(ARCHIVE, tmp_path / "study7_r18")
-    config = ROOT / "benchmarks" / "studies" / "study7_r18.toml"
+def _remake(tmp_path: Path, study: str) -> tuple[Path, str]:
+    """Copy ``benchmarks/results/<study>`` to ``tmp_path``, run ``crossd study --summarise-only`` on the copy with
+    ``benchmarks/studies/<study>.toml``; the copy and the Markdown it wrote."""
+    archive = shutil.copytree(ROOT / "benchmarks" / "results" / study, tmp_path / study)
+    config = ROOT / "benchmarks" / "studies" / f"{study}.toml"
     markdown = tmp_path / "study.md"
     assert (
         main(["study", str(config), "--summarise-only", "--output-dir", str(archive), "--markdown", str(markdown)]) == 0
     )
+    return archive, markdown.read_text()
+
+
+def test_summarise_only_reproduces_the_archived_resnet18_tables(tmp_path):
+    archive, text = _remake(tmp_path, "study7_r18")
     docs = (ROOT / "docs" / "experiments.md").read_text()
     section = docs[docs.index("### ResNet-18, 5 seeds x 5 folds") : docs.index("**What it shows** (25 paired folds")]
-    old, new = _tables(section), _tables(markdown.read_text())
+    old, new = _tables(section), _tables(text)
     for protocol in ("bn", "finetune", "paper"):
         heading = f"Protocol `{protocol}`"
         assert len(new[heading]) == len(old[heading]) == 16
@@ -83,29 +90,22 @@ def test_summarise_only_reproduces_the_archived_resnet18_tables(tmp_path):
 def test_study_9s_tables_in_the_docs_are_remade_from_its_archive(tmp_path, network, start, end, grid_g4):
     """docs/experiments.md's study 9 tables (small CNN and ResNet-18) are crossd study's output on the archived
     records, row for row, with each plane-group arm's paired test against its per-sample arm (``compare_with``)."""
-    archive = shutil.copytree(ROOT / "benchmarks" / "results" / f"study9_{network}", tmp_path / "study9")
-    config = ROOT / "benchmarks" / "studies" / f"study9_{network}.toml"
-    markdown = tmp_path / "study.md"
-    argv = ["study", str(config), "--summarise-only", "--output-dir", str(archive), "--markdown", str(markdown)]
-    assert main(argv) == 0
-    tables = _tables(markdown.read_text())
+    _, text = _remake(tmp_path, f"study9_{network}")
+    tables = _tables(text)
     bn = {row[0].split(":")[0]: row for row in tables["Protocol `bn`"]}
     assert len(bn) == 12 and bn["`project_grid_g4`"][-1].startswith(f"`project_grid`: {grid_g4}")
     assert bn["`project_grid`"][-1] == "—"  # a per-sample arm is no variant
     docs = (ROOT / "docs" / "experiments.md").read_text()
     section = docs[docs.index(start) : docs.index(end)]
-    rows = [line for line in markdown.read_text().splitlines() if line.startswith("| `")]
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert len(rows) == 12 * 3 + 9 + 9 + 8 and all(row in section for row in rows)  # + 2D classifiers, differences
 
 
 def test_the_2d_classifier_table_is_the_archived_test_metrics_per_seed(tmp_path):
     """The seed paper's Table 1 analog: each arm's five metrics are the mean ± std over seeds of its
     ``metrics.json`` test scores, and each difference from ``regular`` counts the seeds it is higher on."""
-    archive = ROOT / "benchmarks" / "results" / "study9_cnn"
-    markdown = tmp_path / "study.md"
-    config, copy = ROOT / "benchmarks" / "studies" / "study9_cnn.toml", shutil.copytree(archive, tmp_path / "a")
-    assert main(["study", str(config), "--summarise-only", "--output-dir", str(copy), "--markdown", str(markdown)]) == 0
-    tables = _tables(markdown.read_text())["The pretrained networks as 2D classifiers"]
+    archive, text = _remake(tmp_path, "study9_cnn")
+    tables = _tables(text)["The pretrained networks as 2D classifiers"]
     rows = {row[0]: row for row in tables if len(row) == 7}  # the metrics table (the differences have 6 cells)
 
     def test_scores(arm: str) -> list[dict]:
@@ -130,10 +130,8 @@ def test_the_2d_classifier_table_is_the_archived_test_metrics_per_seed(tmp_path)
 
 def test_study_8s_table_1_analog_in_the_docs_is_remade_from_study_7s_archive(tmp_path):
     """docs/experiments.md's ResNet-18 Table 1 analog is crossd study's classifier table on study 7's records."""
-    markdown = tmp_path / "study.md"
-    config, copy = ROOT / "benchmarks" / "studies" / "study7_r18.toml", shutil.copytree(ARCHIVE, tmp_path / "a")
-    assert main(["study", str(config), "--summarise-only", "--output-dir", str(copy), "--markdown", str(markdown)]) == 0
-    table = _tables(markdown.read_text())["The pretrained networks as 2D classifiers"]
+    _, text = _remake(tmp_path, "study7_r18")
+    table = _tables(text)["The pretrained networks as 2D classifiers"]
     docs = (ROOT / "docs" / "experiments.md").read_text()
     section = docs[docs.index("### Table 1 analog, ResNet-18") : docs.index("## Study 9")]
     assert len(table) == 12 + 11 and all("| " + " | ".join(row) + " |" in section for row in table)
@@ -142,13 +140,7 @@ def test_study_8s_table_1_analog_in_the_docs_is_remade_from_study_7s_archive(tmp
 def test_study_8s_small_cnn_tables_in_the_docs_are_remade_from_its_archive(tmp_path):
     """docs/experiments.md's study 8 tables on the small CNN (3D inits, 2D tasks, the networks as 2D classifiers)
     are crossd study's output on the archived records, line for line, for the seeds the archive holds."""
-    archive = shutil.copytree(ROOT / "benchmarks" / "results" / "study8_cnn", tmp_path / "study8")
-    config = ROOT / "benchmarks" / "studies" / "study8_cnn.toml"
-    markdown = tmp_path / "study.md"
-    assert (
-        main(["study", str(config), "--summarise-only", "--output-dir", str(archive), "--markdown", str(markdown)]) == 0
-    )
-    text = markdown.read_text()
+    _, text = _remake(tmp_path, "study8_cnn")
     bn = {row[0].split(":")[0]: row for row in _tables(text)["Protocol `bn`"]}
     assert len(bn) == 11 and bn["`2.5d`"][1:3] == bn["`slices`"][1:3]  # one model on this network (test_slice_model)
     docs = (ROOT / "docs" / "experiments.md").read_text()
