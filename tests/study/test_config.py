@@ -10,7 +10,7 @@ import pytest
 from crossd.cli import main
 from crossd.errors import SettingsError
 from crossd.study import load_study
-from crossd.study.arms import evaluation_plan
+from crossd.study.arms import evaluation_plan, task_plan
 
 STUDIES = Path(__file__).parents[2] / "benchmarks" / "studies"
 
@@ -40,11 +40,20 @@ def test_study_7_and_9_load_with_the_settings_of_their_runs():
     assert study9_r18.pretrain_config(study9_r18.arm("project_grid_g4"), 0, "x.npz", None, "o").batch_size == 32
 
 
+CROSSD_2D = ("shift", "rotate", "project", "project_random", "project_grid")
+
+
 @pytest.mark.parametrize(
-    ("name", "arch", "epochs"), [("study8_cnn", "small_cnn", (12, 15)), ("study8_r18", "resnet18", (6, 20))]
+    ("name", "arch", "epochs", "in_2d"),
+    [("study8_cnn", "small_cnn", (12, 15), CROSSD_2D), ("study8_r18", "resnet18", (6, 20), ("shift", "rotate"))],
 )
-def test_study_8_plans_every_route_beside_the_3d_inits_on_study_7s_settings(name, arch, epochs):
+def test_study_8_plans_every_route_beside_the_3d_inits_on_study_7s_settings(name, arch, epochs, in_2d):
+    """Every route and Cross-D arm on the volumes; on the 2D tasks the small CNN's five Cross-D networks, and
+    ResNet-18's two of the seed paper (its 2D folds cost 4.5x the regular network's)."""
     study = load_study(STUDIES / f"{name}.toml")
+    for task in study.evaluate.tasks_2d:
+        call = task_plan(study.arms, task, study.evaluate.task_2d_arms)
+        assert [m.label for m in call.methods] == ["regular2d", "random", *in_2d] and call.folder == f"eval2d_{task}"
     plan = evaluation_plan(study.arms, study.evaluate.inits)
     routes = ["random", "i3d", "acs", "2.5d", "slices", "slices3"]
     assert [m.label for c in plan for m in c.methods] == [
@@ -85,6 +94,12 @@ ARMS = '[[arms]]\nname = "regular"\nconv = "regular"\ninit = "i3d"\n\n[[arms]]\n
         ('[evaluate]\nslice_pool = "sum"\n' + ARMS, "evaluate.slice_pool: must be one of mean, max, attention"),
         ('[evaluate]\ntasks_2d = ["mnist"]\n' + ARMS, "evaluate.tasks_2d: 'mnist' is not a 2D task; expected some of"),
         ("[evaluate]\ntask_2d_samples = 0\n" + ARMS, "evaluate.task_2d_samples: must be a positive integer, got 0"),
+        (
+            '[evaluate]\ntasks_2d = ["digits"]\ntask_2d_arms = ["regular"]\n' + ARMS,
+            "evaluate.task_2d_arms: 'regular' is not a Cross-D arm of the 2D tasks: shift",
+        ),
+        ('[evaluate]\ntask_2d_arms = ["shift"]\n' + ARMS, "evaluate.task_2d_arms: names the Cross-D arms of the 2D"),
+        ('[evaluate]\ntask_2d_arms = "shift"\n' + ARMS, "evaluate.task_2d_arms: must be a list of names"),
         ("sedes = [0]\n" + ARMS, "sedes: unknown key; expected one of title, seeds"),
         ('[[arms]]\nname = "rotate"\nconv = "crossd"\n', "arms: evaluate.inits need a network"),
         (ARMS + '[[arms]]\nname = "b"\nsource = "nope"\n', "arms[2] (b).source: 'nope' is not an arm"),

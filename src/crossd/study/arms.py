@@ -61,6 +61,12 @@ class Arm:
         """The pretraining run this arm's network comes from (its own, or its ``source``'s)."""
         return self.source or self.name
 
+    @property
+    def evaluated_in_2d(self) -> bool:
+        """Whether the 2D tasks may evaluate this arm's network: a Cross-D arm whose 2D network is its own (aligned
+        and blended arms differ from their source only in their 3D kernels)."""
+        return self.init == "crossd" and not self.align and not self.blend
+
 
 @dataclass(frozen=True)
 class PlannedMethod:
@@ -102,17 +108,17 @@ def evaluation_plan(arms: tuple[Arm, ...], inits: tuple[str, ...]) -> list[Evalu
     return [c for c in calls if c.methods]
 
 
-def task_plan(arms: tuple[Arm, ...], task: str) -> EvaluationCall:
+def task_plan(arms: tuple[Arm, ...], task: str, only: tuple[str, ...] = ()) -> EvaluationCall:
     """The folder ``eval2d_<task>`` of a 2D task: the regular network as it was trained (``regular2d``), a random
-    init and every Cross-D arm's network as a 2D network (aligned and blended arms differ only in their 3D kernels,
-    so they are left out)."""
+    init and the network of every Cross-D arm :attr:`Arm.evaluated_in_2d` as a 2D network (of the arms ``only``
+    names, when it names any)."""
     methods = (
         PlannedMethod("regular2d", "regular2d", REGULAR, REGULAR),
         PlannedMethod("random", "random", None, None),
         *(
             PlannedMethod(a.name, a.init, a.run_name, a.name)
             for a in arms
-            if a.init == "crossd" and not a.align and not a.blend
+            if a.evaluated_in_2d and (not only or a.name in only)
         ),
     )
     return EvaluationCall(f"eval2d_{task}", False, methods, task)

@@ -95,9 +95,9 @@ class EvaluateSettings:
     own); ``normalize`` ``None`` takes the checkpoints' normalisation; ``slice_pool`` is how the ``slices`` and
     ``slices3`` inits pool slice features; ``tasks_2d`` names 2D downstream tasks
     (:data:`crossd.demo.tasks_2d.TASKS_2D`, ``task_2d_samples`` images each) on which the regular network as trained
-    (``regular2d``), a random init and every Cross-D arm's 2D network are evaluated under :data:`TASK_2D_PROTOCOLS`
-    (the seed paper's Table 2); ``tag`` suffixes the evaluation folders, so that other settings on the same
-    checkpoints get their own.
+    (``regular2d``), a random init and the 2D network of every Cross-D arm (or of those ``task_2d_arms`` names) are
+    evaluated under :data:`TASK_2D_PROTOCOLS` (the seed paper's Table 2); ``tag`` suffixes the evaluation folders,
+    so that other settings on the same checkpoints get their own.
     """
 
     protocols: tuple[str, ...] = ("bn",)
@@ -111,6 +111,7 @@ class EvaluateSettings:
     slice_pool: str = "mean"
     tasks_2d: tuple[str, ...] = ()
     task_2d_samples: int = 1500
+    task_2d_arms: tuple[str, ...] = ()
     tag: str = ""
 
     def task_protocols(self) -> tuple[str, ...]:
@@ -273,7 +274,7 @@ def _evaluate(table: dict, fail) -> EvaluateSettings:
     keys = [f.name for f in dataclasses.fields(EvaluateSettings)]
     _known(table, keys, "evaluate.", fail)
     values = dict(table)
-    for key in ("protocols", "inits", "tasks_2d"):
+    for key in ("protocols", "inits", "tasks_2d", "task_2d_arms"):
         if key in values:
             if not isinstance(values[key], list) or not all(isinstance(v, str) for v in values[key]):
                 raise fail(f"evaluate.{key}", f"must be a list of names, got {values[key]!r}")
@@ -339,6 +340,16 @@ def _check_arms(config: StudyConfig, fail) -> None:
             raise fail(f"{where}.init", "'crossd' needs a Cross-D network (conv = 'crossd')")
         if arm.init != "crossd" and resolved.conv == "crossd":
             raise fail(f"{where}.init", f"{arm.init!r} needs a regular network (conv = 'regular')")
+    task_arms = [a.name for a in config.arms if a.evaluated_in_2d]
+    for name in config.evaluate.task_2d_arms:
+        if not config.evaluate.tasks_2d:
+            raise fail(
+                "evaluate.task_2d_arms", "names the Cross-D arms of the 2D tasks, but evaluate.tasks_2d is empty"
+            )
+        if name not in task_arms:
+            raise fail(
+                "evaluate.task_2d_arms", f"{name!r} is not a Cross-D arm of the 2D tasks: {', '.join(task_arms)}"
+            )
     needs_regular = any(get_init(n).needs_checkpoint for n in config.evaluate.inits)
     if needs_regular and "regular" not in names:
         raise fail("arms", "evaluate.inits need a network: add an arm named 'regular' (conv = 'regular')")

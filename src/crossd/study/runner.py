@@ -188,7 +188,10 @@ def evaluate_seed(
     protocols, every 2D task)."""
     settings = config.evaluate
     tasks = settings.tasks_2d if protocol in settings.task_protocols() else ()
-    for call in [*evaluation_plan(config.arms, settings.inits), *(task_plan(config.arms, t) for t in tasks)]:
+    for call in [
+        *evaluation_plan(config.arms, settings.inits),
+        *(task_plan(config.arms, t, settings.task_2d_arms) for t in tasks),
+    ]:
         methods = [
             (m.init, None if m.run is None else checkpoint_copy(runs[m.run], m.checkpoint, m.blend))
             for m in call.methods

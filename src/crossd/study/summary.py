@@ -154,7 +154,9 @@ def summarise_study(config: StudyConfig, output_dir: Path) -> StudySummary | Non
     task_seeds: dict[str, dict[str, list[int]]] = {}
     for task in config.evaluate.tasks_2d:
         for protocol in config.evaluate.task_protocols():
-            per_method, finished = gather(config, output_dir, protocol, [task_plan(config.arms, task)])
+            per_method, finished = gather(
+                config, output_dir, protocol, [task_plan(config.arms, task, config.evaluate.task_2d_arms)]
+            )
             if finished:
                 by_task.setdefault(task, {})[protocol] = summarise(config, per_method, finished, TASK_REFERENCES)
                 task_seeds.setdefault(task, {})[protocol] = finished
