@@ -1,9 +1,13 @@
 """Fingerprints: the same content under any spelling is the same input; other content under the same name is
-not; large files by sampled blocks plus size and mtime; folders by their file list with sizes."""
+not; large files by sampled blocks plus size and mtime; folders by their file list with sizes; safetensors files
+by their tensors and metadata, whatever order the keys were written in."""
 
+import json
 import os
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from crossd import fingerprint as fp_module
 from crossd.errors import CheckpointError
@@ -46,3 +50,29 @@ def test_folders_are_known_by_their_file_list_with_sizes(tmp_path):
 def test_a_missing_file_names_the_field(tmp_path):
     with pytest.raises(CheckpointError, match=r"^methods .*nope.pt: no such file or folder$"):
         fingerprint(tmp_path / "nope.pt", "methods", CheckpointError)
+
+
+def _reordered_header(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its header's keys written in reverse order: the same length, offsets
+    and tensors, other bytes (as two processes' saves of the same tensors and metadata)."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    header["__metadata__"] = dict(reversed(header["__metadata__"].items()))
+    text = json.dumps(dict(reversed(header.items())), separators=(",", ":")).encode().ljust(length)
+    assert len(text) == length
+    return data[:8] + text + data[8 + length :]
+
+
+def test_safetensors_files_are_known_by_their_tensors_and_metadata_not_by_key_order(tmp_path):
+    first = tmp_path / "a.safetensors"
+    save_file({"w": torch.arange(6.0), "b": torch.ones(2)}, first, metadata={"x": "1", "y": "2", "z": "3"})
+    second = tmp_path / "b.safetensors"
+    second.write_bytes(_reordered_header(first.read_bytes()))
+    a, b = fingerprint(first, full=True), fingerprint(second, full=True)
+    assert a["sha256"] != b["sha256"] and a["tensors_sha256"] == b["tensors_sha256"] and same_content(a, b)
+    old_style = {k: v for k, v in a.items() if k != "tensors_sha256"}  # recorded before tensors_sha256 existed
+    assert same_content(old_style, a) and not same_content(old_style, b)
+    save_file({"w": torch.arange(6.0) + 1, "b": torch.ones(2)}, second, metadata={"x": "1", "y": "2", "z": "3"})
+    assert not same_content(a, fingerprint(second, full=True))
+    (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 64)  # not a safetensors file: the plain hash only
+    assert "tensors_sha256" not in fingerprint(tmp_path / "bad.safetensors")

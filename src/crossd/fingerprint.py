@@ -6,7 +6,9 @@ A fingerprint is a small JSON-ready dict recorded by a run (a pretraining checkp
 - a file: ``{"kind": "file", "path", "size", "mtime", "sha256"}``; ``sha256`` covers the whole file up to
   :data:`FULL_HASH_BYTES` (always for checkpoints: ``full=True``); beyond that ``sample_sha256`` hashes
   :data:`SAMPLE_BLOCKS` blocks of :data:`BLOCK_BYTES` spread evenly over the file, and the size and modification
-  time count too.
+  time count too. A ``.safetensors`` file adds ``tensors_sha256``: its header with sorted keys and its tensor
+  bytes, so two saves of the same tensors and metadata agree (the library writes the metadata in an order that
+  changes from process to process); where both fingerprints have it, it is what is compared.
 - a folder (image folders, class folders): ``{"kind": "folder", "path", "files", "size", "mtime",
   "listing_sha256"}``, the hash of the sorted relative file names with their sizes (contents are not read, so an
   edit that keeps a file's size is not seen; the image check of :mod:`crossd.data.image_check` reads them).
@@ -18,6 +20,7 @@ A fingerprint is a small JSON-ready dict recorded by a run (a pretraining checkp
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -46,6 +49,25 @@ def _sampled_sha256(path: Path, size: int) -> str:
         for i in range(SAMPLE_BLOCKS):
             f.seek((size - BLOCK_BYTES) * i // (SAMPLE_BLOCKS - 1))
             digest.update(f.read(BLOCK_BYTES))
+    return digest.hexdigest()
+
+
+def _tensors_sha256(path: Path, size: int) -> str | None:
+    """The hash of a safetensors file's header (keys sorted) and tensor bytes; ``None`` when it is not one."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        if length > size - 8:
+            return None
+        try:
+            header = json.loads(f.read(length))
+        except (ValueError, MemoryError):
+            return None
+        if not isinstance(header, dict):
+            return None
+        digest.update(json.dumps(header, sort_keys=True).encode())
+        for block in iter(lambda: f.read(BLOCK_BYTES), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
@@ -89,12 +111,16 @@ def fingerprint(
         out: dict[str, Any] = {"kind": "file", "path": str(resolved), "size": st.st_size, "mtime": st.st_mtime}
         if full or st.st_size <= FULL_HASH_BYTES:
             out["sha256"] = _sha256_file(resolved)
+            tensors = _tensors_sha256(resolved, st.st_size) if resolved.suffix == ".safetensors" else None
+            if tensors is not None:
+                out["tensors_sha256"] = tensors
         else:
             out["sample_sha256"] = _sampled_sha256(resolved, st.st_size)
         return out
 
 
 _CONTENT_KEYS = {
+    "tensors_sha256": ("tensors_sha256",),
     "sha256": ("sha256", "size"),
     "sample_sha256": ("sample_sha256", "size", "mtime"),
     "listing_sha256": ("listing_sha256", "files", "size"),
@@ -102,9 +128,10 @@ _CONTENT_KEYS = {
 
 
 def same_content(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether two fingerprints describe the same content (paths are not compared)."""
+    """Whether two fingerprints describe the same content (paths are not compared), by the first hash of
+    :data:`_CONTENT_KEYS` both have."""
     for key, compared in _CONTENT_KEYS.items():
-        if key in old or key in new:
+        if key in old and key in new:
             return all(old.get(k) == new.get(k) for k in compared)
     return False
 

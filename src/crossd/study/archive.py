@@ -7,25 +7,42 @@ import json
 from pathlib import Path
 
 from crossd.io import save_text
+from crossd.study.arms import evaluation_plan, task_plan
 from crossd.study.config import StudyConfig
 from crossd.study.records import seed_kernel_energy
 
 
+def planned_folders(config: StudyConfig) -> list[str]:
+    """The evaluation folders a finished seed of ``config`` holds (3D and 2D tasks, every protocol's tag)."""
+    settings = config.evaluate
+    calls = evaluation_plan(config.arms, settings.inits)
+    folders = [f"{call.folder}{settings.tag_of(p)}" for p in settings.protocols for call in calls]
+    tasks = [task_plan(config.arms, t, settings.task_2d_arms) for t in settings.tasks_2d]
+    return folders + [f"{call.folder}{settings.tag_of(p)}" for p in settings.task_protocols() for call in tasks]
+
+
+def _finished(folder: Path) -> bool:
+    results = folder / "results.json"
+    return results.is_file() and bool(json.loads(results.read_text()).get("complete"))
+
+
 def archive(config: StudyConfig, output_dir: Path, target: Path, seeds: list[int]) -> None:
     """Copy the records of ``seeds`` from ``output_dir`` to ``target``, in the same layout: pretraining metrics
-    and wall times, kernel energies, each evaluation folder's settings, and its ``results.json`` once finished
-    (replacing the job files an earlier archive of the unfinished folder kept), else its job files."""
+    and wall times, kernel energies, each evaluation folder's settings and its ``results.json`` once finished,
+    and, until every folder of the seed (:func:`planned_folders`) has finished, the job files too, which
+    :func:`restore` needs to continue the seed (they are dropped from ``target`` once the seed has finished)."""
     for seed in seeds:
         seed_dir = output_dir / f"seed{seed}"
         seed_kernel_energy(config, seed_dir)
         paths = [*seed_dir.glob("*/metrics.json"), *seed_dir.glob("*/wall_time.json"), seed_dir / "kernel_energy.json"]
+        done = all(_finished(seed_dir / name) for name in planned_folders(config))
         for folder in sorted(seed_dir.glob("eval*")):
-            results = folder / "results.json"
-            finished = results.is_file() and json.loads(results.read_text()).get("complete")
-            paths += [folder / "settings.json", *([results] if finished else folder.glob("jobs/*/*.json"))]
-            if finished:
-                for stale in sorted((target / folder.relative_to(output_dir) / "jobs").glob("*/*.json")):
-                    stale.unlink()
+            paths += [folder / "settings.json", *([folder / "results.json"] if _finished(folder) else [])]
+            if not done:
+                paths += folder.glob("jobs/*/*.json")
+        if done:
+            for stale in sorted((target / f"seed{seed}").glob("eval*/jobs/*/*.json")):
+                stale.unlink()
         for path in sorted(p for p in paths if p.is_file()):
             save_text(path.read_text(), target / path.relative_to(output_dir))
 

@@ -149,7 +149,8 @@ def classifier_table(summary: StudySummary, reference: str = REGULAR) -> str:
         lines += [
             "",
             f"Paired differences from `{reference}` in points, the seeds on which the arm scores higher and a "
-            f"Wilcoxon test over seeds (with {len(ref)} seeds no two-sided p can be below {2 / 2 ** len(ref):.3g}, "
+            f"Wilcoxon test over seeds (with {len(ref)} seed{'s' * (len(ref) != 1)} no two-sided p can be below "
+            f"{2 / 2 ** len(ref):.3g}, "
             "so the seed count is the readable evidence):",
             "",
             "| arm | " + header + " |",
