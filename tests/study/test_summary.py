@@ -139,7 +139,7 @@ def test_study_8s_table_1_analog_in_the_docs_is_remade_from_study_7s_archive(tmp
 
 @pytest.mark.parametrize(
     ("study", "arch", "section"),
-    [("study8_cnn", "small_cnn", "Small CNN, study 8")],  # ResNet-18's joins when its archive holds a finished seed
+    [("study8_cnn", "small_cnn", "Small CNN, study 8"), ("study8_r18", "resnet18", "ResNet-18, study 8")],
 )
 def test_study_8s_tables_in_the_docs_are_remade_from_its_archive(tmp_path, study, arch, section):
     """docs/experiments.md's study 8 tables of each network (3D inits, 2D tasks, the networks as 2D classifiers)
