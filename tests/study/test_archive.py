@@ -8,7 +8,7 @@ import shutil
 
 from crossd.cli import main
 from crossd.study import load_study
-from crossd.study.archive import archive, planned_folders
+from crossd.study.archive import archive
 
 
 def test_an_interrupted_seed_is_archived_with_its_jobs_and_resumed_elsewhere_without_training_them(
@@ -16,7 +16,7 @@ def test_an_interrupted_seed_is_archived_with_its_jobs_and_resumed_elsewhere_wit
 ):
     config_path = tiny_study(protocols=["bn", "finetune"])
     config = load_study(config_path)
-    assert planned_folders(config) == ["eval", "eval_finetune"]
+    assert config.planned_folders() == ["eval", "eval_finetune"]
     run = tmp_path / "run"
     assert main(["study", str(config_path), "--output-dir", str(run)]) == 0
     # as if the session ended during the fine-tuning folds: bn finished, one fine-tuning fold left

@@ -68,6 +68,12 @@ def test_study_8_plans_every_route_beside_the_3d_inits_on_study_7s_settings(name
     assert study.evaluate.tasks_2d == ("digits", "mni_planes") and study.evaluate.task_protocols() == ("bn", "finetune")
     assert study.evaluate.protocols == ("bn", "finetune", "paper") and study.seeds == (0, 1, 2, 3, 4)
     assert (study.arch, study.pretrain["epochs"], study.evaluate.epochs) == (arch, *epochs)
+    assert study.planned_folders() == [
+        *("eval", "eval2d_digits", "eval2d_mni_planes"),
+        *("eval_finetune", "eval2d_digits_finetune", "eval2d_mni_planes_finetune"),
+        "eval_paper",
+    ]
+    assert [call.task for call, _ in study.plan("paper")] == [None]
 
 
 def _write(tmp_path, text: str) -> Path:

@@ -7,18 +7,8 @@ import json
 from pathlib import Path
 
 from crossd.io import save_text
-from crossd.study.arms import evaluation_plan, task_plan
 from crossd.study.config import StudyConfig
 from crossd.study.records import seed_kernel_energy
-
-
-def planned_folders(config: StudyConfig) -> list[str]:
-    """The evaluation folders a finished seed of ``config`` holds (3D and 2D tasks, every protocol's tag)."""
-    settings = config.evaluate
-    calls = evaluation_plan(config.arms, settings.inits)
-    folders = [f"{call.folder}{settings.tag_of(p)}" for p in settings.protocols for call in calls]
-    tasks = [task_plan(config.arms, t, settings.task_2d_arms) for t in settings.tasks_2d]
-    return folders + [f"{call.folder}{settings.tag_of(p)}" for p in settings.task_protocols() for call in tasks]
 
 
 def _finished(folder: Path) -> bool:
@@ -29,15 +19,16 @@ def _finished(folder: Path) -> bool:
 def archive(config: StudyConfig, output_dir: Path, target: Path, seeds: list[int]) -> None:
     """Copy the records of ``seeds`` from ``output_dir`` to ``target``, in the same layout: pretraining metrics
     and wall times, kernel energies, each evaluation folder's settings and its ``results.json`` once finished,
-    and, until every folder of the seed (:func:`planned_folders`) has finished, the job files too, which
+    and, until every folder of the seed (:meth:`StudyConfig.planned_folders`) has finished, the job files too, which
     :func:`restore` needs to continue the seed (they are dropped from ``target`` once the seed has finished)."""
     for seed in seeds:
         seed_dir = output_dir / f"seed{seed}"
         seed_kernel_energy(config, seed_dir)
         paths = [*seed_dir.glob("*/metrics.json"), *seed_dir.glob("*/wall_time.json"), seed_dir / "kernel_energy.json"]
-        done = all(_finished(seed_dir / name) for name in planned_folders(config))
+        finished = {folder.name: _finished(folder) for folder in seed_dir.glob("eval*")}
+        done = all(finished.get(name, False) for name in config.planned_folders())
         for folder in sorted(seed_dir.glob("eval*")):
-            paths += [folder / "settings.json", *([folder / "results.json"] if _finished(folder) else [])]
+            paths += [folder / "settings.json", *([folder / "results.json"] if finished[folder.name] else [])]
             if not done:
                 paths += folder.glob("jobs/*/*.json")
         if done:

@@ -36,7 +36,7 @@ from crossd.demo.tasks_2d import TASKS_2D
 from crossd.errors import CrossdError, SettingsError
 from crossd.evaluate.config import PROTOCOLS
 from crossd.models.slice_model import POOLS
-from crossd.study.arms import Arm
+from crossd.study.arms import Arm, EvaluationCall, evaluation_plan, task_plan
 from crossd.train import PretrainConfig
 from crossd.train.defaults import fit_defaults
 
@@ -149,6 +149,22 @@ class StudyConfig:
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
+
+    def plan(self, protocol: str) -> list[tuple[EvaluationCall, str]]:
+        """Every evaluation of one seed under ``protocol``, each with its folder in the seed's directory: the volumes'
+        (:func:`evaluation_plan`) and, under :meth:`EvaluateSettings.task_protocols`, each 2D task's
+        (:func:`task_plan`). The runner, the summary and the archive all read the seed's folders from here."""
+        settings = self.evaluate
+        tasks = settings.tasks_2d if protocol in settings.task_protocols() else ()
+        calls = [
+            *evaluation_plan(self.arms, settings.inits),
+            *(task_plan(self.arms, task, settings.task_2d_arms) for task in tasks),
+        ]
+        return [(call, f"{call.folder}{settings.tag_of(protocol)}") for call in calls]
+
+    def planned_folders(self) -> list[str]:
+        """The evaluation folders a finished seed holds: :meth:`plan`'s under every protocol."""
+        return [folder for protocol in self.evaluate.protocols for _, folder in self.plan(protocol)]
 
     def pretrain_config(
         self, arm: Arm, seed: int, data_path: str, volumes: str | None, output_dir: str

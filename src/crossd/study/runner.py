@@ -30,7 +30,7 @@ from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.io import atomic_write, save_json, save_safetensors, save_text
 from crossd.models import ModelSpec
 from crossd.study.archive import archive, restore
-from crossd.study.arms import Arm, evaluation_plan, task_plan
+from crossd.study.arms import Arm
 from crossd.study.config import HYBRID, StudyConfig
 from crossd.study.records import seed_kernel_energy
 from crossd.study.summary import summarise_study, write_study_json
@@ -187,11 +187,7 @@ def evaluate_seed(
     """Evaluate every planned method of one seed under ``protocol`` on the same folds (and, under the 2D tasks'
     protocols, every 2D task)."""
     settings = config.evaluate
-    tasks = settings.tasks_2d if protocol in settings.task_protocols() else ()
-    for call in [
-        *evaluation_plan(config.arms, settings.inits),
-        *(task_plan(config.arms, t, settings.task_2d_arms) for t in tasks),
-    ]:
+    for call, folder in config.plan(protocol):
         methods = [
             (m.init, None if m.run is None else checkpoint_copy(runs[m.run], m.checkpoint, m.blend))
             for m in call.methods
@@ -200,7 +196,7 @@ def evaluate_seed(
             EvaluateConfig(
                 data=str(data.downstream if call.task is None else data.tasks_2d[call.task]),
                 methods=methods,
-                output_dir=str(output_dir / f"seed{seed}" / f"{call.folder}{settings.tag_of(protocol)}"),
+                output_dir=str(output_dir / f"seed{seed}" / folder),
                 protocol=protocol,
                 lr=settings.lr_of(protocol),
                 folds=settings.folds,

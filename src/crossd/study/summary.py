@@ -19,7 +19,7 @@ from crossd.convert.inits import get_init
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import save_json
 from crossd.results import Comparison, FoldResult, Results
-from crossd.study.arms import REGULAR, EvaluationCall, evaluation_plan, label_of, task_plan
+from crossd.study.arms import REGULAR, EvaluationCall, label_of
 from crossd.study.config import StudyConfig
 from crossd.study.records import PretrainRecord, pretrain_records
 
@@ -94,15 +94,14 @@ class StudySummary:
 
 
 def gather(
-    config: StudyConfig, output_dir: Path, protocol: str, plan: list[EvaluationCall]
+    config: StudyConfig, output_dir: Path, plan: list[tuple[EvaluationCall, str]]
 ) -> tuple[dict[str, list[FoldResult]], list[int]]:
-    """The folds of every method of ``plan``'s folders under ``protocol`` over the study's seeds whose folders have
-    all finished (so parallel processes agree), and those seeds."""
-    tag = config.evaluate.tag_of(protocol)
+    """The folds of every method of ``plan``'s folders (from :meth:`StudyConfig.plan`) over the study's seeds whose
+    folders have all finished (so parallel processes agree), and those seeds."""
     per_method: dict[str, list[FoldResult]] = {}
     seeds = []
     for seed in config.seeds:
-        files = [(call, output_dir / f"seed{seed}" / f"{call.folder}{tag}" / "results.json") for call in plan]
+        files = [(call, output_dir / f"seed{seed}" / folder / "results.json") for call, folder in plan]
         if not all(path.is_file() for _, path in files):
             continue
         loaded = [(call, Results.from_json(json.loads(path.read_text()))) for call, path in files]
@@ -144,9 +143,9 @@ def summarise(
 def summarise_study(config: StudyConfig, output_dir: Path) -> StudySummary | None:
     """The :class:`StudySummary` of ``output_dir``, or ``None`` while some protocol has no finished seed."""
     by_protocol, seeds = {}, {}
-    plan = evaluation_plan(config.arms, config.evaluate.inits)
     for protocol in config.evaluate.protocols:
-        per_method, seeds[protocol] = gather(config, output_dir, protocol, plan)
+        plan = [(call, folder) for call, folder in config.plan(protocol) if call.task is None]
+        per_method, seeds[protocol] = gather(config, output_dir, plan)
         by_protocol[protocol] = summarise(config, per_method, seeds[protocol], config.references)
     if not all(seeds.values()):
         return None
@@ -154,9 +153,8 @@ def summarise_study(config: StudyConfig, output_dir: Path) -> StudySummary | Non
     task_seeds: dict[str, dict[str, list[int]]] = {}
     for task in config.evaluate.tasks_2d:
         for protocol in config.evaluate.task_protocols():
-            per_method, finished = gather(
-                config, output_dir, protocol, [task_plan(config.arms, task, config.evaluate.task_2d_arms)]
-            )
+            plan = [(call, folder) for call, folder in config.plan(protocol) if call.task == task]
+            per_method, finished = gather(config, output_dir, plan)
             if finished:
                 by_task.setdefault(task, {})[protocol] = summarise(config, per_method, finished, TASK_REFERENCES)
                 task_seeds.setdefault(task, {})[protocol] = finished
