@@ -35,12 +35,32 @@ SAMPLE_BLOCKS = 64
 BLOCK_BYTES = 2**20
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def _file_sha256s(path: Path, size: int, safetensors: bool) -> tuple[str, str | None]:
+    """The ``sha256`` of the whole file and, when ``safetensors``, its ``tensors_sha256`` (the header with sorted
+    keys, then the tensor bytes; ``None`` when the file is not a safetensors file), in one read."""
+    whole, tensors = hashlib.sha256(), None
     with open(path, "rb") as f:
+        if safetensors:
+            head = f.read(8)
+            length = int.from_bytes(head, "little")
+            raw = f.read(length) if len(head) == 8 and length <= size - 8 else b""
+            whole.update(head + raw)
+            tensors = _sorted_header(raw)
         for block in iter(lambda: f.read(BLOCK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            whole.update(block)
+            if tensors is not None:
+                tensors.update(block)
+    return whole.hexdigest(), None if tensors is None else tensors.hexdigest()
+
+
+def _sorted_header(raw: bytes) -> Any:
+    """A sha256 digest started with a safetensors JSON header re-serialised with sorted keys; ``None`` when
+    ``raw`` is not one."""
+    try:
+        header = json.loads(raw)
+    except (ValueError, MemoryError):
+        return None
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode()) if isinstance(header, dict) else None
 
 
 def _sampled_sha256(path: Path, size: int) -> str:
@@ -49,25 +69,6 @@ def _sampled_sha256(path: Path, size: int) -> str:
         for i in range(SAMPLE_BLOCKS):
             f.seek((size - BLOCK_BYTES) * i // (SAMPLE_BLOCKS - 1))
             digest.update(f.read(BLOCK_BYTES))
-    return digest.hexdigest()
-
-
-def _tensors_sha256(path: Path, size: int) -> str | None:
-    """The hash of a safetensors file's header (keys sorted) and tensor bytes; ``None`` when it is not one."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        length = int.from_bytes(f.read(8), "little")
-        if length > size - 8:
-            return None
-        try:
-            header = json.loads(f.read(length))
-        except (ValueError, MemoryError):
-            return None
-        if not isinstance(header, dict):
-            return None
-        digest.update(json.dumps(header, sort_keys=True).encode())
-        for block in iter(lambda: f.read(BLOCK_BYTES), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 
@@ -110,8 +111,7 @@ def fingerprint(
             }
         out: dict[str, Any] = {"kind": "file", "path": str(resolved), "size": st.st_size, "mtime": st.st_mtime}
         if full or st.st_size <= FULL_HASH_BYTES:
-            out["sha256"] = _sha256_file(resolved)
-            tensors = _tensors_sha256(resolved, st.st_size) if resolved.suffix == ".safetensors" else None
+            out["sha256"], tensors = _file_sha256s(resolved, st.st_size, resolved.suffix == ".safetensors")
             if tensors is not None:
                 out["tensors_sha256"] = tensors
         else:
