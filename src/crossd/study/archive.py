@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 from crossd.io import save_text
+from crossd.results import Results
 from crossd.study.config import StudyConfig
 from crossd.study.records import seed_kernel_energy
 
 
 def _finished(folder: Path) -> bool:
     results = folder / "results.json"
-    return results.is_file() and bool(json.loads(results.read_text()).get("complete"))
+    return results.is_file() and Results.from_json(json.loads(results.read_text())).complete
 
 
 def archive(config: StudyConfig, output_dir: Path, target: Path, seeds: list[int]) -> None:
@@ -25,10 +26,10 @@ def archive(config: StudyConfig, output_dir: Path, target: Path, seeds: list[int
         seed_dir = output_dir / f"seed{seed}"
         seed_kernel_energy(config, seed_dir)
         paths = [*seed_dir.glob("*/metrics.json"), *seed_dir.glob("*/wall_time.json"), seed_dir / "kernel_energy.json"]
-        finished = {folder.name: _finished(folder) for folder in seed_dir.glob("eval*")}
-        done = all(finished.get(name, False) for name in config.planned_folders())
-        for folder in sorted(seed_dir.glob("eval*")):
-            paths += [folder / "settings.json", *([folder / "results.json"] if finished[folder.name] else [])]
+        finished = {folder: _finished(folder) for folder in sorted(seed_dir.glob("eval*"))}
+        done = all(finished.get(seed_dir / name, False) for name in config.planned_folders())
+        for folder, complete in finished.items():
+            paths += [folder / "settings.json", *([folder / "results.json"] if complete else [])]
             if not done:
                 paths += folder.glob("jobs/*/*.json")
         if done:
