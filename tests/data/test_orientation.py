@@ -5,6 +5,7 @@ slices, files in shuffled order); the expected positions are worked out by hand 
 import nibabel as nib
 import numpy as np
 import pytest
+from dicom_data import write_slice
 
 from crossd.data.orientation import layout_affine
 from crossd.data.volumes import load_samples, read_dicom_series, read_nifti
@@ -57,22 +58,15 @@ def _nifti_files(folder):
 
 
 def _dicom_slice(path, pixels, position, orientation, instance):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.ImagePositionPatient, ds.ImageOrientationPatient = list(position), list(orientation)
-    ds.PixelSpacing, ds.InstanceNumber = [1, 1], instance
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
+    write_slice(
+        path,
+        pixels,
+        "MRImageStorage",
+        ImagePositionPatient=list(position),
+        ImageOrientationPatient=list(orientation),
+        PixelSpacing=[1, 1],
+        InstanceNumber=instance,
+    )
 
 
 def _dicom_series(folder, acquisition: str, seed: int = 0):
@@ -167,26 +161,8 @@ def test_dicom_series_with_a_repeated_position_is_refused(tmp_path):
 
 def _bare_slice(path, pixels, instance, position=None):
     """A slice without orientation tags (and without a position unless given); RGB when ``pixels`` is (R, C, 3)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape[:2]
-    colour = pixels.ndim == 3
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = (3, "RGB") if colour else (1, "MONOCHROME2")
-    if colour:
-        ds.PlanarConfiguration = 0
-    if position is not None:
-        ds.ImagePositionPatient = list(position)
-    ds.InstanceNumber = instance
-    ds.PixelData = pixels.astype(np.uint8).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
+    tags = {} if position is None else {"ImagePositionPatient": list(position)}
+    write_slice(path, pixels, "SecondaryCaptureImageStorage", bits=8, InstanceNumber=instance, **tags)
 
 
 def test_dicom_without_tags_is_axial_in_instance_order_and_rgb_gives_channels(tmp_path):

@@ -4,6 +4,7 @@ import imageio
 import nibabel as nib
 import numpy as np
 import pytest
+from dicom_data import write_slice
 from PIL import Image
 
 from crossd.data.volumes import load_samples
@@ -50,22 +51,16 @@ def test_nifti_csv_resized_with_string_labels(tmp_path):
 
 
 def _dicom_slice(path, pixels, z, instance):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, z], [1, 0, 0, 0, 1, 0]
-    ds.InstanceNumber, ds.RescaleSlope, ds.RescaleIntercept = instance, 2, -100
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
+    write_slice(
+        path,
+        pixels,
+        "CTImageStorage",
+        ImagePositionPatient=[0, 0, z],
+        ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+        InstanceNumber=instance,
+        RescaleSlope=2,
+        RescaleIntercept=-100,
+    )
 
 
 def test_dicom_series_sorted_by_position(tmp_path):
