@@ -8,6 +8,7 @@ import pytest
 
 from crossd.cli import main
 from crossd.demo.report import READABLE
+from crossd.machine import machine
 from crossd.report.tables import design_note, format_comparison, mean_std
 from crossd.results import Comparison
 
@@ -49,6 +50,9 @@ def test_report_numbers_come_from_the_run(demo):
         row = next(line for line in report.splitlines() if line.startswith(f"| {method['method']} |"))
         assert mean_std(method["accuracy_mean"], method["accuracy_std"]) in row
     summary = json.loads((demo / "demo.json").read_text())
+    assert summary["machine"] == machine()
+    cpu = summary["machine"]["cpu"] or "an unnamed CPU"
+    assert f"of {cpu} (torch's CPU kernels: {summary['machine']['cpu_capability']};" in report
     for name in ("crossd", "regular", "crossd+volumes", "regular+volumes"):
         metrics = json.loads((demo / f"pretrain-{name.replace('+', '-')}" / "metrics.json").read_text())
         row = next(line for line in report.splitlines() if line.startswith(f"| {name} ResNet-18 |"))

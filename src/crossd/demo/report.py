@@ -517,8 +517,9 @@ def report_markdown(summary: dict) -> str:
         "# crossd demo: Cross-D transfer on real MRI",
         "",
         f"Finished {summary['finished']} in **{timings['total']['wall']:.0f} s** ({timings['total']['cpu']:.0f} CPU "
-        f"seconds) on {machine['cpus']} CPU core(s) "
-        f"({machine['platform']}, Python {machine['python']}, torch {machine['torch']}, crossd {machine['crossd']}).",
+        f"seconds) on {machine['cpus']} CPU core(s) of {machine['cpu'] or 'an unnamed CPU'} "
+        f"(torch's CPU kernels: {machine['cpu_capability']}; {machine['platform']}, Python {machine['python']}, "
+        f"torch {machine['torch']}, crossd {machine['crossd']}).",
         f"Command: `crossd demo --output-dir {s['output_dir']}{' --quick' if s['quick'] else ''}{flags}`.",
         "",
         "Cross-D pretrains 3D convolution kernels on 2D images: each layer stores a 3D kernel and, per 2D input, "

@@ -22,16 +22,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-import crossd
 from crossd.convert.inits import get_init
 from crossd.data.segmentation import MNI152, mni152_blocks
 from crossd.demo.data import DemoData, DemoDataConfig, build_demo_data
@@ -42,6 +38,7 @@ from crossd.evaluate.segmentation import evaluate_segmentation
 from crossd.evaluate.segmentation_config import SegmentationConfig
 from crossd.evaluate.stats import paired_wilcoxon
 from crossd.io import plain_json, save_json, save_text
+from crossd.machine import machine
 from crossd.models import load_2d_model
 from crossd.report.animation import filters_gif, find_crossd_layer, kernel3d_png, neighbour_correlation
 from crossd.report.planes import npz_images, planes_png, predicted_planes
@@ -283,17 +280,6 @@ class Stopwatch:
         return self._since(self.start)
 
 
-def _machine() -> dict:
-    return {
-        "crossd": crossd.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def margins(results: Results) -> dict[str, dict[str, Comparison]]:
     """Each Cross-D method against each baseline present: ``{crossd: {baseline: paired_wilcoxon(baseline,
     crossd)}}`` over the shared folds (``mean_difference`` > 0: Cross-D is better)."""
@@ -424,7 +410,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     summary = {
         "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "settings": plain_json(asdict(cfg)),
-        "machine": _machine(),
+        "machine": machine(),
         "data": {
             "description": data.description,
             "pretrain": str(data.pretrain_path.relative_to(out)),

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from crossd.io import save_text
+from crossd.machine import machine_differences
 from crossd.results import Results
 from crossd.study.config import StudyConfig
 from crossd.study.records import seed_kernel_energy
@@ -52,10 +53,31 @@ def restore(source: Path, output_dir: Path, seed: int) -> bool:
         if not again.is_file() or again.read_bytes() != path.read_bytes()
     ]
     if differ:
-        print(f"seed {seed}: pretraining runs {differ} differ from {archived}: its records are not restored")
+        print(
+            f"seed {seed}: pretraining runs {differ} differ from {archived}: its records are not restored"
+            " (a CPU run reproduces only with the same torch build on the same CPU capability)",
+            flush=True,
+        )
         return False
     for path in sorted(archived.glob("eval*/**/*.json")):
         destination = seed_dir / path.relative_to(archived)
         if not destination.exists():
             save_text(path.read_text(), destination)
     return True
+
+
+def unlike_machine(source: Path, seed: int, here: dict) -> str | None:
+    """Said before the pretraining of a resumed ``seed``: a line naming how the machine that made the archived
+    records of ``seed`` in ``source`` (the ``machine`` its pretraining runs' ``wall_time.json`` recorded) differs
+    from ``here`` (a :func:`crossd.machine.machine` record) in what decides whether the pretraining reproduces them
+    (:func:`crossd.machine.machine_differences`); ``None`` when it does not differ or was not recorded."""
+    for path in sorted((source / f"seed{seed}").glob("*/wall_time.json")):
+        recorded = json.loads(path.read_text()).get("machine")
+        differences = machine_differences(recorded, here) if recorded else []
+        if differences:
+            return (
+                f"seed {seed}: its archived records in {source} were made on another kind of machine"
+                f" ({'; '.join(differences)}): the pretraining here will likely not reproduce them, and then the"
+                " seed runs from its start; a machine like that one continues it"
+            )
+    return None

@@ -2,7 +2,8 @@
 folds under each protocol, and write the tables (:mod:`crossd.study.summary`).
 
 ``output_dir`` holds ``data/`` (the demo's sets, when the study builds them), and per seed ``seed<S>/<arm>/`` (the
-pretraining runs: ``checkpoint.pt``, ``model.safetensors``, ``metrics.json``, ``wall_time.json``),
+pretraining runs: ``checkpoint.pt``, ``model.safetensors``, ``metrics.json``, ``wall_time.json`` with the wall
+and CPU seconds and the :func:`~crossd.machine.machine` it ran on),
 ``seed<S>/checkpoints/<arm>.safetensors`` (the networks the evaluations load) and ``seed<S>/eval*/`` (the
 evaluation folders of :mod:`crossd.study.arms`), then ``study.json``.
 
@@ -28,8 +29,9 @@ from crossd.demo.tasks_2d import build_task_2d
 from crossd.errors import CrossdError, SettingsError
 from crossd.evaluate import EvaluateConfig, evaluate
 from crossd.io import atomic_write, save_json, save_safetensors, save_text
+from crossd.machine import machine
 from crossd.models import ModelSpec
-from crossd.study.archive import archive, restore
+from crossd.study.archive import archive, restore, unlike_machine
 from crossd.study.arms import Arm
 from crossd.study.config import HYBRID, StudyConfig
 from crossd.study.records import seed_kernel_energy
@@ -123,12 +125,16 @@ def pretraining_run(
     if resumed:
         cfg.resume = str(checkpoint)
         print(f"seed {seed}: resuming the unfinished pretraining run {out}", flush=True)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if arm.volumes_only:
         train_volumes_only(cfg, Path(volumes))
     else:
         pretrain(cfg)
-    wall = {"seconds": time.perf_counter() - start}
+    wall = {
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu_start,  # this process's CPU time: not inflated by other processes
+        "machine": machine(),
+    }
     if resumed:  # the time before the interruption is not known
         wall["resumed"] = True
     save_json(wall, out / "wall_time.json")  # beside metrics.json, which must stay byte-identical across reruns
@@ -269,6 +275,8 @@ def run_study(
 
     text = None
     for seed in config.seeds:
+        if resume_from is not None and (warning := unlike_machine(Path(resume_from), seed, machine())):
+            print(warning, flush=True)
         runs = pretrain_seed(config, seed, data, output_dir, shard, wait_seconds)
         if resume_from is not None:
             restore(Path(resume_from), output_dir, seed)
