@@ -38,12 +38,13 @@ class PretrainRecord:
 
 def energy_ratio(path: Path, shift: bool) -> float:
     """Energy of the off-centre depth slices over that of the centre slice, summed over the 3x3x3 kernels of one
-    Cross-D checkpoint, in the plane used at angle 0 (``roll(W, (1, 1, 1))`` when ``shift``)."""
+    Cross-D checkpoint, in the plane used at angle 0 (``roll(W, (1, 1, 1))`` when ``shift``). Summed in float64, so
+    that the value does not depend on torch's thread count (float32 sums did, in the 7th digit)."""
     centre = off = 0.0
     for key, w in load_file(str(path)).items():
         if w.dim() != 5 or w.shape[-1] != 3 or "rotation_head" in key:
             continue
-        w = shift_align(w) if shift else w
+        w = (shift_align(w) if shift else w).double()
         centre += float(w[:, :, 1].square().sum())
         off += float(w[:, :, [0, 2]].square().sum())
     return off / centre
