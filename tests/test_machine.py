@@ -61,6 +61,7 @@ def probe_in_subprocess(**env: str) -> str:
 
 @pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() == "DEFAULT", reason="no vectorised kernels to switch off")
 def test_the_numerics_probe_tells_kernels_that_round_differently_apart():
-    # the same machine, once with torch's vectorised kernels, once with its plain ones (ATEN_CPU_CAPABILITY)
+    # the same machine, once with torch's and oneDNN's vectorised kernels, once with their plainest ones
     assert probe_in_subprocess() == machine()["numerics"]
-    assert probe_in_subprocess(ATEN_CPU_CAPABILITY="default") != machine()["numerics"]
+    plain = probe_in_subprocess(ATEN_CPU_CAPABILITY="default", ONEDNN_MAX_CPU_ISA="SSE41")
+    assert plain != machine()["numerics"]
