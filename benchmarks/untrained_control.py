@@ -33,6 +33,7 @@ import torch
 from crossd.evaluate.stats import wilcoxon_pairs
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec
+from crossd.results import load_results
 from crossd.study.config import load_study
 from crossd.train.model import build_model
 
@@ -72,8 +73,7 @@ def run(args: argparse.Namespace) -> None:
 
 def fold_accuracies(results: Path, method: str) -> dict[tuple[int, int], float]:
     """``(repeat, fold) -> accuracy`` of ``method`` in a ``crossd evaluate`` results.json."""
-    record = next(r for r in json.loads(results.read_text())["results"] if r["method"] == method)
-    return {(f["repeat"], f["fold"]): f["accuracy"] for f in record["folds"]}
+    return {(f.repeat, f.fold): f.accuracy for f in load_results(results).method(method).folds}
 
 
 def job_accuracies(folder: Path, method: str) -> dict[tuple[int, int], float]:
