@@ -117,6 +117,25 @@ def test_evaluate_errors_name_the_flags_as_typed(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "crossd evaluate: error: --folds must be at least 2, got 1"
 
 
+@pytest.mark.parametrize("command", [["evaluate", "--data", "d.npz", "--output-dir", "o"], ["bench", "--quick"]])
+def test_threads_below_one_are_refused_with_the_flag(command, capsys):
+    assert main([*command, "--threads", "0"]) == 2
+    assert capsys.readouterr().err.strip() == f"crossd {command[0]}: error: --threads must be at least 1, got 0"
+
+
+def test_evaluate_threads_sets_torchs_cpu_threads(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    argv = ["evaluate", "--data", str(tmp_path / "d.npz"), "--output-dir", str(tmp_path), "--threads", "1"]
+    try:  # the data is missing: refused after the threads are set, before any compute
+        assert main(argv) == 2
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_init_tags_name_several_methods_of_one_init():
     from crossd.commands.evaluate import parse_methods
 

@@ -20,6 +20,8 @@ from crossd.io import (
     atomic_write,
     ensure_writable_dir,
     ensure_writable_file,
+    first_missing,
+    remove_empty_folders,
     remove_stale_temps,
     save_json,
     save_safetensors,
@@ -149,6 +151,54 @@ def test_every_command_checks_its_output_before_any_compute(tmp_path, capsys, ar
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err, err
     assert f"error: {flag} {tmp_path / 'blocked'}" in err, err
+
+
+def test_first_missing_is_the_outermost_folder_a_command_would_create(tmp_path):
+    assert first_missing(tmp_path) is None
+    assert first_missing(tmp_path / "a" / "b" / "c") == tmp_path / "a"
+    (tmp_path / "a").mkdir()
+    assert first_missing(tmp_path / "a" / "b" / "c") == tmp_path / "a" / "b"
+    assert first_missing(tmp_path / ("x" * 300) / "y") is None  # a name too long: the command reports it
+
+
+def test_remove_empty_folders_keeps_every_file_and_the_folders_above_it(tmp_path):
+    root = tmp_path / "run"
+    (root / "jobs" / "crossd").mkdir(parents=True)
+    (root / "jobs" / "acs").mkdir()
+    (root / "ckpt").mkdir()
+    (root / "ckpt" / "model.safetensors").write_bytes(b"weights")
+    remove_empty_folders(root)
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["ckpt", "ckpt/model.safetensors"]
+    (root / "ckpt" / "model.safetensors").unlink()
+    remove_empty_folders(root)
+    assert not root.exists()
+    remove_empty_folders(root)  # nothing there: nothing to do
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_command_refused_up_front_leaves_no_empty_output_folder(tmp_path, capsys, fresh):
+    out = tmp_path / "runs" / "x" if fresh else tmp_path
+    assert main(["evaluate", "--data", str(tmp_path / "no-data.npz"), "--output-dir", str(out)]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert (tmp_path / "runs").exists() is False if fresh else tmp_path.is_dir()  # a folder that was there stays
+
+
+def test_a_failed_command_keeps_what_it_wrote(tmp_path, monkeypatch, capsys):
+    from crossd.commands import evaluate
+    from crossd.errors import DataError
+
+    def run(args):
+        (Path(args.output_dir) / "jobs").mkdir(parents=True)
+        (Path(args.output_dir) / "jobs" / "r0f0.json").write_text("{}")
+        (Path(args.output_dir) / "empty").mkdir()
+        raise DataError("label 7 at index 3 is outside 0..3", field="data")
+
+    monkeypatch.setattr(evaluate, "run", run)
+    out = tmp_path / "runs" / "x"
+    assert main(["evaluate", "--data", "d.npz", "--output-dir", str(out)]) == 2
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "runs", "runs/x", "runs/x/jobs", "runs/x/jobs/r0f0.json"
+    ]  # fmt: skip
 
 
 def test_save_json_writes_paths_and_numpy_values_and_refuses_anything_else(tmp_path):

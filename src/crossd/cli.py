@@ -13,6 +13,7 @@ import warnings
 import crossd
 from crossd.commands import HelpFormatter
 from crossd.errors import CrossdError
+from crossd.io import first_missing, remove_empty_folders
 
 DESCRIPTION = """\
 Pretrain 3D convolution kernels on 2D images (Cross-D Conv) and move them into 3D networks for CT, MRI and
@@ -118,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     prints ``crossd COMMAND: error: <flag> <message>`` and returns 2; a NaN/Inf training loss returns 1; Ctrl-C
     returns 130 and SIGTERM 143 (128 + the signal), each with one line. Any other exception is a bug in crossd: its
     traceback is printed with where to report it, and 1 is returned. Warnings print as one line
-    ``crossd COMMAND: warning: ...``, a leading library field name shown as its flag (:func:`_warning_line`)."""
-    from crossd.train.engine import NonFiniteLossError
-
+    ``crossd COMMAND: warning: ...``, a leading library field name shown as its flag (:func:`_warning_line`). A
+    failed command whose ``--output-dir`` it created removes the folders it left empty (never a file)."""
     argv = sys.argv[1:] if argv is None else argv
     parser, commands = _parsers()
     args = parser.parse_args(argv)
@@ -132,6 +132,22 @@ def main(argv: list[str] | None = None) -> int:
         return f"crossd {args.command}: warning: {_warning_line(str(message), flags)}\n"
 
     previous_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
+    output_dir = getattr(args, "output_dir", None)
+    created = None if output_dir is None else first_missing(output_dir)
+    try:
+        code = _run(module, args, flags)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        warnings.formatwarning = previous_format
+    if code != 0 and created is not None:
+        remove_empty_folders(created)  # a run refused up front leaves no empty --output-dir behind
+    return code
+
+
+def _run(module: object, args: argparse.Namespace, flags: dict[str, str]) -> int:
+    """``module.run(args)``'s exit status, every failure turned into its one-line message and status (:func:`main`)."""
+    from crossd.train.engine import NonFiniteLossError
+
     try:
         return int(module.run(args) or 0)
     except CrossdError as exc:
@@ -154,9 +170,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":

@@ -94,6 +94,32 @@ def ensure_writable_dir(path: str | Path, field: str) -> Path:
     return path
 
 
+def first_missing(path: str | Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (``path`` itself when only it is missing), or
+    ``None`` when ``path`` exists or cannot be looked at (a name too long: the command says so): what a command
+    that creates ``path`` adds to the file system."""
+    path = Path(path).absolute()
+    try:
+        if path.exists():
+            return None
+        while not path.parent.exists():
+            path = path.parent
+    except OSError:
+        return None
+    return path
+
+
+def remove_empty_folders(path: Path) -> None:
+    """Remove ``path`` and every folder under it that holds no file, deepest first: what a command that failed
+    before writing anything leaves behind. A folder holding a file (a result, a checkpoint, a log) stays, with every
+    folder above it; symbolic links are not followed."""
+    for root, _, _ in os.walk(path, topdown=False):
+        try:
+            os.rmdir(root)
+        except OSError:  # holds a file (or a kept folder), or is not ours to remove
+            pass
+
+
 def ensure_writable_file(path: str | Path, field: str) -> Path:
     """Check that file ``path`` can be written: not a folder, and its folder writable (created if missing).
 

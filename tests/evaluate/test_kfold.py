@@ -16,7 +16,7 @@ import torch
 
 from crossd.cli import main
 from crossd.evaluate import EvaluateConfig, evaluate
-from crossd.evaluate.kfold import parse_shard
+from crossd.evaluate.kfold import owner, parse_shard
 from crossd.evaluate.transforms import SampleDataset
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec, create_model
@@ -123,6 +123,8 @@ def test_one_process_torchrun_and_shards_give_the_same_folds(data_dir, small_che
     for k in (1, 2):
         assert main(["evaluate", *_flags(data_dir, small_checkpoints, shards, "--shard", f"{k}/2")]) == 0
         assert f"shard {k}/2: ran 2 job(s)" in capsys.readouterr().out
+        if k == 1:  # one fold of each method, not one method's two folds
+            assert sorted(p.parent.name for p in (shards / "jobs").rglob("*.json")) == ["i3d", "random"]
     assert not (shards / "results.json").exists()  # shards merge nothing
     merged = shards / "jobs"
     before = {p: p.read_bytes() for p in merged.rglob("*.json")}
@@ -248,6 +250,21 @@ def test_folds_when_a_class_has_fewer_samples_than_folds(tmp_path):
     with pytest.warns(UserWarning, match="class '1' has 2 sample\\(s\\), fewer than the 3 folds: the folds are not"):
         results = evaluate(cfg)
     assert len(results.methods[0].folds) == 3
+
+
+@pytest.mark.parametrize(
+    "methods,splits,processes", [(2, 5, 2), (2, 4, 2), (1, 5, 2), (3, 5, 2), (7, 25, 4), (2, 3, 8)]
+)
+def test_the_deal_spreads_every_method_evenly_over_the_processes(methods, splits, processes):
+    jobs = range(methods * splits)  # split-major: job i is method i % methods on split i // methods
+    owners = [owner(i, methods, splits, processes) for i in jobs]
+    assert set(owners) <= set(range(processes))
+    totals = [owners.count(p) for p in range(processes)]
+    assert max(totals) - min(totals) <= 1
+    for m in range(methods):
+        mine = [owners[i] for i in jobs if i % methods == m]
+        per_process = [mine.count(p) for p in range(processes)]
+        assert max(per_process) - min(per_process) <= 1, (m, per_process)
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1-2", "a/b"])

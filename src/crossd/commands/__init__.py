@@ -2,13 +2,17 @@
 
 Commands only parse arguments and call library functions; nothing in the library imports them. The flags every
 command shares are added here, so that one concept has one spelling: :func:`add_quiet_flag`,
-:func:`add_device_flag`.
+:func:`add_device_flag`, :func:`add_threads_flag`.
 """
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+import torch
+
+from crossd.errors import SettingsError
 
 DEVICE_HELP = "cpu, cuda, cuda:N, or auto (cuda when available)"
 
@@ -39,6 +43,29 @@ def add_quiet_flag(parser: argparse.ArgumentParser, what: str = "no progress lin
 def add_device_flag(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     """``--device`` with the same wording in every command (``args.device``: ``"auto"``, ``"cpu"``, ...)."""
     parser.add_argument("--device", default=default, help=DEVICE_HELP)
+
+
+def add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` (``args.threads``, ``None``: torch's own choice); applied by :func:`set_threads`."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's own choice, all cores; 1 suits processes run side by side)",
+    )
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Give torch ``args.threads`` CPU threads, when set.
+
+    Raises:
+        SettingsError: ``--threads`` below 1.
+    """
+    if args.threads is None:
+        return
+    if args.threads < 1:
+        raise SettingsError(f"must be at least 1, got {args.threads}", field="threads")
+    torch.set_num_threads(args.threads)
 
 
 def flag_values(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from crossd.bench import format_report, run_benchmarks
+from crossd.commands import add_threads_flag, set_threads
 from crossd.errors import SettingsError
 from crossd.io import ensure_writable_file, save_json
 from crossd.nn.crossd_conv import PLANE_SAMPLING, check_plane_sampling
@@ -45,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS of a training step")
     parser.add_argument("--reference", metavar="PATH", help="also time the authors' layer: FILE or FILE:ClassName")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    add_threads_flag(parser)
     parser.add_argument("--json", metavar="OUT", help="write the full result as JSON")
 
 
@@ -54,10 +53,7 @@ def run(args: argparse.Namespace) -> int:
     for name, value, least in (("batch_size", batch_size, 1), ("size", size, 32), ("repeats", repeats, 1)):
         if value < least:
             raise SettingsError(f"must be at least {least}, got {value}", field=name)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SettingsError(f"must be at least 1, got {args.threads}", field="threads")
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     granularities = tuple(dict.fromkeys(args.granularity or ["sample"]))
     for granularity in granularities:
         check_granularity(granularity)

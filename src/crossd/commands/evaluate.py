@@ -52,7 +52,7 @@ import argparse
 import os
 from pathlib import Path
 
-from crossd.commands import add_device_flag, add_quiet_flag, flag_values
+from crossd.commands import add_device_flag, add_quiet_flag, add_threads_flag, flag_values, set_threads
 from crossd.data.orientation import SLICE_AXES
 from crossd.data.preprocessing import DEPRECATED_NORMALIZATION, NORMALIZATION, parse_window
 from crossd.data.segmentation import MNI152
@@ -139,6 +139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds and the training")
     add_device_flag(parser)
+    add_threads_flag(parser)
     parser.add_argument("-j", "--workers", type=int, default=0, help="data-loading workers")
     parser.add_argument("--output-dir", required=True, help="where results.json, results.md and the plot go")
     parser.add_argument(
@@ -238,6 +239,7 @@ def _check_settings_then_data(cfg: TaskConfig, args: argparse.Namespace, names: 
 
 def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
+    set_threads(args)
     args.window = None if args.window is None else parse_window(args.window)
     ensure_writable_dir(args.output_dir, "output_dir")
     if args.task == "segmentation":

@@ -25,8 +25,7 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
+from crossd.commands import add_threads_flag, set_threads
 from crossd.errors import CrossdError
 from crossd.evaluate.kfold import parse_shard
 from crossd.study import load_study, run_study, write_summary
@@ -55,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume-from", default=None, help="an --archive folder: reuse its records where pretraining reproduces them"
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 suits parallel processes)")
+    add_threads_flag(parser)
 
 
 def command_line(args: argparse.Namespace, output_dir: Path) -> str:
@@ -73,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     if args.wait_seconds <= 0:
         raise CrossdError(f"must be positive, got {args.wait_seconds:g}", field="wait_seconds")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     output_dir = Path(args.output_dir or Path("runs") / Path(args.config).stem)
     markdown = Path(args.markdown) if args.markdown else output_dir / "study.md"
     command = command_line(args, output_dir)
