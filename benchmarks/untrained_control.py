@@ -6,14 +6,14 @@ arm's architecture, built by the pretraining's `build_model` after `torch.manual
 with the study's fine-tuning settings, seeds and so folds, beside a random regular init, and pairs it fold by fold
 with the study's archived pretrained Cross-D folds.
 
-    python benchmarks/untrained_control.py run --output-dir runs/untrained_control --seeds 0 1 2 --shard 1/2
-    python benchmarks/untrained_control.py run --output-dir runs/untrained_control --seeds 0 1 2 --shard 2/2
+    python benchmarks/untrained_control.py run --output-dir runs/untrained_control --seeds 0 1 2 --shard 1/2 --threads 1
+    python benchmarks/untrained_control.py run --output-dir runs/untrained_control --seeds 0 1 2 --shard 2/2 --threads 1
     python benchmarks/untrained_control.py run --output-dir runs/untrained_control --seeds 0 1 2
     python benchmarks/untrained_control.py report --output-dir runs/untrained_control --seeds 0 1 2
 
 `run` writes `seedS/untrained_ARM.safetensors` and fine-tunes them with `crossd evaluate` into `seedS/eval` (a
 `--shard K/N` call runs its share of the jobs; the call without `--shard` runs what is missing and merges, as
-`crossd evaluate` does; give each of two shards on two cores `OMP_NUM_THREADS=1`); `report` reads the job files
+`crossd evaluate` does; give each of two shards on two cores `--threads 1`); `report` reads the job files
 there (an unfinished run's too), prints a Markdown table and the paired Wilcoxon tests over seed x fold. `--data`
 is the study's task file, which `crossd study` builds in its output folder.
 """
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> None:
             "--epochs", str(evaluate.epochs), "--lr", str(evaluate.finetune_lr), "-b", "32",
             "--normalize", evaluate.normalize, "--seed", str(seed), "--output-dir", str(folder / "eval"),
             "--resume", "--quiet", *(["--shard", args.shard] if args.shard else []),
+            *(["--threads", str(args.threads)] if args.threads else []),
         ]  # fmt: skip
         subprocess.run(command, check=True)
 
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=["shift"], choices=["shift", "rotate"])
     parser.add_argument("--shard", help="K/N: this process's share of the folds (crossd evaluate --shard)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads of each fine-tuning (crossd evaluate --threads)")
     args = parser.parse_args()
     run(args) if args.action == "run" else report(args)
 
