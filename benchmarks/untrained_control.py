@@ -104,7 +104,7 @@ def report(args: argparse.Namespace) -> None:
     print("| network | folds | accuracy |\n|---|---|---|")
     for name, folds in merged.items():
         values = 100 * np.array(list(folds.values()))
-        print(f"| {name} | {len(values)} | {values.mean():.1f} ± {values.std(ddof=1):.1f} |")
+        print(f"| {name} | {len(values)} | {values.mean():.1f} ± {values.std():.1f} |")
     print("\nPaired over seed x fold (points, two-sided Wilcoxon):\n")
     references = ("random (this run)", "random (study 8)", "pretrained {} (study 8)")
     comparisons = [(f"untrained {a}", ref.format(a)) for a in args.arms for ref in references]
