@@ -353,7 +353,7 @@ def owner(index: int, methods: int, splits: int, processes: int) -> int:
     """The process (``0 .. processes - 1``) that runs job ``index`` of a split-major job list of ``methods`` methods
     on ``splits`` splits: the jobs are dealt round-robin in method-major order, so each method's jobs go to the
     processes in turn (with two methods and two processes, ``index % 2`` would give each process one method's jobs
-    only, and a Cross-D fine-tune costs 4-5x a regular one), and a process runs its jobs split by split."""
+    only, and a Cross-D fine-tune costs about three regular ones), and a process runs its jobs split by split."""
     split, method = divmod(index, methods)
     return (method * splits + split) % processes
 
