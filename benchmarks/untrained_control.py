@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from crossd.evaluate.folds import Split
+from crossd.evaluate.kfold import Store
 from crossd.evaluate.stats import wilcoxon_pairs
 from crossd.io import save_safetensors
 from crossd.models import ModelSpec
@@ -77,23 +78,23 @@ def fold_accuracies(results: Path, method: str) -> dict[tuple[int, int], float]:
     return {(f.repeat, f.fold): f.accuracy for f in load_results(results).method(method).folds}
 
 
-def job_accuracies(folder: Path, method: str) -> dict[tuple[int, int], float]:
-    """``(repeat, fold) -> accuracy`` of the job files ``folder/jobs/<method>/r<R>f<F>.json`` a (sharded, or
-    unfinished) ``crossd evaluate`` run wrote."""
-    found = {}
-    for path in sorted((folder / "jobs" / method).glob("r*f*.json")):
-        repeat, fold = map(int, re.fullmatch(r"r(\d+)f(\d+)", path.stem).groups())
-        found[(repeat, fold)] = json.loads(path.read_text())["record"]["accuracy"]
-    return found
+def job_accuracies(folder: Path, method: str, folds: int) -> dict[tuple[int, int], float]:
+    """``(0, fold) -> accuracy`` of the job files of ``method`` that a (sharded, or unfinished) ``crossd evaluate``
+    run with one repeat of ``folds`` folds wrote in ``folder`` (named as its :class:`~crossd.evaluate.kfold.Store`
+    names them)."""
+    store, none = Store(folder), np.empty(0)
+    paths = {(0, fold): store.job_path(method, Split(0, fold, none, none, none)) for fold in range(folds)}
+    return {key: json.loads(path.read_text())["record"]["accuracy"] for key, path in paths.items() if path.is_file()}
 
 
 def report(args: argparse.Namespace) -> None:
     rows: dict[str, list[dict[tuple[int, int], float]]] = {}
+    n_folds = load_study(STUDY).evaluate.folds
     for seed in args.seeds:
         here = args.output_dir / f"seed{seed}" / "eval"
         archived = ARCHIVE / f"seed{seed}" / f"eval2d_{TASK}_finetune" / "results.json"
-        found = {"random (this run)": job_accuracies(here, "random")}
-        found.update({f"untrained {a}": job_accuracies(here, f"crossd+{a}") for a in args.arms})
+        found = {"random (this run)": job_accuracies(here, "random", n_folds)}
+        found.update({f"untrained {a}": job_accuracies(here, f"crossd+{a}", n_folds) for a in args.arms})
         found["random (study 8)"] = fold_accuracies(archived, "random")
         found["regular2d (study 8)"] = fold_accuracies(archived, "regular2d")
         found.update({f"pretrained {a} (study 8)": fold_accuracies(archived, f"crossd@{a}") for a in args.arms})
